@@ -1,0 +1,19 @@
+# The two commands of the README:  `make study`  and  `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.binsight-installed
+
+.PHONY: setup study test
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(VENV)
+	touch $(STAMP)
+
+study: setup
+	$(VENV)/bin/binsight study --out runs/default
+
+test: setup
+	bash scripts/setup.sh $(VENV) --test-system-deps
+	$(PY) -m pytest -q

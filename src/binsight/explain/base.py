@@ -1,0 +1,263 @@
+"""The one small base every explainer stands on.
+
+Every method has the same shape as Captum's: ``attribute(inputs, target=None) -> maps``.
+
+* ``inputs``: float tensor (N, C, H, W), pixels in whatever space the model takes (binsight's own models
+  take [0, 1] pixels and normalise inside).
+* ``target``: None (the class the model predicts on each image), an int (the same class for every image),
+  or a sequence / 1-D tensor of N class indices.
+* returns float32 maps (N, 1, H, W) on the inputs' device: non-negative magnitudes by default, the signed
+  map when the explainer was built with ``signed=True`` (methods without a sign ignore it), or
+  (N, C, H, W) when a method's channel reduction is ``"none"``.
+
+``explain(...)`` returns the same maps wrapped in an :class:`Explanation` that also records the targets,
+the method's parameters, and which sign surrogate a binarized model's backward pass used.
+
+While an explainer runs, the model is in eval mode, its parameters do not require grad, and on the way
+out - also when an error is raised - the model is put back exactly as it was found: train/eval mode of
+every module, ``requires_grad`` of every parameter, the parameters and buffers themselves, and no hook
+left behind (:func:`preserved_model`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Sequence
+
+import torch
+from torch import nn
+
+TargetLike = int | Sequence[int] | torch.Tensor | None
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_load_state_dict_pre_hooks",
+)
+
+
+@dataclass
+class Explanation:
+    """Saliency maps with what produced them.
+
+    maps: float32 (N, 1, H, W) (or (N, C, H, W) without channel reduction).
+    targets: int64 (N,) class explained for each image.
+    method: registry name of the method.
+    params: the method's parameters, JSON-serialisable.
+    surrogate: the sign surrogate used by a binarized model's backward pass, None for a model without
+        binarized layers.
+    extras: per-method extra results (e.g. NeuroMask's loss history), keyed by name.
+    """
+
+    maps: torch.Tensor
+    targets: torch.Tensor
+    method: str
+    params: dict[str, Any]
+    surrogate: str | None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class ExplainerError(ValueError):
+    """Bad input to an explainer: the message names what was wrong and what to do."""
+
+
+@contextlib.contextmanager
+def preserved_model(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the body with ``model`` in eval mode and parameters frozen; restore everything on exit."""
+    modes = {m: m.training for m in model.modules()}
+    grads = {p: p.requires_grad for p in model.parameters()}
+    state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+    hooks = {(m, name): set(getattr(m, name, {}).keys()) for m in model.modules() for name in _HOOK_DICTS}
+    try:
+        model.eval()
+        for p in grads:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for (m, name), keys in hooks.items():
+            d = getattr(m, name, None)
+            if d is not None:
+                for k in [k for k in d.keys() if k not in keys]:
+                    del d[k]
+        with torch.no_grad():
+            current = model.state_dict(keep_vars=True)
+            for k, v in state.items():
+                if k in current and not torch.equal(current[k].detach(), v):
+                    current[k].detach().copy_(v)
+        for p, g in grads.items():
+            p.requires_grad_(g)
+            p.grad = None
+        for m, t in modes.items():
+            m.train(t)
+
+
+def check_inputs(inputs: torch.Tensor) -> torch.Tensor:
+    """Validate a batch of images (N, C, H, W); return it as a detached float tensor."""
+    if not isinstance(inputs, torch.Tensor):
+        raise ExplainerError(f"inputs must be a torch.Tensor of shape (N, C, H, W), got {type(inputs).__name__}")
+    if inputs.dim() != 4:
+        raise ExplainerError(
+            f"inputs must have 4 dimensions (N, C, H, W), got shape {tuple(inputs.shape)}; "
+            "add a batch dimension with inputs.unsqueeze(0) for a single image"
+        )
+    if inputs.shape[0] == 0:
+        raise ExplainerError("inputs is an empty batch (N = 0)")
+    if not inputs.is_floating_point():
+        raise ExplainerError(f"inputs must be floating point, got {inputs.dtype}; convert with inputs.float() / 255")
+    bad = ~torch.isfinite(inputs)
+    if bad.any():
+        idx = sorted({int(i) for i in bad.flatten(1).any(1).nonzero().flatten()})
+        raise ExplainerError(f"inputs contain NaN or infinite pixels (images {idx[:10]}); clean them before explaining")
+    return inputs.detach()
+
+
+def check_logits(out: Any, n: int) -> torch.Tensor:
+    """Check that a model output is a (N, K) logit tensor."""
+    if not isinstance(out, torch.Tensor):
+        raise ExplainerError(
+            f"the model returned {type(out).__name__}, not a tensor of logits (N, num_classes); "
+            "wrap it so that forward returns only the logits"
+        )
+    if out.dim() != 2 or out.shape[0] != n:
+        raise ExplainerError(
+            f"the model returned shape {tuple(out.shape)} for {n} images; expected logits (N, num_classes) = ({n}, K)"
+        )
+    return out
+
+
+def resolve_targets(model: nn.Module, inputs: torch.Tensor, target: TargetLike, batch_size: int | None = None) -> torch.Tensor:
+    """Turn ``target`` into an int64 tensor (N,) on the inputs' device, checking the range.
+
+    None means the class the model predicts (argmax of the logits) on each image.
+    """
+    n = inputs.shape[0]
+    with torch.no_grad():
+        logits = [check_logits(model(chunk), chunk.shape[0]) for chunk in _chunks(inputs, batch_size)]
+    num_classes = logits[0].shape[1]
+    if target is None:
+        return torch.cat([lg.argmax(1) for lg in logits]).to(inputs.device)
+    if isinstance(target, bool):
+        raise ExplainerError("target must be an int class index, a sequence of them, or None")
+    if isinstance(target, int):
+        t = torch.full((n,), target, dtype=torch.long)
+    else:
+        t = torch.as_tensor(target)
+        if t.is_floating_point() or t.dtype == torch.bool:
+            raise ExplainerError(f"target must hold integer class indices, got dtype {t.dtype}")
+        t = t.long().flatten()
+        if t.numel() != n:
+            raise ExplainerError(f"target has {t.numel()} entries for {n} images; give one class per image, one int, or None")
+    bad = (t < 0) | (t >= num_classes)
+    if bad.any():
+        raise ExplainerError(
+            f"target {int(t[bad][0])} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
+        )
+    return t.to(inputs.device)
+
+
+def _chunks(x: torch.Tensor, size: int | None) -> list[torch.Tensor]:
+    if not size or size >= x.shape[0]:
+        return [x]
+    return list(torch.split(x, size))
+
+
+def reduce_channels(grads: torch.Tensor, reduction: str) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 1, H, W) by ``max`` |.| or ``mean`` |.|; ``none`` keeps (N, C, H, W) as is."""
+    if reduction == "max":
+        return grads.abs().amax(dim=1, keepdim=True)
+    if reduction == "mean":
+        return grads.abs().mean(dim=1, keepdim=True)
+    if reduction == "none":
+        return grads
+    raise ExplainerError(f"unknown channel reduction {reduction!r}; use 'max', 'mean' or 'none'")
+
+
+class Explainer:
+    """Base of every method. Subclasses set ``name`` and implement :meth:`_attribute`.
+
+    Args:
+        model: any classifier ``nn.Module`` mapping (N, C, H, W) to logits (N, K).
+        surrogate: for binarized models, the sign surrogate the backward pass uses while explaining
+            (e.g. ``"ste"``, ``"approx"``); None keeps the model's own. Restored afterwards.
+        batch_size: at most this many images (or noisy copies, masks, ...) go through the model at once;
+            None = the whole batch. Bounds memory; never changes the result.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, model: nn.Module, *, surrogate: str | None = None, batch_size: int | None = None):
+        if not isinstance(model, nn.Module):
+            raise ExplainerError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if batch_size is not None and batch_size < 1:
+            raise ExplainerError(f"batch_size must be a positive integer or None, got {batch_size}")
+        self.model = model
+        self.surrogate = surrogate
+        self.batch_size = batch_size
+
+    # -- what subclasses implement -------------------------------------------------------------
+    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Maps for a validated batch with resolved targets; the model is already in eval mode."""
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """The method's parameters, JSON-serialisable (recorded with every explanation)."""
+        return {"batch_size": self.batch_size}
+
+    # -- the public API -------------------------------------------------------------------------
+    def attribute(self, inputs: torch.Tensor, target: TargetLike = None) -> torch.Tensor:
+        """Saliency maps, float32 (N, 1, H, W). See the module docstring for shapes and targets."""
+        return self.explain(inputs, target).maps
+
+    def explain(self, inputs: torch.Tensor, target: TargetLike = None) -> Explanation:
+        """Maps wrapped with their targets, parameters and the surrogate used."""
+        from binsight.nn import surrogate_of, use_surrogate
+
+        inputs = check_inputs(inputs)
+        with preserved_model(self.model) as model:
+            ctx = use_surrogate(model, self.surrogate) if self.surrogate else contextlib.nullcontext()
+            with ctx:
+                targets = resolve_targets(model, inputs, target, self.batch_size)
+                extras: dict[str, Any] = {}
+                maps = self._attribute_with_extras(inputs, targets, extras)
+                used = surrogate_of(model)
+        if not torch.isfinite(maps).all():
+            raise ExplainerError(f"{self.name}: the model produced non-finite gradients; check the model and inputs")
+        return Explanation(
+            maps=maps.detach().float(),
+            targets=targets,
+            method=self.name,
+            params=self.params(),
+            surrogate=used,
+            extras=extras,
+        )
+
+    def _attribute_with_extras(self, inputs: torch.Tensor, targets: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        """Hook for methods with extra results; by default just :meth:`_attribute`."""
+        return self._attribute(inputs, targets)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def input_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """d logit_target / d input for each image: (N, C, H, W). One forward and one backward pass."""
+    x = inputs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = check_logits(model(x), x.shape[0])
+        sel = logits.gather(1, targets.view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(sel, x)
+    return grad
+
+
+def batched(fn, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    """Apply ``fn(inputs_chunk, targets_chunk)`` over chunks of at most ``batch_size`` images and concatenate."""
+    if not batch_size or batch_size >= inputs.shape[0]:
+        return fn(inputs, targets)
+    n = math.ceil(inputs.shape[0] / batch_size)
+    return torch.cat([fn(x, t) for x, t in zip(inputs.chunk(n), targets.chunk(n))])
