@@ -1,0 +1,11 @@
+"""Datasets as :class:`ImageDataset`: float32 (N, C, H, W) images in [0, 1], int64 labels, class names.
+
+``load_dataset(name, split, root, download, **options)`` reads ``fashion-mnist`` (idx gzip files),
+``cifar-10`` (the binary version) and ``image-folder`` (root/class_name/*.png|jpg) from their raw formats;
+nothing is ever unpickled. ``describe`` is the text of ``binsight data NAME``.
+"""
+
+from binsight.data.dataset import DatasetError, ImageDataset
+from binsight.data.registry import available, describe, load_dataset
+
+__all__ = ["DatasetError", "ImageDataset", "available", "describe", "load_dataset"]
