@@ -1,0 +1,102 @@
+"""Input checks shared by the measures: clear errors instead of stack traces from deep inside numpy/torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class MetricError(ValueError):
+    """Bad input to a measure: the message names what was wrong and what to do."""
+
+
+def check_maps(maps: torch.Tensor, what: str = "maps", finite: bool = False) -> torch.Tensor:
+    """Validate saliency maps (N, 1, H, W); return them detached as float64 on the CPU.
+
+    NaN maps are allowed unless ``finite`` (the measures return NaN for them); see ``is_degenerate``.
+    """
+    if not isinstance(maps, torch.Tensor):
+        raise MetricError(f"{what} must be a torch.Tensor of shape (N, 1, H, W), got {type(maps).__name__}")
+    if maps.dim() != 4 or maps.shape[1] != 1:
+        hint = (
+            "; reduce the channels first, e.g. maps.abs().amax(1, keepdim=True)"
+            if maps.dim() == 4
+            else "; add the missing dimensions with maps.view(N, 1, H, W)"
+        )
+        raise MetricError(f"{what} must have shape (N, 1, H, W), got {tuple(maps.shape)}{hint}")
+    if maps.shape[0] == 0:
+        raise MetricError(f"{what} is an empty batch (N = 0)")
+    if maps.is_complex() or maps.dtype == torch.bool:
+        raise MetricError(f"{what} must be real floating point values, got dtype {maps.dtype}")
+    maps = maps.detach().to("cpu", torch.float64)
+    if finite and not torch.isfinite(maps).all():
+        bad = sorted({int(i) for i in (~torch.isfinite(maps)).flatten(1).any(1).nonzero().flatten()})
+        raise MetricError(f"{what} contain NaN or infinite values (images {bad[:10]}); drop those images first")
+    return maps
+
+
+def check_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Two batches of maps of the same shape, as float64 arrays (N, H * W)."""
+    a = check_maps(a, "a")
+    b = check_maps(b, "b")
+    if a.shape != b.shape:
+        raise MetricError(f"the two batches of maps differ in shape: {tuple(a.shape)} and {tuple(b.shape)}")
+    return flat(a), flat(b)
+
+
+def check_images(images: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """Validate images (N, C, H, W), finite floating point; return them detached."""
+    if not isinstance(images, torch.Tensor):
+        raise MetricError(f"images must be a torch.Tensor of shape (N, C, H, W), got {type(images).__name__}")
+    if images.dim() != 4:
+        raise MetricError(
+            f"images must have 4 dimensions (N, C, H, W), got shape {tuple(images.shape)}; "
+            "add a batch dimension with images.unsqueeze(0) for a single image"
+        )
+    if not images.is_floating_point():
+        raise MetricError(
+            f"images must be floating point in [0, 1], got {images.dtype}; convert with images.float() / 255"
+        )
+    if n is not None and images.shape[0] != n:
+        raise MetricError(f"there are {images.shape[0]} images for {n} maps; give one map per image")
+    if not torch.isfinite(images).all():
+        raise MetricError("images contain NaN or infinite pixels; clean them first")
+    return images.detach()
+
+
+def check_masks(masks: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Validate boolean masks of the given (N, 1, H, W) shape; return them as a bool CPU tensor."""
+    if not isinstance(masks, torch.Tensor):
+        raise MetricError(f"masks must be a bool torch.Tensor of shape (N, 1, H, W), got {type(masks).__name__}")
+    if masks.dtype != torch.bool:
+        raise MetricError(f"masks must have dtype torch.bool, got {masks.dtype}; convert with masks > 0.5")
+    if tuple(masks.shape) != tuple(shape):
+        raise MetricError(f"masks have shape {tuple(masks.shape)}, the maps {tuple(shape)}; they must match")
+    return masks.detach().cpu()
+
+
+def flat(maps: torch.Tensor) -> np.ndarray:
+    """(N, 1, H, W) tensor -> float64 array (N, H * W)."""
+    return maps.detach().to("cpu", torch.float64).reshape(maps.shape[0], -1).numpy()
+
+
+def scaled_to_unit(values: np.ndarray) -> np.ndarray:
+    """Each row scaled to [0, 1] by its own min and max; rows that are constant or not finite become NaN.
+
+    values: float64 (N, ...) -> same shape.
+    """
+    rows = values.reshape(values.shape[0], -1)
+    low = rows.min(axis=1, keepdims=True)
+    span = rows.max(axis=1, keepdims=True) - low
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.where(span > 0, (rows - low) / np.where(span > 0, span, 1.0), np.nan)
+    return scaled.reshape(values.shape)
+
+
+def safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den element-wise, NaN where den is 0 or not finite."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    ok = np.isfinite(den) & (den != 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, num / np.where(ok, den, 1.0), np.nan)

@@ -1,0 +1,91 @@
+"""How noisy and how complex one saliency map is.
+
+Every function takes maps, a float tensor (N, 1, H, W), and returns a float64 array (N,). A measure that
+is undefined for a map (constant, all zero, NaN) gives NaN for it; see
+:func:`binsight.metrics.baselines.is_degenerate`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.stats
+import torch
+
+from binsight.metrics._checks import check_maps, flat, safe_divide, scaled_to_unit
+
+HIGH_FREQUENCY_CUTOFF = 0.25
+"""Radial spatial frequency, in cycles per pixel, above which energy counts as high: half the Nyquist
+frequency (0.5 cycles per pixel)."""
+
+
+def total_variation(maps: torch.Tensor) -> np.ndarray:
+    """Total variation of each map scaled to [0, 1], per pixel: 0 (flat) to at most 2 (a checkerboard).
+
+    The map is scaled by its own range, m' = (m - min m) / (max m - min m); then
+    TV = (sum over pixel pairs of |m'[i, j+1] - m'[i, j]| + |m'[i+1, j] - m'[i, j]|) / (H * W),
+    the anisotropic total variation divided by the number of pixels. A 0/1 checkerboard gives
+    (H (W - 1) + W (H - 1)) / (H W). NaN for a constant map (no range to scale by).
+    Reference: Rudin, Osher and Fatemi, "Nonlinear total variation based noise removal algorithms",
+    Physica D 1992 (the anisotropic form).
+    """
+    maps = check_maps(maps)
+    height, width = maps.shape[-2:]
+    unit = scaled_to_unit(flat(maps)).reshape(-1, height, width)
+    horizontal = np.abs(np.diff(unit, axis=2)).sum(axis=(1, 2))
+    vertical = np.abs(np.diff(unit, axis=1)).sum(axis=(1, 2))
+    return (horizontal + vertical) / (height * width)
+
+
+def high_frequency_energy(maps: torch.Tensor) -> np.ndarray:
+    """Fraction of each map's spectral energy above half the Nyquist frequency, in [0, 1].
+
+    With F the 2-D discrete Fourier transform of the map minus its mean, and (fy, fx) the frequencies of
+    its coefficients in cycles per pixel (``numpy.fft.fftfreq``, each in [-0.5, 0.5)):
+    sum |F|^2 over sqrt(fx^2 + fy^2) > 0.25, divided by sum |F|^2 over all coefficients.
+    A checkerboard gives 1 (all energy at fx = fy = 0.5); a smooth map close to 0; white noise about
+    1 - pi / 16 = 0.80 (the share of the frequency square outside the disc of radius 0.25).
+    Invariant to the map's scale and offset. NaN for a constant map (no energy).
+    """
+    maps = check_maps(maps)
+    height, width = maps.shape[-2:]
+    values = flat(maps).reshape(-1, height, width)
+    centred = values - values.mean(axis=(1, 2), keepdims=True)
+    power = np.abs(np.fft.fft2(centred)) ** 2
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.fftfreq(width)[None, :]
+    high = np.sqrt(fx**2 + fy**2) > HIGH_FREQUENCY_CUTOFF
+    total = power.sum(axis=(1, 2))
+    constant = values.max(axis=(1, 2)) == values.min(axis=(1, 2))  # rounding would leave a trace of energy
+    return safe_divide(power[:, high].sum(axis=1), np.where(constant, 0.0, total))
+
+
+def gini(maps: torch.Tensor) -> np.ndarray:
+    """Gini index of the absolute values of each map's pixels (sparseness), in [0, 1 - 1 / (H W)].
+
+    With c_1 <= ... <= c_n the sorted |m| values (n = H W): G = sum_k (2k - n - 1) c_k / (n sum_k c_k).
+    0: all pixels equal; (n - 1) / n: all mass on one pixel. NaN for an all-zero map.
+    Reference: Hurley and Rickard, "Comparing measures of sparsity", IEEE Trans. Inf. Theory 2009; as used
+    for saliency maps by Chalasani et al., "Concise explanations of neural networks using adversarial
+    training", ICML 2020 (Quantus ``Sparseness``, which adds 1e-7 to every value to avoid 0 / 0).
+    """
+    values = np.sort(np.abs(flat(check_maps(maps))), axis=1)
+    n = values.shape[1]
+    weights = 2 * np.arange(1, n + 1) - n - 1
+    return safe_divide((weights * values).sum(axis=1), n * values.sum(axis=1))
+
+
+def entropy(maps: torch.Tensor) -> np.ndarray:
+    """Shannon entropy, in nats, of each map's |values| normalised to sum to 1: from 0 to log(H W).
+
+    p = |m| / sum |m|; H = -sum p log p (``scipy.stats.entropy``). 0: all mass on one pixel; log(H W): a
+    uniform map. NaN for an all-zero map.
+    Reference: the complexity measure of Bhatt et al., "Evaluating and aggregating feature-based model
+    explanations", IJCAI 2020 (Quantus ``Complexity``).
+    """
+    values = np.abs(flat(check_maps(maps)))
+    total = values.sum(axis=1, keepdims=True)
+    result = np.full(values.shape[0], np.nan)
+    ok = np.isfinite(total[:, 0]) & (total[:, 0] > 0)
+    if ok.any():
+        result[ok] = scipy.stats.entropy(values[ok], axis=1)
+    return result

@@ -1,0 +1,107 @@
+"""How alike two saliency maps of the same image are.
+
+Every function takes two batches of maps ``a`` and ``b``, float tensors (N, 1, H, W) (any units: each
+measure is invariant to a positive scale of either map, SSIM and top-k IoU also to a shift), and returns a
+float64 array (N,): the similarity of ``a[i]`` and ``b[i]``. A measure that is undefined for a pair (a
+constant map, NaN values) gives NaN for it; :func:`binsight.metrics.baselines.is_degenerate` flags such maps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.stats
+import torch
+from skimage.metrics import structural_similarity
+
+from binsight.metrics._checks import MetricError, check_pair, safe_divide, scaled_to_unit
+
+SSIM_WINDOW = 7
+"""Side of SSIM's square sliding window, in pixels (scikit-image's default; 7 x 7 fits 28 x 28 maps)."""
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Spearman rank correlation of the pixels of each pair of maps, in [-1, 1].
+
+    The Pearson correlation of the pixels' ranks (ties get their average rank, ``scipy.stats.rankdata``).
+    1: same order of pixels; -1: reversed order; NaN when a map is constant.
+    Reference: Spearman (1904); used for saliency maps by Adebayo et al., "Sanity Checks for Saliency
+    Maps", NeurIPS 2018.
+    """
+    a, b = check_pair(a, b)
+    nan_rows = ~(np.isfinite(a).all(1) & np.isfinite(b).all(1))
+    ranks_a = scipy.stats.rankdata(np.nan_to_num(a), axis=1)
+    ranks_b = scipy.stats.rankdata(np.nan_to_num(b), axis=1)
+    result = _pearson_rows(ranks_a, ranks_b)
+    result[nan_rows] = np.nan
+    return result
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of x (N, P) with the same row of y; NaN for a constant row."""
+    x = x - x.mean(axis=1, keepdims=True)
+    y = y - y.mean(axis=1, keepdims=True)
+    den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
+    return np.clip(safe_divide((x * y).sum(1), den), -1.0, 1.0)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Structural similarity (SSIM) of each pair of maps, in [-1, 1]; 1 for identical maps.
+
+    Each map is first scaled to [0, 1] by its own minimum and maximum, then compared with scikit-image's
+    ``structural_similarity`` with ``data_range=1``, a uniform 7 x 7 window (:data:`SSIM_WINDOW`) and its
+    default constants K1 = 0.01, K2 = 0.03; the result is the mean SSIM over the window positions that lie
+    inside the map. Maps must be at least 7 x 7 pixels. NaN when a map is constant.
+    Reference: Wang et al., "Image quality assessment: from error visibility to structural similarity",
+    IEEE TIP 2004.
+    """
+    flat_a, flat_b = check_pair(a, b)
+    height, width = a.shape[-2:]
+    if min(height, width) < SSIM_WINDOW:
+        raise MetricError(f"SSIM needs maps of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels, got {height} x {width}")
+    unit_a = scaled_to_unit(flat_a).reshape(-1, height, width)
+    unit_b = scaled_to_unit(flat_b).reshape(-1, height, width)
+    result = np.full(unit_a.shape[0], np.nan)
+    for i, (map_a, map_b) in enumerate(zip(unit_a, unit_b)):
+        if np.isfinite(map_a).all() and np.isfinite(map_b).all():
+            result[i] = structural_similarity(map_a, map_b, data_range=1.0, win_size=SSIM_WINDOW)
+    return result
+
+
+def top_k_iou(a: torch.Tensor, b: torch.Tensor, k: float = 0.10) -> np.ndarray:
+    """Intersection over union of the top ``k`` fraction of pixels of each pair of maps, in [0, 1].
+
+    The top set of a map holds its ``max(1, round(k * H * W))`` largest pixels; among equal values the pixel
+    that comes first in row-major order is taken first, so the sets always have exactly that size and the
+    result is deterministic. 1: same top pixels; 0: disjoint (e.g. a map and its negation). NaN for a map
+    with NaN values.
+    Reference: the top-k feature agreement of Krishna et al., "The disagreement problem in explainable
+    machine learning", 2022 (|intersection| / k), here with the union as denominator.
+    """
+    if not 0.0 < k <= 1.0:
+        raise MetricError(f"k is the fraction of pixels in the top set and must be in (0, 1], got {k}")
+    a, b = check_pair(a, b)
+    count = max(1, round(k * a.shape[1]))
+    top_a = top_k_mask(a, count)
+    top_b = top_k_mask(b, count)
+    inter = (top_a & top_b).sum(1)
+    result = inter / (2 * count - inter)
+    result[~(np.isfinite(a).all(1) & np.isfinite(b).all(1))] = np.nan
+    return result.astype(np.float64)
+
+
+def top_k_mask(values: np.ndarray, count: int) -> np.ndarray:
+    """Boolean (N, P): the ``count`` largest entries of each row; ties go to the lower index."""
+    order = np.argsort(-values, axis=1, kind="stable")[:, :count]
+    mask = np.zeros(values.shape, dtype=bool)
+    np.put_along_axis(mask, order, True, axis=1)
+    return mask
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Cosine similarity of each pair of maps seen as vectors of H * W pixels, in [-1, 1].
+
+    a . b / (|a| |b|); NaN when a map is all zero. Unlike the other measures it depends on the maps' offset.
+    """
+    a, b = check_pair(a, b)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.clip(safe_divide((a * b).sum(1), den), -1.0, 1.0)
