@@ -55,3 +55,4 @@ def test_the_rank_table_knows_every_part():
     parts = {p.name.removesuffix(".py") for p in SRC.iterdir() if not p.name.startswith("__")}
     parts.discard("__pycache__")
     assert parts <= set(RANK), f"add {sorted(parts - set(RANK))} to RANK"
+
