@@ -1,0 +1,129 @@
+"""Build any registered architecture, full precision or binarized, by name (timm-style registry)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from binsight.models.kit import PRECISIONS, LayerKit
+from binsight.models.normalize import Normalize, resolve_stats
+from binsight.nn import get_surrogate
+
+DEFAULT_MODEL = "small-cnn"
+
+#: name -> constructor ``(kit, in_channels, num_classes, **options) -> nn.Module`` (the body, after
+#: normalisation). A body sets ``gradcam_layer`` and ``gradcam_binary_layer`` (names inside the body).
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+
+
+class ModelError(ValueError):
+    """A model that cannot be built as asked: unknown name, bad precision, sizes or options."""
+
+
+def register_model(name: str) -> Callable:
+    """Class/function decorator adding an architecture constructor under ``name``."""
+
+    def add(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in ARCHITECTURES:
+            raise ModelError(f"architecture {name!r} is already registered")
+        ARCHITECTURES[name] = constructor
+        return constructor
+
+    return add
+
+
+def available() -> list[str]:
+    """Names of the registered architectures, the default first."""
+    return sorted(ARCHITECTURES, key=lambda n: (n != DEFAULT_MODEL, n))
+
+
+class Classifier(nn.Module):
+    """``normalize`` (pixels in [0, 1] -> normalised) then ``net`` (the architecture body) -> logits (N, K).
+
+    Attributes: ``gradcam_layer`` / ``gradcam_binary_layer`` (module names, see docs/DESIGN.md) and
+    ``binsight_spec`` (the arguments of :func:`build_model` that rebuild it).
+    """
+
+    def __init__(self, normalize: Normalize, net: nn.Module, spec: dict[str, Any]):
+        super().__init__()
+        self.normalize = normalize
+        self.net = net
+        self.gradcam_layer: str = f"net.{net.gradcam_layer}"
+        self.gradcam_binary_layer: str | None = (
+            f"net.{net.gradcam_binary_layer}" if net.gradcam_binary_layer else None
+        )
+        self.binsight_spec = spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+def build_model(
+    name: str = DEFAULT_MODEL,
+    precision: str = "fp",
+    in_channels: int = 1,
+    num_classes: int = 10,
+    input_size: int | Sequence[int] = 28,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+    first_last_fp: bool = True,
+    scaling: bool = False,
+    surrogate: str = "ste",
+    **options: Any,
+) -> Classifier:
+    """Build architecture ``name`` in ``precision`` ("fp" or "bnn").
+
+    Args:
+        in_channels, num_classes: image channels C and classes K; the model maps (N, C, H, W) -> (N, K).
+        input_size: H (= W) or (H, W) of the training images; recorded in the spec (every architecture
+            pools adaptively, so other sizes run too).
+        mean, std: per-channel normalisation applied inside the model; default: Fashion-MNIST (1 channel)
+            or CIFAR-10 (3 channels) statistics, 0.5 / 0.25 otherwise.
+        first_last_fp: in a BNN, keep the first conv and the classifier full precision.
+        scaling: in a BNN, scale binary weights per output channel by their mean |latent weight|.
+        surrogate: the sign surrogate of every SignActivation (switchable later with ``use_surrogate``).
+        options: architecture-specific (e.g. ``widths`` for small-cnn).
+    """
+    if name not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {name!r}; available: {', '.join(available())}")
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    _check_positive_int("in_channels", in_channels)
+    _check_positive_int("num_classes", num_classes)
+    size = _resolve_size(input_size)
+    get_surrogate(surrogate)
+    mean_list, std_list = resolve_stats(in_channels, mean, std)
+    kit = LayerKit(precision, surrogate, bool(scaling), bool(first_last_fp))
+    try:
+        net = ARCHITECTURES[name](kit, in_channels, num_classes, **options)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"bad options for architecture {name!r}: {e}") from None
+    spec = dict(
+        name=name, precision=precision, in_channels=in_channels, num_classes=num_classes, input_size=size,
+        mean=mean_list, std=std_list, first_last_fp=bool(first_last_fp), scaling=bool(scaling),
+        surrogate=surrogate, options=dict(options),
+    )
+    return Classifier(Normalize(mean_list, std_list), net, spec)
+
+
+def build_from_spec(spec: dict[str, Any]) -> Classifier:
+    """Rebuild a model from its ``binsight_spec`` (as stored in a checkpoint's side file)."""
+    spec = dict(spec)
+    options = spec.pop("options", {}) or {}
+    return build_model(**spec, **options)
+
+
+def _check_positive_int(what: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelError(f"{what} must be a positive integer, got {value!r}")
+
+
+def _resolve_size(input_size: int | Sequence[int]) -> list[int]:
+    size = [input_size, input_size] if isinstance(input_size, int) else list(input_size)
+    if len(size) != 2:
+        raise ModelError(f"input_size must be an int or (H, W), got {input_size!r}")
+    for s in size:
+        _check_positive_int("input_size", s)
+    return size

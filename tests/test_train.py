@@ -1,0 +1,122 @@
+"""binsight.train: reproducible training, evaluation, the model cache and the two commands."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+import binsight.data
+from binsight.cli import main
+from binsight.train import TrainConfig, TrainError, augment_batch, cache_key, cached_model, train
+
+TINY = dict(model_options={"widths": [4, 8, 8]}, train_subset=96, test_subset=64, epochs=1, batch_size=32,
+            progress=False)
+
+
+@pytest.fixture(scope="module")
+def small_splits():
+    """Real Fashion-MNIST images, read once: 512 as the train split and 512 others as the test split.
+
+    Both come from the (smaller, faster to read) test split; these tests check mechanics, not accuracy.
+    """
+    images = binsight.data.load_dataset("fashion-mnist", "test").subset(1024, seed=0)
+    half = torch.arange(len(images)) % 2 == 0
+    return {
+        "train": replace(images, images=images.images[half], labels=images.labels[half], masks=None, split="train"),
+        "test": replace(images, images=images.images[~half], labels=images.labels[~half], masks=None),
+    }
+
+
+@pytest.fixture(autouse=True)
+def fast_data(monkeypatch, small_splits):
+    """Serve the small splits instead of re-reading 70,000 images in every test."""
+
+    def load_dataset(name, split="test", root=None, download=True, **options):
+        assert name == "fashion-mnist"
+        return small_splits[split]
+
+    monkeypatch.setattr(binsight.data, "load_dataset", load_dataset)
+
+
+def test_training_is_reproducible_bit_for_bit():
+    first, result = train(TrainConfig(precision="bnn", seed=3, **TINY))
+    second, _ = train(TrainConfig(precision="bnn", seed=3, **TINY))
+    other, _ = train(TrainConfig(precision="bnn", seed=4, **TINY))
+    a, b, c = first.state_dict(), second.state_dict(), other.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert 0.0 <= result.test_accuracy <= 1.0 and result.num_train == 96 and result.num_test == 64
+    assert len(result.history) == 1 and result.recipe["optimizer"] == "adam"
+    assert not first.training
+
+
+def test_bnn_latent_weights_stay_clipped():
+    model, _ = train(TrainConfig(precision="bnn", lr=0.5, **TINY))
+    binary = [m.weight for m in model.modules() if hasattr(m, "scaling")]
+    assert binary and max(float(w.detach().abs().max()) for w in binary) <= 1.0
+
+
+def test_fp_training_learns_something():
+    _, result = train(TrainConfig(precision="fp", **{**TINY, "epochs": 3, "train_subset": 256}))
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_augmentation_is_seeded_and_keeps_shapes():
+    images = torch.rand(5, 2, 6, 7)
+    one = augment_batch(images, 2, torch.Generator().manual_seed(0))
+    two = augment_batch(images, 2, torch.Generator().manual_seed(0))
+    assert one.shape == images.shape and torch.equal(one, two)
+    flipped_or_not = augment_batch(images, 0, torch.Generator().manual_seed(0))
+    for got, orig in zip(flipped_or_not, images):
+        assert torch.equal(got, orig) or torch.equal(got, orig.flip(2))
+
+
+@pytest.mark.parametrize("bad,match", [(dict(epochs=0), "epochs"), (dict(precision="int4"), "precision"),
+                                       (dict(lr=-1.0), "lr")])
+def test_bad_configuration_is_clear(bad, match):
+    with pytest.raises(TrainError, match=match):
+        TrainConfig(**bad).resolved()
+
+
+def test_cache_key_depends_on_what_changes_the_weights():
+    base = cache_key(TrainConfig(precision="bnn"))
+    assert base.startswith("small-cnn-bnn-fashion-mnist-s0-e")
+    assert cache_key(TrainConfig(precision="bnn", seed=1)) != base
+    assert cache_key(TrainConfig(precision="bnn", surrogate="approx")) != base
+    assert cache_key(TrainConfig(precision="bnn", device="cuda", progress=False)) == base
+    assert cache_key(TrainConfig(precision="fp", surrogate="approx")) == cache_key(TrainConfig(precision="fp"))
+
+
+def test_cached_model_trains_once_then_reuses(tmp_path):
+    kwargs = dict(arch="small-cnn", precision="bnn", seed=0, cache=tmp_path, **TINY)
+    model, meta = cached_model(**kwargs)
+    assert not meta["from_cache"] and meta["surrogate"] == "ste" and meta["epochs"] == 1
+    assert meta["class_names"][0] == "T-shirt/top"
+    again, meta2 = cached_model(**kwargs)
+    assert meta2["from_cache"] and meta2["checkpoint"] == meta["checkpoint"]
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+
+
+def test_train_and_evaluate_commands(tmp_path, capsys):
+    out = tmp_path / "ckpt.safetensors"
+    argv = ["train", "--precision", "bnn", "--epochs", "1", "--train-subset", "64", "--batch-size", "32",
+            "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and str(out) in printed
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["architecture"] == "small-cnn" and meta["precision"] == "bnn" and meta["seed"] == 0
+    assert main(["evaluate", str(out)]) == 0
+    evaluated = capsys.readouterr().out
+    assert "test (512 images)" in evaluated and f"accuracy {meta['test_accuracy']:.2%}" in evaluated
+
+
+def test_evaluate_command_reports_a_bad_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    torch.save({"w": torch.ones(2)}, bad)
+    assert main(["evaluate", str(bad)]) == 2
+    assert "bad.json is missing" in capsys.readouterr().err
