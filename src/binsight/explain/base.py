@@ -68,10 +68,16 @@ class ExplainerError(ValueError):
 
 @contextlib.contextmanager
 def preserved_model(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the body with ``model`` in eval mode and parameters frozen; restore everything on exit."""
+    """Run the body with ``model`` in eval mode and parameters frozen; restore everything on exit.
+
+    Parameters and buffers are copied on entry and written back on exit where their autograd version
+    counter moved (every in-place write bumps it, also under ``no_grad``; only writes through ``.data``
+    bypass it) - so an unchanged model costs one copy and no comparison pass.
+    """
     modes = {m: m.training for m in model.modules()}
-    grads = {p: p.requires_grad for p in model.parameters()}
-    state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+    grads = {p: (p.requires_grad, p.grad) for p in model.parameters()}
+    tensors = model.state_dict(keep_vars=True)
+    state = {k: (v, v._version, v.detach().clone()) for k, v in tensors.items()}
     hooks = {(m, name): set(getattr(m, name, {}).keys()) for m in model.modules() for name in _HOOK_DICTS}
     try:
         model.eval()
@@ -86,14 +92,15 @@ def preserved_model(model: nn.Module) -> Iterator[nn.Module]:
                     del d[k]
         with torch.no_grad():
             current = model.state_dict(keep_vars=True)
-            for k, v in state.items():
-                if k in current and not torch.equal(current[k].detach(), v):
-                    current[k].detach().copy_(v)
-        for p, g in grads.items():
-            p.requires_grad_(g)
-            p.grad = None
-        for m, t in modes.items():
-            m.train(t)
+            for k, (tensor, version, saved) in state.items():
+                now = current.get(k)
+                if now is not None and (now is not tensor or now._version != version):
+                    now.detach().copy_(saved)
+        for p, (requires_grad, grad) in grads.items():
+            p.requires_grad_(requires_grad)
+            p.grad = grad
+        for m, training in modes.items():
+            m.training = training  # not m.train(): that recurses into children, quadratic in depth
 
 
 def check_inputs(inputs: torch.Tensor) -> torch.Tensor:
@@ -130,34 +137,66 @@ def check_logits(out: Any, n: int) -> torch.Tensor:
     return out
 
 
-def resolve_targets(model: nn.Module, inputs: torch.Tensor, target: TargetLike, batch_size: int | None = None) -> torch.Tensor:
-    """Turn ``target`` into an int64 tensor (N,) on the inputs' device, checking the range.
+def requested_targets(target: TargetLike, n: int, device: torch.device) -> torch.Tensor | None:
+    """Check the form of ``target`` without running the model: None, or an int64 tensor (N,) on ``device``.
 
-    None means the class the model predicts (argmax of the logits) on each image.
+    The range is checked later, against the logits (:func:`pick_targets`).
     """
-    n = inputs.shape[0]
-    with torch.no_grad():
-        logits = [check_logits(model(chunk), chunk.shape[0]) for chunk in _chunks(inputs, batch_size)]
-    num_classes = logits[0].shape[1]
     if target is None:
-        return torch.cat([lg.argmax(1) for lg in logits]).to(inputs.device)
+        return None
     if isinstance(target, bool):
         raise ExplainerError("target must be an int class index, a sequence of them, or None")
     if isinstance(target, int):
-        t = torch.full((n,), target, dtype=torch.long)
-    else:
-        t = torch.as_tensor(target)
-        if t.is_floating_point() or t.dtype == torch.bool:
-            raise ExplainerError(f"target must hold integer class indices, got dtype {t.dtype}")
-        t = t.long().flatten()
-        if t.numel() != n:
-            raise ExplainerError(f"target has {t.numel()} entries for {n} images; give one class per image, one int, or None")
-    bad = (t < 0) | (t >= num_classes)
+        return torch.full((n,), target, dtype=torch.long, device=device)
+    t = torch.as_tensor(target)
+    if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+        raise ExplainerError(f"target must hold integer class indices, got dtype {t.dtype}")
+    t = t.long().flatten()
+    if t.numel() != n:
+        raise ExplainerError(f"target has {t.numel()} entries for {n} images; give one class per image, one int, or None")
+    return t.to(device)
+
+
+def pick_targets(logits: torch.Tensor, wanted: torch.Tensor | None) -> torch.Tensor:
+    """The classes to explain for a batch whose logits (N, K) are known: ``wanted`` checked against K,
+    or the predicted class (argmax) where ``wanted`` is None."""
+    if wanted is None:
+        return logits.detach().argmax(1)
+    num_classes = logits.shape[1]
+    bad = (wanted < 0) | (wanted >= num_classes)
     if bad.any():
         raise ExplainerError(
-            f"target {int(t[bad][0])} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
+            f"target {int(wanted[bad][0])} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
         )
-    return t.to(inputs.device)
+    return wanted
+
+
+def resolve_targets(model: nn.Module, inputs: torch.Tensor, target: TargetLike, batch_size: int | None = None) -> torch.Tensor:
+    """Turn ``target`` into an int64 tensor (N,) on the inputs' device, checking the range.
+
+    None means the class the model predicts (argmax of the logits) on each image: one forward pass over
+    the batch. Given targets only need the number of classes, which one image's forward pass tells.
+    Methods whose own forward pass yields the logits use :func:`pick_targets` instead and skip this pass.
+    """
+    wanted = requested_targets(target, inputs.shape[0], inputs.device)
+    with torch.no_grad():
+        if wanted is None:
+            logits = [check_logits(call_model(model, chunk), chunk.shape[0]) for chunk in _chunks(inputs, batch_size)]
+            return torch.cat([lg.argmax(1) for lg in logits])
+        pick_targets(check_logits(call_model(model, inputs[:1]), 1), wanted)
+    return wanted
+
+
+def call_model(model: nn.Module, x: torch.Tensor) -> Any:
+    """``model(x)``, with a clear error when the inputs do not fit the model (e.g. wrong channel count)."""
+    try:
+        return model(x)
+    except RuntimeError as e:
+        first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        hint = ""
+        if first_conv is not None and first_conv.in_channels != x.shape[1]:
+            hint = f"; the model's first convolution takes {first_conv.in_channels} channels, the inputs have {x.shape[1]}"
+        raise ExplainerError(f"the model failed on inputs of shape {tuple(x.shape)}{hint} ({e})") from e
 
 
 def _chunks(x: torch.Tensor, size: int | None) -> list[torch.Tensor]:
@@ -218,12 +257,12 @@ class Explainer:
         from binsight.nn import surrogate_of, use_surrogate
 
         inputs = check_inputs(inputs)
+        wanted = requested_targets(target, inputs.shape[0], inputs.device)
+        extras: dict[str, Any] = {}
         with preserved_model(self.model) as model:
             ctx = use_surrogate(model, self.surrogate) if self.surrogate else contextlib.nullcontext()
             with ctx:
-                targets = resolve_targets(model, inputs, target, self.batch_size)
-                extras: dict[str, Any] = {}
-                maps = self._attribute_with_extras(inputs, targets, extras)
+                maps, targets = self._maps_and_targets(inputs, wanted, extras)
                 used = surrogate_of(model)
         if not torch.isfinite(maps).all():
             raise ExplainerError(f"{self.name}: the model produced non-finite gradients; check the model and inputs")
@@ -236,6 +275,15 @@ class Explainer:
             extras=extras,
         )
 
+    def _maps_and_targets(
+        self, inputs: torch.Tensor, wanted: torch.Tensor | None, extras: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maps and the targets explained. By default the targets are resolved first (a forward pass
+        for the predicted class); methods whose own forward pass gives the logits override this to
+        pick the targets there (:func:`pick_targets`)."""
+        targets = resolve_targets(self.model, inputs, wanted, self.batch_size)
+        return self._attribute_with_extras(inputs, targets, extras), targets
+
     def _attribute_with_extras(self, inputs: torch.Tensor, targets: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
         """Hook for methods with extra results; by default just :meth:`_attribute`."""
         return self._attribute(inputs, targets)
@@ -245,19 +293,30 @@ class Explainer:
         return f"{type(self).__name__}({args})"
 
 
-def input_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """d logit_target / d input for each image: (N, C, H, W). One forward and one backward pass."""
+def input_gradients(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """d logit_target / d input for each image, (N, C, H, W), with the targets used, (N,).
+
+    One forward and one backward pass; ``targets=None`` explains the class predicted in that same forward
+    pass (so the predicted class costs nothing extra).
+    """
     x = inputs.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = check_logits(model(x), x.shape[0])
+        logits = check_logits(call_model(model, x), x.shape[0])
+        targets = pick_targets(logits, targets)
         sel = logits.gather(1, targets.view(-1, 1)).sum()
         (grad,) = torch.autograd.grad(sel, x)
-    return grad
+    return grad, targets
 
 
-def batched(fn, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    """Apply ``fn(inputs_chunk, targets_chunk)`` over chunks of at most ``batch_size`` images and concatenate."""
+def batched(fn, inputs: torch.Tensor, targets: torch.Tensor | None, batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply ``fn(inputs_chunk, targets_chunk_or_None) -> (maps, targets)`` over chunks of at most
+    ``batch_size`` images and concatenate both."""
     if not batch_size or batch_size >= inputs.shape[0]:
         return fn(inputs, targets)
     n = math.ceil(inputs.shape[0] / batch_size)
-    return torch.cat([fn(x, t) for x, t in zip(inputs.chunk(n), targets.chunk(n))])
+    xs = inputs.chunk(n)
+    ts = targets.chunk(n) if targets is not None else [None] * len(xs)
+    maps, used = zip(*[fn(x, t) for x, t in zip(xs, ts)])
+    return torch.cat(maps), torch.cat(used)

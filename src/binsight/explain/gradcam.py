@@ -1,0 +1,158 @@
+"""GradCAM (Selvaraju et al. 2017): class-weighted sum of a layer's feature maps, upsampled to the input.
+
+For the output A (N, K, h, w) of the chosen layer and the logit y_c:
+``weights_k = mean_{h,w} d y_c / d A_k``, ``cam = ReLU(sum_k weights_k A_k)`` (N, 1, h, w), then bilinear
+upsampling to (H, W) with ``align_corners=False`` - exactly Captum's ``LayerGradCam(...,
+relu_attributions=True)`` followed by ``LayerAttribution.interpolate(..., interpolate_mode="bilinear")``.
+
+The layer: ``layer=`` a module name as in ``model.named_modules()`` (e.g. ``"features.3"``); by default the
+model's own ``model.gradcam_layer`` (binsight models: the last conv block's real-valued output, for a BNN the
+tensor before the next sign); with ``use_binary=True`` ``model.gradcam_binary_layer`` (the binarized
+tensor); for a model that names neither, the last ``nn.Conv2d`` (recorded in ``params()["layer_choice"]``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from binsight.explain.base import Explainer, ExplainerError, batched, call_model, check_logits, pick_targets
+from binsight.explain.registry import register
+
+LAST_CONV_NOTE = "last nn.Conv2d (the model has no gradcam_layer attribute)"
+
+
+def find_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name`` (dotted, as in ``named_modules()``); a clear error with close matches."""
+    modules = dict(model.named_modules())
+    if isinstance(name, str) and name in modules and name != "":
+        return modules[name]
+    names = [n for n in modules if n]
+    close = difflib.get_close_matches(str(name), names, n=5, cutoff=0.5) or names[-5:]
+    raise ExplainerError(f"the model has no layer called {name!r}; close matches: {', '.join(close)}")
+
+
+def default_layer(model: nn.Module, use_binary: bool) -> tuple[str, str]:
+    """(layer name, how it was chosen) when the user names no layer."""
+    if use_binary:
+        name = getattr(model, "gradcam_binary_layer", None)
+        if not name:
+            raise ExplainerError(
+                "use_binary=True needs model.gradcam_binary_layer (the binarized tensor of a binsight BNN); "
+                "this model has none - pass layer= a module name instead"
+            )
+        return name, "model.gradcam_binary_layer"
+    name = getattr(model, "gradcam_layer", None)
+    if name:
+        return name, "model.gradcam_layer"
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ExplainerError("the model has no nn.Conv2d and no gradcam_layer attribute; pass layer= a module name")
+    return convs[-1], LAST_CONV_NOTE
+
+
+def layer_activation_and_gradient(
+    model: nn.Module, layer: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The layer's output A and d logit_target / d A, both (N, K, h, w), and the targets (N,) used
+    (None = the class predicted in this same forward pass); the hook is removed afterwards."""
+    outputs: list[torch.Tensor] = []
+
+    def keep_output(_module: nn.Module, _args: Any, output: Any) -> None:
+        outputs.append(output)
+
+    x = inputs.detach().requires_grad_(True)  # so that the layer's output is part of the graph
+    handle = layer.register_forward_hook(keep_output)
+    try:
+        with torch.enable_grad():
+            logits = check_logits(call_model(model, x), x.shape[0])
+            act = _single_output(outputs)
+            targets = pick_targets(logits, targets)
+            sel = logits.gather(1, targets.view(-1, 1)).sum()
+            (grad,) = torch.autograd.grad(sel, act, allow_unused=True)
+    finally:
+        handle.remove()
+    if grad is None:
+        grad = torch.zeros_like(act)
+    return act.detach(), grad, targets
+
+
+def _single_output(outputs: list[Any]) -> torch.Tensor:
+    if len(outputs) != 1:
+        raise ExplainerError(
+            f"the GradCAM layer ran {len(outputs)} times in one forward pass; choose a layer that runs exactly once"
+        )
+    act = outputs[0]
+    if not isinstance(act, torch.Tensor) or act.dim() != 4:
+        shape = tuple(act.shape) if isinstance(act, torch.Tensor) else type(act).__name__
+        raise ExplainerError(f"the GradCAM layer's output is {shape}; GradCAM needs feature maps (N, K, h, w)")
+    if not act.requires_grad:
+        raise ExplainerError("the GradCAM layer's output does not depend on the input; choose a later layer")
+    return act
+
+
+def gradcam_maps(act: torch.Tensor, grad: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """ReLU(sum_k mean_hw(grad_k) * act_k) upsampled bilinearly to ``size``: (N, 1, H, W)."""
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * act).sum(dim=1, keepdim=True))
+    return F.interpolate(cam, size, mode="bilinear", align_corners=False)
+
+
+@register
+class GradCAM(Explainer):
+    """GradCAM at a named layer; see the module docstring for the definition and the default layer.
+
+    Args:
+        model, surrogate, batch_size: as :class:`~binsight.explain.base.Explainer`.
+        layer: module name (dotted, as in ``model.named_modules()``); None = the model's default.
+        use_binary: with ``layer=None``, use ``model.gradcam_binary_layer`` (a binsight BNN's binarized
+            tensor) instead of ``model.gradcam_layer``.
+
+    Returns maps (N, 1, H, W) float32, non-negative (``signed`` does not apply: GradCAM ends with a ReLU).
+    """
+
+    name = "gradcam"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        layer: str | None = None,
+        use_binary: bool = False,
+        surrogate: str | None = None,
+        batch_size: int | None = None,
+    ):
+        super().__init__(model, surrogate=surrogate, batch_size=batch_size)
+        if layer is not None and use_binary:
+            raise ExplainerError("give either layer= or use_binary=True, not both")
+        if layer is None:
+            self.layer, self.layer_choice = default_layer(model, use_binary)
+        else:
+            self.layer, self.layer_choice = layer, "given"
+        self.module = find_module(model, self.layer)
+        self.use_binary = bool(use_binary)
+
+    def _maps_and_targets(self, inputs, wanted, extras):
+        # The predicted class comes from the same forward pass as the gradient: one pass in all.
+        size = (inputs.shape[2], inputs.shape[3])
+
+        def one_batch(x: torch.Tensor, t: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+            act, grad, used = layer_activation_and_gradient(self.model, self.module, x, t)
+            return gradcam_maps(act, grad, size), used
+
+        return batched(one_batch, inputs, wanted, self.batch_size)
+
+    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self._maps_and_targets(inputs, targets, {})[0]
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "layer_choice": self.layer_choice,
+            "use_binary": self.use_binary,
+            **super().params(),
+        }

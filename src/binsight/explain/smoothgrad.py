@@ -1,0 +1,167 @@
+"""SmoothGrad (Smilkov et al. 2017) and its variants SmoothGrad-squared and VarGrad.
+
+For each image x and each of n noisy copies x + e_k, e_k ~ N(0, sigma^2), take g_k = d logit_c / d x at the
+copy; then per pixel and channel
+
+* ``smoothgrad``: mean_k g_k (signed; the map is its magnitude unless ``signed=True``),
+* ``squared``:    mean_k g_k^2,
+* ``vargrad``:    mean_k g_k^2 - (mean_k g_k)^2 (the population variance, as Captum's NoiseTunnel),
+
+and finally the channel reduction of :class:`~binsight.explain.gradient.Gradient`.
+
+Noise: sigma = ``noise_level`` x (max - min) of each image (default 0.15), or an absolute ``noise_std``.
+Image i of a call gets its noise from its own generator on the inputs' device, seeded from (``seed``, i)
+with NumPy's ``SeedSequence``, so the maps of one call do not depend on ``batch_size`` (the CPU and a GPU
+draw different noise for the same seed). An image explained in another call at another position i gets
+other noise unless the seed is tied to it (e.g. explain it alone, or pass the same batch).
+
+Speed: all images x copies go through the model in one forward and one backward pass (or chunks of at
+most ``batch_size`` noisy copies, to bound memory); the sums are kept in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from binsight.explain.base import Explainer, ExplainerError, input_gradients
+from binsight.explain.gradient import check_reduction, reduce_map
+from binsight.explain.registry import register
+
+VARIANTS = ("smoothgrad", "squared", "vargrad")
+
+
+def image_noise(
+    seed: int, index: int, n_samples: int, shape: tuple[int, ...], std: float, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """The noise of image ``index`` in a call: float32 (n_samples, *shape) ~ N(0, std^2), drawn on ``device``."""
+    state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
+    gen = torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+    return torch.randn((n_samples, *shape), generator=gen, device=device) * std
+
+
+@register
+class SmoothGrad(Explainer):
+    """Gradient averaged over noisy copies of each image.
+
+    Args:
+        model, surrogate: as :class:`~binsight.explain.base.Explainer`.
+        n_samples: noisy copies per image (default 50).
+        noise_level: noise std as a fraction of each image's (max - min) (default 0.15).
+        noise_std: absolute noise std in pixel units; replaces ``noise_level`` when given.
+        variant: ``"smoothgrad"`` (mean gradient), ``"squared"`` (mean squared gradient) or ``"vargrad"``
+            (variance of the gradient).
+        reduction, signed: as :class:`~binsight.explain.gradient.Gradient` (``signed`` only changes the
+            ``"smoothgrad"`` variant; the other two are non-negative).
+        seed: seed of the noise (see the module docstring).
+        batch_size: at most this many noisy copies go through the model at once (None: all N x n_samples).
+
+    Returns maps (N, 1, H, W) float32.
+    """
+
+    name = "smoothgrad"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        n_samples: int = 50,
+        noise_level: float = 0.15,
+        noise_std: float | None = None,
+        variant: str = "smoothgrad",
+        reduction: str = "max",
+        signed: bool = False,
+        seed: int = 0,
+        surrogate: str | None = None,
+        batch_size: int | None = None,
+    ):
+        super().__init__(model, surrogate=surrogate, batch_size=batch_size)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ExplainerError(f"n_samples must be a positive integer, got {n_samples!r}")
+        if not np.isfinite(noise_level) or noise_level < 0:
+            raise ExplainerError(f"noise_level must be a finite number >= 0, got {noise_level!r}")
+        if noise_std is not None and (not np.isfinite(noise_std) or noise_std < 0):
+            raise ExplainerError(f"noise_std must be a finite number >= 0 or None, got {noise_std!r}")
+        if variant not in VARIANTS:
+            raise ExplainerError(f"unknown SmoothGrad variant {variant!r}; use one of {', '.join(VARIANTS)}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ExplainerError(f"seed must be a non-negative integer, got {seed!r}")
+        self.n_samples = n_samples
+        self.noise_level = float(noise_level)
+        self.noise_std = None if noise_std is None else float(noise_std)
+        self.variant = variant
+        self.reduction = check_reduction(reduction)
+        self.signed = bool(signed)
+        self.seed = seed
+
+    def noise_stds(self, inputs: torch.Tensor) -> list[float]:
+        """The noise std of each image (N values, pixel units)."""
+        if self.noise_std is not None:
+            return [self.noise_std] * inputs.shape[0]
+        flat = inputs.flatten(1)
+        spans = flat.amax(1) - flat.amin(1)
+        return [self.noise_level * s for s in spans.tolist()]
+
+    def noise(self, inputs: torch.Tensor, index: int) -> torch.Tensor:
+        """The noise added to image ``index``: float32 (n_samples, C, H, W) on the inputs' device."""
+        std = self.noise_stds(inputs[index : index + 1])[0]
+        return image_noise(self.seed, index, self.n_samples, tuple(inputs.shape[1:]), std, inputs.device)
+
+    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        mean, mean_sq = self._gradient_moments(inputs, targets)
+        if self.variant == "smoothgrad":
+            values = mean
+        elif self.variant == "squared":
+            values = mean_sq
+        else:
+            values = (mean_sq - mean.square()).clamp_min(0)
+        return reduce_map(values.float(), self.reduction, self.signed)
+
+    def _gradient_moments(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and mean square over the copies of each image's gradient: two float64 (N, C, H, W)."""
+        n, k = inputs.shape[0], self.n_samples
+        total = n * k
+        chunk = min(self.batch_size or total, total)
+        stds = self.noise_stds(inputs)
+        grad_sum = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
+        grad_sq_sum = torch.zeros_like(grad_sum)
+        noise_cache: dict[int, torch.Tensor] = {}
+        for start in range(0, total, chunk):
+            copy_ids = torch.arange(start, min(start + chunk, total))
+            copies = self._noisy_copies(inputs, stds, copy_ids, noise_cache)
+            image_ids = (copy_ids // k).to(inputs.device)
+            grads = input_gradients(self.model, copies, targets[image_ids])[0].double()
+            grad_sum.index_add_(0, image_ids, grads)
+            grad_sq_sum.index_add_(0, image_ids, grads.square())
+        return grad_sum / k, grad_sq_sum / k
+
+    def _noisy_copies(
+        self, inputs: torch.Tensor, stds: list[float], copy_ids: torch.Tensor, cache: dict[int, torch.Tensor]
+    ) -> torch.Tensor:
+        """The noisy copies numbered ``copy_ids`` (copy j of image i is number i * n_samples + j), in order:
+        (len(copy_ids), C, H, W). ``cache`` keeps the noise of the last image, whose copies may span chunks."""
+        k = self.n_samples
+        image_ids = copy_ids // k
+        parts = []
+        for i in image_ids.unique().tolist():
+            if i not in cache:
+                cache.clear()
+                cache[i] = image_noise(self.seed, i, k, tuple(inputs.shape[1:]), stds[i], inputs.device)
+            js = copy_ids[image_ids == i] % k
+            parts.append(inputs[i] + cache[i][js[0] : js[-1] + 1])
+        return torch.cat(parts)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "n_samples": self.n_samples,
+            "noise_level": self.noise_level,
+            "noise_std": self.noise_std,
+            "variant": self.variant,
+            "reduction": self.reduction,
+            "signed": self.signed,
+            "seed": self.seed,
+            **super().params(),
+        }
