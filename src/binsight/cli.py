@@ -41,9 +41,12 @@ def _cmd_explain(args: argparse.Namespace) -> None:
 
 
 def _cmd_study(args: argparse.Namespace) -> None:
+    from binsight.report import build_report
     from binsight.study.command import study_command
 
-    study_command(args)
+    out = study_command(args)
+    if out is not None:
+        print(f"report: {build_report(out)}")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
