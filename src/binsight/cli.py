@@ -57,7 +57,10 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="binsight", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="binsight",
+        description="Explain full-precision and binarized image classifiers, and measure how far the explanations can be trusted.",
+    )
     p.add_argument("--version", action="version", version=f"binsight {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 

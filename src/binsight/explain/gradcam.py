@@ -59,17 +59,23 @@ def layer_activation_and_gradient(
     model: nn.Module, layer: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The layer's output A and d logit_target / d A, both (N, K, h, w), and the targets (N,) used
-    (None = the class predicted in this same forward pass); the hook is removed afterwards."""
+    (None = the class predicted in this same forward pass); the hook is removed afterwards.
+
+    The hook hands the rest of the network a leaf copy of A that requires grad, so autograd records only
+    the layers after A: nothing below the layer is differentiated or kept for a backward pass.
+    """
     outputs: list[torch.Tensor] = []
 
-    def keep_output(_module: nn.Module, _args: Any, output: Any) -> None:
+    def keep_output(_module: nn.Module, _args: Any, output: Any) -> Any:
+        if isinstance(output, torch.Tensor) and output.is_floating_point():
+            output = output.detach().requires_grad_(True)
         outputs.append(output)
+        return output
 
-    x = inputs.detach().requires_grad_(True)  # so that the layer's output is part of the graph
     handle = layer.register_forward_hook(keep_output)
     try:
         with torch.enable_grad():
-            logits = check_logits(call_model(model, x), x.shape[0])
+            logits = check_logits(call_model(model, inputs), inputs.shape[0])
             act = _single_output(outputs)
             targets = pick_targets(logits, targets)
             sel = logits.gather(1, targets.view(-1, 1)).sum()
@@ -90,8 +96,6 @@ def _single_output(outputs: list[Any]) -> torch.Tensor:
     if not isinstance(act, torch.Tensor) or act.dim() != 4:
         shape = tuple(act.shape) if isinstance(act, torch.Tensor) else type(act).__name__
         raise ExplainerError(f"the GradCAM layer's output is {shape}; GradCAM needs feature maps (N, K, h, w)")
-    if not act.requires_grad:
-        raise ExplainerError("the GradCAM layer's output does not depend on the input; choose a later layer")
     return act
 
 

@@ -80,8 +80,8 @@ class ModelsConfig:
     arch: str = "small-cnn"
     precisions: list[str] = field(default_factory=lambda: list(PRECISIONS))
     seeds: list[int] = field(default_factory=lambda: [0, 1])
-    epochs_fp: int = 1
-    epochs_bnn: int = 1
+    epochs_fp: int = 3
+    epochs_bnn: int = 4
     train_subset: int = 0
     train_batch_size: int = 128
     test_subset: int = 0
@@ -123,7 +123,7 @@ class NeuroMaskConfig:
 
     preset: str = "auto"
     iterations: int = 2000
-    n_images: int = 8
+    n_images: int = 16
     sanity_iterations: int = 100
 
 
