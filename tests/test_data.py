@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
-import http.server
 import struct
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -57,27 +54,6 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("BINSIGHT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "no-such-system-dir")
     return tmp_path / "cache" / "data" / "fashion-mnist"
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def http_root(tmp_path):
-    """(folder, base URL) of an HTTP server on 127.0.0.1 serving ``folder``; shut down after the test."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=folder))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def content_sums(folder: Path, split: str = "test") -> dict[str, str]:
