@@ -44,6 +44,7 @@ def test_toml_round_trip_including_checkpoints():
         ({"methods": {"gradcam": {"layer": 3}}}, "methods.gradcam.layer: expected str, got int"),
         ({"models": {"seeds": [0, "1"]}}, "models.seeds[1]: expected int, got str"),
         ({"models": {"seeds": 1}}, "models.seeds: expected a list of int, got int"),
+        ({"measures": {"sanity_methods": ["gradient", "lime"]}}, "measures.sanity_methods[1]: 'lime' is not one of"),
         ({"models": {"checkpoints": [{"path": "x", "sha": 1}]}}, "models.checkpoints[0].sha: unknown key"),
         ({"methods": "gradient"}, "methods: expected a table, got str"),
         ({"methods": {"run": ["gradient", "lime"]}}, "methods.run[1]: 'lime' is not one of"),

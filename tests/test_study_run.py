@@ -36,6 +36,7 @@ sanity_iterations = 5
 curve_steps = 4
 road_percentages = [30.0, 70.0]
 sanity_images = 2
+sanity_methods = ["gradient", "neuromask"]
 [verdicts]
 n_resamples = 200
 [run]

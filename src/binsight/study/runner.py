@@ -360,7 +360,8 @@ class StudyRunner:
         if not self.config.measures.sanity:
             return
         n = min(self.config.measures.sanity_images, self.config.data.n_images)
-        todo = [(m, method) for m in models for method in self.config.methods.run
+        methods = [method for method in self.config.methods.run if method in self.config.measures.sanity_methods]
+        todo = [(m, method) for m in models for method in methods
                 if not self.folder.unit_done("sanity", f"{m.name}__{method}")]
         with self.progress(len(todo), "sanity") as bar:
             for m, method in todo:
