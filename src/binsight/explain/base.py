@@ -217,7 +217,8 @@ def reduce_channels(grads: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 class Explainer:
-    """Base of every method. Subclasses set ``name`` and implement :meth:`_attribute`.
+    """Base of every method. Subclasses set ``name`` and implement :meth:`_attribute` (or override
+    :meth:`_maps_and_targets` to pick targets in their own forward pass or to return extras).
 
     Args:
         model: any classifier ``nn.Module`` mapping (N, C, H, W) to logits (N, K).
@@ -279,14 +280,11 @@ class Explainer:
         self, inputs: torch.Tensor, wanted: torch.Tensor | None, extras: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps and the targets explained. By default the targets are resolved first (a forward pass
-        for the predicted class); methods whose own forward pass gives the logits override this to
-        pick the targets there (:func:`pick_targets`)."""
+        for the predicted class), then :meth:`_attribute` runs. Methods whose own forward pass gives the
+        logits override this to pick the targets there (:func:`pick_targets`); methods with extra
+        per-image results override it to fill ``extras``."""
         targets = resolve_targets(self.model, inputs, wanted, self.batch_size)
-        return self._attribute_with_extras(inputs, targets, extras), targets
-
-    def _attribute_with_extras(self, inputs: torch.Tensor, targets: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
-        """Hook for methods with extra results; by default just :meth:`_attribute`."""
-        return self._attribute(inputs, targets)
+        return self._attribute(inputs, targets), targets
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())

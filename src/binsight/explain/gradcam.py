@@ -150,9 +150,6 @@ class GradCAM(Explainer):
 
         return batched(one_batch, inputs, wanted, self.batch_size)
 
-    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self._maps_and_targets(inputs, targets, {})[0]
-
     def params(self) -> dict[str, Any]:
         return {
             "layer": self.layer,

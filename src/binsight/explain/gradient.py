@@ -77,8 +77,5 @@ class Gradient(Explainer):
 
         return batched(one_batch, inputs, wanted, self.batch_size)
 
-    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self._maps_and_targets(inputs, targets, {})[0]
-
     def params(self) -> dict[str, Any]:
         return {"reduction": self.reduction, "signed": self.signed, **super().params()}

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from binsight.explain.base import Explainer, ExplainerError, check_logits
+from binsight.explain.base import Explainer, ExplainerError, check_logits, resolve_targets
 from binsight.explain.registry import register
 
 INIT_BOUND = 10.0  # B: w ~ Uniform(-B, B); the sparsity term pulls w towards -B
@@ -309,10 +309,14 @@ class NeuroMask(Explainer):
         }
 
     # -- the explainer hooks ----------------------------------------------------------------------
-    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self._attribute_with_extras(inputs, targets, {})
+    def _maps_and_targets(
+        self, inputs: torch.Tensor, wanted: torch.Tensor | None, extras: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        targets = resolve_targets(self.model, inputs, wanted, self.batch_size)
+        return self._learn_masks(inputs, targets, extras), targets
 
-    def _attribute_with_extras(self, inputs: torch.Tensor, targets: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+    def _learn_masks(self, inputs: torch.Tensor, targets: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        """The final masks (N, 1, H, W) for resolved targets; per-image results go into ``extras``."""
         height, width = inputs.shape[2:]
         preset_name = self.preset or preset_for_size(height, width)
         preset = PRESETS[preset_name]
