@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ def test_bad_folders_and_files(tmp_path):
         load_dataset("image-folder", root=tmp_path / "empty")
     (tmp_path / "broken" / "cat").mkdir(parents=True)
     (tmp_path / "broken" / "cat" / "x.png").write_bytes(b"not a png")
-    with pytest.raises(DatasetError, match="cannot read image .*x.png"):
+    with pytest.raises(DatasetError, match=r"image-folder: cannot read .*x\.png as an image"):
         load_dataset("image-folder", root=tmp_path / "broken")
     (tmp_path / "ok" / "cat").mkdir(parents=True)
     save(tmp_path / "ok" / "cat" / "y.png", np.zeros((4, 4), np.uint8))
@@ -125,3 +126,26 @@ def test_bad_folders_and_files(tmp_path):
         load_dataset("image-folder", root=tmp_path / "ok")
     with pytest.raises(DatasetError, match="channels must be 1 .* or 3"):
         load_dataset("image-folder", root=tmp_path / "ok", masks=tmp_path / "none.json", channels=2)
+
+
+def test_16_bit_and_palette_images_are_scaled_not_clipped(tmp_path):
+    root = tmp_path / "deep"
+    values = np.full((4, 4), 16384, np.uint16)  # a quarter of the 16-bit range
+    save(root / "k" / "a.png", values)
+    save(root / "k" / "b.tif", values)
+    Image.fromarray(np.full((4, 4, 3), 64, np.uint8)).quantize(colors=2).save(root / "k" / "c.png")
+    ds = load_dataset("image-folder", root=root, size=4, channels=1)
+    assert len(ds) == 3
+    np.testing.assert_allclose(ds.images[:2].numpy(), 16384 / 65535, rtol=1e-5)
+    np.testing.assert_allclose(ds.images[2].numpy(), 64 / 255, rtol=1e-5)
+
+
+def test_decompression_bomb_in_a_folder_is_a_dataset_error(tmp_path):
+    bomb = tmp_path / "b" / "k" / "bomb.png"
+    save(bomb, np.zeros((2, 2), np.uint8))
+    raw = bytearray(bomb.read_bytes())
+    raw[16:24] = (20000).to_bytes(4, "big") * 2  # IHDR width and height, then the chunk's CRC
+    raw[29:33] = zlib.crc32(bytes(raw[12:29])).to_bytes(4, "big")
+    bomb.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match=r"image-folder: .*bomb\.png.*400,000,000 pixels, more than binsight reads"):
+        load_dataset("image-folder", root=tmp_path / "b", size=8)

@@ -1,11 +1,13 @@
-"""An ImageNet-style folder, ``root/class_name/*.png|jpg``, resized and centre-cropped to a square.
+"""An ImageNet-style folder, ``root/class_name/*.png|jpg|tif``, resized and centre-cropped to a square.
 
 Splits: when ``root/train`` and ``root/test`` are both folders, each is such a tree and ``split`` picks
 one; otherwise the whole of ``root`` is one split named "all", returned for ``split="all"`` or the default
 ``"test"`` (a folder without splits is data to evaluate, never to train on: ``split="train"`` is an error).
 
-Classes are the subfolder names holding at least one image, sorted (label = index). Each image is
-resized so its shorter side is ``size`` (bilinear, antialiased) and centre-cropped to ``size`` x ``size``.
+Classes are the subfolder names holding at least one image, sorted (label = index). Each image is read
+by :mod:`binsight.data.images` (8- and 16-bit, palette and alpha images, a pixel limit checked before
+decoding), resized so its shorter side is ``size`` (bilinear, antialiased) and centre-cropped to
+``size`` x ``size`` (``fit="crop"``; or padded, stretched or refused).
 
 Foreground masks come from an optional JSON side file (``masks=`` path, default ``root/masks.json`` when
 present), keyed by image path relative to the side file's folder, in original-image pixel coordinates::
@@ -26,25 +28,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
 from binsight.data.dataset import DatasetError, ImageDataset
+from binsight.data.images import FITS, ImageReadError, convert_channels, open_image, pixels_of, resize_fit
 
 NAME = "image-folder"
-EXTENSIONS = (".png", ".jpg", ".jpeg")
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MASKS_FILE = "masks.json"
 
 
 def splits(root) -> list[str]:
     """["train", "test"] when ``root`` has both subfolders, else ["all"]."""
     if root is None:
-        raise DatasetError("image-folder needs a root folder (--root PATH): root/class_name/*.png|jpg")
+        raise DatasetError("image-folder needs a root folder (--root PATH): root/class_name/*.png|jpg|tif")
     root = Path(root).expanduser()
     return ["train", "test"] if (root / "train").is_dir() and (root / "test").is_dir() else ["all"]
 
 
 def load(split: str = "test", root: str | os.PathLike | None = None, download: bool = True, size: int = 224,
-         channels: int = 3, masks: str | os.PathLike | None = None) -> ImageDataset:
+         channels: int = 3, masks: str | os.PathLike | None = None, fit: str = "crop") -> ImageDataset:
     """Load an image folder as (N, channels, size, size) images in [0, 1] (``download`` is unused).
 
     Args:
@@ -53,15 +56,19 @@ def load(split: str = "test", root: str | os.PathLike | None = None, download: b
         size: side of the square output, in pixels.
         channels: 3 for RGB, 1 for grayscale.
         masks: JSON side file with boxes or mask images (default ``root/masks.json`` if it exists).
+        fit: how images that are not square become square: "crop" (default: the centre square),
+            "pad" (black borders), "stretch", or "refuse" (see :mod:`binsight.data.images`).
     """
     folder, split = _split_folder(root, split)
     if channels not in (1, 3):
         raise DatasetError(f"image-folder: channels must be 1 (grayscale) or 3 (RGB), not {channels}")
     if size < 1:
         raise DatasetError(f"image-folder: size must be a positive number of pixels, not {size}")
+    if fit not in FITS:
+        raise DatasetError(f"image-folder: fit must be one of {', '.join(FITS)}, not {fit!r}")
     side = _side_file(Path(root).expanduser(), masks)
     classes, files, labels = _scan(folder, exclude=_mask_files(side))
-    loaded = [_load_one(f, size, channels, side) for f in files]
+    loaded = [_load_one(f, size, channels, fit, side) for f in files]
     images = np.stack([pixels for pixels, _ in loaded])
     fg = None if side is None else np.stack([mask for _, mask in loaded])
     return ImageDataset(
@@ -99,7 +106,7 @@ def _scan(folder: Path, exclude: set[Path]) -> tuple[list[str], list[Path], list
         if found:
             per_class[sub.name] = found
     if not per_class:
-        raise DatasetError(f"image-folder: no images in {folder}: expected {folder}/class_name/*.png|jpg|jpeg "
+        raise DatasetError(f"image-folder: no images in {folder}: expected {folder}/class_name/*.png|jpg|jpeg|tif "
                            "(one subfolder per class)")
     classes = list(per_class)
     files = [f for name in classes for f in per_class[name]]
@@ -109,33 +116,18 @@ def _scan(folder: Path, exclude: set[Path]) -> tuple[list[str], list[Path], list
 
 def _open(path: Path) -> Image.Image:
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img
-    except (UnidentifiedImageError, OSError) as e:
-        raise DatasetError(f"image-folder: cannot read image {path} ({e}); remove it or replace it") from None
+        return open_image(path)
+    except ImageReadError as e:
+        raise ImageReadError(f"image-folder: {e}") from None
 
 
-def _resize_crop(img: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
-    """Resize so the shorter side is ``size``, then cut the central ``size`` x ``size`` square."""
-    w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return img.resize((nw, nh), resample=resample).crop((left, top, left + size, top + size))
-
-
-def _load_one(path: Path, size: int, channels: int, side) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_one(path: Path, size: int, channels: int, fit: str, side) -> tuple[np.ndarray, np.ndarray | None]:
     """One image's pixels (size, size, channels) and, with a side file, its mask (size, size)."""
     img = _open(path)
-    return _pixels(img, size, channels), (None if side is None else _load_mask(path, img.size, side, size))
-
-
-def _pixels(img: Image.Image, size: int, channels: int) -> np.ndarray:
-    """float32 (size, size, channels) in [0, 1]."""
-    img = img.convert("RGB" if channels == 3 else "L")
-    pixels = np.asarray(_resize_crop(img, size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
-    return pixels.reshape(size, size, channels)
+    pixels, _ = pixels_of(img, path.name)  # notices (transparency) are not reported for a dataset
+    pixels, _ = convert_channels(pixels, channels, path.name)
+    fitted = resize_fit(pixels, (size, size), fit=fit, name=str(path))
+    return fitted, (None if side is None else _load_mask(path, img.size, side, size, fit))
 
 
 def _side_file(root: Path, masks) -> tuple[Path, dict] | None:
@@ -161,7 +153,8 @@ def _mask_files(side) -> set[Path]:
     return {(base / e["mask"]).resolve() for e in entries.values() if isinstance(e, dict) and "mask" in e}
 
 
-def _load_mask(image_path: Path, image_size: tuple[int, int], side: tuple[Path, dict], size: int) -> np.ndarray:
+def _load_mask(image_path: Path, image_size: tuple[int, int], side: tuple[Path, dict], size: int,
+               fit: str) -> np.ndarray:
     """bool (size, size): the image's foreground after the image's own resize and crop."""
     base, entries = side
     key = image_path.relative_to(base).as_posix() if image_path.is_relative_to(base) else str(image_path)
@@ -172,7 +165,7 @@ def _load_mask(image_path: Path, image_size: tuple[int, int], side: tuple[Path, 
     width, height = image_size
     mask = _box_mask(entry["box"], width, height, key) if "box" in entry else _mask_image(base / entry["mask"],
                                                                                          width, height, key)
-    return np.asarray(_resize_crop(mask, size, Image.Resampling.NEAREST)) > 0
+    return resize_fit(np.asarray(mask, dtype=np.float32), (size, size), fit=fit, nearest=True) > 0
 
 
 def _box_mask(box, width: int, height: int, key: str) -> Image.Image:
