@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -9,10 +12,12 @@ import torch
 from PIL import Image
 
 from binsight.cli import main
-from binsight.explain.command import read_image, to_model_input
+from binsight.data.images import ImageReadError
+from binsight.explain.base import ExplainerError
+from binsight.explain.command import as_target, explain_files, load_input
 from binsight.explain.gradient import Gradient
 from binsight.models import build_model
-from binsight.train import load_checkpoint, save_checkpoint
+from binsight.models.checkpoint import load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
@@ -46,14 +51,18 @@ def test_explain_writes_overlay_and_raw_map(checkpoints, images, tmp_path, capsy
         "shirt.gradient.npy", "shirt.gradient.png", "shoe.gradient.npy", "shoe.gradient.png",
     ]
     model, _ = load_checkpoint(checkpoints["fp"])
-    x = to_model_input(read_image(images[0]), 1, (28, 28))
+    x, notices = load_input(images[0], 1, (28, 28))
+    assert notices == ["shirt.png: converted from RGB to grayscale (the model takes 1 channel)",
+                       "shirt.png: resized from 30x40 to 28x28 pixels, scaled and padded with black (aspect ratio kept)"]
     expected = Gradient(model).attribute(x, 0)[0, 0].numpy()
     raw = np.load(out / "shirt.gradient.npy")
     assert raw.shape == (28, 28) and raw.dtype == np.float32
     np.testing.assert_allclose(raw, expected, rtol=1e-6)
     png = mpimg.imread(out / "shirt.gradient.png")
     assert png.ndim == 3 and png.shape[0] > 28
-    assert "class 0 (c0)" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "class 0 (c0)" in printed.out
+    assert "note: shirt.png: converted from RGB to grayscale" in printed.err
 
 
 def test_explain_bnn_gradcam_with_surrogate(checkpoints, images, tmp_path, capsys):
@@ -97,3 +106,42 @@ def test_explain_bad_files(checkpoints, images, tmp_path, capsys):
     assert "share the name 'shirt'" in capsys.readouterr().err
     assert main(["explain", str(images[0]), "--model", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_numpy_and_0d_tensor_targets(checkpoints, images, tmp_path):
+    model, meta = load_checkpoint(checkpoints["fp"])
+    for target in (np.int64(3), torch.tensor(3), np.array(3), torch.tensor([3])):
+        (result,) = explain_files([str(images[1])], model, meta, "gradient", tmp_path / "o", target=target)
+        assert result[1].targets.tolist() == [3]
+    results = explain_files([str(p) for p in images], model, meta, "gradient", tmp_path / "o", target=np.int64(2))
+    assert [r[1].targets.tolist() for r in results] == [[2], [2]]
+    for bad in (True, 2.0, torch.tensor(2.0), np.array([1, 2]), "2"):
+        with pytest.raises(ExplainerError, match="target must be"):
+            as_target(bad)
+
+
+def test_fit_refuse_and_notices(checkpoints, images, tmp_path):
+    model, meta = load_checkpoint(checkpoints["fp"])
+    lines = []
+    explain_files([str(images[0])], model, meta, "gradient", tmp_path / "o", fit="stretch", notify=lines.append)
+    assert lines[-1] == "shirt.png: resized from 30x40 to 28x28 pixels, stretched"
+    with pytest.raises(ImageReadError, match="shirt.png is 30x40 pixels and the model takes 28x28"):
+        explain_files([str(images[0])], model, meta, "gradient", tmp_path / "r", fit="refuse")
+    assert not (tmp_path / "r").exists()
+
+
+def test_16_bit_input_is_scaled(tmp_path):
+    Image.fromarray(np.full((28, 28), 16384, np.uint16)).save(tmp_path / "deep.png")
+    x, notices = load_input(tmp_path / "deep.png", 1, (28, 28))
+    assert notices == [] and torch.allclose(x, torch.full((1, 1, 28, 28), 16384 / 65535))
+
+
+def test_explaining_a_checkpoint_never_imports_training(checkpoints, images, tmp_path):
+    code = (
+        "import sys\n"
+        "from binsight.cli import main\n"
+        f"assert main(['explain', {str(images[1])!r}, '--model', {str(checkpoints['bnn'])!r}, '--out', {str(tmp_path)!r}]) == 0\n"
+        "assert 'binsight.train' not in sys.modules, 'binsight.train was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -3,67 +3,54 @@
 For each image file ``dir/NAME.ext`` it writes, in the output folder, ``NAME.METHOD.png`` (the map, scaled
 to its own maximum, over the image) and ``NAME.METHOD.npy`` (the raw map, float32 (H, W) at the model's
 input size); ``METHOD`` is the method name with ``:`` replaced by ``-``. Files are written atomically.
+
+Images are read by :mod:`binsight.data.images` (8/16-bit, palette, pixel limit), converted to the model's
+channels and fitted to its input size (padded by default, keeping the aspect ratio); each conversion or
+resize is printed as a ``note:`` line on stderr. The checkpoint is loaded by
+:mod:`binsight.models.checkpoint`: explaining never imports training code.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from binsight._io import atomic_path
+from binsight.data.images import FITS, ImageReadError, load_image
 from binsight.explain.base import ExplainerError, Explanation
 from binsight.explain.registry import get_explainer
+from binsight.models.checkpoint import load_checkpoint
+
+__all__ = ["FITS", "ImageReadError", "as_target", "explain_command", "explain_files", "load_input"]
 
 
-class ImageReadError(ValueError):
-    """An image file that cannot be read as an image."""
+def load_input(path: str | Path, channels: int, size: tuple[int, int] | None, *, fit: str = "pad"
+               ) -> tuple[torch.Tensor, list[str]]:
+    """(float32 (1, channels, H, W) in [0, 1], notices) for image file ``path`` read by
+    :func:`binsight.data.images.load_image`: converted to ``channels`` and fitted to ``size`` (None: kept)."""
+    pixels, notices = load_image(path, channels=channels, size=size, fit=fit)
+    return torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0), notices
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Pixels of an image file as float32 (H, W, C) in [0, 1] (PNG, JPEG, ... via matplotlib and Pillow)."""
-    import matplotlib.image as mpimg
-
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        arr = mpimg.imread(path)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageReadError(f"cannot read {path} as an image ({e}); give PNG or JPEG files") from None
-    return _to_unit_float(np.asarray(arr), path)
-
-
-def _to_unit_float(arr: np.ndarray, path: Path) -> np.ndarray:
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise ImageReadError(f"{path} has an unsupported pixel layout {arr.shape}")
-    if np.issubdtype(arr.dtype, np.integer):
-        arr = arr / np.iinfo(arr.dtype).max
-    if arr.shape[2] in (2, 4):  # drop alpha
-        arr = arr[:, :, :-1]
-    return np.clip(arr, 0.0, 1.0).astype(np.float32)
-
-
-def to_model_input(pixels: np.ndarray, channels: int, size: tuple[int, int] | None) -> torch.Tensor:
-    """(H, W, C) pixels in [0, 1] -> float32 (1, channels, h, w), converting colour and resizing."""
-    from skimage.transform import resize
-
-    if pixels.shape[2] != channels:
-        if channels == 1:
-            gray = pixels @ np.array([0.2125, 0.7154, 0.0721], dtype=np.float32) if pixels.shape[2] == 3 else pixels[..., 0]
-            pixels = gray[:, :, None]
-        elif channels == 3 and pixels.shape[2] == 1:
-            pixels = np.repeat(pixels, 3, axis=2)
-        else:
-            raise ImageReadError(f"cannot convert an image with {pixels.shape[2]} channels to {channels}")
-    if size is not None and pixels.shape[:2] != tuple(size):
-        pixels = resize(pixels, (*size, channels), order=1, anti_aliasing=True, preserve_range=True)
-    return torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+def as_target(target: Any) -> int | None:
+    """``target`` (None, an int, a numpy integer, a 0-d or one-element integer array or tensor) as int or None."""
+    if target is None:
+        return None
+    if isinstance(target, (bool, np.bool_)):
+        raise ExplainerError(f"target must be a class index (an integer), not {target!r}")
+    if isinstance(target, (int, np.integer)):
+        return int(target)
+    if isinstance(target, (np.ndarray, torch.Tensor)) and tuple(target.shape) in ((), (1,)):
+        value = target.reshape(()).item()
+        if type(value) is int:
+            return value
+    raise ExplainerError(f"target must be one class index (an integer) for every image, or None; got {target!r}")
 
 
 def model_input_shape(model: nn.Module, meta: dict[str, Any]) -> tuple[int, tuple[int, int] | None]:
@@ -119,17 +106,28 @@ def save_overlay(path: Path, pixels: np.ndarray, saliency: np.ndarray, title: st
 
 def explain_files(
     images: list[str], model: nn.Module, meta: dict[str, Any], method: str, out_dir: Path,
-    target: int | None = None, surrogate: str | None = None, device: str = "cpu",
+    target: Any = None, surrogate: str | None = None, device: str = "cpu", *, fit: str = "pad",
+    notify: Callable[[str], None] | None = None,
 ) -> list[tuple[Path, Explanation]]:
-    """Explain each image file with ``method``; write its outputs; return (image path, explanation) pairs."""
+    """Explain each image file with ``method``; write its outputs; return (image path, explanation) pairs.
+
+    ``target``: None (the predicted class) or one class index for every image (an int, numpy integer or
+    0-d tensor). ``fit``: how an image of another size meets the model's input (see
+    :mod:`binsight.data.images`). ``notify`` receives one line per conversion or resize of an input.
+    """
     paths = [Path(p) for p in images]
     stems = [p.stem for p in paths]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise ExplainerError(f"several images share the name {dupes[0]!r}; their outputs would overwrite each other")
+    target = as_target(target)
     channels, size = model_input_shape(model, meta)
     explainer = get_explainer(method, model, **({"surrogate": surrogate} if surrogate else {}))
-    inputs = [to_model_input(read_image(p), channels, size) for p in paths]  # read all before writing any
+    loaded = [load_input(p, channels, size, fit=fit) for p in paths]  # read all before writing any
+    for line in (line for _, notices in loaded for line in notices):
+        if notify is not None:
+            notify(line)
+    inputs = [x for x, _ in loaded]
     model.to(device)
     explanations = [explainer.explain(x.to(device), target) for x in inputs]  # all done before any file is written
     for path, x, explanation in zip(paths, inputs, explanations):
@@ -141,12 +139,12 @@ def explain_files(
 
 
 def explain_command(args: argparse.Namespace) -> None:
-    """``binsight explain``: load the checkpoint, explain every image, print where the outputs went."""
-    from binsight.train import load_checkpoint
-
+    """``binsight explain``: load the checkpoint, explain every image, print notices (stderr) and where the
+    outputs went (stdout). ``args.fit`` (default "pad") says how images of another size are fitted."""
     model, meta = load_checkpoint(args.model, device=args.device)
     out_dir = Path(args.out)
-    results = explain_files(args.images, model, meta, args.method, out_dir, args.target, args.surrogate, args.device)
+    results = explain_files(args.images, model, meta, args.method, out_dir, args.target, args.surrogate, args.device,
+                            fit=getattr(args, "fit", "pad"), notify=lambda line: print(f"note: {line}", file=sys.stderr))
     tag = args.method.replace(":", "-")
     names = meta.get("class_names") or []
     for path, explanation in results:
