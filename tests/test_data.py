@@ -14,7 +14,7 @@ import torch
 from binsight.cli import main
 from binsight.data import DatasetError, ImageDataset, describe, load_dataset
 from binsight.data import fashion_mnist
-from binsight.data.idx import read_idx_bytes
+from binsight.data.idx import read_idx, read_idx_bytes
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
@@ -78,6 +78,23 @@ def test_idx_round_trip():
 def test_idx_rejects_bad_files(raw, words):
     with pytest.raises(DatasetError, match=words):
         read_idx_bytes(raw, where="x")
+
+
+def test_idx_reads_no_more_than_its_header_declares(tmp_path):
+    huge = bytes([0, 0, 8, 4]) + struct.pack(">4I", *[2**32 - 1] * 4)  # 2^128 bytes: no int64 wrap-around
+    with pytest.raises(DatasetError, match=r"declares shape .* more than binsight reads"):
+        read_idx_bytes(huge + bytes(16), where="x")
+    with pytest.raises(DatasetError, match="has more bytes; the file is truncated or corrupt"):
+        read_idx_bytes(idx_bytes(np.zeros((2, 3), np.uint8)) + b"\x00", where="x")
+    path = tmp_path / "cut-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros(5000, np.uint8)))[:40])  # gzip stream cut short
+    with pytest.raises(DatasetError, match=r"cut-idx1-ubyte\.gz is not a complete gzip file"):
+        read_idx(path)
+    short = tmp_path / "short-idx1-ubyte.gz"
+    short.write_bytes(gzip.compress(idx_bytes(np.zeros(50, np.uint8))[:-7]))  # whole gzip, idx cut short
+    with pytest.raises(DatasetError, match=r"short-idx1-ubyte\.gz: idx size mismatch: .*\(58 bytes\) but the file "
+                                           r"has 51 bytes; the file is truncated"):
+        read_idx(short)
 
 
 # ---- reading and validation ---------------------------------------------------------------------------
