@@ -1,422 +1,903 @@
-"""The verdicts on the paper's findings, decided from measured intervals, never assumed.
+"""The verdicts on the paper's findings, decided from two-level bootstrap intervals (see docs/verdicts.md).
 
-Every estimate is a mean over images of a per-image quantity (for comparisons: a per-image difference,
-so that the bootstrap is paired by image), with a seeded percentile bootstrap interval. Each verdict's
-status is one of ``held``, ``not held``, ``inconclusive`` (or ``not measured`` when the run lacks what it
-needs), decided by where the interval lies against a stated margin:
+Input: the tidy rows of a study and its models (:class:`ModelInfo`). Every estimate is a mean over models
+and images with an interval from :mod:`binsight.study.stats` (models resampled within each precision,
+then images); every difference is computed from the same draws as its terms. A comparison's status comes
+from where its interval lies against a bound; a part combines its comparisons, a verdict its parts
+(:func:`combine`). Which method each verdict is about is a setting (:class:`VerdictSettings`), so that
+no method is named here.
 
-1. Gradient: FP-vs-BNN similarity minus FP-vs-FP (seed-to-seed) similarity. The paper: "very similar".
-   held when the interval's lower end is above -margin; not held when its upper end is below -margin.
-2. SmoothGrad: BNN noise minus FP noise. The paper: "significantly noisier for BNNs". held when the
-   lower end is above the negligible difference (noise_margin x mean FP noise); not held when the upper
-   end is below it. Also a Wilcoxon signed-rank p-value.
-3. GradCAM: (a) its FP-vs-BNN similarity minus Gradient's (the paper: GradCAM maps differ between network
-   types: held when the upper end is below -margin); (b) the flagged fraction of BNN maps minus that of FP
-   maps (the paper: some BNN maps are nonsensical: held when the lower end is above 0).
-4. NeuroMask (not in the paper): the same measurements, and its faithfulness (insertion minus deletion
-   area) and localisation (energy on the object) against each other method; "NeuroMask is more faithful
-   than every other method" held when every interval's lower end is above 0.
+1. Similarity (Gradient): FP-vs-BNN against FP-vs-FP, BNN-vs-BNN and the image-shuffled chance level,
+   per similarity measure (and inside the object where measured); a reading per measure.
+2. Noise (SmoothGrad): BNN minus FP noise, relative to FP noise, per noise measure; a convergence check
+   with more samples says whether the difference is Monte Carlo noise.
+3. GradCAM: FP-vs-BNN below GradCAM's own within-precision baselines; BNN maps below chance more often
+   than FP maps (degenerate maps counted apart).
+4. Faithfulness (NeuroMask): better than every other method on measures that do not use its own
+   perturbation (ROAD, deletion / insertion onto blur); against the chance maps as a check.
 
-A map is flagged ("nonsensical") when it is degenerate, or when it does worse than the random map of the
-same model on the same image on both deletion area (higher) and localisation (less energy on the object);
-where no foreground masks exist, on deletion area alone.
+Each verdict is recomputed under every explanation surrogate of the BNNs, every single measure, and half
+and twice the margins; a verdict whose status changes under one of them is fragile.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import json
+import types
+import typing
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
+from binsight.errors import BinsightError
 from binsight.study.config import VerdictsConfig
+from binsight.study.stats import (Draws, Estimate, Stat, difference, draw, effect_size, estimate, pair_mean,
+                                  relative_difference, single_mean)
 from binsight.study.store import Row
 
-HELD, NOT_HELD, INCONCLUSIVE, NOT_MEASURED = "held", "not held", "inconclusive", "not measured"
+__all__ = ["Status", "Estimate", "Part", "Verdict", "Robustness", "StudyVerdicts", "ModelInfo", "VerdictSettings",
+           "VerdictError", "compute_verdicts", "combine"]
+
+UNDEFINED = ":undefined"
+PRECISIONS = ("fp", "bnn")
+
+
+class VerdictError(BinsightError):
+    """Inputs the verdicts cannot use (a model of unknown precision, a name given twice, bad JSON)."""
+
+
+class Status(str, enum.Enum):
+    """The status of a comparison, a part or a verdict."""
+
+    HELD = "held"
+    NOT_HELD = "not held"
+    PARTLY_HELD = "partly held"
+    INCONCLUSIVE = "inconclusive"
+    NOT_MEASURED = "not measured"
+
+
+HELD, NOT_HELD, PARTLY_HELD, INCONCLUSIVE, NOT_MEASURED = (Status.HELD, Status.NOT_HELD, Status.PARTLY_HELD,
+                                                         Status.INCONCLUSIVE, Status.NOT_MEASURED)
+
+# readings of a similarity comparison
+ALIKE, DIFFER, UNSTABLE, UNDECIDED = "alike", "BNN maps differ from FP maps", "maps unstable across seeds", "inconclusive"
+# readings of the convergence check
+MODEL_PROPERTY, MONTE_CARLO, CANNOT_TELL = "a property of the model", "Monte Carlo noise", "cannot tell"
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model's name in the table and its precision ("fp" or "bnn")."""
+    """A model of the study as the table names it.
+
+    precision: "fp" or "bnn". group: its seed or group label. surrogate: the sign surrogate its maps were
+    computed with ("" for FP, "own" for a BNN whose sign cannot be switched). A BNN explained with another
+    surrogate is a variant named ``f"{base}+{surrogate}"``.
+    """
 
     name: str
     precision: str
+    group: str = ""
+    surrogate: str = ""
+
+    @property
+    def is_variant(self) -> bool:
+        return "+" in self.name
+
+
+@dataclass(frozen=True)
+class VerdictSettings:
+    """Everything the verdicts read from the configuration, with its defaults.
+
+    Margins: similarity_margin (an FP-vs-BNN similarity at most this far below a within-precision baseline
+    counts as "as similar"), chance_margin (how far above the image-shuffled chance level a similarity
+    must be), noise_margin (a BNN-minus-FP noise difference, as a fraction of FP noise, that counts as
+    noisier), below_chance_margin (a difference of below-chance fractions that counts), faithfulness_margin
+    (a faithfulness difference, in the measure's units, that counts as better). Methods: the method each
+    verdict is about, the convergence method (more samples of the noise method) and the chance maps.
+    lower_is_better: the faithfulness measures where a lower value is better.
+    """
+
+    similarity_measures: tuple[str, ...] = ("spearman", "ssim", "top_k_iou")
+    noise_measures: tuple[str, ...] = ("total_variation", "high_frequency_energy")
+    faithfulness_measures: tuple[str, ...] = ("road_morf", "road_lerf", "deletion_blur_auc", "insertion_blur_auc")
+    lower_is_better: tuple[str, ...] = ("road_morf", "deletion_blur_auc")
+    similarity_method: str = "gradient"
+    noise_method: str = "smoothgrad"
+    convergence_method: str = "smoothgrad-n200"
+    gradcam_method: str = "gradcam"
+    faithfulness_method: str = "neuromask"
+    chance_methods: tuple[str, ...] = ("random", "smooth-random")
+    similarity_margin: float = 0.1
+    chance_margin: float = 0.1
+    noise_margin: float = 0.05
+    below_chance_margin: float = 0.02
+    faithfulness_margin: float = 0.01
+    confidence: float = 0.95
+    n_resamples: int = 2000
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: VerdictsConfig | None) -> "VerdictSettings":
+        """Settings from a :class:`VerdictsConfig`; a field it lacks keeps the default above."""
+        values = {}
+        for f in dataclasses.fields(cls):
+            if config is not None and hasattr(config, f.name):
+                value = getattr(config, f.name)
+                values[f.name] = tuple(value) if isinstance(value, (list, tuple)) else value
+        return cls(**values)
+
+    def scaled_margins(self, factor: float) -> "VerdictSettings":
+        """These settings with every margin multiplied by ``factor``."""
+        names = ("similarity_margin", "chance_margin", "noise_margin", "below_chance_margin", "faithfulness_margin")
+        return dataclasses.replace(self, **{n: getattr(self, n) * factor for n in names})
+
+
+@dataclass(frozen=True)
+class Part:
+    """One tested statement: its status, estimate and bound, in a sentence.
+
+    bound: the value the interval is compared with (None where the status combines ``comparisons``).
+    reading: what the numbers support, where a part has readings (similarity parts). levels: the means
+    the comparisons are made of (e.g. "FP-vs-BNN": its estimate). comparisons: the sub-statements a part
+    combines.
+    """
+
+    name: str
+    question: str
+    status: Status
+    estimate: Estimate | None
+    bound: float | None
+    sentence: str
+    reading: str = ""
+    levels: dict[str, Estimate] = field(default_factory=dict)
+    comparisons: tuple["Part", ...] = ()
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """A verdict recomputed under one alternative setting; ``changed``: its status differs from the verdict's."""
+
+    setting: str
+    status: Status
+    reading: str
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One finding of the paper and what the study found.
+
+    status: from ``parts`` (:func:`combine`). reading: what the numbers support, in a few words. checks:
+    parts shown with the verdict that do not decide its status (chance comparisons, convergence,
+    degenerate maps). robustness: the verdict under alternative settings; fragile: some of them changed
+    its status.
+    """
+
+    id: int
+    title: str
+    finding: str
+    status: Status
+    parts: tuple[Part, ...]
+    reading: str
+    sentence: str
+    robustness: tuple[Robustness, ...] = ()
+    fragile: bool = False
+    checks: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True)
+class PairValue:
+    """The mean of one pair measure over the images of one model pair (kind: "fp-bnn", "fp-fp", "bnn-bnn")."""
+
+    method: str
+    measure: str
+    model: str
+    model_b: str
+    kind: str
+    mean: float
+    n_images: int
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    """The fraction of images on which two models predict the same class."""
+
+    model: str
+    model_b: str
+    fraction: float
+    n_images: int
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """How often the models predict the same class: all of them (``all_agree``) and pair by pair;
+    ``accuracy``: each model's fraction of correct predictions on the explained images."""
+
+    all_agree: float | None
+    n_images: int
+    pairs: tuple[PairAgreement, ...]
+    accuracy: dict[str, float]
+
+
+@dataclass(frozen=True)
+class UndefinedCount:
+    """How many values of one measure were undefined (e.g. a correlation with a constant map)."""
+
+    measure: str
+    method: str
+    model: str
+    model_b: str
+    count: int
+
+
+@dataclass(frozen=True)
+class StudyVerdicts:
+    """Everything verdicts.json holds. ``to_json`` writes strict JSON; ``from_json`` reads it back."""
+
+    verdicts: tuple[Verdict, ...]
+    per_pair: tuple[PairValue, ...]
+    predictions: Predictions
+    undefined: tuple[UndefinedCount, ...]
+    settings: VerdictSettings
+
+    def to_json(self) -> str:
+        """Strict JSON (no NaN): statuses as their words, estimates as objects."""
+        return json.dumps(_encode(self), indent=2, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "StudyVerdicts":
+        """The object :meth:`to_json` wrote; raises :class:`VerdictError` for text that is not one."""
+        try:
+            return _decode(cls, json.loads(text))
+        except (ValueError, TypeError, KeyError) as e:
+            raise VerdictError(f"verdicts.json cannot be read ({e}); recompute it with `binsight study`") from None
+
+
+def _encode(obj: Any) -> Any:
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _decode(hint: Any, data: Any) -> Any:
+    """An instance of type ``hint`` (dataclass, enum, tuple[X, ...], dict[str, X], X | None, scalar)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if data is None and type(None) in args:
+            return None
+        return _decode(next(a for a in args if a is not type(None)), data)
+    if dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        return hint(**{f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(hint) if f.name in data})
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(data)
+    if origin is tuple:
+        return tuple(_decode(args[0], v) for v in data)
+    if origin is dict:
+        return {k: _decode(args[1], v) for k, v in data.items()}
+    if hint is float:
+        if data is None:
+            return float("nan")
+        return float(data)
+    if hint in (int, str, bool) and not isinstance(data, hint):
+        raise TypeError(f"expected {hint.__name__}, got {type(data).__name__}")
+    return data
+
+
+# ------------------------------------------------------------------------------------------------------
+# the table
 
 
 class Table:
-    """The tidy rows indexed for lookups: values per image for one (measure, method, model, model_b, step)."""
+    """The tidy rows as vectors over one image axis: ``vector(measure, method, model, model_b)`` (K,) with NaN
+    where no value exists; ``images``: the sorted image indices of every row."""
 
     def __init__(self, rows: Sequence[Row]):
-        self._index: dict[tuple, dict[int, float]] = defaultdict(dict)
-        for r in rows:
-            self._index[(r.measure, r.method, r.model, r.model_b, r.step)][r.image] = r.value
+        self.images = np.array(sorted({r.image for r in rows}), dtype=np.int64)
+        position = {int(img): k for k, img in enumerate(self.images)}
+        self._vectors: dict[tuple[str, str, str, str], np.ndarray] = {}
+        self.cache: dict[tuple, Any] = {}  # statistics shared by the contexts of one computation
+        self.undefined: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        self.rows = [r for r in rows if r.step == 0]
+        self.methods = {r.method for r in self.rows if r.method and not r.measure.endswith(UNDEFINED)}
+        for r in self.rows:
+            if r.measure.endswith(UNDEFINED):
+                self.undefined[(r.measure[: -len(UNDEFINED)], r.method, r.model, r.model_b)] += 1
+                continue
+            key = (r.measure, r.method, r.model, r.model_b)
+            if key not in self._vectors:
+                self._vectors[key] = np.full(len(self.images), np.nan)
+            self._vectors[key][position[r.image]] = r.value
 
-    def values(self, measure: str, method: str, model: str, model_b: str = "", step: int = 0) -> dict[int, float]:
-        """{image: value}; empty if nothing was measured."""
-        return self._index.get((measure, method, model, model_b, step), {})
+    def vector(self, measure: str, method: str, model: str, model_b: str = "") -> np.ndarray | None:
+        return self._vectors.get((measure, method, model, model_b))
 
-    def keys(self) -> list[tuple]:
-        return list(self._index)
+    def keys(self) -> list[tuple[str, str, str, str]]:
+        return list(self._vectors)
 
+    def singles(self, measure: str, method: str, models: Sequence[ModelInfo]) -> np.ndarray | None:
+        """(M, K) values of ``models``; None when none of them has a value."""
+        vectors = [self.vector(measure, method, m.name) for m in models]
+        if all(v is None for v in vectors):
+            return None
+        return np.stack([np.full(len(self.images), np.nan) if v is None else v for v in vectors])
 
-# ------------------------------------------------------------------------------------------------------
-# statistics
-
-
-def bootstrap_mean(x: np.ndarray, cfg: VerdictsConfig) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of ``x`` (one value per image) with a percentile bootstrap interval.
-
-    ``cfg.n_resamples`` resamples of the images with replacement, seeded by ``cfg.seed``. Undefined (NaN)
-    values are left out; NaN for no data.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(cfg.seed)
-    means = np.concatenate([x[rng.integers(0, x.size, (n, x.size))].mean(axis=1)
-                            for n in _batches(cfg.n_resamples, max(1, 2_000_000 // x.size))])
-    alpha = (1 - cfg.confidence) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(x.mean()), float(low), float(high)
-
-
-def _batches(total: int, size: int) -> list[int]:
-    return [min(size, total - start) for start in range(0, total, size)]
-
-
-def wilcoxon_p(diffs: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of paired differences; 1.0 when every difference is 0."""
-    diffs = np.asarray(diffs, dtype=np.float64)
-    if diffs.size == 0:
-        return float("nan")
-    if not np.any(diffs != 0):
-        return 1.0
-    return float(stats.wilcoxon(diffs, zero_method="wilcox").pvalue)
-
-
-def paired(a: dict[int, float], b: dict[int, float]) -> np.ndarray:
-    """a - b on the images both have, in image order (float64); undefined (NaN) differences left out."""
-    common = sorted(set(a) & set(b))
-    diffs = np.array([a[i] - b[i] for i in common], dtype=np.float64)
-    return diffs[np.isfinite(diffs)]
-
-
-def mean_over(dicts: Sequence[dict[int, float]]) -> dict[int, float]:
-    """Per image, the mean over the dicts that have it (e.g. over the seeds of a precision).
-
-    Undefined values (NaN, e.g. the Spearman correlation of a constant map) are left out.
-    """
-    sums: dict[int, list[float]] = defaultdict(list)
-    for d in dicts:
-        for i, v in d.items():
-            if np.isfinite(v):
-                sums[i].append(v)
-    return {i: float(np.mean(v)) for i, v in sums.items()}
-
-
-# ------------------------------------------------------------------------------------------------------
-# per-image quantities
-
-
-def pair_similarity(table: Table, models: Sequence[ModelInfo], method: str, measure: str, kind: str) -> dict[int, float]:
-    """Per image, the mean similarity over the model pairs of ``kind``: "fp-bnn", "fp-fp" or "bnn-bnn"."""
-    want = tuple(sorted(kind.split("-")))
-    dicts = []
-    for i, a in enumerate(models):
-        for b in models[i + 1:]:
-            if tuple(sorted((a.precision, b.precision))) == want:
-                dicts.append(table.values(measure, method, a.name, b.name) or table.values(measure, method, b.name, a.name))
-    return mean_over(dicts)
-
-
-def precision_mean(table: Table, models: Sequence[ModelInfo], method: str, measure: str, precision: str) -> dict[int, float]:
-    """Per image, the mean of ``measure`` over the models of ``precision``."""
-    return mean_over([table.values(measure, method, m.name) for m in models if m.precision == precision])
-
-
-def flagged_maps(table: Table, model: str, method: str) -> dict[int, float]:
-    """Per image, 1.0 if the map of ``model`` and ``method`` is flagged as nonsensical, else 0.0.
-
-    Flagged = degenerate, or worse than the random map on deletion area (higher) and on localisation
-    (lower energy on the object); on deletion area alone when there is no localisation measure.
-    """
-    degenerate = table.values("degenerate", method, model)
-    deletion, rand_deletion = table.values("deletion_auc", method, model), table.values("deletion_auc", "random", model)
-    energy, rand_energy = table.values("energy_inside", method, model), table.values("energy_inside", "random", model)
-    flags = {}
-    for i in degenerate:
-        worse_deletion = i in rand_deletion and i in deletion and deletion[i] > rand_deletion[i]
-        worse_energy = (energy[i] < rand_energy[i]) if (i in energy and i in rand_energy) else not rand_energy
-        flags[i] = float(degenerate[i] > 0 or (worse_deletion and worse_energy))
-    return flags
-
-
-def faithfulness_score(table: Table, model: str, method: str) -> dict[int, float]:
-    """Per image, insertion area minus deletion area (higher = more faithful), in [-1, 1]."""
-    ins, dele = table.values("insertion_auc", method, model), table.values("deletion_auc", method, model)
-    return {i: ins[i] - dele[i] for i in sorted(set(ins) & set(dele))}
+    def pairs(self, measure: str, method: str, models: Sequence[ModelInfo]) -> np.ndarray | None:
+        """(M, M, K) symmetric pair values of ``models`` (either order in the table); None when none exists."""
+        m = len(models)
+        out = np.full((m, m, len(self.images)), np.nan)
+        found = False
+        for i, a in enumerate(models):
+            for j, b in enumerate(models[i + 1:], start=i + 1):
+                v = self.vector(measure, method, a.name, b.name)
+                v = self.vector(measure, method, b.name, a.name) if v is None else v
+                if v is not None:
+                    out[i, j] = out[j, i] = v
+                    found = True
+        return out if found else None
 
 
 # ------------------------------------------------------------------------------------------------------
 # deciding
 
 
-def interval(diffs: np.ndarray, cfg: VerdictsConfig) -> dict[str, Any]:
-    """{"estimate", "ci": [low, high], "n"} of the mean of per-image values."""
-    est, low, high = bootstrap_mean(diffs, cfg)
-    return {"estimate": est, "ci": [low, high], "n": int(np.asarray(diffs).size)}
-
-
-def decide_at_least(ci: Sequence[float], bound: float) -> str:
-    """held if the whole interval is above ``bound``; not held if it is wholly below; else inconclusive."""
-    low, high = ci
-    if not np.isfinite(low):
-        return INCONCLUSIVE
-    if low > bound:
+def at_least(est: Estimate | None, bound: float) -> Status:
+    """held if the whole interval is above ``bound``; not held if wholly below; inconclusive if it straddles."""
+    if est is None:
+        return NOT_MEASURED
+    if est.low > bound:
         return HELD
-    if high < bound:
+    if est.high < bound:
         return NOT_HELD
     return INCONCLUSIVE
 
 
-def decide_below(ci: Sequence[float], bound: float) -> str:
-    """held if the whole interval is below ``bound``; not held if it is wholly at or above; else inconclusive."""
-    low, high = ci
-    if not np.isfinite(low):
-        return INCONCLUSIVE
-    if high < bound:
+def invert(status: Status) -> Status:
+    """The status of the opposite statement (held <-> not held)."""
+    return {HELD: NOT_HELD, NOT_HELD: HELD}.get(status, status)
+
+
+def combine(statuses: Sequence[Status]) -> Status:
+    """The status of several parts: held if all hold, not held if none does, partly held if some hold and
+    some do not, inconclusive otherwise (some inconclusive, no disagreement); parts not measured are left
+    out (all not measured: not measured)."""
+    measured = [s for s in statuses if s != NOT_MEASURED]
+    if not measured:
+        return NOT_MEASURED
+    if all(s == HELD for s in measured):
         return HELD
-    if low >= bound:
+    if all(s == NOT_HELD for s in measured):
         return NOT_HELD
+    if HELD in measured and NOT_HELD in measured or PARTLY_HELD in measured:
+        return PARTLY_HELD
     return INCONCLUSIVE
 
 
-def _fmt(iv: dict[str, Any]) -> str:
-    return f"{iv['estimate']:+.3f} [{iv['ci'][0]:+.3f}, {iv['ci'][1]:+.3f}]"
-
-
-def _combine(statuses: Sequence[str]) -> str:
-    if all(s == HELD for s in statuses):
-        return HELD
-    if all(s == NOT_HELD for s in statuses):
+def conjunction(statuses: Sequence[Status]) -> Status:
+    """The status of "all of these": held if all hold, not held if any does not, else inconclusive
+    (not measured left out)."""
+    measured = [s for s in statuses if s != NOT_MEASURED]
+    if not measured:
+        return NOT_MEASURED
+    if NOT_HELD in measured:
         return NOT_HELD
-    return INCONCLUSIVE
+    return HELD if all(s == HELD for s in measured) else INCONCLUSIVE
 
 
-def _not_measured(number: int, title: str, finding: str, why: str) -> dict[str, Any]:
-    return {"id": number, "title": title, "finding": finding, "status": NOT_MEASURED, "estimate": None,
-            "ci": None, "n": 0, "sentence": f"Not measured: {why}.", "details": {}}
+def _words(status: Status) -> str:
+    return {HELD: "held", NOT_HELD: "did not hold", PARTLY_HELD: "partly held", INCONCLUSIVE: "was inconclusive",
+            NOT_MEASURED: "was not measured"}[status]
+
+
+def comparison(name: str, question: str, est: Estimate | None, bound: float, *, below: bool = False,
+               describe: str = "") -> Part:
+    """A part that asks whether ``est`` lies above ``bound`` (``below``: below it); its sentence names the
+    estimate ``describe`` (default: ``name``)."""
+    status = at_least(est, bound)
+    status = invert(status) if below else status
+    if est is None:
+        return Part(name, question, NOT_MEASURED, None, bound, f"{describe or name}: not measured.")
+    side = "below" if below else "above"
+    sentence = f"{describe or name} = {est.text()} ({est.confidence:.0%} interval over {est.covers}), {side} {bound:+.3g}? {_words(status)}."
+    return Part(name, question, status, est, bound, sentence)
 
 
 # ------------------------------------------------------------------------------------------------------
-# the four verdicts
+# a study's data for one model set
+
+
+class Context:
+    """The table, one set of models (FP models and one surrogate's BNNs), the settings and the draws."""
+
+    def __init__(self, table: Table, models: Sequence[ModelInfo], settings: VerdictSettings, methods: Sequence[str]):
+        self.table, self.models, self.settings, self.methods = table, tuple(models), settings, tuple(methods)
+        precisions = tuple(m.precision for m in self.models)
+        self.draws: Draws = self.memo(("draws", precisions), lambda: draw(
+            precisions, len(table.images), n_resamples=settings.n_resamples, seed=settings.seed,
+            confidence=settings.confidence))
+
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per model set, resampling settings and ``key`` (shared by every context of
+        the same table, so that the robustness rows reuse the statistics they share)."""
+        s = self.settings
+        full = (tuple(m.name for m in self.models), s.n_resamples, s.seed, s.confidence, *key)
+        if full not in self.table.cache:
+            self.table.cache[full] = compute()
+        return self.table.cache[full]
+
+    def replace(self, *, models: Sequence[ModelInfo] | None = None, settings: VerdictSettings | None = None) -> "Context":
+        return Context(self.table, self.models if models is None else models, settings or self.settings, self.methods)
+
+    def count(self, precision: str) -> int:
+        return sum(m.precision == precision for m in self.models)
+
+    def pairs(self, measure: str, method: str) -> np.ndarray | None:
+        return self.table.pairs(measure, method, self.models)
+
+    def singles(self, measure: str, method: str) -> np.ndarray | None:
+        return self.table.singles(measure, method, self.models)
+
+    def estimate(self, stat: Stat) -> Estimate | None:
+        return estimate(stat, self.draws)
+
+
+def _common(*arrays: np.ndarray) -> list[np.ndarray]:
+    """The arrays with every image column that one of them lacks entirely set to NaN."""
+    has = np.logical_and.reduce([np.isfinite(a).reshape(-1, a.shape[-1]).any(axis=0) for a in arrays])
+    return [np.where(has, a, np.nan) for a in arrays]
+
+
+# ------------------------------------------------------------------------------------------------------
+# verdict 1 (and 3a): similarity against the within-precision baselines and chance
+
+
+def similarity_part(ctx: Context, method: str, measure: str, *, claim: str) -> Part | None:
+    """FP-vs-BNN ``measure`` of ``method``'s maps against FP-vs-FP, BNN-vs-BNN and chance.
+
+    claim "alike": held when FP-vs-BNN is within the margin of both baselines and above chance by the
+    chance margin. claim "differ": held when FP-vs-BNN is below both baselines by more than the margin.
+    None when the table has no FP-vs-BNN value of ``measure``.
+    """
+    s = ctx.settings
+    e = ctx.memo(("similarity", method, measure), lambda: similarity_estimates(ctx, method, measure))
+    if e is None:
+        return None
+    comps = [
+        comparison("FP-vs-BNN minus FP-vs-FP", "Are FP-vs-BNN maps as alike as maps of two FP seeds?",
+                   e["fb-ff"], -s.similarity_margin),
+        comparison("FP-vs-BNN minus BNN-vs-BNN", "Are FP-vs-BNN maps as alike as maps of two BNN seeds?",
+                   e["fb-bb"], -s.similarity_margin),
+        comparison("FP-vs-BNN minus chance", "Are FP-vs-BNN maps more alike than maps of different images?",
+                   e["fb-chance"], s.chance_margin),
+        comparison("FP-vs-FP minus chance", "Do FP seeds agree beyond chance?", e["ff-chance"], s.chance_margin),
+        comparison("BNN-vs-BNN minus chance", "Do BNN seeds agree beyond chance?", e["bb-chance"], s.chance_margin),
+    ]
+    reading = similarity_reading(*(c.status for c in comps))
+    if comps[0].status == comps[1].status == NOT_MEASURED:
+        status = NOT_MEASURED  # no within-precision baseline: nothing to compare FP-vs-BNN with
+    elif claim == "alike":
+        status = conjunction([c.status for c in comps[:3]])
+    else:
+        status = conjunction([invert(comps[0].status), invert(comps[1].status)])
+    levels = {name: e[key] for name, key in (("FP-vs-BNN", "fb"), ("FP-vs-FP", "ff"), ("BNN-vs-BNN", "bb"),
+                                             ("chance (FP-vs-BNN, images shuffled)", "fb-shuffled")) if e[key]}
+    question = {"alike": f"Are {method} maps of FP and BNN models alike by {measure}?",
+                "differ": f"Do {method} maps of FP and BNN models differ by {measure}, beyond seed-to-seed variation?"}[claim]
+    sentence = _similarity_sentence(method, measure, levels, reading, comps, status)
+    return Part(measure, question, status, e["fb"], None, sentence, reading, levels, tuple(comps))
+
+
+def similarity_estimates(ctx: Context, method: str, measure: str) -> dict[str, Estimate | None] | None:
+    """The pair means of ``measure`` (fb: FP-vs-BNN, ff: FP-vs-FP, bb: BNN-vs-BNN; "-shuffled": of the
+    image-shuffled pairs) and their differences, from one set of draws; None without FP-vs-BNN values."""
+    values = ctx.pairs(measure, method)
+    if values is None or ctx.count("fp") == 0 or ctx.count("bnn") == 0:
+        return None
+    shuffled = ctx.pairs(f"{measure}_shuffled", method)
+    if shuffled is not None:
+        values, shuffled = _common(values, shuffled)
+    kinds = {"fb": ("fp", "bnn"), "ff": ("fp", "fp"), "bb": ("bnn", "bnn")}
+    stats = {k: pair_mean(values, ctx.draws, *kind) for k, kind in kinds.items()}
+    if shuffled is not None:
+        stats.update({f"{k}-shuffled": pair_mean(shuffled, ctx.draws, *kind) for k, kind in kinds.items()})
+    out: dict[str, Estimate | None] = {k: ctx.estimate(v) for k, v in stats.items()}
+    out["fb-ff"] = ctx.estimate(difference(stats["fb"], stats["ff"]))
+    out["fb-bb"] = ctx.estimate(difference(stats["fb"], stats["bb"]))
+    for k in kinds:
+        shuffled_stat = stats.get(f"{k}-shuffled")
+        out[f"{k}-chance"] = ctx.estimate(difference(stats[k], shuffled_stat)) if shuffled_stat else None
+        out.setdefault(f"{k}-shuffled", None)
+    return out
+
+
+def similarity_reading(fp_fp: Status, bnn_bnn: Status, chance: Status, fp_stable: Status, bnn_stable: Status) -> str:
+    """Which reading the statuses of the five similarity comparisons support.
+
+    alike: FP-vs-BNN within the margin of both baselines and above chance. differ: below both baselines
+    beyond the margin. unstable: FP-vs-BNN definitely not alike, but as low as one baseline, or a baseline
+    is at chance, so the low similarity cannot be put down to precision. Otherwise inconclusive.
+    """
+    if fp_fp == bnn_bnn == chance == HELD:
+        return ALIKE
+    if fp_fp == NOT_HELD and bnn_bnn == NOT_HELD:
+        return DIFFER
+    not_alike = NOT_HELD in (fp_fp, bnn_bnn, chance)
+    if not_alike and (HELD in (fp_fp, bnn_bnn) or NOT_HELD in (fp_stable, bnn_stable)):
+        return UNSTABLE
+    return UNDECIDED
+
+
+def _similarity_sentence(method: str, measure: str, levels: dict[str, Estimate], reading: str,
+                         comps: Sequence[Part], status: Status) -> str:
+    means = "; ".join(f"{k} {e.value:.3f} [{e.low:.3f}, {e.high:.3f}]" for k, e in levels.items())
+    why = {
+        ALIKE: "FP-vs-BNN maps are as alike as maps of two seeds of either precision, and well above chance",
+        DIFFER: "FP-vs-BNN maps are less alike than maps of two seeds of either precision, beyond the margin",
+        UNSTABLE: "FP-vs-BNN maps are not alike, but maps of two seeds of one precision are no more alike "
+                  "(or barely above chance), so the difference cannot be put down to precision",
+        UNDECIDED: "the intervals do not decide between the readings",
+    }[reading]
+    causes = [f"{c.name.split(' minus ')[1]} as low as FP-vs-BNN" for c in comps[:2] if c.status == HELD]
+    causes += [f"{c.name.split(' minus ')[0]} near chance" for c in comps[3:] if c.status == NOT_HELD]
+    extra = f" ({', '.join(causes)})" if reading == UNSTABLE and causes else ""
+    return f"{method}, {measure}: {means}. Reading: {reading}{extra}: {why}. Status: {_words(status)}."
+
+
+def similarity_parts(ctx: Context, method: str, *, claim: str) -> list[Part]:
+    """A similarity part per configured measure, whole map then inside the object (where measured)."""
+    parts = []
+    for measure in ctx.settings.similarity_measures:
+        for name in (measure, f"{measure}_object"):
+            part = similarity_part(ctx, method, name, claim=claim)
+            if part is not None:
+                parts.append(part)
+    return parts
+
+
+def _reading_of(parts: Sequence[Part]) -> str:
+    readings = {p.reading for p in parts if p.reading}
+    if not readings:
+        return ""
+    if len(readings) == 1:
+        return readings.pop()
+    return "measures disagree: " + "; ".join(f"{p.name} {p.reading}" for p in parts)
+
+
+def _verdict(number: int, title: str, finding: str, parts: Sequence[Part], reading: str, why_missing: str,
+             checks: Sequence[Part] = ()) -> Verdict:
+    status = combine([p.status for p in parts])
+    if status == NOT_MEASURED:
+        return Verdict(number, title, finding, NOT_MEASURED, tuple(parts), "", f"Not measured: {why_missing}.", checks=tuple(checks))
+    counted = [p for p in parts if p.status != NOT_MEASURED]
+    summary = ", ".join(f"{p.name} {p.status.value}" for p in counted)
+    reading_text = f" Reading: {reading}." if reading else ""
+    sentence = f"The finding {_words(status)} ({summary}).{reading_text}"
+    return Verdict(number, title, finding, status, tuple(parts), reading, sentence, checks=tuple(checks))
+
+
+def verdict_similarity(ctx: Context) -> Verdict:
+    """Verdict 1: the similarity method's maps are alike for FP and BNN models."""
+    method = ctx.settings.similarity_method
+    parts = similarity_parts(ctx, method, claim="alike")
+    return _verdict(1, f"{method}: FP and BNN maps look alike", FINDINGS[1], parts, _reading_of(parts),
+                    f"needs FP-vs-BNN similarity of {method} maps")
+
+
+# ------------------------------------------------------------------------------------------------------
+# verdict 2: noise
+
+
+def noise_difference(ctx: Context, method: str, measure: str, keep_method: str = "") -> Estimate | None:
+    """(BNN mean - FP mean) / FP mean of ``measure`` of ``method``'s maps, on the images where
+    ``keep_method`` has values of ``measure`` ("" = every image)."""
+    return ctx.memo(("noise", method, measure, keep_method), lambda: _noise_difference(ctx, method, measure, keep_method))
+
+
+def _noise_difference(ctx: Context, method: str, measure: str, keep_method: str) -> Estimate | None:
+    values = ctx.singles(measure, method)
+    if values is None or ctx.count("fp") == 0 or ctx.count("bnn") == 0:
+        return None
+    keep = ctx.singles(measure, keep_method) if keep_method else None
+    if keep is not None:
+        values = np.where(np.isfinite(keep).any(axis=0), values, np.nan)
+    fp, bnn = single_mean(values, ctx.draws, "fp"), single_mean(values, ctx.draws, "bnn")
+    fp_est, bnn_est = ctx.estimate(fp), ctx.estimate(bnn)
+    if fp_est is None or bnn_est is None:
+        return None
+    return ctx.estimate(relative_difference(bnn, fp))
+
+
+def noise_part(ctx: Context, measure: str) -> Part:
+    s = ctx.settings
+    return comparison(measure, f"Are {s.noise_method} maps of BNNs noisier by {measure}?",
+                      noise_difference(ctx, s.noise_method, measure), s.noise_margin,
+                      describe=f"BNN minus FP {measure} of {s.noise_method} maps, as a fraction of FP noise")
+
+
+def convergence_check(ctx: Context, measure: str) -> Part:
+    """The noise difference with the convergence method's maps against the noise method's on the same images.
+
+    reading: a property of the model (the difference stays beyond the margin with more samples), Monte
+    Carlo noise (it does with the noise method and does not with more samples), cannot tell (otherwise).
+    """
+    s = ctx.settings
+    more = ctx.singles(measure, s.convergence_method)
+    name = f"{measure} with {s.convergence_method}"
+    if more is None:
+        return Part(name, "Does the noise difference stay with more samples?", NOT_MEASURED, None, s.noise_margin,
+                    f"{name}: not measured.")
+    keep = np.isfinite(more).any(axis=0)
+    many = comparison(name, "", noise_difference(ctx, s.convergence_method, measure), s.noise_margin)
+    few = comparison(f"{measure} with {s.noise_method} (same images)", "",
+                     noise_difference(ctx, s.noise_method, measure, s.convergence_method), s.noise_margin)
+    if many.status == HELD:
+        reading = MODEL_PROPERTY
+    elif many.status == NOT_HELD and few.status == HELD:
+        reading = MONTE_CARLO
+    else:
+        reading = CANNOT_TELL
+    sentence = (f"Convergence ({measure}, {int(keep.sum())} images): BNN minus FP as a fraction of FP, "
+                f"{s.noise_method} {few.estimate.text() if few.estimate else 'n/a'}, {s.convergence_method} "
+                f"{many.estimate.text() if many.estimate else 'n/a'}: the difference is {reading}.")
+    return Part(name, "Does the noise difference stay with more samples?", many.status, many.estimate, s.noise_margin,
+                sentence, reading, comparisons=(few, many))
+
+
+def verdict_noise(ctx: Context) -> Verdict:
+    """Verdict 2: the noise method's maps are noisier for BNNs (each noise measure a part)."""
+    s = ctx.settings
+    parts = [noise_part(ctx, m) for m in s.noise_measures]
+    checks = [convergence_check(ctx, m) for m in s.noise_measures]
+    readings = {c.reading for c in checks if c.status != NOT_MEASURED}
+    reading = ("convergence: " + readings.pop()) if len(readings) == 1 else (
+        "convergence: measures disagree" if readings else "convergence not measured")
+    return _verdict(2, f"{s.noise_method}: BNN maps are noisier", FINDINGS[2], parts, reading,
+                    f"needs {', '.join(s.noise_measures)} of {s.noise_method} maps of FP and BNN models", checks)
+
+
+# ------------------------------------------------------------------------------------------------------
+# verdict 3: GradCAM
+
+
+def fraction_difference(ctx: Context, measure: str, method: str) -> tuple[Estimate | None, dict[str, Estimate]]:
+    """BNN minus FP mean of the 0/1 ``measure`` of ``method``'s maps, and each precision's own mean."""
+    return ctx.memo(("fraction", measure, method), lambda: _fraction_difference(ctx, measure, method))
+
+
+def _fraction_difference(ctx: Context, measure: str, method: str) -> tuple[Estimate | None, dict[str, Estimate]]:
+    values = ctx.singles(measure, method)
+    if values is None or ctx.count("fp") == 0 or ctx.count("bnn") == 0:
+        return None, {}
+    fp, bnn = single_mean(values, ctx.draws, "fp"), single_mean(values, ctx.draws, "bnn")
+    levels = {k: e for k, e in (("FP", ctx.estimate(fp)), ("BNN", ctx.estimate(bnn))) if e}
+    return ctx.estimate(difference(bnn, fp)), levels
+
+
+def verdict_gradcam(ctx: Context) -> Verdict:
+    """Verdict 3: the GradCAM method's FP-vs-BNN maps differ beyond its own seed baselines (a part per
+    similarity measure), and its BNN maps are below chance more often than its FP maps."""
+    s = ctx.settings
+    method = s.gradcam_method
+    parts = similarity_parts(ctx, method, claim="differ")
+    below, below_levels = fraction_difference(ctx, "below_chance", method)
+    fractions = ", ".join(f"{k} {e.value:.1%}" for k, e in below_levels.items())
+    part = comparison("below chance", "Are BNN maps below chance more often than FP maps?", below, s.below_chance_margin,
+                      describe=f"Fraction of non-degenerate maps below chance ({fractions}), BNN minus FP")
+    parts.append(dataclasses.replace(part, levels=below_levels))
+    degenerate, deg_levels = fraction_difference(ctx, "degenerate", method)
+    check = comparison("degenerate", "Are BNN maps degenerate more often than FP maps?", degenerate, 0.0)
+    fractions = ", ".join(f"{k} {e.value:.1%}" for k, e in deg_levels.items())
+    check = dataclasses.replace(check, levels=deg_levels, sentence=f"Degenerate maps (constant or flat, counted apart "
+                                f"from below chance): {fractions}. " + check.sentence)
+    reading = _reading_of(parts[:-1])
+    return _verdict(3, f"{method}: FP and BNN maps differ; some BNN maps below chance", FINDINGS[3], parts,
+                    reading, f"needs FP-vs-BNN similarity and below-chance tests of {method} maps", [check])
+
+
+# ------------------------------------------------------------------------------------------------------
+# verdict 4: faithfulness
+
+
+def method_difference(ctx: Context, measure: str, method: str, other: str) -> Estimate | None:
+    """Mean over models and images of ``method`` minus ``other`` on ``measure``, paired by model and image,
+    signed so that a positive value means ``method`` is better."""
+    sign = -1.0 if measure in ctx.settings.lower_is_better else 1.0
+    return ctx.memo(("methods", measure, method, other, sign), lambda: _method_difference(ctx, measure, method, other, sign))
+
+
+def _method_difference(ctx: Context, measure: str, method: str, other: str, sign: float) -> Estimate | None:
+    a, b = ctx.singles(measure, method), ctx.singles(measure, other)
+    if a is None or b is None:
+        return None
+    diff = sign * (a - b)
+    stat = single_mean(diff, ctx.draws)
+    stat = dataclasses.replace(stat, effect=effect_size(stat.per_image))
+    return ctx.estimate(stat)
+
+
+def other_methods(ctx: Context) -> list[str]:
+    s = ctx.settings
+    skip = {s.faithfulness_method, s.convergence_method, *s.chance_methods}
+    return [m for m in ctx.methods if m not in skip]
+
+
+def faithfulness_part(ctx: Context, measure: str, against: Sequence[str]) -> Part:
+    s = ctx.settings
+    method = s.faithfulness_method
+    comps = tuple(comparison(f"{method} minus {other}", f"Is {method} more faithful than {other} by {measure}?",
+                             method_difference(ctx, measure, method, other), s.faithfulness_margin) for other in against)
+    status = conjunction([c.status for c in comps])
+    better = "lower" if measure in s.lower_is_better else "higher"
+    images = max((c.estimate.n_images for c in comps if c.estimate), default=0)
+    sentence = (f"{measure} ({better} is better), {method} minus each, positive = {method} better, on {images} images: "
+                + "; ".join(f"{c.name.split(' minus ')[1]} {c.estimate.text() if c.estimate else 'not measured'}"
+                            f" ({c.status.value})" for c in comps) + f". Status: {_words(status)}.")
+    return Part(measure, f"Is {method} more faithful than every other method by {measure}?", status, None,
+                s.faithfulness_margin, sentence, comparisons=comps)
+
+
+def verdict_faithfulness(ctx: Context) -> Verdict:
+    """Verdict 4: the faithfulness method beats every other method on measures that do not use its own
+    perturbation (a part per measure); its standing against the chance maps is a check."""
+    s = ctx.settings
+    method = s.faithfulness_method
+    others = other_methods(ctx)
+    parts = [faithfulness_part(ctx, m, others) for m in s.faithfulness_measures] if others else []
+    chance = [m for m in s.chance_methods if m in ctx.table.methods]
+    checks = [dataclasses.replace(faithfulness_part(ctx, m, chance), name=f"{m} against chance maps",
+                                  question=f"Is {method} more faithful than the chance maps by {m}?")
+              for m in s.faithfulness_measures] if chance else []
+    return _verdict(4, f"{method}: more faithful than the other methods", FINDINGS[4], parts, "",
+                    f"needs {method} and another method measured on {', '.join(s.faithfulness_measures)}", checks)
+
 
 FINDINGS = {
     1: "The Gradient method produces very similar-looking maps for BNN and FP networks.",
     2: "SmoothGrad produces significantly noisier maps for BNNs.",
     3: "GradCAM maps differ between network types, and some BNNs give seemingly nonsensical explanations.",
-    4: "(Not in the paper.) NeuroMask is more faithful than the other three methods.",
+    4: "(Not in the paper.) NeuroMask is more faithful than the other methods.",
 }
 
-
-def _has_pairs(models: Sequence[ModelInfo], kind: str) -> bool:
-    a, b = kind.split("-")
-    na, nb = (sum(m.precision == p for m in models) for p in (a, b))
-    return na >= 2 if a == b else (na >= 1 and nb >= 1)
-
-
-def verdict_similarity(table: Table, models: Sequence[ModelInfo], method: str, cfg: VerdictsConfig,
-                       number: int, title: str) -> dict[str, Any]:
-    """FP-vs-BNN similarity of ``method``'s maps against the FP-vs-FP seed baseline (verdict 1)."""
-    measure = cfg.similarity_measure
-    if not (_has_pairs(models, "fp-bnn") and _has_pairs(models, "fp-fp")):
-        return _not_measured(number, title, FINDINGS[number], "needs at least two FP models and one BNN")
-    fb, ff = (pair_similarity(table, models, method, measure, k) for k in ("fp-bnn", "fp-fp"))
-    bb = pair_similarity(table, models, method, measure, "bnn-bnn")
-    if not fb or not ff:
-        return _not_measured(number, title, FINDINGS[number], f"no {measure} similarity of {method} maps in the table")
-    iv = interval(paired(fb, ff), cfg)
-    status = decide_at_least(iv["ci"], -cfg.similarity_margin)
-    words = {
-        HELD: "held: FP-vs-BNN maps are as similar as maps of two FP seeds (within the margin)",
-        NOT_HELD: "did not hold: FP-vs-BNN maps are less similar than maps of two FP seeds, beyond the margin",
-        INCONCLUSIVE: "was inconclusive: the interval straddles the margin",
-    }[status]
-    sentence = (f"{method} FP-vs-BNN minus FP-vs-FP {measure} = {_fmt(iv)} ({cfg.confidence:.0%} CI, "
-                f"margin {cfg.similarity_margin}); the finding {words}.")
-    details = {"fp_bnn": interval(np.array(list(fb.values())), cfg), "fp_fp": interval(np.array(list(ff.values())), cfg),
-               "bnn_bnn": interval(np.array(list(bb.values())), cfg) if bb else None, "measure": measure,
-               "margin": cfg.similarity_margin}
-    return {"id": number, "title": title, "finding": FINDINGS[number], "status": status, **iv,
-            "sentence": sentence, "details": details}
+VERDICTS: tuple[tuple[Callable[[Context], Verdict], str], ...] = (
+    (verdict_similarity, "similarity_measures"),
+    (verdict_noise, "noise_measures"),
+    (verdict_gradcam, "similarity_measures"),
+    (verdict_faithfulness, "faithfulness_measures"),
+)
 
 
-def verdict_noise(table: Table, models: Sequence[ModelInfo], method: str, cfg: VerdictsConfig,
-                  number: int, title: str) -> dict[str, Any]:
-    """BNN noise minus FP noise of ``method``'s maps, paired by image, with a Wilcoxon p-value (verdict 2)."""
-    measure = cfg.noise_measure
-    fp, bnn = (precision_mean(table, models, method, measure, p) for p in ("fp", "bnn"))
-    if not fp or not bnn:
-        return _not_measured(number, title, FINDINGS[number], f"needs {measure} of {method} maps of FP and BNN models")
-    diffs = paired(bnn, fp)
-    iv = interval(diffs, cfg)
-    negligible = cfg.noise_margin * float(np.mean(list(fp.values())))
-    status = decide_at_least(iv["ci"], negligible)
-    p = wilcoxon_p(diffs)
-    words = {
-        HELD: "held: BNN maps are noisier, beyond a negligible difference",
-        NOT_HELD: "did not hold: BNN maps are not noisier than FP maps by more than a negligible difference",
-        INCONCLUSIVE: "was inconclusive: the interval straddles the negligible difference",
-    }[status]
-    sentence = (f"{method} BNN minus FP {measure} = {_fmt(iv)} ({cfg.confidence:.0%} CI; negligible below "
-                f"{negligible:.3g} = {cfg.noise_margin:.0%} of FP noise; Wilcoxon p = {p:.2g}); the finding {words}.")
-    details = {"fp": interval(np.array(list(fp.values())), cfg), "bnn": interval(np.array(list(bnn.values())), cfg),
-               "wilcoxon_p": p, "negligible": negligible, "measure": measure}
-    return {"id": number, "title": title, "finding": FINDINGS[number], "status": status, **iv,
-            "sentence": sentence, "details": details}
+# ------------------------------------------------------------------------------------------------------
+# robustness
 
 
-def verdict_flagged(table: Table, models: Sequence[ModelInfo], method: str, cfg: VerdictsConfig) -> dict[str, Any]:
-    """Per-image flagged fraction of BNN maps minus that of FP maps: interval and status (> 0 = held)."""
-    fp = mean_over([flagged_maps(table, m.name, method) for m in models if m.precision == "fp"])
-    bnn = mean_over([flagged_maps(table, m.name, method) for m in models if m.precision == "bnn"])
-    iv = interval(paired(bnn, fp), cfg)
-    return {**iv, "status": decide_at_least(iv["ci"], 0.0),
-            "fp_fraction": float(np.mean(list(fp.values()))) if fp else float("nan"),
-            "bnn_fraction": float(np.mean(list(bnn.values()))) if bnn else float("nan")}
+def alternatives(ctx: Context, measures_field: str) -> list[tuple[str, Context]]:
+    """(setting, context) for each surrogate variant set, each single measure, and half / twice the margins."""
+    out = []
+    base = [m for m in ctx.models if not m.is_variant]
+    fp = [m for m in base if m.precision != "bnn"]
+    variants = [m for m in ctx.models if m.is_variant and m.precision == "bnn"]
+    for surrogate in sorted({m.surrogate for m in variants}):
+        models = fp + [m for m in variants if m.surrogate == surrogate]
+        out.append((f"BNNs explained with surrogate {surrogate}", ctx.replace(models=models)))
+    base_ctx = ctx.replace(models=base)
+    measures = getattr(ctx.settings, measures_field)
+    if len(measures) > 1:
+        for m in measures:
+            out.append((f"{m} only", base_ctx.replace(settings=dataclasses.replace(ctx.settings, **{measures_field: (m,)}))))
+    for factor, words in ((0.5, "half"), (2.0, "twice")):
+        out.append((f"margins at {words} the default", base_ctx.replace(settings=ctx.settings.scaled_margins(factor))))
+    return out
 
 
-def verdict_gradcam(table: Table, models: Sequence[ModelInfo], cfg: VerdictsConfig) -> dict[str, Any]:
-    """Verdict 3: GradCAM's FP-vs-BNN similarity against Gradient's, and flagged BNN against FP maps."""
-    title = "GradCAM differs between FP and BNN; some BNN maps are nonsensical"
-    measure = cfg.similarity_measure
-    cam = pair_similarity(table, models, "gradcam", measure, "fp-bnn")
-    grad = pair_similarity(table, models, "gradient", measure, "fp-bnn")
-    if not cam or not grad:
-        return _not_measured(3, title, FINDINGS[3], f"needs FP-vs-BNN {measure} of both gradcam and gradient maps")
-    iv = interval(paired(cam, grad), cfg)
-    differ = decide_below(iv["ci"], -cfg.similarity_margin)
-    flagged = verdict_flagged(table, models, "gradcam", cfg)
-    status = _combine([differ, flagged["status"]])
-    sentence = (
-        f"GradCAM minus Gradient FP-vs-BNN {measure} = {_fmt(iv)}: the first part {_part(differ)}; "
-        f"flagged BNN minus FP GradCAM maps = {_fmt(flagged)} (BNN {flagged['bnn_fraction']:.1%}, "
-        f"FP {flagged['fp_fraction']:.1%}): the second part {_part(flagged['status'])}; overall the finding "
-        f"{_status_words(status)}."
-    )
-    details = {"similarity_vs_gradient": {**iv, "status": differ}, "flagged_bnn_minus_fp": flagged,
-               "gradcam_fp_bnn_minus_fp_fp": _seed_baseline(table, models, "gradcam", cfg)}
-    return {"id": 3, "title": title, "finding": FINDINGS[3], "status": status, **iv, "sentence": sentence,
-            "details": details}
+def with_robustness(verdict: Verdict, compute: Callable[[Context], Verdict], ctx: Context, measures_field: str) -> Verdict:
+    """``verdict`` with its robustness rows; fragile when a measured row's status differs from its own."""
+    if verdict.status == NOT_MEASURED:
+        return verdict
+    rows = []
+    for setting, alt in alternatives(ctx, measures_field):
+        v = compute(alt)
+        changed = v.status != NOT_MEASURED and v.status != verdict.status
+        rows.append(Robustness(setting, v.status, v.reading, changed))
+    fragile = any(r.changed for r in rows)
+    sentence = verdict.sentence
+    if fragile:
+        sentence += " Fragile: its status changes with " + "; ".join(f"{r.setting} ({r.status.value})" for r in rows if r.changed) + "."
+    return dataclasses.replace(verdict, robustness=tuple(rows), fragile=fragile, sentence=sentence)
 
 
-def _seed_baseline(table: Table, models: Sequence[ModelInfo], method: str, cfg: VerdictsConfig) -> dict[str, Any] | None:
-    fb = pair_similarity(table, models, method, cfg.similarity_measure, "fp-bnn")
-    ff = pair_similarity(table, models, method, cfg.similarity_measure, "fp-fp")
-    return interval(paired(fb, ff), cfg) if fb and ff else None
+# ------------------------------------------------------------------------------------------------------
+# per-pair values, predictions, undefined counts
 
 
-def _part(status: str) -> str:
-    return {HELD: "held", NOT_HELD: "did not hold", INCONCLUSIVE: "was inconclusive"}[status]
+def per_pair_values(table: Table, models: Sequence[ModelInfo]) -> list[PairValue]:
+    """Each model pair's mean of each pair measure and method."""
+    precision = {m.name: m.precision for m in models}
+    out = []
+    for measure, method, a, b in sorted(table.keys()):
+        if b and a in precision and b in precision:
+            v = table.vector(measure, method, a, b)
+            kind = "-".join(sorted((precision[a], precision[b]), key=PRECISIONS.index))
+            n = int(np.isfinite(v).sum())
+            if n:
+                out.append(PairValue(method, measure, a, b, kind, float(np.nanmean(v)), n))
+    return out
 
 
-def _status_words(status: str) -> str:
-    return {HELD: "held", NOT_HELD: "did not hold", INCONCLUSIVE: "was inconclusive (the parts disagree or "
-            "an interval straddles its bound)"}[status]
+def predictions(table: Table, models: Sequence[ModelInfo]) -> Predictions:
+    """Prediction agreement of the base models (variants share their base model's predictions)."""
+    base = [m.name for m in models if not m.is_variant]
+    pred = {n: table.vector("predicted", "", n) for n in base}
+    pred = {n: v for n, v in pred.items() if v is not None}
+    pairs = []
+    names = list(pred)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = np.isfinite(pred[a]) & np.isfinite(pred[b])
+            if both.any():
+                pairs.append(PairAgreement(a, b, float(np.mean(pred[a][both] == pred[b][both])), int(both.sum())))
+    all_agree, n = None, 0
+    if len(names) >= 2:
+        stacked = np.stack([pred[k] for k in names])
+        every = np.isfinite(stacked).all(axis=0)
+        n = int(every.sum())
+        if n:
+            all_agree = float(np.mean((stacked[:, every] == stacked[0, every]).all(axis=0)))
+    accuracy = {}
+    for name in base:
+        v = table.vector("correct", "", name)
+        if v is not None and np.isfinite(v).any():
+            accuracy[name] = float(np.nanmean(v))
+    return Predictions(all_agree, n, tuple(pairs), accuracy)
 
 
-def verdict_neuromask(table: Table, models: Sequence[ModelInfo], methods: Sequence[str], cfg: VerdictsConfig) -> dict[str, Any]:
-    """Verdict 4: NeuroMask's own FP/BNN measurements and its standing against the other methods."""
-    title = "NeuroMask: as the others, and is it more faithful?"
-    others = [m for m in ("gradient", "smoothgrad", "gradcam") if m in methods]
-    if "neuromask" not in methods or not others:
-        return _not_measured(4, title, FINDINGS[4], "needs neuromask and at least one other method")
-    names = [m.name for m in models]
-    faith = {m: mean_over([faithfulness_score(table, n, m) for n in names]) for m in ["neuromask", *others]}
-    energy = {m: mean_over([table.values("energy_inside", m, n) for n in names]) for m in ["neuromask", *others]}
-    against = {m: interval(paired(faith["neuromask"], faith[m]), cfg) for m in others}
-    local = {m: interval(paired(energy["neuromask"], energy[m]), cfg) for m in others if energy[m]}
-    statuses = [decide_at_least(iv["ci"], 0.0) for iv in against.values()]
-    status = HELD if all(s == HELD for s in statuses) else NOT_HELD if any(s == NOT_HELD for s in statuses) else INCONCLUSIVE
-    worst = min(against, key=lambda m: against[m]["ci"][0])
-    sentence = (
-        "Faithfulness (insertion minus deletion area), NeuroMask minus "
-        + ", ".join(f"{m} {_fmt(iv)}" for m, iv in against.items())
-        + (("; energy on the object, NeuroMask minus " + ", ".join(f"{m} {_fmt(iv)}" for m, iv in local.items()))
-           if local else "; no foreground masks, so no localisation")
-        + f". NeuroMask is more faithful than every other method: {_status_words(status)}."
-    )
-    details = {
-        "faithfulness_vs": against, "energy_inside_vs": local,
-        "similarity_fp_bnn_minus_fp_fp": _seed_baseline(table, models, "neuromask", cfg),
-        "noise_bnn_minus_fp": verdict_noise(table, models, "neuromask", cfg, 4, title),
-        "flagged_bnn_minus_fp": verdict_flagged(table, models, "neuromask", cfg),
-    }
-    return {"id": 4, "title": title, "finding": FINDINGS[4], "status": status, **against[worst],
-            "estimate_of": f"neuromask minus {worst} faithfulness (the closest competitor)",
-            "sentence": sentence, "details": details}
+def undefined_counts(table: Table) -> list[UndefinedCount]:
+    return [UndefinedCount(measure, method, a, b, count) for (measure, method, a, b), count in sorted(table.undefined.items())]
 
 
 # ------------------------------------------------------------------------------------------------------
 # everything
 
 
-def flagged_fractions(table: Table, models: Sequence[ModelInfo], methods: Sequence[str]) -> list[dict[str, Any]]:
-    """The fraction of flagged maps per model and method: [{"model", "precision", "method", "fraction", "n"}]."""
-    out = []
+def check_models(models: Sequence[ModelInfo]) -> None:
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise VerdictError(f"model names repeat: {sorted({n for n in names if names.count(n) > 1})}; give each model once")
     for m in models:
-        for method in methods:
-            flags = flagged_maps(table, m.name, method)
-            if flags:
-                out.append({"model": m.name, "precision": m.precision, "method": method,
-                            "fraction": float(np.mean(list(flags.values()))), "n": len(flags)})
-    return out
+        if m.precision not in PRECISIONS:
+            raise VerdictError(f"model {m.name!r}: precision {m.precision!r} is not one of 'fp', 'bnn'")
 
 
-def summary(table: Table, models: Sequence[ModelInfo], methods: Sequence[str], cfg: VerdictsConfig) -> list[dict[str, Any]]:
-    """Mean and interval of every single-model measure per method and precision (models averaged per image)."""
-    measures = sorted({k[0] for k in table.keys() if k[3] == "" and k[4] == 0})
-    out = []
-    for measure in measures:
-        for method in methods:
-            for precision in ("fp", "bnn"):
-                per_image = precision_mean(table, models, method, measure, precision)
-                if per_image:
-                    iv = interval(np.array([per_image[i] for i in sorted(per_image)]), cfg)
-                    out.append({"measure": measure, "method": method, "precision": precision, **iv})
-    return out
+def compute_verdicts(rows: Sequence[Row], models: Sequence[ModelInfo], config: VerdictsConfig | VerdictSettings | None = None,
+                     *, methods: Sequence[str] | None = None) -> StudyVerdicts:
+    """The four verdicts, with robustness, per-pair values, prediction agreement and undefined counts.
 
-
-def compute_verdicts(rows: Sequence[Row], models: Sequence[ModelInfo], methods: Sequence[str],
-                     cfg: VerdictsConfig) -> dict[str, Any]:
-    """Everything verdicts.json holds: the four verdicts, flagged fractions and the per-method summary."""
+    rows: the study's tidy rows. models: every model of the table, surrogate variants included (a
+    variant's name holds "+"); the verdicts use the base models, the robustness rows each surrogate's
+    variants in place of the base BNNs. config: a :class:`VerdictsConfig` (or settings; None: defaults).
+    methods: the methods the study ran, chance maps included (None: every method in the rows); verdict 4
+    compares the faithfulness method with each of them.
+    """
+    check_models(models)
+    settings = config if isinstance(config, VerdictSettings) else VerdictSettings.from_config(config)
     table = Table(rows)
-    verdicts = [
-        verdict_similarity(table, models, "gradient", cfg, 1, "Gradient: FP and BNN maps look alike")
-        if "gradient" in methods else _not_measured(1, "Gradient", FINDINGS[1], "gradient was not run"),
-        verdict_noise(table, models, "smoothgrad", cfg, 2, "SmoothGrad: BNN maps are noisier")
-        if "smoothgrad" in methods else _not_measured(2, "SmoothGrad", FINDINGS[2], "smoothgrad was not run"),
-        verdict_gradcam(table, models, cfg),
-        verdict_neuromask(table, models, methods, cfg),
-    ]
-    return {
-        "confidence": cfg.confidence,
-        "n_resamples": cfg.n_resamples,
-        "verdicts": _finite(verdicts),
-        "flagged": flagged_fractions(table, models, methods),
-        "summary": _finite(summary(table, models, methods, cfg)),
-    }
-
-
-def _finite(obj: Any) -> Any:
-    """NaN and infinities as None, so that the JSON is strict."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+    if methods is None:
+        methods = sorted(table.methods)
+    ctx = Context(table, models, settings, methods)
+    base_ctx = ctx.replace(models=[m for m in models if not m.is_variant])
+    verdicts = tuple(with_robustness(compute(base_ctx), compute, ctx, field_name) for compute, field_name in VERDICTS)
+    return StudyVerdicts(verdicts, tuple(per_pair_values(table, models)), predictions(table, models),
+                         tuple(undefined_counts(table)), settings)
