@@ -110,7 +110,7 @@ class VerdictSettings:
     convergence_method: str = "smoothgrad-n200"
     gradcam_method: str = "gradcam"
     faithfulness_method: str = "neuromask"
-    chance_methods: tuple[str, ...] = ("random", "smooth-random")
+    chance_map_methods: tuple[str, ...] = ("random", "smooth-random")
     similarity_margin: float = 0.1
     chance_margin: float = 0.1
     noise_margin: float = 0.05
@@ -356,12 +356,13 @@ class Table:
 
 
 def at_least(est: Estimate | None, bound: float) -> Status:
-    """held if the whole interval is above ``bound``; not held if wholly below; inconclusive if it straddles."""
+    """held if the whole interval is above ``bound``; not held if none of it is (it lies at or below);
+    inconclusive if it straddles the bound."""
     if est is None:
         return NOT_MEASURED
     if est.low > bound:
         return HELD
-    if est.high < bound:
+    if est.high <= bound:
         return NOT_HELD
     return INCONCLUSIVE
 
@@ -641,8 +642,10 @@ def convergence_check(ctx: Context, measure: str) -> Part:
         return Part(name, "Does the noise difference stay with more samples?", NOT_MEASURED, None, s.noise_margin,
                     f"{name}: not measured.")
     keep = np.isfinite(more).any(axis=0)
-    many = comparison(name, "", noise_difference(ctx, s.convergence_method, measure), s.noise_margin)
-    few = comparison(f"{measure} with {s.noise_method} (same images)", "",
+    many = comparison(name, f"Are BNN maps noisier by {measure} with {s.convergence_method}?",
+                      noise_difference(ctx, s.convergence_method, measure), s.noise_margin)
+    few = comparison(f"{measure} with {s.noise_method} (same images)",
+                     f"Are BNN maps noisier by {measure} with {s.noise_method} on the same images?",
                      noise_difference(ctx, s.noise_method, measure, s.convergence_method), s.noise_margin)
     if many.status == HELD:
         reading = MODEL_PROPERTY
@@ -731,7 +734,7 @@ def _method_difference(ctx: Context, measure: str, method: str, other: str, sign
 
 def other_methods(ctx: Context) -> list[str]:
     s = ctx.settings
-    skip = {s.faithfulness_method, s.convergence_method, *s.chance_methods}
+    skip = {s.faithfulness_method, s.convergence_method, *s.chance_map_methods}
     return [m for m in ctx.methods if m not in skip]
 
 
@@ -757,7 +760,7 @@ def verdict_faithfulness(ctx: Context) -> Verdict:
     method = s.faithfulness_method
     others = other_methods(ctx)
     parts = [faithfulness_part(ctx, m, others) for m in s.faithfulness_measures] if others else []
-    chance = [m for m in s.chance_methods if m in ctx.table.methods]
+    chance = [m for m in s.chance_map_methods if m in ctx.table.methods]
     checks = [dataclasses.replace(faithfulness_part(ctx, m, chance), name=f"{m} against chance maps",
                                   question=f"Is {method} more faithful than the chance maps by {m}?")
               for m in s.faithfulness_measures] if chance else []
@@ -888,8 +891,9 @@ def compute_verdicts(rows: Sequence[Row], models: Sequence[ModelInfo], config: V
     rows: the study's tidy rows. models: every model of the table, surrogate variants included (a
     variant's name holds "+"); the verdicts use the base models, the robustness rows each surrogate's
     variants in place of the base BNNs. config: a :class:`VerdictsConfig` (or settings; None: defaults).
-    methods: the methods the study ran, chance maps included (None: every method in the rows); verdict 4
-    compares the faithfulness method with each of them.
+    methods: the explanation methods the study ran (None: every method label in the rows); verdict 4
+    compares the faithfulness method with each of them except the chance maps and the convergence
+    method. The chance maps are found in the rows by their labels (``chance_map_methods``).
     """
     check_models(models)
     settings = config if isinstance(config, VerdictSettings) else VerdictSettings.from_config(config)
