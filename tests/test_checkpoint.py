@@ -104,6 +104,7 @@ def test_both_files_get_the_usual_permissions(tmp_path):
     ({"spec_scaling": True}, "contradicts the weights .*scaling: side file True, weights False"),
     ({"format_version": 7}, "format version 7; this binsight reads versions 1 and 2"),
     ({"weights_sha256": None}, "has no 'weights_sha256'"),
+    ({"class_names": 7}, "'class_names' is int '7', not the type binsight writes"),
 ])
 def test_a_side_file_that_contradicts_the_weights_is_refused(tmp_path, changes, words):
     path = save_checkpoint(tiny("bnn"), tmp_path / "m")

@@ -145,3 +145,11 @@ def test_explaining_a_checkpoint_never_imports_training(checkpoints, images, tmp
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_absurd_input_size_in_a_side_file_is_refused(checkpoints, images, tmp_path):
+    model, meta = load_checkpoint(checkpoints["fp"])
+    meta = {**meta, "spec": {**meta["spec"], "input_size": [2**20, 2**20]}}
+    model.binsight_spec = meta["spec"]
+    with pytest.raises(ExplainerError, match=r"input size \[1048576, 1048576\] is not \(H, W\) of at most"):
+        explain_files([str(images[0])], model, meta, "gradient", tmp_path / "o")

@@ -45,6 +45,7 @@ GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 """RGB -> grayscale weights (ITU-R BT.601, as Pillow's ``convert("L")``)."""
 
 _UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_MODES = (*_UINT16_MODES, "I", "F", "1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 
 
 class ImageReadError(DatasetError, BinsightError):
@@ -105,6 +106,9 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> tupl
 
 def pixels_of(img: Image.Image, name: str = "image") -> tuple[np.ndarray, list[str]]:
     """(pixels, notices) of a decoded Pillow image: float32 (H, W, 1 or 3) in [0, 1]; see the module doc."""
+    if img.mode not in _MODES:
+        raise ImageReadError(f"{name}: pixel mode {img.mode!r} ({img.width}x{img.height}) is not one binsight reads; "
+                             "save the image as an 8- or 16-bit PNG")
     notices = []
     if img.mode in ("LA", "La", "PA", "RGBA", "RGBa") or (img.mode == "P" and "transparency" in img.info):
         alpha = np.asarray(img.convert("RGBA" if img.mode.startswith("P") else img.mode).getchannel("A"))

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from binsight._io import atomic_path
-from binsight.data.images import FITS, ImageReadError, load_image
+from binsight.data.images import FITS, MAX_PIXELS, ImageReadError, load_image
 from binsight.explain.base import ExplainerError, Explanation
 from binsight.explain.registry import get_explainer
 from binsight.models.checkpoint import load_checkpoint
@@ -64,9 +64,13 @@ def model_input_shape(model: nn.Module, meta: dict[str, Any]) -> tuple[int, tupl
             raise ExplainerError("cannot tell how many image channels the model takes (no in_channels in its meta)")
         channels = first.in_channels
     size = spec.get("input_size")
-    if isinstance(size, int):
-        size = (size, size)
-    return int(channels), (tuple(int(s) for s in size) if size is not None else None)
+    if size is None:
+        return int(channels), None
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if len(size) != 2 or not all(isinstance(s, int) and s >= 1 for s in size) or size[0] * size[1] > MAX_PIXELS:
+        raise ExplainerError(f"the model's input size {spec.get('input_size')!r} is not (H, W) of at most "
+                             f"{MAX_PIXELS:,} pixels; check the checkpoint's side file")
+    return int(channels), size
 
 
 def write_outputs(out_dir: Path, stem: str, method: str, image: torch.Tensor, saliency: torch.Tensor) -> list[Path]:

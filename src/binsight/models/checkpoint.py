@@ -133,7 +133,18 @@ def read_side_file(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+# Side-file keys that binsight reads, and the types they must have where present.
+_TYPED_KEYS = {"architecture": str, "precision": str, "dataset": str, "surrogate": (str, type(None)),
+               "class_names": list}
+
+
 def _check_side_format(meta: dict[str, Any], side: Path) -> None:
+    for key, kind in _TYPED_KEYS.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise CheckpointError(f"checkpoint side file {side}: {key!r} is {type(meta[key]).__name__} "
+                                  f"{str(meta[key])[:40]!r}, not the type binsight writes; restore the side file")
+    if "class_names" in meta and not all(isinstance(n, str) for n in meta["class_names"]):
+        raise CheckpointError(f"checkpoint side file {side}: 'class_names' must be a list of strings")
     for key in ("name", "precision"):
         if not isinstance(meta["spec"].get(key), str):
             raise CheckpointError(f"checkpoint side file {side}: its spec has no {key!r} (a string); "
