@@ -103,17 +103,19 @@ def _counts(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
 
 def _weighted(weights: np.ndarray, values: np.ndarray, draws: Draws) -> tuple[np.ndarray, np.ndarray]:
     """(statistic (R+1,), per-image sample values (K,)) of the mean of ``values`` (U, K) over units with
-    per-draw unit weights ``weights`` (R+1, U) and the draws' image counts; cells with NaN left out."""
+    per-draw unit weights ``weights`` (R+1, U) and the draws' image counts; cells with NaN left out.
+
+    Sums over images first (einsum loops, no BLAS threads: these products are small and many).
+    """
     present = np.isfinite(values)
-    num = weights @ np.where(present, values, 0.0)  # (R+1, K)
+    filled = np.where(present, values, 0.0)
+    num = (np.einsum("rk,uk->ru", draws.images, filled) * weights).sum(axis=1)
     if present.all():
-        den = np.broadcast_to(weights.sum(axis=1, keepdims=True), num.shape)
+        den = weights.sum(axis=1) * draws.images.sum(axis=1)
     else:
-        den = weights @ present.astype(np.float64)
+        den = (np.einsum("rk,uk->ru", draws.images, present.astype(np.float64)) * weights).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        stat = np.einsum("rk,rk->r", num, draws.images) / np.einsum("rk,rk->r", den, draws.images)
-        per_image = num[0] / den[0]
-    return stat, per_image
+        return num / den, (weights[0] @ filled) / (weights[0] @ present)
 
 
 def single_mean(values: np.ndarray, draws: Draws, precision: str | None = None) -> Stat:

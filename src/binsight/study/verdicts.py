@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import types
 import typing
@@ -273,6 +274,11 @@ def _encode(obj: Any) -> Any:
     return obj
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def _decode(hint: Any, data: Any) -> Any:
     """An instance of type ``hint`` (dataclass, enum, tuple[X, ...], dict[str, X], X | None, scalar)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -281,7 +287,7 @@ def _decode(hint: Any, data: Any) -> Any:
             return None
         return _decode(next(a for a in args if a is not type(None)), data)
     if dataclasses.is_dataclass(hint):
-        hints = typing.get_type_hints(hint)
+        hints = _hints(hint)
         return hint(**{f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(hint) if f.name in data})
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return hint(data)
