@@ -344,3 +344,16 @@ def test_download_of_the_real_files_passes_the_built_in_checksums(isolated, http
         (served / name).write_bytes((DEBIAN / name).read_bytes())
     ds = load_dataset("fashion-mnist", split="test", url=url, masks=False)
     assert len(ds) == 10_000 and ds.masks is None and ds.source.startswith(url)
+
+
+def test_download_and_gunzip_are_bounded(tmp_path, http_root):
+    from binsight.data.download import fetch_verified
+
+    served, url = http_root
+    (served / "big.bin").write_bytes(bytes(5000))
+    with pytest.raises(DatasetError, match="the server sent more than 4,096 bytes"):
+        fetch_verified([f"{url}/big.bin"], tmp_path / "big.bin", "0" * 64, max_bytes=4096)
+    (served / "bomb.gz").write_bytes(gzip.compress(bytes(100_000)))  # 100 kB from a few hundred bytes
+    with pytest.raises(DatasetError, match="content larger than 4,096 bytes"):
+        fetch_verified([f"{url}/bomb.gz"], tmp_path / "bomb.gz", "0" * 64, gunzip=True, max_bytes=4096)
+    assert list(tmp_path.glob("b*")) == []
