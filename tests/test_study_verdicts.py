@@ -152,6 +152,7 @@ def test_bnn_maps_with_structured_noise_are_noisier():
     v = verdict(rows_from_maps(maps, models, "smoothgrad"), models, 2)
     assert v.status == Status.HELD and [p.status for p in v.parts] == [Status.HELD, Status.HELD]
     assert v.parts[0].estimate.effect > 1
+    assert v.parts[0].levels["BNN"].value > v.parts[0].levels["FP"].value
     same = {m.name: base + 0.01 * rng.normal(size=base.shape) for m in models}
     assert verdict(rows_from_maps(same, models, "smoothgrad"), models, 2).status == Status.NOT_HELD
 
@@ -319,6 +320,7 @@ def test_faithfulness_verdict_on_measures_it_does_not_optimise():
     assert [c.name for c in v.parts[0].comparisons] == ["neuromask minus gradient", "neuromask minus gradcam"]
     assert v.parts[0].comparisons[0].estimate.value == pytest.approx(0.2, abs=0.03)  # lower ROAD MoRF is better
     assert v.parts[0].comparisons[0].estimate.n_images == 16 and "on 16 images" in v.parts[0].sentence
+    assert v.parts[0].estimate == min((c.estimate for c in v.parts[0].comparisons), key=lambda e: e.value)
     assert [c.status for c in v.checks] == [Status.HELD] * 4  # against both chance maps
     assert {c.name.split(" minus ")[1] for c in v.checks[0].comparisons} == {"random", "smooth-random"}
     worse = verdict(faithfulness_rows(models, False), models, 4, methods=methods)

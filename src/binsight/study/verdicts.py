@@ -141,10 +141,12 @@ class VerdictSettings:
 class Part:
     """One tested statement: its status, estimate and bound, in a sentence.
 
-    bound: the value the interval is compared with (None where the status combines ``comparisons``).
-    reading: what the numbers support, where a part has readings (similarity parts). levels: the means
-    the comparisons are made of (e.g. "FP-vs-BNN": its estimate). comparisons: the sub-statements a part
-    combines.
+    estimate and bound: the interval and the value it is compared with. A similarity part (which
+    combines its ``comparisons``, each with its own bound) gives the FP-vs-BNN mean and no bound; a
+    faithfulness part gives its comparison with the closest competitor and the margin. reading: what the
+    numbers support, where a part has readings (similarity parts, convergence). levels: the means the
+    comparisons are made of (e.g. "FP-vs-BNN", "FP", "BNN": their estimates). comparisons: the
+    sub-statements a part combines.
     """
 
     name: str
@@ -608,31 +610,33 @@ def verdict_similarity(ctx: Context) -> Verdict:
 # verdict 2: noise
 
 
-def noise_difference(ctx: Context, method: str, measure: str, keep_method: str = "") -> Estimate | None:
+def noise_difference(ctx: Context, method: str, measure: str, keep_method: str = "") -> tuple[Estimate | None, dict[str, Estimate]]:
     """(BNN mean - FP mean) / FP mean of ``measure`` of ``method``'s maps, on the images where
-    ``keep_method`` has values of ``measure`` ("" = every image)."""
+    ``keep_method`` has values of ``measure`` ("" = every image); and each precision's own mean."""
     return ctx.memo(("noise", method, measure, keep_method), lambda: _noise_difference(ctx, method, measure, keep_method))
 
 
-def _noise_difference(ctx: Context, method: str, measure: str, keep_method: str) -> Estimate | None:
+def _noise_difference(ctx: Context, method: str, measure: str, keep_method: str) -> tuple[Estimate | None, dict[str, Estimate]]:
     values = ctx.singles(measure, method)
     if values is None or ctx.count("fp") == 0 or ctx.count("bnn") == 0:
-        return None
+        return None, {}
     keep = ctx.singles(measure, keep_method) if keep_method else None
     if keep is not None:
         values = np.where(np.isfinite(keep).any(axis=0), values, np.nan)
     fp, bnn = single_mean(values, ctx.draws, "fp"), single_mean(values, ctx.draws, "bnn")
-    fp_est, bnn_est = ctx.estimate(fp), ctx.estimate(bnn)
-    if fp_est is None or bnn_est is None:
-        return None
-    return ctx.estimate(relative_difference(bnn, fp))
+    levels = {k: e for k, e in (("FP", ctx.estimate(fp)), ("BNN", ctx.estimate(bnn))) if e}
+    if len(levels) < 2:
+        return None, {}
+    return ctx.estimate(relative_difference(bnn, fp)), levels
 
 
 def noise_part(ctx: Context, measure: str) -> Part:
     s = ctx.settings
-    return comparison(measure, f"Are {s.noise_method} maps of BNNs noisier by {measure}?",
-                      noise_difference(ctx, s.noise_method, measure), s.noise_margin,
-                      describe=f"BNN minus FP {measure} of {s.noise_method} maps, as a fraction of FP noise")
+    diff, levels = noise_difference(ctx, s.noise_method, measure)
+    means = ", ".join(f"{k} {e.value:.3g}" for k, e in levels.items())
+    part = comparison(measure, f"Are {s.noise_method} maps of BNNs noisier by {measure}?", diff, s.noise_margin,
+                      describe=f"{measure} of {s.noise_method} maps ({means}), BNN minus FP as a fraction of FP")
+    return dataclasses.replace(part, levels=levels)
 
 
 def convergence_check(ctx: Context, measure: str) -> Part:
@@ -649,10 +653,10 @@ def convergence_check(ctx: Context, measure: str) -> Part:
                     f"{name}: not measured.")
     keep = np.isfinite(more).any(axis=0)
     many = comparison(name, f"Are BNN maps noisier by {measure} with {s.convergence_method}?",
-                      noise_difference(ctx, s.convergence_method, measure), s.noise_margin)
+                      noise_difference(ctx, s.convergence_method, measure)[0], s.noise_margin)
     few = comparison(f"{measure} with {s.noise_method} (same images)",
                      f"Are BNN maps noisier by {measure} with {s.noise_method} on the same images?",
-                     noise_difference(ctx, s.noise_method, measure, s.convergence_method), s.noise_margin)
+                     noise_difference(ctx, s.noise_method, measure, s.convergence_method)[0], s.noise_margin)
     if many.status == HELD:
         reading = MODEL_PROPERTY
     elif many.status == NOT_HELD and few.status == HELD:
@@ -755,8 +759,9 @@ def faithfulness_part(ctx: Context, measure: str, against: Sequence[str]) -> Par
     sentence = (f"{measure} ({better} is better), {method} minus each, positive = {method} better, on {images} images: "
                 + "; ".join(f"{c.name.split(' minus ')[1]} {c.estimate.text() if c.estimate else 'not measured'}"
                             f" ({c.status.value})" for c in comps) + f". Status: {_words(status)}.")
-    return Part(measure, f"Is {method} more faithful than every other method by {measure}?", status, None,
-                s.faithfulness_margin, sentence, comparisons=comps)
+    closest = min((c for c in comps if c.estimate), key=lambda c: c.estimate.value, default=None)
+    return Part(measure, f"Is {method} more faithful than every other method by {measure}?", status,
+                closest.estimate if closest else None, s.faithfulness_margin, sentence, comparisons=comps)
 
 
 def verdict_faithfulness(ctx: Context) -> Verdict:
