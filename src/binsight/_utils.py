@@ -1,0 +1,287 @@
+"""Mechanics shared by the explainers (``binsight.explain``) and the measures (``binsight.metrics``).
+
+* the model: :func:`preserved_model` (leave a model exactly as found), :func:`call_model` (logits (N, K)
+  or a clear error);
+* inputs: :func:`check_images`, :func:`check_batch_size`;
+* targets: :func:`requested_targets` (the accepted forms), :func:`check_target_range`;
+* substrates (what a hidden or removed pixel shows): :func:`make_substrate`, :func:`blurred`;
+* randomness: :func:`derived_seed`, :func:`image_generator` (one generator per image, so results do not
+  depend on the batch an image is in);
+* batching: :func:`batch_slices`.
+
+Every check raises the error class it is given (``error=``; the explainers pass ``ExplainerError``, the
+measures ``MetricError``), always a :class:`~binsight.errors.BinsightError`. This module imports no other
+binsight module but :mod:`binsight.errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import scipy.ndimage
+import torch
+from torch import nn
+
+from binsight.errors import BinsightError
+
+Error = type[BinsightError]
+TargetLike = int | Sequence[int] | np.ndarray | torch.Tensor | None
+"""None (the predicted class), one int / 0-d tensor / numpy integer (the same class for every image), or N
+class indices (a list, a 1-D numpy array or a 1-D tensor)."""
+
+SubstrateLike = str | torch.Tensor
+SUBSTRATES = ("black", "blur", "mean")
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_load_state_dict_pre_hooks",
+)
+
+
+# -- the model -----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def preserved_model(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the body with ``model`` in eval mode and its parameters frozen; restore everything on exit.
+
+    Restored, also when the body raises: the train/eval mode of every module, ``requires_grad`` and
+    ``.grad`` of every parameter, the parameters and buffers themselves, the hooks (hooks added inside are
+    removed, the user's own stay), and module attributes (an attribute set on a module inside, e.g. a
+    stored ``input``, is deleted). Parameters and buffers are copied on entry and written back where their
+    autograd version counter moved (every in-place write bumps it, also under ``no_grad``).
+    """
+    modes = {m: m.training for m in model.modules()}
+    grads = {p: (p.requires_grad, p.grad) for p in model.parameters()}
+    tensors = model.state_dict(keep_vars=True)
+    state = {k: (v, v._version, v.detach().clone()) for k, v in tensors.items()}
+    hooks = {(m, name): set(getattr(m, name, {}).keys()) for m in model.modules() for name in _HOOK_DICTS}
+    attributes = {m: set(vars(m)) for m in model.modules()}
+    try:
+        model.eval()
+        for p in grads:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        _remove_added_hooks(hooks)
+        for m, names in attributes.items():
+            for name in set(vars(m)) - names:
+                delattr(m, name)
+        _restore_tensors(model, state)
+        for p, (requires_grad, grad) in grads.items():
+            p.requires_grad_(requires_grad)
+            p.grad = grad
+        for m, training in modes.items():
+            m.training = training  # not m.train(): that recurses into children, quadratic in depth
+
+
+def _remove_added_hooks(hooks: dict[tuple[nn.Module, str], set]) -> None:
+    for (m, name), keys in hooks.items():
+        d = getattr(m, name, None)
+        if d is not None:
+            for k in [k for k in d.keys() if k not in keys]:
+                del d[k]
+
+
+@torch.no_grad()
+def _restore_tensors(model: nn.Module, state: dict[str, tuple[torch.Tensor, int, torch.Tensor]]) -> None:
+    current = model.state_dict(keep_vars=True)
+    for k, (tensor, version, saved) in state.items():
+        now = current.get(k)
+        if now is not None and (now is not tensor or now._version != version):
+            now.detach().copy_(saved)
+
+
+def call_model(model: nn.Module, x: torch.Tensor, *, error: Error = BinsightError) -> torch.Tensor:
+    """``model(x)`` checked to be logits (N, K) for the N images of ``x``.
+
+    A model that fails on the inputs (e.g. a wrong channel count) or returns anything but a (N, K) tensor
+    raises ``error`` naming the problem; the model's own exception is chained.
+    """
+    try:
+        out = model(x)
+    except RuntimeError as e:
+        first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        hint = ""
+        if first_conv is not None and first_conv.in_channels != x.shape[1]:
+            hint = f"; the model's first convolution takes {first_conv.in_channels} channels, the inputs have {x.shape[1]}"
+        raise error(f"the model failed on inputs of shape {tuple(x.shape)}{hint} ({e})") from e
+    if not isinstance(out, torch.Tensor):
+        raise error(
+            f"the model returned {type(out).__name__}, not a tensor of logits (N, num_classes); "
+            "wrap it so that forward returns only the logits"
+        )
+    n = x.shape[0]
+    if out.dim() != 2 or out.shape[0] != n:
+        raise error(f"the model returned shape {tuple(out.shape)} for {n} images; expected logits (N, num_classes) = ({n}, K)")
+    return out
+
+
+# -- inputs --------------------------------------------------------------------------------------------
+
+
+def check_images(
+    images: Any, *, what: str = "images", n: int | None = None, error: Error = BinsightError
+) -> torch.Tensor:
+    """A batch of images (N, C, H, W): a non-empty, finite, floating-point tensor (``n`` images if given);
+    returned detached."""
+    if not isinstance(images, torch.Tensor):
+        raise error(f"{what} must be a torch.Tensor of shape (N, C, H, W), got {type(images).__name__}")
+    if images.dim() != 4:
+        raise error(
+            f"{what} must have 4 dimensions (N, C, H, W), got shape {tuple(images.shape)}; "
+            f"add a batch dimension with {what}.unsqueeze(0) for a single image"
+        )
+    if images.shape[0] == 0:
+        raise error(f"{what} is an empty batch (N = 0)")
+    if not images.is_floating_point():
+        raise error(f"{what} must be floating point in [0, 1], got {images.dtype}; convert with {what}.float() / 255")
+    if n is not None and images.shape[0] != n:
+        raise error(f"there are {images.shape[0]} {what} for {n} maps; give one map per image")
+    bad = ~torch.isfinite(images)
+    if bad.any():
+        idx = sorted({int(i) for i in bad.flatten(1).any(1).nonzero().flatten()})
+        raise error(f"{what} contain NaN or infinite pixels (images {idx[:10]}); clean them first")
+    return images.detach()
+
+
+def check_batch_size(batch_size: Any, *, optional: bool = True, error: Error = BinsightError) -> int | None:
+    """``batch_size`` if it is a positive int (or None where ``optional``); anything else raises ``error``."""
+    if batch_size is None and optional:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        none = " or None" if optional else ""
+        raise error(f"batch_size must be a positive integer{none}, got {batch_size!r}")
+    return int(batch_size)
+
+
+# -- targets -------------------------------------------------------------------------------------------
+
+
+def requested_targets(
+    target: TargetLike, n: int, *, device: torch.device | str | None = None, error: Error = BinsightError
+) -> torch.Tensor | None:
+    """The classes asked for, as int64 (N,) on ``device``; None stays None (the predicted class).
+
+    Accepted: an int, a numpy integer or a 0-d tensor (the same class for all N images); a list, 1-D numpy
+    array or 1-D tensor of N class indices. Booleans, floats, negative indices and a wrong count raise
+    ``error``. The upper end of the range needs the model: :func:`check_target_range`.
+    """
+    if target is None:
+        return None
+    if isinstance(target, (bool, np.bool_)):
+        raise error("target must be an int class index, a sequence of them, or None")
+    try:
+        t = torch.as_tensor(target)
+    except (TypeError, ValueError, RuntimeError):
+        raise error(f"target must be class indices (an int, or a list / array / tensor of ints), got {target!r}") from None
+    if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+        raise error(f"target must hold integer class indices, got dtype {t.dtype}")
+    if t.dim() == 0:
+        t = t.expand(n)
+    if t.dim() != 1:
+        raise error(f"target must be one class index or a 1-D sequence of N of them, got shape {tuple(t.shape)}")
+    if t.numel() != n:
+        raise error(f"target has {t.numel()} entries for {n} images; give one class per image, one int, or None")
+    t = t.detach().to(device=device, dtype=torch.long)
+    if (t < 0).any():
+        raise error(f"target {int(t.min())} is out of range: class indices start at 0")
+    return t.clone()
+
+
+def check_target_range(targets: torch.Tensor, num_classes: int, *, error: Error = BinsightError) -> torch.Tensor:
+    """``targets`` (N,) if every class index is below ``num_classes`` (the logits' K); else raises ``error``."""
+    bad = targets >= num_classes
+    if bad.any():
+        raise error(
+            f"target {int(targets[bad][0])} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
+        )
+    return targets
+
+
+# -- substrates ----------------------------------------------------------------------------------------
+
+
+def make_substrate(
+    images: torch.Tensor,
+    kind: SubstrateLike,
+    *,
+    blur_sigma: float | None = None,
+    mean: Sequence[float] | torch.Tensor | None = None,
+    error: Error = BinsightError,
+) -> torch.Tensor:
+    """What a hidden or removed pixel shows: a tensor like ``images`` (N, C, H, W), built per image.
+
+    ``"black"``: 0. ``"blur"``: :func:`blurred` (Gaussian of ``blur_sigma`` pixels). ``"mean"``: each channel's
+    value from ``mean`` (C numbers, or one for all channels), or, when None, each image's own channel mean.
+    A tensor broadcastable to (N, C, H, W) is used as given.
+    """
+    if isinstance(kind, torch.Tensor):
+        try:
+            return kind.to(images.device, images.dtype).expand_as(images)
+        except RuntimeError:
+            raise error(
+                f"a substrate tensor must broadcast to the images' shape {tuple(images.shape)}, got {tuple(kind.shape)}"
+            ) from None
+    if kind == "black":
+        return torch.zeros_like(images)
+    if kind == "blur":
+        return blurred(images, blur_sigma, error=error)
+    if kind == "mean":
+        return _channel_mean(images, mean, error=error).expand_as(images)
+    raise error(f"unknown substrate {kind!r}; use one of {', '.join(SUBSTRATES)} (or a tensor)")
+
+
+def blurred(images: torch.Tensor, sigma: float | None = None, *, error: Error = BinsightError) -> torch.Tensor:
+    """Each image and channel blurred by a Gaussian of ``sigma`` pixels (default min(H, W) / 14, i.e. 2 for
+    28 x 28), reflecting at the borders (``scipy.ndimage.gaussian_filter``); same shape, dtype and device."""
+    if sigma is None:
+        sigma = min(images.shape[-2:]) / 14
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not sigma > 0:
+        raise error(f"blur_sigma must be a positive number of pixels, got {sigma!r}")
+    pixels = images.detach().cpu().double().numpy()
+    smooth = scipy.ndimage.gaussian_filter(pixels, sigma=(0, 0, sigma, sigma), mode="reflect")
+    return torch.from_numpy(smooth).to(images.device, images.dtype)
+
+
+def _channel_mean(images: torch.Tensor, mean: Sequence[float] | torch.Tensor | None, *, error: Error) -> torch.Tensor:
+    channels = images.shape[1]
+    if mean is None:
+        return images.mean(dim=(2, 3), keepdim=True)
+    values = torch.as_tensor(mean, dtype=images.dtype, device=images.device).flatten()
+    if values.numel() == 1:
+        values = values.expand(channels)
+    if values.numel() != channels:
+        raise error(f"mean has {values.numel()} values for {channels} channels; give one per channel")
+    return values.view(1, channels, 1, 1)
+
+
+# -- randomness ----------------------------------------------------------------------------------------
+
+
+def derived_seed(seed: int, index: int) -> int:
+    """A 64-bit seed for item ``index`` under ``seed`` (numpy's ``SeedSequence`` hash of the pair): distinct
+    pairs give unrelated streams, unlike ``seed + index``."""
+    state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 32 | int(state[1])
+
+
+def image_generator(seed: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator of image ``index`` of a call, on ``device``, seeded with :func:`derived_seed`."""
+    return torch.Generator(device=device).manual_seed(derived_seed(seed, index))
+
+
+# -- batching ------------------------------------------------------------------------------------------
+
+
+def batch_slices(total: int, batch_size: int | None) -> list[slice]:
+    """Consecutive slices covering ``range(total)``, each at most ``batch_size`` long (None: one slice)."""
+    size = batch_size or max(total, 1)
+    return [slice(start, min(start + size, total)) for start in range(0, total, size)]
