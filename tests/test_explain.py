@@ -3,14 +3,28 @@ leave the model untouched, and reject bad input clearly."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from captum.attr import LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
 from torch import nn
 
-from binsight.explain import ExplainerError, available, get_explainer
-from binsight.explain.gradcam import GradCAM, find_module
+from binsight.explain import (
+    EXPLAINERS,
+    Attribution,
+    Explainer,
+    ExplainerError,
+    available,
+    explainer_class,
+    families,
+    get_explainer,
+    register_explainer,
+)
+from binsight.explain.base import find_module
+from binsight.explain.captum_adapter import CaptumExplainer
+from binsight.explain.gradcam import GradCAM
 from binsight.explain.gradient import Gradient
+from binsight.explain.neuromask import NeuroMask
 from binsight.explain.smoothgrad import SmoothGrad
 from binsight.models import build_model
 
@@ -45,6 +59,7 @@ def model_state(model: nn.Module) -> dict:
         "grads": [p.requires_grad for p in model.parameters()],
         "state": {k: v.clone() for k, v in model.state_dict().items()},
         "hooks": hooks,
+        "attributes": [sorted(vars(m)) for m in model.modules()],
     }
 
 
@@ -52,6 +67,7 @@ def assert_same_state(before: dict, after: dict) -> None:
     assert before["modes"] == after["modes"]
     assert before["grads"] == after["grads"]
     assert before["hooks"] == after["hooks"]
+    assert before["attributes"] == after["attributes"]
     assert before["state"].keys() == after["state"].keys()
     for k, v in before["state"].items():
         assert torch.equal(v, after["state"][k]), k
@@ -71,8 +87,95 @@ def small_cnn(request):
 
 
 def test_registry_lists_builtins():
-    assert {"gradient", "smoothgrad", "gradcam"} <= set(available())
+    assert available() == ["gradcam", "gradient", "neuromask", "smoothgrad"]
+    assert families() == ["captum"]
     assert isinstance(get_explainer("gradcam", TinyNet()), GradCAM)
+    assert explainer_class("captum:Saliency") is CaptumExplainer
+
+
+def test_class_attributes_say_what_a_generic_caller_needs():
+    assert [explainer_class(n).seeded for n in available()] == [False, False, True, True]
+    assert not any(explainer_class(n).signed for n in available())  # magnitudes by default
+    model = TinyNet()
+    assert get_explainer("gradient", model, signed=True).signed and not get_explainer("gradient", model).signed
+    assert get_explainer("captum:Saliency", model, signed=True).signed
+    for name in available():
+        cls = explainer_class(name)
+        assert cls.name == name and cls.member_option is None
+        kwargs = {"seed": 3} if cls.seeded else {}
+        explainer = get_explainer(name, model, surrogate=None, batch_size=2, **kwargs)  # every method takes these
+        assert explainer.params().get("seed", 3) == 3
+
+
+@pytest.fixture
+def private_registry(monkeypatch):
+    """The explainer registry with the built-ins only, restored after the test."""
+    monkeypatch.setattr(EXPLAINERS, "_items", dict(EXPLAINERS._items))
+    return EXPLAINERS
+
+
+def test_a_toy_method_through_the_registry_only(private_registry, tiny):
+    @register_explainer
+    class Brightness(Explainer):
+        """The image itself, summed over channels: a map that needs no gradient."""
+
+        name = "brightness"
+        seeded = False
+
+        def _explain(self, inputs, wanted):
+            return Attribution(inputs.sum(1, keepdim=True), self.resolve_targets(inputs, wanted), {"note": 1})
+
+    model, x = tiny
+    assert "brightness" in available()
+    ex = get_explainer("brightness", model, batch_size=3).explain(x, np.array([0, 1, 2, 3]))
+    assert torch.equal(ex.maps, x.sum(1, keepdim=True)) and ex.targets.tolist() == [0, 1, 2, 3]
+    assert ex.method == "brightness" and ex.extras == {"note": 1} and ex.params == {"batch_size": 3}
+    with pytest.raises(ExplainerError, match="'brightness' is already registered"):
+        register_explainer(Brightness)
+    with pytest.raises(ExplainerError, match="'gradient' is already registered"):
+        register_explainer(type("Other", (Gradient,), {"name": "gradient"}))
+    with pytest.raises(ExplainerError, match="non-empty name"):
+        register_explainer(type("Nameless", (Explainer,), {}))
+    with pytest.raises(ExplainerError, match="only Explainer subclasses"):
+        register_explainer(str)
+
+
+def test_registry_name_errors(tiny):
+    model, _ = tiny
+    with pytest.raises(ExplainerError, match="unknown explainer 'gradcm'.*did you mean 'gradcam'"):
+        get_explainer("gradcm", model)
+    with pytest.raises(ExplainerError, match="single method"):
+        get_explainer("gradient:Saliency", model)
+    with pytest.raises(ExplainerError, match="family of methods"):
+        get_explainer("captum", model)
+    with pytest.raises(ExplainerError, match="name a member"):
+        get_explainer("captum:", model)
+    with pytest.raises(ExplainerError, match="keyword"):
+        get_explainer("gradient", model, reduction="max", n_steps=3)  # binds no parameter: bad parameters
+
+
+def test_options_are_keyword_only(tiny):
+    model, _ = tiny
+    for cls in (Gradient, SmoothGrad, GradCAM, NeuroMask, CaptumExplainer):
+        with pytest.raises(TypeError):
+            cls(model, "max")
+
+
+@pytest.mark.parametrize("target", [2, np.int64(2), torch.tensor(2), [2, 2, 2, 2], np.array([2, 2, 2, 2]),
+                                    torch.tensor([2, 2, 2, 2])])
+def test_every_target_form_gives_the_same_maps(tiny, target):
+    model, x = tiny
+    ex = Gradient(model).explain(x, target)
+    assert ex.targets.tolist() == [2, 2, 2, 2]
+    assert torch.equal(ex.maps, Gradient(model).attribute(x, [2, 2, 2, 2]))
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, "2", True])
+def test_bad_batch_size(tiny, batch_size):
+    model, _ = tiny
+    for name in available():
+        with pytest.raises(ExplainerError, match="batch_size must be a positive integer"):
+            get_explainer(name, model, batch_size=batch_size)
 
 
 # -- gradient -----------------------------------------------------------------------------------------------
@@ -356,7 +459,7 @@ def test_bad_parameters(tiny):
         SmoothGrad(model, n_samples=0)
     with pytest.raises(ExplainerError, match="noise_std"):
         SmoothGrad(model, noise_std=-1.0)
-    with pytest.raises(ExplainerError, match="bad parameters for explainer 'gradient'"):
+    with pytest.raises(ExplainerError, match="bad parameters for explainer 'gradient'.*n_samples"):
         get_explainer("gradient", model, n_samples=3)
     with pytest.raises(ExplainerError, match="either layer= or use_binary"):
         GradCAM(model, layer="features.0", use_binary=True)
@@ -365,13 +468,13 @@ def test_bad_parameters(tiny):
 @pytest.mark.parametrize("fail", [False, True])
 def test_weights_written_during_explanation_are_restored(fail):
     class Tampering(Gradient):
-        def _maps_and_targets(self, inputs, wanted, extras):
+        def _explain(self, inputs, wanted):
             with torch.no_grad():
                 self.model.features[0].weight.add_(1.0)  # an in-place write, as a buggy method might do
                 self.model.head[2].bias.zero_()
             if fail:
                 raise RuntimeError("failed after writing")
-            return super()._maps_and_targets(inputs, wanted, extras)
+            return super()._explain(inputs, wanted)
 
     torch.manual_seed(4)
     model = TinyNet()

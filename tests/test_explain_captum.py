@@ -39,7 +39,7 @@ def test_integrated_gradients_through_registry(tiny):
     assert exp.params["n_steps"] == 8 and exp.params["class_name"] == "IntegratedGradients"
     assert exp.maps.shape == (3, 1, 8, 8)
     assert torch.allclose(exp.maps, ref.abs().amax(1, keepdim=True), rtol=1e-5, atol=1e-8)
-    signed = CaptumExplainer(model, "IntegratedGradients", reduction="none", signed=True, n_steps=8).attribute(x, 1)
+    signed = CaptumExplainer(model, class_name="IntegratedGradients", reduction="none", signed=True, n_steps=8).attribute(x, 1)
     assert torch.allclose(signed, IntegratedGradients(model).attribute(x, target=1, n_steps=8), rtol=1e-5, atol=1e-8)
 
 
@@ -95,3 +95,50 @@ def test_bad_names_and_arguments(tiny):
         get_explainer("captum:Saliency", model, layer="conv")
     assert {"Saliency", "IntegratedGradients", "LayerGradCam", "Occlusion"} <= set(captum_classes())
     assert "NoiseTunnel" not in captum_classes() and "Attribution" not in captum_classes()
+
+
+def test_a_missing_required_option_is_named_with_the_methods_required_options(tiny):
+    model, _ = tiny
+    with pytest.raises(ExplainerError, match=r"captum:Occlusion needs 'sliding_window_shapes' \(its required options: "
+                                             r"sliding_window_shapes; all: .*strides"):
+        get_explainer("captum:Occlusion", model)
+    with pytest.raises(ExplainerError, match="captum:LayerDeepLiftShap needs 'baselines'"):
+        get_explainer("captum:LayerDeepLiftShap", model, layer="conv")
+
+
+def attributes(model):
+    return [sorted(vars(m)) for m in model.modules()]
+
+
+@pytest.mark.parametrize("precision", ["fp", "bnn"])
+def test_layer_deeplift_works_and_leaves_no_attribute_on_any_module(precision):
+    torch.manual_seed(0)
+    model = build_model("small-cnn", precision, widths=(4, 8, 8)).eval()
+    x = torch.rand(2, 1, 28, 28)
+    before = attributes(model)
+    maps = get_explainer("captum:LayerDeepLift", model).attribute(x, [1, 2])
+    assert maps.shape == (2, 1, 28, 28) and torch.isfinite(maps).all() and maps.abs().sum() > 0
+    assert attributes(model) == before
+    assert not any(p.requires_grad is False for p in model.parameters())
+
+
+def test_no_attribute_is_left_behind_when_captum_fails():
+    """DeepLift stores the input of each nn.ReLU on the module; a model that fails after its ReLU ran (here:
+    only on inputs that require grad, i.e. inside Captum's own pass) must not keep that attribute."""
+
+    class FailsInsideCaptum(TinyNet):
+        def __init__(self):
+            super().__init__()
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            out = self.fc(self.pool(self.relu(self.conv(x))).flatten(1))
+            if x.requires_grad:
+                raise RuntimeError("failed after the ReLU")
+            return out
+
+    model = FailsInsideCaptum().eval()
+    before = attributes(model)
+    with pytest.raises(RuntimeError, match="failed after the ReLU"):
+        get_explainer("captum:DeepLift", model).attribute(torch.rand(2, 3, 8, 8), 0)
+    assert attributes(model) == before

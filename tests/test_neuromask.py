@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from binsight.data import DatasetError, load_dataset
 from binsight.explain import get_explainer
 from binsight.explain.neuromask import (
     NeuroMask,
@@ -26,6 +27,7 @@ from binsight.explain.neuromask import (
     smoothness_term,
     sparsity_term,
 )
+from binsight.models import build_model
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -254,8 +256,7 @@ def test_registry_params_and_bad_input():
 
 
 def test_binarized_model_through_the_surrogate():
-    models = pytest.importorskip("binsight.models")
-    model = models.build_model("small-cnn", "bnn")
+    model = build_model("small-cnn", "bnn")
     ex = get_explainer("neuromask", model, iterations=20, surrogate="ste").explain(torch.rand(4, 1, 28, 28))
     assert ex.surrogate == "ste"
     assert torch.isfinite(ex.maps).all() and ex.maps.min() >= 0 and ex.maps.max() <= 1
@@ -273,10 +274,9 @@ def test_trained_model_masks_keep_the_class_and_hide_most_of_the_image():
     keep their class (2,000: 15/16), measured with this seed.
     Most masked images must keep the predicted class, and the mean mask must be well below its initial ~0.5.
     """
-    data = pytest.importorskip("binsight.data")
     try:
-        images = data.load_dataset("fashion-mnist", "test", download=False)
-    except data.DatasetError as e:
+        images = load_dataset("fashion-mnist", "test", download=False)
+    except DatasetError as e:
         pytest.skip(f"Fashion-MNIST not available: {e}")
     train_x, train_y, explained = images.images[:2000], images.labels[:2000], images.images[-16:]
     torch.manual_seed(0)

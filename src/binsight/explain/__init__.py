@@ -1,14 +1,30 @@
-"""Explainers: one ``attribute(inputs, target)`` API for every method, found by name in a registry."""
+"""Explainers: one ``attribute(inputs, target)`` API for every method, found by name in a registry.
 
-from binsight.explain.base import Explanation, Explainer, ExplainerError, preserved_model
-from binsight.explain.registry import available, get_explainer, register
+Importing the package registers the built-in methods: ``gradient``, ``smoothgrad``, ``gradcam``,
+``neuromask`` and the ``captum`` family (``"captum:ClassName"``).
+"""
+
+from binsight.explain import captum_adapter, gradcam, gradient, neuromask, smoothgrad  # noqa: F401  (register)
+from binsight.explain.base import Attribution, Explainer, ExplainerError, Explanation, preserved_model
+from binsight.explain.registry import (
+    EXPLAINERS,
+    available,
+    explainer_class,
+    families,
+    get_explainer,
+    register_explainer,
+)
 
 __all__ = [
-    "Explanation",
+    "EXPLAINERS",
+    "Attribution",
     "Explainer",
     "ExplainerError",
+    "Explanation",
     "available",
+    "explainer_class",
+    "families",
     "get_explainer",
     "preserved_model",
-    "register",
+    "register_explainer",
 ]

@@ -1,15 +1,18 @@
-"""Any Captum attribution class behind binsight's explainer API: ``get_explainer("captum:Occlusion", model)``.
+"""Any Captum attribution class behind binsight's explainer API: ``get_explainer("captum:Occlusion", model,
+sliding_window_shapes=(1, 4, 4))``.
 
 The adapter builds ``captum.attr.<class_name>(model)`` (with ``layer=`` the named module for classes that
-take a layer), calls its ``attribute(inputs, target=targets, **attribution kwargs)``, and shapes the result
-like the built-in methods: the channel reduction of :class:`~binsight.explain.gradient.Gradient` gives
-(N, 1, H, W); attributions at a layer of another spatial size are upsampled bilinearly to (H, W), as
-Captum's ``LayerAttribution.interpolate(..., interpolate_mode="bilinear")``.
+take a layer), calls its ``attribute(inputs, target=targets, **options)`` on inputs that require grad, and
+shapes the result like the built-in methods: the channel reduction of
+:class:`~binsight.explain.gradient.Gradient` gives (N, 1, H, W); attributions at a layer of another spatial
+size are upsampled bilinearly to (H, W), as Captum's ``LayerAttribution.interpolate(...,
+interpolate_mode="bilinear")``.
 
-Keyword arguments go to the Captum class's constructor or to its ``attribute`` (e.g. ``baselines``,
-``n_steps``, ``sliding_window_shapes``), whichever accepts them. With ``batch_size``, tensors among the
-attribution kwargs whose first dimension equals the number of images (per-image baselines) are split
-with the images.
+Keyword options go to the Captum class's constructor or to its ``attribute`` (e.g. ``baselines``,
+``n_steps``, ``sliding_window_shapes``), whichever accepts them; an option that neither takes, or a
+required one left out, is an :class:`~binsight.explain.base.ExplainerError` that lists the class's
+options. With ``batch_size``, tensors among the attribute options whose first dimension equals the number
+of images (per-image baselines) are split with the images.
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from binsight.explain.base import Explainer, ExplainerError, batched
-from binsight.explain.gradcam import find_module
-from binsight.explain.gradient import check_reduction, reduce_map
+from binsight._utils import batch_slices
+from binsight.explain.base import Attribution, Explainer, ExplainerError, check_reduction, find_module, reduce_map
+from binsight.explain.registry import register_explainer
+
+#: parameters binsight itself supplies to a Captum constructor / attribute call
+_GIVEN_INIT = {"self", "forward_func", "model", "layer"}
+_GIVEN_CALL = {"self", "inputs", "target"}
 
 
 def captum_classes() -> dict[str, type]:
@@ -58,6 +65,19 @@ def captum_class(class_name: str) -> type:
     )
 
 
+def _options(fn: Any, given: set[str]) -> tuple[set[str], set[str]]:
+    """(all keyword options, required ones) of ``fn``, leaving out the ``given`` names and *args/**kwargs."""
+    names, required = set(), set()
+    for p in inspect.signature(fn).parameters.values():
+        if p.name in given or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        names.add(p.name)
+        if p.default is p.empty:
+            required.add(p.name)
+    return names, required
+
+
+@register_explainer
 class CaptumExplainer(Explainer):
     """A Captum attribution class as a binsight explainer (registry name ``captum:ClassName``).
 
@@ -65,27 +85,28 @@ class CaptumExplainer(Explainer):
         model: any classifier ``nn.Module``.
         class_name: a class of ``captum.attr``, e.g. ``"IntegratedGradients"`` or ``"LayerGradCam"``.
         reduction, signed: channel reduction as :class:`~binsight.explain.gradient.Gradient`.
-        batch_size, surrogate: as :class:`~binsight.explain.base.Explainer`.
         layer: module name (as in ``model.named_modules()``) for classes that take a layer; default the
             model's ``gradcam_layer`` if it has one.
-        **captum_kwargs: for the Captum constructor or its ``attribute`` (whichever takes each name).
+        batch_size, surrogate: as :class:`~binsight.explain.base.Explainer`.
+        **options: for the Captum constructor or its ``attribute`` (whichever takes each name).
 
     Returns maps (N, 1, H, W) float32 (or (N, C, H, W) with ``reduction="none"``).
     """
 
     name = "captum"
+    member_option = "class_name"
 
     def __init__(
         self,
         model: nn.Module,
+        *,
         class_name: str,
         reduction: str = "max",
         signed: bool = False,
-        batch_size: int | None = None,
-        *,
-        surrogate: str | None = None,
         layer: str | None = None,
-        **captum_kwargs: Any,
+        surrogate: str | None = None,
+        batch_size: int | None = None,
+        **options: Any,
     ):
         super().__init__(model, surrogate=surrogate, batch_size=batch_size)
         self.class_name = class_name
@@ -93,53 +114,64 @@ class CaptumExplainer(Explainer):
         cls = captum_class(class_name)
         self.reduction = check_reduction(reduction)
         self.signed = bool(signed)
-        init_names = set(inspect.signature(cls.__init__).parameters) - {"self", "forward_func", "model", "layer"}
-        call_names = set(inspect.signature(cls.attribute).parameters) - {"self", "inputs", "target"}
-        unknown = sorted(set(captum_kwargs) - init_names - call_names)
-        if unknown:
-            raise ExplainerError(
-                f"captum:{class_name} takes no argument {', '.join(map(repr, unknown))}; "
-                f"it takes: {', '.join(sorted(init_names | call_names))}"
-            )
-        self.init_kwargs = {k: v for k, v in captum_kwargs.items() if k in init_names}
-        self.call_kwargs = {k: v for k, v in captum_kwargs.items() if k not in init_names}
+        self.init_kwargs, self.call_kwargs = self._split_options(cls, options)
         self.layer = self._layer_name(cls, layer)
         if self.layer is not None:
             self.init_kwargs["layer"] = find_module(model, self.layer)
         self.method = cls(model, **self.init_kwargs)
 
+    def _split_options(self, cls: type, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The options for the constructor and for ``attribute``; unknown or missing ones raise."""
+        init_names, init_required = _options(cls.__init__, _GIVEN_INIT)
+        call_names, call_required = _options(cls.attribute, _GIVEN_CALL)
+        takes = ", ".join(sorted(init_names | call_names)) or "nothing"
+        unknown = sorted(set(options) - init_names - call_names)
+        if unknown:
+            raise ExplainerError(
+                f"{self.name} takes no argument {', '.join(map(repr, unknown))}; it takes: {takes}"
+            )
+        required = init_required | call_required
+        missing = sorted(required - set(options))
+        if missing:
+            raise ExplainerError(
+                f"{self.name} needs {', '.join(map(repr, missing))} (its required options: "
+                f"{', '.join(sorted(required))}; all: {takes}); pass them as keywords to get_explainer"
+            )
+        init = {k: v for k, v in options.items() if k in init_names}
+        return init, {k: v for k, v in options.items() if k not in init_names}
+
     def _layer_name(self, cls: type, layer: str | None) -> str | None:
         takes_layer = "layer" in inspect.signature(cls.__init__).parameters
         if not takes_layer:
             if layer is not None:
-                raise ExplainerError(f"captum:{self.class_name} works on the input and takes no layer=")
+                raise ExplainerError(f"{self.name} works on the input and takes no layer=")
             return None
         layer = layer or getattr(self.model, "gradcam_layer", None)
         if not layer:
-            raise ExplainerError(f"captum:{self.class_name} needs layer= a module name (as in model.named_modules())")
+            raise ExplainerError(f"{self.name} needs layer= a module name (as in model.named_modules())")
         return layer
 
-    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _explain(self, inputs: torch.Tensor, wanted: torch.Tensor | None) -> Attribution:
+        targets = self.resolve_targets(inputs, wanted)
         n = inputs.shape[0]
         per_image = {k for k, v in self.call_kwargs.items() if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n > 1}
-        offset = [0]
-
-        def one_batch(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            lo, hi = offset[0], offset[0] + x.shape[0]
-            offset[0] = hi
-            kwargs = {k: (v[lo:hi] if k in per_image else v) for k, v in self.call_kwargs.items()}
-            out = self.method.attribute(x, target=t, **kwargs)
+        maps = []
+        for part in batch_slices(n, self.batch_size):
+            kwargs = {k: (v[part] if k in per_image else v) for k, v in self.call_kwargs.items()}
+            # inputs that require grad: layer methods hook tensors inside the (frozen) model
+            x = inputs[part].detach().requires_grad_(True)
+            with torch.enable_grad():
+                out = self.method.attribute(x, target=targets[part], **kwargs)
             if isinstance(out, tuple):  # (attributions, convergence delta)
                 out = out[0]
-            return self._shape_like_builtins(out, x), t
-
-        return batched(one_batch, inputs, targets, self.batch_size)[0]
+            maps.append(self._shape_like_builtins(out, x))
+        return Attribution(torch.cat(maps), targets)
 
     def _shape_like_builtins(self, out: Any, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != x.shape[0]:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ExplainerError(
-                f"captum:{self.class_name} returned {shape}; binsight needs (N, C, h, w) attributions - "
+                f"{self.name} returned {shape}; binsight needs (N, C, h, w) attributions - "
                 "for layer methods choose a convolutional layer"
             )
         maps = reduce_map(out.detach().float(), self.reduction, self.signed)

@@ -6,34 +6,24 @@ upsampling to (H, W) with ``align_corners=False`` - exactly Captum's ``LayerGrad
 relu_attributions=True)`` followed by ``LayerAttribution.interpolate(..., interpolate_mode="bilinear")``.
 
 The layer: ``layer=`` a module name as in ``model.named_modules()`` (e.g. ``"features.3"``); by default the
-model's own ``model.gradcam_layer`` (binsight models: the last conv block's real-valued output, for a BNN the
-tensor before the next sign); with ``use_binary=True`` ``model.gradcam_binary_layer`` (the binarized
-tensor); for a model that names neither, the last ``nn.Conv2d`` (recorded in ``params()["layer_choice"]``).
+model's own ``model.gradcam_layer`` (binsight models: the last conv block's real-valued output before its
+non-linearity: the tensor before the ReLU (FP) or before the sign (BNN)); with ``use_binary=True``
+``model.gradcam_binary_layer`` (the binarized tensor); for a model that names neither, the last ``nn.Conv2d`` (recorded in ``params()["layer_choice"]``).
 """
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from binsight.explain.base import Explainer, ExplainerError, batched, call_model, check_logits, pick_targets
-from binsight.explain.registry import register
+from binsight._utils import call_model
+from binsight.explain.base import Attribution, Explainer, ExplainerError, batched, find_module, pick_targets
+from binsight.explain.registry import register_explainer
 
 LAST_CONV_NOTE = "last nn.Conv2d (the model has no gradcam_layer attribute)"
-
-
-def find_module(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called ``name`` (dotted, as in ``named_modules()``); a clear error with close matches."""
-    modules = dict(model.named_modules())
-    if isinstance(name, str) and name in modules and name != "":
-        return modules[name]
-    names = [n for n in modules if n]
-    close = difflib.get_close_matches(str(name), names, n=5, cutoff=0.5) or names[-5:]
-    raise ExplainerError(f"the model has no layer called {name!r}; close matches: {', '.join(close)}")
 
 
 def default_layer(model: nn.Module, use_binary: bool) -> tuple[str, str]:
@@ -75,7 +65,7 @@ def layer_activation_and_gradient(
     handle = layer.register_forward_hook(keep_output)
     try:
         with torch.enable_grad():
-            logits = check_logits(call_model(model, inputs), inputs.shape[0])
+            logits = call_model(model, inputs, error=ExplainerError)
             act = _single_output(outputs)
             targets = pick_targets(logits, targets)
             sel = logits.gather(1, targets.view(-1, 1)).sum()
@@ -106,7 +96,7 @@ def gradcam_maps(act: torch.Tensor, grad: torch.Tensor, size: tuple[int, int]) -
     return F.interpolate(cam, size, mode="bilinear", align_corners=False)
 
 
-@register
+@register_explainer
 class GradCAM(Explainer):
     """GradCAM at a named layer; see the module docstring for the definition and the default layer.
 
@@ -140,7 +130,7 @@ class GradCAM(Explainer):
         self.module = find_module(model, self.layer)
         self.use_binary = bool(use_binary)
 
-    def _maps_and_targets(self, inputs, wanted, extras):
+    def _explain(self, inputs: torch.Tensor, wanted: torch.Tensor | None) -> Attribution:
         # The predicted class comes from the same forward pass as the gradient: one pass in all.
         size = (inputs.shape[2], inputs.shape[3])
 

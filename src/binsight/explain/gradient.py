@@ -7,40 +7,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from binsight.explain.base import Explainer, ExplainerError, batched, input_gradients, reduce_channels
-from binsight.explain.registry import register
-
-REDUCTIONS = ("max", "mean", "none")
+from binsight.explain.base import Attribution, Explainer, batched, check_reduction, input_gradients, reduce_map
+from binsight.explain.registry import register_explainer
 
 
-def check_reduction(reduction: str) -> str:
-    """Return ``reduction`` if it is one of :data:`REDUCTIONS`, else raise :class:`ExplainerError`."""
-    if reduction not in REDUCTIONS:
-        raise ExplainerError(f"unknown channel reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
-    return reduction
-
-
-def reduce_signed(grads: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Channel reduction that keeps the sign: (N, C, H, W) -> (N, 1, H, W).
-
-    ``max``: per pixel, the channel value with the largest magnitude, with its sign (so the magnitude of
-    the result equals the unsigned ``max`` map); ``mean``: the plain mean over channels (signs may cancel);
-    ``none``: unchanged (N, C, H, W).
-    """
-    if reduction == "max":
-        idx = grads.abs().argmax(dim=1, keepdim=True)
-        return grads.gather(1, idx)
-    if reduction == "mean":
-        return grads.mean(dim=1, keepdim=True)
-    return reduce_channels(grads, reduction)
-
-
-def reduce_map(grads: torch.Tensor, reduction: str, signed: bool) -> torch.Tensor:
-    """Reduce per-channel values (N, C, H, W) to a map: magnitudes by default, signed on request."""
-    return reduce_signed(grads, reduction) if signed else reduce_channels(grads, reduction)
-
-
-@register
+@register_explainer
 class Gradient(Explainer):
     """d logit_c / d x for each image, one forward and one backward pass per batch.
 
@@ -69,7 +40,7 @@ class Gradient(Explainer):
         self.reduction = check_reduction(reduction)
         self.signed = bool(signed)
 
-    def _maps_and_targets(self, inputs, wanted, extras):
+    def _explain(self, inputs: torch.Tensor, wanted: torch.Tensor | None) -> Attribution:
         # The predicted class comes from the same forward pass as the gradient: one pass in all.
         def one_batch(x: torch.Tensor, t: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
             grad, used = input_gradients(self.model, x, t)

@@ -1,7 +1,7 @@
 """NeuroMask: learn a small, smooth mask that keeps the classifier's decision.
 
-Faithful to the reference definition in ``shared/spec/neuromask.md`` (Alzantot et al., SMARTCOMP 2019, and
-their TensorFlow 1 code), but batched: many images are optimised at once, each independently of the others.
+Faithful to the reference definition (Alzantot et al., SMARTCOMP 2019, and their TensorFlow 1 code), but
+batched: many images are optimised at once, each independently of the others.
 
 For one image x (C, H, W) in [0, 1] pixels and target class c, with a free variable w (1, H, W):
 
@@ -33,14 +33,12 @@ Options beyond the reference (each off by default, so the default is the faithfu
   ``patience`` consecutive iterations; its w is frozen from then on (and it leaves the batch, so later
   iterations cost less). The loop ends when every image has stopped or after ``iterations``. The faithful
   loss keeps falling slowly to the end (the sparsity term drives hidden pixels' w towards -B long after their
-  mask is ~0), so the defaults (patience 50, tolerance 1%) trade a little: on a small CNN trained on
-  Fashion-MNIST they stopped 16 images after 1,512 steps on average (of 2,000), mean final loss 0.884 instead
-  of 0.839, mean |mask difference| 0.011 (patience 100, tolerance 0.1%: 1,951 steps, difference 0.0001).
+  mask is ~0), so a stopped image's mask differs slightly from the faithful one.
 * ``mask_size``: w lives at a lower resolution (h, w) and is upsampled bilinearly (align_corners=False) to
   H x W before the sigmoid. The sparsity and smoothness terms (and the kernel) act on the low-resolution w.
 * ``substrate``: what a hidden pixel shows. ``"black"`` (reference: 0), ``"blur"`` (the image blurred with a
-  Gaussian of ``blur_sigma`` pixels, scipy's ``gaussian_filter``, reflect borders), ``"mean"`` (the image's
-  per-channel mean). x_masked = s + (x - s) * M.
+  Gaussian of ``blur_sigma`` pixels), ``"mean"`` (the image's per-channel mean); see
+  :func:`binsight._utils.make_substrate`. x_masked = s + (x - s) * M.
 
 Extras returned in ``Explanation.extras`` (tensors on the inputs' device, one row per image):
 
@@ -59,14 +57,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import scipy.ndimage
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from binsight.explain.base import Explainer, ExplainerError, check_logits, resolve_targets
-from binsight.explain.registry import register
+from binsight._utils import SUBSTRATES, batch_slices, call_model, image_generator, make_substrate
+from binsight.explain.base import Attribution, Explainer, ExplainerError
+from binsight.explain.registry import register_explainer
 
 INIT_BOUND = 10.0  # B: w ~ Uniform(-B, B); the sparsity term pulls w towards -B
 LEARNING_RATE = 0.03
@@ -74,7 +71,6 @@ RMS_DECAY = 0.9
 RMS_EPSILON = 1e-10
 ITERATIONS = 2000  # both reference demos
 IMAGENET_MIN_SIDE = 128  # min(H, W) at or above this selects the "imagenet" preset
-SUBSTRATES = ("black", "blur", "mean")
 _STOP_CHECK_EVERY = 10  # early stopping: how often (iterations) stopped images leave the batch (one sync each)
 
 
@@ -195,26 +191,9 @@ def rmsprop_step_(w: torch.Tensor, grad: torch.Tensor, mean_square: torch.Tensor
 def initial_w(shape: tuple[int, int], indices: range | list[int], seed: int,
               dtype: torch.dtype = torch.float32, device: Any = None) -> torch.Tensor:
     """w ~ Uniform(-B, B), (len(indices), 1, h, w); row j drawn from a generator seeded by (seed, indices[j])."""
-    rows = []
-    for index in indices:
-        state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
-        gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-        rows.append(torch.rand((1, 1, *shape), generator=gen, dtype=torch.float64))
+    rows = [torch.rand((1, 1, *shape), generator=image_generator(seed, index), dtype=torch.float64) for index in indices]
     w = (torch.cat(rows) * 2.0 - 1.0) * INIT_BOUND
     return w.to(dtype=dtype, device=device)
-
-
-def make_substrate(inputs: torch.Tensor, kind: str, blur_sigma: float) -> torch.Tensor:
-    """What hidden pixels show, same shape as ``inputs`` (N, C, H, W): zeros, a Gaussian blur, or channel means."""
-    if kind == "black":
-        return torch.zeros_like(inputs)
-    if kind == "mean":
-        return inputs.mean(dim=(2, 3), keepdim=True).expand_as(inputs)
-    if kind == "blur":
-        pixels = inputs.detach().cpu().double().numpy()
-        blurred = scipy.ndimage.gaussian_filter(pixels, sigma=(0, 0, blur_sigma, blur_sigma), mode="reflect")
-        return torch.from_numpy(blurred).to(dtype=inputs.dtype, device=inputs.device)
-    raise NeuroMaskError(f"unknown substrate {kind!r}; use one of {', '.join(SUBSTRATES)}")
 
 
 @dataclass
@@ -229,7 +208,7 @@ class _Group:
         return _Group(self.substrate[keep], self.difference[keep], self.targets[keep])
 
 
-@register
+@register_explainer
 class NeuroMask(Explainer):
     """NeuroMask saliency (Alzantot et al. 2019): the learned mask M (N, 1, H, W) in [0, 1].
 
@@ -249,6 +228,7 @@ class NeuroMask(Explainer):
     """
 
     name = "neuromask"
+    seeded = True
 
     def __init__(
         self,
@@ -308,15 +288,10 @@ class NeuroMask(Explainer):
             "batch_size": self.batch_size,
         }
 
-    # -- the explainer hooks ----------------------------------------------------------------------
-    def _maps_and_targets(
-        self, inputs: torch.Tensor, wanted: torch.Tensor | None, extras: dict[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        targets = resolve_targets(self.model, inputs, wanted, self.batch_size)
-        return self._learn_masks(inputs, targets, extras), targets
-
-    def _learn_masks(self, inputs: torch.Tensor, targets: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
-        """The final masks (N, 1, H, W) for resolved targets; per-image results go into ``extras``."""
+    # -- the explainer hook ------------------------------------------------------------------------
+    def _explain(self, inputs: torch.Tensor, wanted: torch.Tensor | None) -> Attribution:
+        """The final masks (N, 1, H, W) with the per-image results of the module docstring as extras."""
+        targets = self.resolve_targets(inputs, wanted)
         height, width = inputs.shape[2:]
         preset_name = self.preset or preset_for_size(height, width)
         preset = PRESETS[preset_name]
@@ -326,19 +301,17 @@ class NeuroMask(Explainer):
                 f"the mask ({w_shape[0]}x{w_shape[1]}) is smaller than the {preset_name} preset's "
                 f"{preset.kernel_size}x{preset.kernel_size} smoothness kernel; use a larger mask_size or input"
             )
-        substrate = make_substrate(inputs, self.substrate, self.blur_sigma)
-        size = self.batch_size or inputs.shape[0]
+        substrate = make_substrate(inputs, self.substrate, blur_sigma=self.blur_sigma, error=NeuroMaskError)
         results = []
-        for start in range(0, inputs.shape[0], size):
-            stop = min(start + size, inputs.shape[0])
-            group = _Group(substrate[start:stop], inputs[start:stop] - substrate[start:stop], targets[start:stop])
-            w0 = initial_w(w_shape, range(start, stop), self.seed, inputs.dtype, inputs.device)
+        for part in batch_slices(inputs.shape[0], self.batch_size):
+            group = _Group(substrate[part], inputs[part] - substrate[part], targets[part])
+            w0 = initial_w(w_shape, range(part.start, part.stop), self.seed, inputs.dtype, inputs.device)
             results.append(self._optimise(group, w0, preset, (height, width)))
         masks, final_loss, keeps, runs, history = (torch.cat(parts) for parts in zip(*results))
-        extras.update(final_loss=final_loss, keeps_target=keeps, iterations_run=runs, preset=preset_name)
+        extras: dict[str, Any] = dict(final_loss=final_loss, keeps_target=keeps, iterations_run=runs, preset=preset_name)
         if self.return_history:
             extras["loss_history"] = history
-        return masks
+        return Attribution(masks, targets, extras)
 
     # -- the optimisation -----------------------------------------------------------------------------
     def _optimise(self, group: _Group, w: torch.Tensor, preset: Preset,
@@ -415,7 +388,7 @@ class NeuroMask(Explainer):
         if w.shape[2:] != image_size:
             w = F.interpolate(w, size=image_size, mode="bilinear", align_corners=False)
         mask = torch.sigmoid(w / preset.temperature)
-        logits = check_logits(self.model(torch.addcmul(group.substrate, group.difference, mask)), w.shape[0])
+        logits = call_model(self.model, torch.addcmul(group.substrate, group.difference, mask), error=NeuroMaskError)
         return logits, mask
 
     def _loss_and_grad(self, group: _Group, w: torch.Tensor, preset: Preset,

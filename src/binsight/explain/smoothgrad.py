@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from binsight.explain.base import Explainer, ExplainerError, input_gradients
-from binsight.explain.gradient import check_reduction, reduce_map
-from binsight.explain.registry import register
+from binsight._utils import batch_slices, image_generator
+from binsight.explain.base import Attribution, Explainer, ExplainerError, check_reduction, input_gradients, reduce_map
+from binsight.explain.registry import register_explainer
 
 VARIANTS = ("smoothgrad", "squared", "vargrad")
 
@@ -38,12 +38,11 @@ def image_noise(
     seed: int, index: int, n_samples: int, shape: tuple[int, ...], std: float, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """The noise of image ``index`` in a call: float32 (n_samples, *shape) ~ N(0, std^2), drawn on ``device``."""
-    state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
-    gen = torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+    gen = image_generator(seed, index, device)
     return torch.randn((n_samples, *shape), generator=gen, device=device) * std
 
 
-@register
+@register_explainer
 class SmoothGrad(Explainer):
     """Gradient averaged over noisy copies of each image.
 
@@ -63,6 +62,7 @@ class SmoothGrad(Explainer):
     """
 
     name = "smoothgrad"
+    seeded = True
 
     def __init__(
         self,
@@ -87,7 +87,7 @@ class SmoothGrad(Explainer):
             raise ExplainerError(f"noise_std must be a finite number >= 0 or None, got {noise_std!r}")
         if variant not in VARIANTS:
             raise ExplainerError(f"unknown SmoothGrad variant {variant!r}; use one of {', '.join(VARIANTS)}")
-        if not isinstance(seed, int) or seed < 0:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ExplainerError(f"seed must be a non-negative integer, got {seed!r}")
         self.n_samples = n_samples
         self.noise_level = float(noise_level)
@@ -110,7 +110,12 @@ class SmoothGrad(Explainer):
         std = self.noise_stds(inputs[index : index + 1])[0]
         return image_noise(self.seed, index, self.n_samples, tuple(inputs.shape[1:]), std, inputs.device)
 
-    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _explain(self, inputs: torch.Tensor, wanted: torch.Tensor | None) -> Attribution:
+        targets = self.resolve_targets(inputs, wanted)
+        return Attribution(self._reduced(inputs, targets), targets)
+
+    def _reduced(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The chosen variant, reduced over channels: (N, 1, H, W)."""
         mean, mean_sq = self._gradient_moments(inputs, targets)
         if self.variant == "smoothgrad":
             values = mean
@@ -122,15 +127,13 @@ class SmoothGrad(Explainer):
 
     def _gradient_moments(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and mean square over the copies of each image's gradient: two float64 (N, C, H, W)."""
-        n, k = inputs.shape[0], self.n_samples
-        total = n * k
-        chunk = min(self.batch_size or total, total)
+        k = self.n_samples
         stds = self.noise_stds(inputs)
         grad_sum = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
         grad_sq_sum = torch.zeros_like(grad_sum)
         noise_cache: dict[int, torch.Tensor] = {}
-        for start in range(0, total, chunk):
-            copy_ids = torch.arange(start, min(start + chunk, total))
+        for part in batch_slices(inputs.shape[0] * k, self.batch_size):
+            copy_ids = torch.arange(part.start, part.stop)
             copies = self._noisy_copies(inputs, stds, copy_ids, noise_cache)
             image_ids = (copy_ids // k).to(inputs.device)
             grads = input_gradients(self.model, copies, targets[image_ids])[0].double()
