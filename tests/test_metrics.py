@@ -200,6 +200,30 @@ def test_mean_substrate_and_default_blur_insertion():
     np.testing.assert_allclose(curves.insertion[0], sigmoid(0.3 * 36), rtol=1e-6)
 
 
+def test_own_mean_substrate_per_image_and_every_target_form():
+    """mean=None: each image's own channel mean (an image's curve does not depend on the other images)."""
+    model, image, saliency = toy_case()
+    alone = deletion_insertion(model, image, saliency, 1, steps=4, substrate="mean")
+    other = torch.rand_like(image)
+    both = deletion_insertion(model, torch.cat([image, other]), saliency.repeat(2, 1, 1, 1), np.array([1, 1]),
+                              steps=4, substrate="mean")
+    np.testing.assert_allclose(both.deletion[0], alone.deletion[0], rtol=1e-12)
+    own = image.mean(dim=(2, 3)).flatten().tolist()  # channel means 0.25 and 0.025
+    expected = deletion_insertion(model, image, saliency, [1], steps=4, substrate="mean", mean=own)
+    np.testing.assert_allclose(alone.deletion, expected.deletion, rtol=1e-12)
+    for target in (1, np.int64(1), torch.tensor(1), torch.tensor([1]), np.array([1])):
+        again = deletion_insertion(model, image, saliency, target, steps=4, substrate="mean")
+        np.testing.assert_allclose(again.deletion, alone.deletion, rtol=1e-12)
+    for bad in (None, 1.0, [True], [-1]):
+        with pytest.raises(MetricError):
+            deletion_insertion(model, image, saliency, bad, steps=4)
+    for batch_size in (0, 1.5, None):
+        with pytest.raises(MetricError, match="batch_size"):
+            deletion_insertion(model, image, saliency, 1, steps=4, batch_size=batch_size)
+        with pytest.raises(MetricError, match="batch_size"):
+            road(model, image, saliency, 1, batch_size=batch_size)
+
+
 def test_deletion_is_batched_without_changing_results_and_leaves_the_model_as_found():
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.Dropout(0.5), nn.Linear(8, 3)).train()
     params = [p.detach().clone() for p in model.parameters()]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from binsight import _utils
+from binsight.errors import BinsightError
 
-class MetricError(ValueError):
+
+class MetricError(BinsightError):
     """Bad input to a measure: the message names what was wrong and what to do."""
 
 
@@ -45,23 +48,20 @@ def check_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray
 
 
 def check_images(images: torch.Tensor, n: int | None = None) -> torch.Tensor:
-    """Validate images (N, C, H, W), finite floating point; return them detached."""
-    if not isinstance(images, torch.Tensor):
-        raise MetricError(f"images must be a torch.Tensor of shape (N, C, H, W), got {type(images).__name__}")
-    if images.dim() != 4:
-        raise MetricError(
-            f"images must have 4 dimensions (N, C, H, W), got shape {tuple(images.shape)}; "
-            "add a batch dimension with images.unsqueeze(0) for a single image"
-        )
-    if not images.is_floating_point():
-        raise MetricError(
-            f"images must be floating point in [0, 1], got {images.dtype}; convert with images.float() / 255"
-        )
-    if n is not None and images.shape[0] != n:
-        raise MetricError(f"there are {images.shape[0]} images for {n} maps; give one map per image")
-    if not torch.isfinite(images).all():
-        raise MetricError("images contain NaN or infinite pixels; clean them first")
-    return images.detach()
+    """Validate images (N, C, H, W), finite floating point (``n`` of them if given); return them detached."""
+    return _utils.check_images(images, n=n, error=MetricError)
+
+
+def check_targets(targets: _utils.TargetLike, n: int) -> torch.Tensor:
+    """Class indices for ``n`` images as int64 (N,) on the CPU (forms: :func:`binsight._utils.requested_targets`)."""
+    if targets is None:
+        raise MetricError("targets are needed: the class of each image (an int, or a list / array / tensor of N ints)")
+    return _utils.requested_targets(targets, n, device="cpu", error=MetricError)
+
+
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size`` if it is a positive int, else :class:`MetricError`."""
+    return _utils.check_batch_size(batch_size, optional=False, error=MetricError)
 
 
 def check_masks(masks: torch.Tensor, shape: torch.Size) -> torch.Tensor:

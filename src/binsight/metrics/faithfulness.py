@@ -12,7 +12,7 @@ first; equal values are ranked in row-major order (lower index first), so result
 model is any ``nn.Module`` mapping images to logits (N, K); the curves follow the softmax probability of
 the target class. Perturbed images of many steps and many images go through the model together, at most
 ``batch_size`` at a time (this bounds memory and never changes the result). While a measure runs the model
-is in eval mode; it is left exactly as it was found (:func:`binsight.explain.base.preserved_model`).
+is in eval mode; it is left exactly as it was found (:func:`binsight._utils.preserved_model`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 import scipy.integrate
-import scipy.ndimage
 import scipy.sparse
 import scipy.sparse.linalg
 import torch
 from torch import nn
 
-from binsight.explain.base import ExplainerError, check_logits, preserved_model
-from binsight.metrics._checks import MetricError, check_images, check_maps
-
-SubstrateLike = str | torch.Tensor
+from binsight import _utils
+from binsight._utils import SubstrateLike, batch_slices, call_model, check_target_range, preserved_model
+from binsight.metrics._checks import MetricError, check_batch_size, check_images, check_maps, check_targets
 
 DEFAULT_BATCH_SIZE = 512
 ROAD_NOISE = 0.01
@@ -84,7 +82,8 @@ def deletion_insertion(
     model: nn.Module,
     images: torch.Tensor,
     maps: torch.Tensor,
-    targets: torch.Tensor | Sequence[int] | int,
+    targets: _utils.TargetLike,
+    *,
     steps: int = 100,
     substrate: SubstrateLike = "black",
     insertion_substrate: SubstrateLike = "blur",
@@ -101,22 +100,22 @@ def deletion_insertion(
 
     Substrates, each an image of the same shape as ``images`` built per image:
     "black": 0; "blur": the image blurred by a Gaussian of ``blur_sigma`` pixels (default min(H, W) / 14,
-    i.e. 2 px for 28 x 28; reflecting borders; ``scipy.ndimage.gaussian_filter``); "mean": each channel's
-    mean, from ``mean`` (C values, e.g. the training set's) or, when None, over the given images. A tensor
-    broadcastable to (N, C, H, W) is used as given.
+    i.e. 2 px for 28 x 28); "mean": each channel's mean, from ``mean`` (C values, e.g. the training set's)
+    or, when None, each image's own; a tensor broadcastable to (N, C, H, W) is used as given
+    (:func:`binsight._utils.make_substrate`).
 
     Returns a :class:`DeletionInsertion`. ``steps`` trades resolution for time: the model sees
     2 N (steps + 1) images.
     """
     images, maps, targets = _check_common(images, maps, targets)
-    if int(steps) != steps or steps < 1:
-        raise MetricError(f"steps must be a positive integer, got {steps}")
-    _check_batch_size(batch_size)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise MetricError(f"steps must be a positive integer, got {steps!r}")
+    check_batch_size(batch_size)
     n_pixels = images.shape[-2] * images.shape[-1]
     counts = torch.as_tensor(np.rint(np.arange(steps + 1) / steps * n_pixels).astype(np.int64))
     ranks = pixel_ranks(maps).to(images.device)
-    removed_onto = make_substrate(images, substrate, blur_sigma, mean)
-    inserted_onto = make_substrate(images, insertion_substrate, blur_sigma, mean)
+    removed_onto = _utils.make_substrate(images, substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
+    inserted_onto = _utils.make_substrate(images, insertion_substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
     deletion = _curve(model, ranks, counts, removed_onto, images, targets, batch_size)
     insertion = _curve(model, ranks, counts, images, inserted_onto, targets, batch_size)
     fractions = counts.numpy() / n_pixels
@@ -139,53 +138,6 @@ def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(values.shape[1]).expand_as(order).contiguous())
     return ranks.view(maps.shape).to(torch.int64)
-
-
-def make_substrate(
-    images: torch.Tensor,
-    substrate: SubstrateLike,
-    blur_sigma: float | None = None,
-    mean: Sequence[float] | torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The image that perturbed pixels take, (N, C, H, W): see :func:`deletion_insertion` for the choices."""
-    if isinstance(substrate, torch.Tensor):
-        try:
-            return substrate.to(images.device, images.dtype).expand_as(images)
-        except RuntimeError:
-            raise MetricError(
-                f"a substrate tensor must broadcast to the images' shape {tuple(images.shape)}, "
-                f"got {tuple(substrate.shape)}"
-            ) from None
-    if substrate == "black":
-        return torch.zeros_like(images)
-    if substrate == "blur":
-        return blurred(images, blur_sigma)
-    if substrate == "mean":
-        return _channel_mean(images, mean).expand_as(images)
-    raise MetricError(f"unknown substrate {substrate!r}; use 'black', 'blur', 'mean' or a tensor")
-
-
-def blurred(images: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
-    """Each image blurred by a Gaussian of ``sigma`` pixels (default min(H, W) / 14), channels apart."""
-    if sigma is None:
-        sigma = min(images.shape[-2:]) / 14
-    if not sigma > 0:
-        raise MetricError(f"blur_sigma must be a positive number of pixels, got {sigma}")
-    pixels = images.detach().cpu().double().numpy()
-    smooth = scipy.ndimage.gaussian_filter(pixels, sigma=(0, 0, sigma, sigma), mode="reflect")
-    return torch.from_numpy(smooth).to(images.device, images.dtype)
-
-
-def _channel_mean(images: torch.Tensor, mean: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
-    channels = images.shape[1]
-    if mean is None:
-        return images.mean(dim=(0, 2, 3)).view(1, channels, 1, 1)
-    mean = torch.as_tensor(mean, dtype=images.dtype, device=images.device).flatten()
-    if mean.numel() == 1:
-        mean = mean.expand(channels)
-    if mean.numel() != channels:
-        raise MetricError(f"mean has {mean.numel()} values for {channels} channels; give one per channel")
-    return mean.view(1, channels, 1, 1)
 
 
 def _curve(
@@ -228,26 +180,14 @@ def target_probabilities(
     probs = np.empty(total, dtype=np.float64)
     predicted = np.empty(total, dtype=np.int64)
     with preserved_model(model), torch.no_grad():
-        for start in range(0, total, batch_size):
-            items = torch.arange(start, min(start + batch_size, total))
-            batch = make_batch(items)
-            logits = _logits(model, batch)
-            chosen = targets[image_index[items]].to(logits.device).view(-1, 1)
-            if int(chosen.max()) >= logits.shape[1]:
-                raise MetricError(
-                    f"target {int(chosen.max())} is out of range: the model has {logits.shape[1]} classes"
-                )
+        for part in batch_slices(total, batch_size):
+            items = torch.arange(part.start, part.stop)
+            logits = call_model(model, make_batch(items), error=MetricError)
+            chosen = check_target_range(targets[image_index[items]], logits.shape[1], error=MetricError)
             p = torch.softmax(logits.double(), dim=1)
-            probs[start : start + items.numel()] = p.gather(1, chosen).flatten().cpu().numpy()
-            predicted[start : start + items.numel()] = logits.argmax(1).cpu().numpy()
+            probs[part] = p.gather(1, chosen.to(logits.device).view(-1, 1)).flatten().cpu().numpy()
+            predicted[part] = logits.argmax(1).cpu().numpy()
     return probs, predicted
-
-
-def _logits(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    try:
-        return check_logits(model(batch), batch.shape[0])
-    except ExplainerError as e:
-        raise MetricError(str(e)) from None
 
 
 # -- ROAD --------------------------------------------------------------------------------------------
@@ -257,7 +197,8 @@ def road(
     model: nn.Module,
     images: torch.Tensor,
     maps: torch.Tensor,
-    targets: torch.Tensor | Sequence[int] | int,
+    targets: _utils.TargetLike,
+    *,
     percentages: Sequence[float] = (10, 20, 30, 40, 50, 60, 70, 80, 90),
     order: str = "morf",
     noise: float = ROAD_NOISE,
@@ -282,7 +223,7 @@ def road(
         raise MetricError(f"percentages must be a non-empty list of numbers in [0, 100], got {percentages.tolist()}")
     if not noise >= 0:
         raise MetricError(f"noise is a standard deviation and must be >= 0, got {noise}")
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     n, n_steps = images.shape[0], percentages.size
     n_pixels = images.shape[-2] * images.shape[-1]
     counts = torch.as_tensor(np.rint(percentages / 100 * n_pixels).astype(np.int64))
@@ -414,25 +355,4 @@ def _check_common(images, maps, targets) -> tuple[torch.Tensor, torch.Tensor, to
             f"maps are {tuple(maps.shape[-2:])} pixels, images {tuple(images.shape[-2:])}; "
             "upsample the maps to the image size first"
         )
-    return images, maps, _check_targets(targets, maps.shape[0])
-
-
-def _check_targets(targets, n: int) -> torch.Tensor:
-    if isinstance(targets, bool):
-        raise MetricError("targets must be class indices: an int, or a sequence / tensor of N ints")
-    if isinstance(targets, int):
-        return torch.full((n,), targets, dtype=torch.long)
-    t = torch.as_tensor(targets)
-    if t.is_floating_point() or t.dtype == torch.bool:
-        raise MetricError(f"targets must hold integer class indices, got dtype {t.dtype}")
-    t = t.detach().cpu().long().flatten()
-    if t.numel() != n:
-        raise MetricError(f"there are {t.numel()} targets for {n} images; give one class per image")
-    if (t < 0).any():
-        raise MetricError(f"targets must be class indices >= 0, got {int(t.min())}")
-    return t
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise MetricError(f"batch_size must be a positive integer, got {batch_size}")
+    return images, maps, check_targets(targets, maps.shape[0])

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from binsight.explain.base import TargetLike, resolve_targets
+from binsight._utils import TargetLike, call_model, check_target_range, derived_seed, requested_targets
+from binsight.explain import get_explainer
 from binsight.metrics import similarity as _similarity
 from binsight.metrics._checks import MetricError, check_images, check_maps
 from binsight.nn import BinaryConv2d, BinaryLinear
@@ -82,8 +83,6 @@ def explain_with(explainer: str | Callable[..., Any], **kwargs: Any) -> ExplainF
 
     def explain(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if isinstance(explainer, str):
-            from binsight.explain import get_explainer
-
             method = get_explainer(explainer, model, **kwargs)
         else:
             method = explainer(model, **kwargs)
@@ -97,6 +96,7 @@ def randomisation_test(
     images: torch.Tensor,
     explain: ExplainFn | str,
     targets: TargetLike = None,
+    *,
     mode: str = "cascading",
     measures: Sequence[str] = ("spearman", "ssim"),
     seed: int = 0,
@@ -130,7 +130,7 @@ def randomisation_test(
     if isinstance(explain, str):
         explain = explain_with(explain)
     work = _private_copy(model)
-    targets = resolve_targets(work, images, targets)
+    targets = _targets(work, images, targets)
     if original_maps is None:
         original_maps = _maps(explain, work, images, targets)
     else:
@@ -164,6 +164,16 @@ def _private_copy(model: nn.Module) -> nn.Module:
     except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
         raise MetricError(f"the sanity check works on a copy of the model, but it cannot be copied: {e}") from None
     return work.eval()
+
+
+def _targets(model: nn.Module, images: torch.Tensor, targets: TargetLike) -> torch.Tensor:
+    """``targets`` as int64 (N,) on the images' device, checked against the model; None: the predicted class."""
+    wanted = requested_targets(targets, images.shape[0], device=images.device, error=MetricError)
+    with torch.no_grad():
+        logits = call_model(model, images if wanted is None else images[:1], error=MetricError)
+    if wanted is None:
+        return logits.argmax(1)
+    return check_target_range(wanted, logits.shape[1], error=MetricError)
 
 
 def _maps(explain: ExplainFn, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -205,8 +215,8 @@ def _chosen_layers(model: nn.Module, images: torch.Tensor, names: Sequence[str] 
 
 
 def layer_seed(seed: int, index: int) -> int:
-    """The torch seed for the ``index``-th layer randomised under ``seed`` (numpy's SeedSequence hash)."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    """The torch seed for the ``index``-th layer randomised under ``seed`` (:func:`binsight._utils.derived_seed`)."""
+    return derived_seed(seed, index)
 
 
 @torch.no_grad()
