@@ -64,20 +64,41 @@ def test_default_widths_build(name, parameters):
     assert sum(p.numel() for p in model.parameters()) == parameters
 
 
-@pytest.mark.parametrize("name", ["small-cnn", "resnet18"])
-def test_bnn_gradcam_layer_is_real_valued_and_binary_layer_is_its_sign(name):
-    torch.manual_seed(0)
-    model = build_model(name, "bnn", input_size=16, **NARROW[name]).eval()
-    modules = dict(model.named_modules())
-    seen = {}
-    for key in (model.gradcam_layer, model.gradcam_binary_layer):
-        modules[key].register_forward_hook(lambda m, i, o, key=key: seen.__setitem__(key, o))
+def outputs_of(model, names, x):
+    """The output of each named module in one forward pass of ``x``."""
+    modules, seen = dict(model.named_modules()), {}
+    handles = [modules[k].register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, o)) for k in names]
     with torch.no_grad():
-        model(torch.rand(2, 1, 16, 16))
-    real, binary = seen[model.gradcam_layer], seen[model.gradcam_binary_layer]
-    assert set(binary.unique().tolist()) == {-1.0, 1.0}
-    assert torch.equal(binary, torch.where(real >= 0, 1.0, -1.0))
-    assert len(real.unique()) > 2
+        model(x)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("name", ["small-cnn", "vgg-small", "resnet18"])
+@pytest.mark.parametrize("precision", ["fp", "bnn"])
+def test_gradcam_layer_is_the_real_valued_tensor_before_the_non_linearity(name, precision):
+    """The same kind of tensor in both precisions: before the ReLU (FP) or the sign (BNN). For a BNN the
+    binary layer is its sign; an FP model has no binary layer."""
+    torch.manual_seed(0)
+    model = build_model(name, precision, input_size=16, **NARROW[name]).eval()
+    layer = model.gradcam_layer
+    assert layer == build_model(name, "bnn" if precision == "fp" else "fp", input_size=16, **NARROW[name]).gradcam_layer
+    after = layer.rsplit(".", 1)[0] + (".act" if name != "resnet18" else ".act2")  # the block's non-linearity
+    seen = outputs_of(model, [layer, after], torch.rand(2, 1, 16, 16))
+    real, activated = seen[layer], seen[after]
+    assert (real < 0).any() and len(real.unique()) > 2  # not yet through a ReLU or a sign
+    expected = torch.relu(real) if precision == "fp" else torch.where(real >= 0, 1.0, -1.0)
+    assert torch.equal(activated, expected)
+    assert model.gradcam_binary_layer == (after if precision == "bnn" else None)
+
+
+def test_birealnet_gradcam_layer_is_the_real_valued_residual_stream():
+    torch.manual_seed(0)
+    for precision in ("fp", "bnn"):
+        model = build_model("birealnet", precision, input_size=16, **NARROW["birealnet"]).eval()
+        real = outputs_of(model, [model.gradcam_layer], torch.rand(2, 1, 16, 16))[model.gradcam_layer]
+        assert (real < 0).any() and model.gradcam_binary_layer is None
 
 
 def test_first_and_last_layers_full_precision_switch():
@@ -121,12 +142,12 @@ def test_normalisation_defaults_and_override():
     ],
 )
 def test_bad_build_arguments_are_clear(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ModelError, match=match):
         build_model(**kwargs)
 
 
 def test_wrong_channel_count_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"expects images \(N, 1, H, W\)"):
+    with pytest.raises(ModelError, match=r"expects images \(N, 1, H, W\)"):
         build_model()(torch.rand(1, 3, 28, 28))
 
 

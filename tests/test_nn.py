@@ -13,6 +13,7 @@ from binsight.nn import (
     binarize_weight,
     clip_latent_weights,
     register_surrogate,
+    surrogates,
     sign,
     surrogate_of,
     use_surrogate,
@@ -64,10 +65,13 @@ def test_surrogate_scales_the_incoming_gradient():
 def test_register_surrogate_and_unknown_name():
     name = "test-double"
     if name not in SURROGATES:
-        register_surrogate(name, lambda x: 2 * torch.ones_like(x))
+        register_surrogate(name)(lambda x: 2 * torch.ones_like(x))
     assert torch.equal(surrogate_gradient(name, GRID), 2 * torch.ones_like(GRID))
+    assert name in surrogates() and {"ste", "approx", "identity"} <= set(surrogates())
     with pytest.raises(SurrogateError, match="already registered"):
-        register_surrogate(name, lambda x: x)
+        register_surrogate(name)(lambda x: x)
+    with pytest.raises(SurrogateError, match="must be a function"):
+        register_surrogate("not-a-function")(3)
     with pytest.raises(SurrogateError, match="unknown sign surrogate 'nope'"):
         sign(torch.zeros(2), "nope")
     with pytest.raises(SurrogateError):

@@ -2,10 +2,20 @@
 
 ``load_dataset(name, split, root, download, **options)`` reads ``fashion-mnist`` (idx gzip files),
 ``cifar-10`` (the binary version) and ``image-folder`` (root/class_name/*.png|jpg) from their raw formats;
-nothing is ever unpickled. ``describe`` is the text of ``binsight data NAME``.
+nothing is ever unpickled. ``describe`` is the text of ``binsight data NAME``; ``register_dataset`` adds a
+reader to the registry ``DATASETS``.
 """
 
 from binsight.data.dataset import DatasetError, ImageDataset
-from binsight.data.registry import available, describe, load_dataset
+from binsight.data.registry import DATASETS, DatasetReader, available, describe, load_dataset, register_dataset
 
-__all__ = ["DatasetError", "ImageDataset", "available", "describe", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "DatasetError",
+    "DatasetReader",
+    "ImageDataset",
+    "available",
+    "describe",
+    "load_dataset",
+    "register_dataset",
+]

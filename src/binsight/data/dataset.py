@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from binsight.errors import BinsightError
 
-class DatasetError(ValueError):
+
+class DatasetError(BinsightError):
     """A dataset could not be found or read: the message says what, where binsight looked, and what to do."""
 
 

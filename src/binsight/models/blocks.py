@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from binsight.models.errors import ModelError
 from binsight.models.kit import LayerKit
 
 
@@ -29,7 +30,7 @@ class ConvBlock(nn.Module):
 def plain_features(kit: LayerKit, in_channels: int, widths: list[int], pools: list[bool]) -> nn.Sequential:
     """A stack of ConvBlocks with the given output widths and pooling flags (the first block is the edge)."""
     if len(widths) != len(pools) or not widths:
-        raise ValueError(f"widths {widths} and pools {pools} must be non-empty and of the same length")
+        raise ModelError(f"widths {widths} and pools {pools} must be non-empty and of the same length")
     blocks, cin = [], in_channels
     for i, (cout, pool) in enumerate(zip(widths, pools)):
         blocks.append(ConvBlock(kit, cin, cout, pool=pool, first=i == 0))
@@ -40,8 +41,8 @@ def plain_features(kit: LayerKit, in_channels: int, widths: list[int], pools: li
 def gradcam_names(kit: LayerKit, last_block: str) -> tuple[str, str | None]:
     """(gradcam_layer, gradcam_binary_layer) for a ConvBlock called ``last_block``.
 
-    FP: the block's ReLU output, no binary layer. BNN: the batch norm output (before the sign), and the sign.
+    gradcam_layer is the batch norm output, the real-valued tensor before the non-linearity in both
+    precisions (before the ReLU in FP, before the sign in a BNN); gradcam_binary_layer is the sign (BNN) or
+    None (FP).
     """
-    if kit.binary:
-        return f"{last_block}.bn", f"{last_block}.act"
-    return f"{last_block}.act", None
+    return f"{last_block}.bn", (f"{last_block}.act" if kit.binary else None)

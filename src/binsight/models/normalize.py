@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from binsight.models.errors import ModelError
+
 #: (mean, std) per channel count when the caller gives none: Fashion-MNIST for 1 channel, CIFAR-10 for 3.
 DEFAULT_STATS: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = {
     1: ((0.2860,), (0.3530,)),
@@ -28,14 +30,14 @@ def resolve_stats(
     mean_list = _per_channel("mean", default_mean if mean is None else mean, in_channels)
     std_list = _per_channel("std", default_std if std is None else std, in_channels)
     if any(s <= 0 for s in std_list):
-        raise ValueError(f"normalisation std must be positive for every channel, got {std_list}")
+        raise ModelError(f"normalisation std must be positive for every channel, got {std_list}")
     return mean_list, std_list
 
 
 def _per_channel(what: str, value: Sequence[float] | float, channels: int) -> list[float]:
     values = [float(value)] * channels if isinstance(value, (int, float)) else [float(v) for v in value]
     if len(values) != channels:
-        raise ValueError(f"normalisation {what} has {len(values)} values for {channels} input channels; give one per channel")
+        raise ModelError(f"normalisation {what} has {len(values)} values for {channels} input channels; give one per channel")
     return values
 
 
@@ -49,7 +51,7 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.mean.shape[1]:
-            raise ValueError(
+            raise ModelError(
                 f"the model expects images (N, {self.mean.shape[1]}, H, W), got shape {tuple(x.shape)}"
             )
         return (x - self.mean) / self.std

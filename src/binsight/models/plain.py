@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from binsight.models.blocks import gradcam_names, plain_features
+from binsight.models.errors import ModelError
 from binsight.models.kit import LayerKit
 from binsight.models.registry import register_model
 
@@ -30,12 +31,9 @@ class PlainNet(nn.Module):
 @register_model("small-cnn")
 def small_cnn(kit: LayerKit, in_channels: int, num_classes: int, widths: Sequence[int] = (32, 64, 128),
                 pool_size: int = 7) -> PlainNet:
-    """Three conv blocks (28 -> 14 -> 7 -> 7 for Fashion-MNIST) and a linear classifier on the 7 x 7 map.
-
-    Fast enough to train on a CPU (about 50 CPU-seconds per epoch of 60,000 images).
-    """
+    """Three conv blocks (28 -> 14 -> 7 -> 7 for Fashion-MNIST) and a linear classifier on the 7 x 7 map."""
     if len(widths) != 3:
-        raise ValueError(f"small-cnn takes 3 widths, got {list(widths)}")
+        raise ModelError(f"bad options for architecture 'small-cnn': it takes 3 widths, got {list(widths)}")
     return PlainNet(kit, in_channels, num_classes, widths, [True, True, False], pool_size)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
+from binsight._registry import Registry
+from binsight.models.errors import ModelError
 from binsight.models.kit import PRECISIONS, LayerKit
 from binsight.models.normalize import Normalize, resolve_stats
 from binsight.nn import get_surrogate
@@ -15,28 +18,17 @@ DEFAULT_MODEL = "small-cnn"
 
 #: name -> constructor ``(kit, in_channels, num_classes, **options) -> nn.Module`` (the body, after
 #: normalisation). A body sets ``gradcam_layer`` and ``gradcam_binary_layer`` (names inside the body).
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("architecture", ModelError)
 
 
-class ModelError(ValueError):
-    """A model that cannot be built as asked: unknown name, bad precision, sizes or options."""
-
-
-def register_model(name: str) -> Callable:
-    """Class/function decorator adding an architecture constructor under ``name``."""
-
-    def add(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in ARCHITECTURES:
-            raise ModelError(f"architecture {name!r} is already registered")
-        ARCHITECTURES[name] = constructor
-        return constructor
-
-    return add
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator adding an architecture constructor under ``name`` (a name is registered once)."""
+    return ARCHITECTURES.register(name)
 
 
 def available() -> list[str]:
     """Names of the registered architectures, the default first."""
-    return sorted(ARCHITECTURES, key=lambda n: (n != DEFAULT_MODEL, n))
+    return sorted(ARCHITECTURES.names(), key=lambda n: (n != DEFAULT_MODEL, n))
 
 
 class Classifier(nn.Module):
@@ -86,8 +78,7 @@ def build_model(
         surrogate: the sign surrogate of every SignActivation (switchable later with ``use_surrogate``).
         options: architecture-specific (e.g. ``widths`` for small-cnn).
     """
-    if name not in ARCHITECTURES:
-        raise ModelError(f"unknown architecture {name!r}; available: {', '.join(available())}")
+    constructor = ARCHITECTURES.get(name)
     if precision not in PRECISIONS:
         raise ModelError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     _check_positive_int("in_channels", in_channels)
@@ -97,9 +88,10 @@ def build_model(
     mean_list, std_list = resolve_stats(in_channels, mean, std)
     kit = LayerKit(precision, surrogate, bool(scaling), bool(first_last_fp))
     try:
-        net = ARCHITECTURES[name](kit, in_channels, num_classes, **options)
-    except (TypeError, ValueError) as e:
+        inspect.signature(constructor).bind(kit, in_channels, num_classes, **options)
+    except TypeError as e:
         raise ModelError(f"bad options for architecture {name!r}: {e}") from None
+    net = constructor(kit, in_channels, num_classes, **options)
     spec = dict(
         name=name, precision=precision, in_channels=in_channels, num_classes=num_classes, input_size=size,
         mean=mean_list, std=std_list, first_last_fp=bool(first_last_fp), scaling=bool(scaling),

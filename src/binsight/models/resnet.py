@@ -81,7 +81,7 @@ class ResNet18(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = kit.linear(cin, num_classes, edge=True)
         last = f"blocks.{len(blocks) - 1}"
-        self.gradcam_layer = f"{last}.residual" if kit.binary else f"{last}.act2"
+        self.gradcam_layer = f"{last}.residual"  # the real-valued sum before the last ReLU / sign
         self.gradcam_binary_layer = f"{last}.act2" if kit.binary else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from binsight.nn.surrogates import (
     SurrogateError,
     get_surrogate,
     register_surrogate,
+    surrogates,
 )
 from binsight.nn.switch import MIXED, sign_activations, surrogate_of, use_surrogate
 
@@ -34,5 +35,6 @@ __all__ = [
     "sign",
     "sign_activations",
     "surrogate_of",
+    "surrogates",
     "use_surrogate",
 ]
