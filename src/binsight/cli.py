@@ -2,6 +2,10 @@
 
 Each subcommand only parses its arguments here and calls one library function; the work lives in the
 library so that everything the command line does can also be done from Python.
+
+Errors: a :class:`~binsight.errors.BinsightError` (bad input, a file that cannot be read, a setting that
+cannot work) is printed as one line, ``binsight COMMAND: error: MESSAGE``, with exit status 2. Any other
+exception is a bug and propagates with its traceback.
 """
 
 from __future__ import annotations
@@ -10,10 +14,7 @@ import argparse
 import sys
 
 from binsight import __version__
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed as one clear line, without a traceback."""
+from binsight.errors import BinsightError
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
@@ -56,7 +57,17 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {path}")
 
 
+def _choices() -> dict[str, str]:
+    """The names each registry holds, for the help texts."""
+    from binsight import data, explain, models, nn
+
+    methods = explain.available() + [f"{family}:ClassName" for family in explain.families()]
+    return {"datasets": ", ".join(data.available()), "models": ", ".join(models.available()),
+            "surrogates": ", ".join(nn.surrogates()), "methods": ", ".join(methods)}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    names = _choices()
     p = argparse.ArgumentParser(
         prog="binsight",
         description="Explain full-precision and binarized image classifiers, and measure how far the explanations can be trusted.",
@@ -65,13 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("data", help="where a dataset comes from, its size, classes and checksum")
-    d.add_argument("name", help="fashion-mnist, cifar-10 or image-folder")
+    d.add_argument("name", help=names["datasets"])
     d.add_argument("--root", help="explicit path to the dataset's files (or the image folder)")
     d.add_argument("--no-download", action="store_true", help="never download; fail if not found locally")
     d.set_defaults(func=_cmd_data)
 
     t = sub.add_parser("train", help="train a model (fp or bnn) and save a checkpoint")
-    t.add_argument("--model", default="small-cnn", help="architecture name (see binsight.models.available())")
+    t.add_argument("--model", default="small-cnn", help=names["models"])
     t.add_argument("--precision", choices=["fp", "bnn"], default="fp")
     t.add_argument("--dataset", default="fashion-mnist")
     t.add_argument("--data-root", help="explicit path to the dataset's files")
@@ -79,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=None, help="default: the precision's own recipe")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--surrogate", default="ste", help="sign surrogate for a bnn: ste, approx, identity")
+    t.add_argument("--surrogate", default="ste", help=f"sign surrogate for a bnn: {names['surrogates']}")
     t.add_argument("--train-subset", type=int, default=None, help="train on this many images (deterministic by seed)")
     t.add_argument("--device", default="cpu")
     t.add_argument("--out", help="checkpoint path (.safetensors); default: the cache, keyed by configuration")
@@ -95,9 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("explain", help="saliency maps for image files: a PNG overlay and the raw .npy per image")
     x.add_argument("images", nargs="+", help="image files (png, jpg)")
     x.add_argument("--model", required=True, help="checkpoint (.safetensors with its .json side file)")
-    x.add_argument("--method", default="gradient", help="gradient, smoothgrad, gradcam, neuromask or captum:ClassName")
+    x.add_argument("--method", default="gradient", help=names["methods"])
     x.add_argument("--target", type=int, default=None, help="class to explain; default: the predicted class")
-    x.add_argument("--surrogate", default=None, help="sign surrogate for explaining a bnn")
+    x.add_argument("--surrogate", default=None, help=f"sign surrogate for explaining a bnn: {names['surrogates']}")
     x.add_argument("--out", default="explanations", help="output folder")
     x.add_argument("--device", default="cpu")
     x.set_defaults(func=_cmd_explain)
@@ -125,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"binsight {args.command}: error: {msg}", file=sys.stderr)
+    except BinsightError as e:
+        print(f"binsight {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     return 0
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":  # pragma: no cover
