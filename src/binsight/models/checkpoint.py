@@ -192,15 +192,15 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     """Rebuild the model from the side file, load the weights; return (model in eval mode, side-file dict).
 
     ``path``: ``X``, ``X.safetensors`` or ``X.json``. Refused (CheckpointError), in this order: a missing
-    or non-safetensors weights file; a missing or malformed side file; a spec that cannot be built, or
+    weights file; a missing or malformed side file; weights that are not safetensors; a spec that cannot be built, or
     whose tensor names, shapes or dtypes differ from the weights' (compared on a model without memory,
     before anything is allocated); weights whose sha256 is not the one the side file records; a side
     file that contradicts itself or the spec recorded in the weights.
     """
     weights, side = checkpoint_paths(path)
     data = _read_weights_bytes(weights)
-    state, header = _parse_weights(data, weights)
     meta = read_side_file(weights)
+    state, header = _parse_weights(data, weights)
     with torch.device("meta"):  # the spec's model without memory: a side file cannot ask for terabytes
         check_state_matches(_build(meta["spec"], side).state_dict(), state, weights)
     _check_checksum(meta, data, weights, side)
