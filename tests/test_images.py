@@ -150,3 +150,13 @@ def test_16_bit_precision_survives_resizing():
     values = np.full((4, 4, 1), 1000 / 65535, np.float32)  # below one 8-bit step
     out = resize_fit(values, (2, 2), fit="stretch")
     np.testing.assert_allclose(out, 1000 / 65535, rtol=1e-5)
+
+
+def test_only_common_formats_are_decoded(tmp_path):
+    Image.new("L", (4, 4)).save(tmp_path / "x.eps")  # EPS would be decoded by running Ghostscript
+    Image.new("L", (4, 4)).save(tmp_path / "x.pcx")
+    for name in ("x.eps", "x.pcx"):
+        with pytest.raises(ImageReadError, match=rf"cannot read .*{name} as an image \(not a PNG, JPEG, TIFF"):
+            read_image(tmp_path / name)
+    Image.new("L", (4, 4), 255).save(tmp_path / "x.bmp")
+    assert read_image(tmp_path / "x.bmp")[0].min() == 1.0

@@ -8,7 +8,7 @@
 * Palette images are looked up in their palette (RGB, or grayscale when every entry is gray); an alpha
   channel (LA, RGBA, PA) is dropped and the colour values kept as stored, with a notice when some pixel
   is not fully opaque. The EXIF orientation of a photo is applied.
-* The size a file declares is checked before any pixel is decoded: more than ``max_pixels`` pixels
+* Only the decoders in :data:`FORMATS` are used. The size a file declares is checked before any pixel is decoded: more than ``max_pixels`` pixels
   (default :data:`MAX_PIXELS`) is refused, so a small file declaring a huge image (a decompression bomb)
   costs only its header.
 
@@ -40,6 +40,8 @@ from binsight.errors import BinsightError
 MAX_PIXELS = 64 * 2**20
 """Largest image (width x height) read by default: 67,108,864 pixels, e.g. 8192 x 8192."""
 
+FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP")
+"""The only decoders binsight lets Pillow use (never, e.g., EPS, which runs Ghostscript)."""
 FITS = ("pad", "crop", "stretch", "refuse")
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 """RGB -> grayscale weights (ITU-R BT.601, as Pillow's ``convert("L")``)."""
@@ -63,13 +65,13 @@ def open_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Imag
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(path, formats=FORMATS)
     except Image.DecompressionBombError as e:
         raise ImageReadError(f"{path}: {_declared(e)}, more than binsight reads ({max_pixels:,} pixels); "
                              "it may be a decompression bomb: shrink the image or check where it came from") from None
     except UnidentifiedImageError:
-        raise ImageReadError(f"cannot read {path} as an image (not a format Pillow knows); give a PNG, JPEG or "
-                             "TIFF file") from None
+        raise ImageReadError(f"cannot read {path} as an image (not a {', '.join(FORMATS)} file); give a PNG, "
+                             "JPEG or TIFF file") from None
     except Exception as e:  # Pillow raises many types for hostile headers; all mean "not an image"
         raise ImageReadError(f"cannot read {path} as an image ({_why(e)}); give a PNG, JPEG or TIFF file") from None
     with img:
