@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zlib
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -105,6 +106,15 @@ def test_explain_bad_files(checkpoints, images, tmp_path, capsys):
     assert main(["explain", str(images[0]), str(twin), "--model", str(checkpoints["fp"]), "--out", str(out)]) == 2
     assert "share the name 'shirt'" in capsys.readouterr().err
     assert main(["explain", str(images[0]), "--model", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "none.safetensors not found" in capsys.readouterr().err
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (2, 2)).save(bomb)
+    raw = bytearray(bomb.read_bytes())
+    raw[16:24] = (20000).to_bytes(4, "big") * 2  # IHDR: 20000 x 20000, then the chunk's CRC
+    raw[29:33] = zlib.crc32(bytes(raw[12:29])).to_bytes(4, "big")
+    bomb.write_bytes(bytes(raw))
+    assert main(["explain", str(bomb), "--model", str(checkpoints["fp"]), "--out", str(out)]) == 2
+    assert "400,000,000 pixels, more than binsight reads" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
 
 
