@@ -2,141 +2,386 @@
 
 Works on a finished or a partial run: what has not been computed yet is left out, and the page says so.
 Images are embedded as base64 ``data:`` URIs, so the HTML file can be moved or mailed on its own.
+The run folder is read once (:func:`binsight.report.data.load_run`); verdicts only through
+``StudyVerdicts.from_json``. ``progress`` (e.g. :func:`tqdm_progress`) is called as each step finishes.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+from collections import defaultdict
+from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jinja2
 import numpy as np
 
 from binsight import __version__
 from binsight._io import atomic_write_bytes, atomic_write_text
-from binsight.report import figures
-from binsight.study.config import to_toml
+from binsight.report import figures, names
+from binsight.report.data import UNDEFINED, RunData, Table, example_maps, load_run, mean_curves, stored_methods
+from binsight.report.verdicts_view import css_class, number, read_verdicts, robustness_table, verdict_view
+from binsight.study import verdicts
 from binsight.study.store import RunFolder
-from binsight.study.verdicts import ModelInfo, compute_verdicts
+from binsight.study.verdicts import ModelInfo, StudyVerdicts
 
-EXAMPLES = 3  # example images in the grid
+EXAMPLES = 3  # example images, one figure each
+CHANCE = ("random", "smooth-random", "gaussian")
+Progress = Callable[[str], None]
 
 
-def build_report(run_dir: str | os.PathLike) -> Path:
-    """Write ``figures/*.png`` and ``report.html`` in ``run_dir``; return the report's path."""
+def build_report(run_dir: str | os.PathLike, *, progress: Progress | None = None) -> Path:
+    """Write ``figures/*.png`` and ``report.html`` in ``run_dir``; return the report's path.
+
+    progress: called with the name of each step as it finishes (:data:`STEPS` of them).
+    """
+    step = progress or (lambda name: None)
     folder = RunFolder.existing(run_dir)
-    config = folder.config()
-    models = folder.read_json("models.json") or []
-    precisions = {m["name"]: m["precision"] for m in models}
-    methods = config.method_names()
-    rows = folder.read_measurements()
-    verdicts = folder.read_json("verdicts.json")
-    if verdicts is None and models and rows:
-        verdicts = compute_verdicts(rows, [ModelInfo(m["name"], m["precision"]) for m in models], methods, config.verdicts)
-    pngs = draw_figures(folder, models, methods, rows, precisions)
+    run = load_run(folder, examples=EXAMPLES)
+    step("read the run folder")
+    sv, verdicts_problem = read_verdicts(folder.root / "verdicts.json")
+    methods = _methods(run)
+    pngs: dict[str, bytes | None] = {}
+    for name, draw in _FIGURES:
+        pngs.update(draw(run, methods))
+        step(f"figure: {name}")
     for name, png in pngs.items():
         if png is not None:
             atomic_write_bytes(folder.root / "figures" / f"{name}.png", png)
-    context = {
-        "version": __version__,
-        "run_dir": str(folder.root.resolve()),
-        "verdicts": verdicts,
-        "models": models,
-        "images": folder.read_json("images.json"),
-        "figures": {name: png and _data_uri(png) for name, png in pngs.items()},
-        "config_toml": to_toml(config),
-        "config": config,
-        "timings": folder.read_json("timings.json"),
-        "n_rows": len(rows),
-        "complete": (folder.root / "verdicts.json").is_file(),
-        "flagged_table": _flagged_table(verdicts, methods) if verdicts else None,
-        "summary_table": _summary_table(verdicts, methods) if verdicts else None,
-    }
+    context = _context(run, methods, sv, verdicts_problem, pngs)
     html = _template().render(**context)
     path = folder.root / "report.html"
     atomic_write_text(path, html)
+    step("report.html")
     return path
 
 
-def draw_figures(folder: RunFolder, models: list[dict[str, Any]], methods: list[str], rows, precisions) -> dict[str, bytes]:
-    """Every figure of the report: {name: PNG bytes, or None where the run holds nothing to draw yet}."""
-    names = [m["name"] for m in models]
-    out = {
-        "examples": _example_grid(folder, names, methods),
-        "measures": figures.measure_distributions(rows, precisions, methods),
-        "similarity": figures.similarity_distributions(rows, precisions, methods),
-        "sanity": figures.sanity_curves(rows, _sanity_layers(folder, names), methods),
-        "deletion_insertion": figures.deletion_insertion_curves(_curves(folder, names, methods), precisions, methods),
+def tqdm_progress(**kw: Any) -> Progress:
+    """A ``progress`` callback that drives a tqdm bar over the report's steps (keyword options go to tqdm)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=STEPS, desc="report", unit="step", **kw)
+
+    def advance(name: str) -> None:
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(1)
+        if bar.n >= STEPS:
+            bar.close()
+
+    return advance
+
+
+# ------------------------------------------------------------------------------------------------------
+# what is shown
+
+
+def _methods(run: RunData) -> list[str]:
+    """Methods in the table: the configured ones first, then convergence checks, then chance maps."""
+    configured = list(run.setting("methods", "run", default=[]) or [])
+    present = run.table.unique("method") if len(run.table) else []
+    present += stored_methods(run.folder)
+    extra = [m for m in dict.fromkeys(present) if m and m not in configured]
+    return configured + sorted(extra, key=lambda m: (m in CHANCE, m))
+
+
+def _base(table: Table, run: RunData) -> Table:
+    """Rows of the default model set (no ``base+surrogate`` variants)."""
+    base = set(run.base_models)
+    keep = np.isin(table["model"], list(base)) & ((table["model_b"] == "") | np.isin(table["model_b"], list(base)))
+    return table.where(keep)
+
+
+def _precision_column(models: np.ndarray, precisions: dict[str, str]) -> np.ndarray:
+    lookup = np.vectorize(lambda m: precisions.get(m, "?"), otypes=[str])
+    return lookup(models) if models.size else np.asarray([], dtype=str)
+
+
+def _pair_kind(a: str, b: str) -> str:
+    order = ["fp", "bnn"]
+    pa, pb = sorted((a, b), key=lambda p: order.index(p) if p in order else 2)
+    return f"{pa}-{pb}"
+
+
+def _examples(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
+    """One figure per example image: the image and every base model's map of it, per configured method."""
+    if not run.examples or not run.images:
+        return {}
+    shown = [m for m in methods if m not in CHANCE and not m.endswith("-n200")]
+    indices = [int(i) for i in run.images["indices"][: len(run.examples["labels"])]]
+    classes = run.images.get("classes", [])
+    predicted = _predictions(run.table)
+    degenerate = run.table.where(measure="degenerate")
+    flat = {(m, meth, int(i)) for m, meth, i, v in zip(degenerate["model"], degenerate["method"], degenerate["image"],
+                                                     degenerate["value"]) if v > 0.5}
+    maps = {(model, method): example_maps(run.folder, model, method, indices)
+            for model in run.base_models for method in shown}
+    out = {}
+    for e, index in enumerate(indices):
+        label = int(run.examples["labels"][e])
+        title = f"image #{index} of the {run.images.get('split', '')} split, true class: {_class(classes, label)}"
+        model_titles = {model: _model_title(model, run, classes, predicted.get((model, index))) for model in run.base_models}
+        per_image = {k: v[e] for k, v in maps.items() if v is not None}
+        out[f"examples_{e}"] = figures.example_grid(
+            run.examples["images"][e], title, per_image, run.base_models, model_titles, shown,
+            {(m, meth) for m, meth, i in flat if i == index})
+    return out
+
+
+def _class(classes: list[str], index: int) -> str:
+    return classes[index] if 0 <= index < len(classes) else str(index)
+
+
+def _model_title(model: str, run: RunData, classes: list[str], predicted: int | None) -> str:
+    info = next((m for m in run.models if m["name"] == model), {})
+    head = f"{model} ({info.get('precision', '?').upper()})"
+    return head if predicted is None else f"{head}\npredicts {_class(classes, predicted)}"
+
+
+def _predictions(table: Table) -> dict[tuple[str, int], int]:
+    rows = table.where(measure="predicted")
+    return {(m, int(i)): int(v) for m, i, v in zip(rows["model"], rows["image"], rows["value"])}
+
+
+def _single_measures(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
+    """Continuous single-map measures as box plots, 0/1 ones as proportions, per method and precision."""
+    table = _base(run.table, run).where(model_b="", step=0)
+    boxes: dict[str, dict] = {}
+    counts: dict[str, dict] = {}
+    for measure, rows in table.split("measure").items():
+        if measure.endswith(UNDEFINED) or measure in names.NOT_DRAWN or measure.startswith("sanity_"):
+            continue
+        precision = _precision_column(rows["model"], run.precisions)
+        groups = {}
+        for method in methods:
+            for p in ("fp", "bnn"):
+                values = rows["value"][(rows["method"] == method) & (precision == p)]
+                if values.size:
+                    groups[(method, p)] = values
+        if names.is_binary(measure):
+            counts[measure] = {k: (int(np.sum(v > 0.5)), int(v.size)) for k, v in groups.items()}
+        else:
+            boxes[measure] = groups
+    labels = {"fp": "FP models", "bnn": "BNN models"}
+    confidence = float(run.setting("verdicts", "confidence", default=0.95))
+    return {
+        "measures": figures.box_panels(boxes, methods, ("fp", "bnn"), figures.PRECISION_COLOURS, labels),
+        "proportions": figures.proportion_panels(counts, methods, ("fp", "bnn"), figures.PRECISION_COLOURS, labels,
+                                                 confidence=confidence),
     }
-    return out
 
 
-def _example_grid(folder: RunFolder, models: list[str], methods: list[str]) -> bytes | None:
-    """The study's first EXAMPLES images, with every stored map of them."""
-    info = folder.read_json("images.json")
-    if info is None:
-        return None
-    maps = {}
-    for model in models:
-        for method in methods:
-            stored = folder.read_all_maps(model, method)
-            if stored:
-                maps[(model, method)] = stored["maps"][:EXAMPLES]
-    if not maps:
-        return None
-    images = _load_example_images(folder, info)
-    titles = [f"#{i} {info['classes'][label]}" for i, label in zip(info["indices"][:EXAMPLES], _example_labels(folder, info))]
-    return figures.example_grid(images, maps, models, methods, titles)
+def _similarity(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
+    """Pair measures per kind of pair, the image-shuffled baseline beside them, each pair's mean as a dot."""
+    table = _base(run.table, run)
+    table = table.where(table["model_b"] != "")
+    groups: dict[str, dict] = defaultdict(dict)
+    dots: dict[str, dict] = defaultdict(dict)
+    for measure, rows in table.split("measure").items():
+        parts = names.pair_parts(measure)
+        if parts is None:
+            continue
+        base = parts[0] + ("_object" if parts[1] == "_object" else "")
+        for (method, kind), values, pair_means in _by_pair_kind(rows, run, shuffled=parts[1] == "_shuffled"):
+            groups[base][(method, kind)] = values
+            dots[base][(method, kind)] = pair_means
+    ordered = {m: groups[m] for m in sorted(groups, key=_pair_order)}
+    return {"similarity": figures.box_panels(ordered, methods, tuple(figures.KIND_COLOURS), figures.KIND_COLOURS,
+                                             names.PAIR_KINDS, dots=dots, cols=1)}
 
 
-def _load_example_images(folder: RunFolder, info: dict[str, Any]) -> np.ndarray:
-    """The example images (E, C, H, W), from the run's own copy (examples.npz), written by the runner."""
-    path = folder.root / "examples.npz"
-    with np.load(path, allow_pickle=False) as data:
-        return data["images"][:EXAMPLES]
+def _pair_order(measure: str) -> tuple[int, int]:
+    base, suffix = names.pair_parts(measure) or (measure, "")
+    return (list(names.PAIR_SUFFIX).index(suffix), list(names.PAIR).index(base) if base in names.PAIR else 9)
 
 
-def _example_labels(folder: RunFolder, info: dict[str, Any]) -> list[int]:
-    with np.load(folder.root / "examples.npz", allow_pickle=False) as data:
-        return data["labels"][:EXAMPLES].tolist()
+def _by_pair_kind(rows: Table, run: RunData, *, shuffled: bool):
+    """Yield ((method, kind), values over pairs x images, each pair's mean) for one pair measure."""
+    precision = run.precisions
+    for method, sub in rows.split("method").items():
+        kinds = np.array(["shuffled" if shuffled else _pair_kind(precision.get(a, "?"), precision.get(b, "?"))
+                          for a, b in zip(sub["model"], sub["model_b"])], dtype=str)
+        for kind in np.unique(kinds):
+            pick = sub.where(kinds == kind)
+            pair_keys = np.char.add(np.char.add(pick["model"], "|"), pick["model_b"])
+            means = np.array([pick["value"][pair_keys == k].mean() for k in np.unique(pair_keys)])
+            yield (method, str(kind)), pick["value"], means
 
 
-def _sanity_layers(folder: RunFolder, models: list[str]) -> dict[str, list[str]]:
+def _sanity(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
     out = {}
-    for model in models:
-        layers = folder.read_json(f"sanity_layers_{model}.json")
-        if layers:
-            out[model] = layers
+    for measure in ("sanity_spearman", "sanity_ssim"):
+        rows = _base(run.table, run).where(measure=measure)
+        curves: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+        for (method, model, step), value in _means(rows, ("method", "model", "step")).items():
+            curves[method][model][int(step)] = value
+        ordered = {m: curves[m] for m in methods if m in curves}
+        name = "sanity" if measure == "sanity_spearman" else measure
+        out[name] = figures.sanity_curves(ordered, run.sanity_layers, run.precisions, measure)
     return out
 
 
-def _curves(folder: RunFolder, models: list[str], methods: list[str]) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+def _means(rows: Table, keys: tuple[str, ...]) -> dict[tuple, float]:
+    """Mean value per distinct combination of the columns ``keys``."""
+    if not len(rows):
+        return {}
+    joined = rows[keys[0]].astype(str)
+    for k in keys[1:]:
+        joined = np.char.add(np.char.add(joined, "\x1f"), rows[k].astype(str))
+    uniq, inverse = np.unique(joined, return_inverse=True)
+    sums = np.bincount(inverse, weights=rows["value"])
+    counts = np.bincount(inverse)
     out = {}
-    for model in models:
-        for method in methods:
-            c = folder.read_all_curves(model, method)
-            if c:
-                out[(model, method)] = {"fractions": c["fractions"][: c["deletion"].shape[1]],
-                                        "deletion": c["deletion"], "insertion": c["insertion"]}
+    for u, s, c in zip(uniq, sums, counts):
+        parts = u.split("\x1f")
+        out[tuple(parts)] = float(s / c)
     return out
 
 
-def _flagged_table(verdicts: dict[str, Any], methods: list[str]) -> dict[str, Any]:
-    """{"models": [...], "methods": [...], "cells": {(model, method): fraction}} for the template."""
-    flagged = verdicts.get("flagged", [])
-    models = list(dict.fromkeys(f["model"] for f in flagged))
-    cells = {(f["model"], f["method"]): f["fraction"] for f in flagged}
-    return {"models": models, "methods": [m for m in methods if any(k[1] == m for k in cells)], "cells": cells}
+def _curves(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
+    """Mean deletion / insertion curves per method and precision (over the base models' images)."""
+    sums: dict[tuple[str, str], list[dict[str, np.ndarray]]] = defaultdict(list)
+    for model in run.base_models:
+        for method in methods:
+            got = mean_curves(run.folder, model, method)
+            if got:
+                sums[(method, run.precisions.get(model, "?"))].append(got)
+    curves = {}
+    for key, parts in sums.items():
+        n = np.array([float(p["n"]) for p in parts])
+        kinds = [k for k in parts[0] if k not in ("fractions", "n")]
+        curves[key] = {"fractions": parts[0]["fractions"],
+                       **{k: sum(p[k] * w for p, w in zip(parts, n)) / n.sum() for k in kinds}}
+    return {"deletion_insertion": figures.curve_panels(curves, methods)}
 
 
-def _summary_table(verdicts: dict[str, Any], methods: list[str]) -> dict[str, Any]:
-    """Mean [CI] of every measure per method and precision, as rows of the template's table."""
-    summary = verdicts.get("summary", [])
-    measures = list(dict.fromkeys(s["measure"] for s in summary))
-    cells = {(s["measure"], s["method"], s["precision"]): s for s in summary}
-    return {"measures": measures, "methods": [m for m in methods if any(k[1] == m for k in cells)], "cells": cells}
+_FIGURES = (("examples", _examples), ("single-map measures", _single_measures), ("similarity", _similarity),
+            ("sanity check", _sanity), ("curves", _curves))
+STEPS = 2 + len(_FIGURES)
+"""How many times ``progress`` is called by one :func:`build_report`."""
+
+
+# ------------------------------------------------------------------------------------------------------
+# tables
+
+
+def derived(run: RunData, sv: StudyVerdicts | None) -> StudyVerdicts | None:
+    """Per-pair values, predictions and undefined counts: those of verdicts.json, or (a run without
+    verdicts yet) the same functions of the verdicts module applied to the rows found so far."""
+    if sv is not None or not run.rows or not run.models:
+        return sv
+    models = [ModelInfo(m["name"], m.get("precision", "?"), str(m.get("group", "")), m.get("surrogate") or "")
+              for m in run.models]
+    table = verdicts.Table(run.rows)
+    return StudyVerdicts((), tuple(verdicts.per_pair_values(table, models)), verdicts.predictions(table, models),
+                         tuple(verdicts.undefined_counts(table)), verdicts.VerdictSettings())
+
+
+def pair_tables(run: RunData, sv: StudyVerdicts | None, methods: list[str]) -> list[dict[str, Any]]:
+    """Per whole-map similarity measure: each base model pair's mean over images, one column per method."""
+    if sv is None:
+        return []
+    base = set(run.base_models)
+    values = [p for p in sv.per_pair if p.model in base and p.model_b in base]
+    out = []
+    for measure in names.PAIR:
+        cells = {(p.model, p.model_b, p.method): p for p in values if p.measure == measure}
+        if not cells:
+            continue
+        shown = [m for m in methods if any(k[2] == m for k in cells)]
+        kind_order = list(names.PAIR_KINDS)
+        pairs = sorted({(a, b, cells[(a, b, m)].kind) for a, b, m in cells},
+                       key=lambda p: (kind_order.index(p[2]) if p[2] in kind_order else 9, p[0], p[1]))
+        rows = [{"a": a, "b": b, "kind": names.PAIR_KINDS.get(kind, kind),
+                 "cells": [number(cells[(a, b, m)].mean) if (a, b, m) in cells else "–" for m in shown]}
+                for a, b, kind in pairs]
+        out.append({"measure": measure, "label": names.label(measure, top_k=run.setting("measures", "top_k")),
+                    "methods": shown, "rows": rows})
+    return out
+
+
+def agreement_view(sv: StudyVerdicts | None) -> dict[str, Any] | None:
+    """How often the base models predict the same class: all of them, and pair by pair; their accuracy."""
+    if sv is None or sv.predictions is None:
+        return None
+    p = sv.predictions
+    return {"all": _share(p.all_agree), "n": p.n_images,
+            "pairs": [{"a": q.model, "b": q.model_b, "share": _share(q.fraction), "n": q.n_images} for q in p.pairs],
+            "accuracy": [(model, _share(a)) for model, a in p.accuracy.items()]}
+
+
+def _share(fraction: float | None) -> str:
+    return "undefined (no images)" if fraction is None or not np.isfinite(fraction) else f"{fraction:.1%}"
+
+
+def undefined_view(run: RunData, sv: StudyVerdicts | None) -> list[dict[str, Any]]:
+    """Undefined values per measure and method, with how many values were asked for (defined + undefined)."""
+    if sv is None or not sv.undefined:
+        return []
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for u in sv.undefined:
+        totals[(u.measure, u.method)] += u.count
+    asked = _counts(run.table, ("measure", "method"))
+    out = []
+    for (measure, method), k in sorted(totals.items()):
+        n = k + asked.get((measure, method), 0)
+        out.append({"measure": names.short_label(measure), "name": measure, "method": names.method_label(method),
+                    "count": k, "n": n, "share": _share(k / n if n else None)})
+    return out
+
+
+def _counts(table: Table, keys: tuple[str, str]) -> dict[tuple[str, str], int]:
+    joined = np.char.add(np.char.add(table[keys[0]], "\x1f"), table[keys[1]])
+    uniq, counts = np.unique(joined, return_counts=True)
+    return {tuple(u.split("\x1f")): int(c) for u, c in zip(uniq, counts)}
+
+
+# ------------------------------------------------------------------------------------------------------
+# the page
+
+
+def _context(run: RunData, methods: list[str], sv: StudyVerdicts | None, verdicts_problem: str,
+             pngs: dict[str, bytes | None]) -> dict[str, Any]:
+    shown = [verdict_view(v) for v in sv.verdicts] if sv is not None else []
+    extra = derived(run, sv)
+    return {
+        "version": __version__,
+        "run_dir": str(run.root.resolve()),
+        "verdicts": shown,
+        "verdicts_problem": verdicts_problem,
+        "robustness": robustness_table(shown),
+        "models": run.models,
+        "gradcam_layers": _gradcam_layers(run),
+        "images": run.images,
+        "figures": {name: png and _data_uri(png) for name, png in pngs.items()},
+        "examples": sorted(k for k, v in pngs.items() if k.startswith("examples_") and v),
+        "config_toml": run.config_text,
+        "setting": run.setting,
+        "timings": run.timings,
+        "n_rows": len(run.table),
+        "complete": run.complete,
+        "pairs": pair_tables(run, extra, methods),
+        "agreement": agreement_view(extra),
+        "undefined": undefined_view(run, extra),
+        "measure_names": _measure_names(run),
+        "method_label": names.method_label,
+        "variants": [m["name"] for m in run.models if "+" in m["name"]],
+    }
+
+
+def _gradcam_layers(run: RunData) -> list[dict[str, str]]:
+    """[{"model", "layer"}]: the GradCAM layer of each base model, as models.json records it."""
+    configured = str(run.setting("methods", "gradcam", "layer", default="") or "")
+    return [{"model": m["name"], "layer": str(configured or m.get("gradcam_layer") or "not recorded in models.json")}
+            for m in run.models if "+" not in m["name"]]
+
+
+def _measure_names(run: RunData) -> list[tuple[str, str]]:
+    """(table name, reader's name) of every measure in the table."""
+    top_k = run.setting("measures", "top_k")
+    found = [m for m in run.table.unique("measure") if not m.endswith(UNDEFINED)] if len(run.table) else []
+    return [(m, names.label(m, top_k=top_k)) for m in sorted(found)]
 
 
 def _data_uri(png: bytes) -> str:
@@ -146,12 +391,6 @@ def _data_uri(png: bytes) -> str:
 def _template() -> jinja2.Template:
     env = jinja2.Environment(loader=jinja2.PackageLoader("binsight.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
-    env.filters["num"] = _num
+    env.filters["num"] = number
+    env.filters["css"] = css_class
     return env.get_template("report.html")
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    """A number for the page: signed fixed precision, or an en dash for a missing one."""
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    return f"{value:+.{digits}f}"

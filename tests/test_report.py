@@ -1,0 +1,282 @@
+"""The report, built from a tiny run folder written here in the documented formats (no training).
+
+The folder holds 2 FP and 2 BNN models, one robustness variant (``bnn-0+approx``), 6 images, the
+configured methods plus a signed Captum method and the chance maps, every kind of row (single-map,
+pair, image-shuffled, sanity, predictions, undefined counts), curves and typed verdicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from binsight.report import build_report, names
+from binsight.report.figures import colour_scale, is_flat, wilson_interval
+from binsight.study.config import StudyConfig
+from binsight.study.store import Row, RunFolder
+
+MODELS = [("fp-0", "fp", "0", ""), ("fp-1", "fp", "1", ""), ("bnn-0", "bnn", "0", "ste"), ("bnn-1", "bnn", "1", "ste"),
+          ("bnn-0+approx", "bnn", "0", "approx")]
+BASE = [m[0] for m in MODELS if "+" not in m[0]]
+METHODS = ["gradient", "smoothgrad", "gradcam", "neuromask", "captum:IntegratedGradients", "random", "smooth-random"]
+IMAGES = [3, 8, 15, 21, 40, 77]
+CLASSES = ["T-shirt", "Trouser", "Pullover"]
+H = W = 12
+
+
+def _maps(model: str, method: str, rng: np.random.Generator) -> np.ndarray:
+    """(n, 1, H, W): smooth positive maps; signed for Captum; bnn-1's NeuroMask flat within float noise."""
+    n = len(IMAGES)
+    if model == "bnn-1" and method == "neuromask":
+        return (4.54e-5 + 1e-11 * rng.standard_normal((n, 1, H, W))).astype(np.float32)
+    base = rng.random((n, 1, H, W))
+    if method == "captum:IntegratedGradients":
+        return (base - 0.5).astype(np.float32)
+    return (base * (3.0 if model.startswith("bnn") else 1.0)).astype(np.float32)
+
+
+def _rows(rng: np.random.Generator) -> list[Row]:
+    rows = []
+    for model, precision, *_ in MODELS:
+        for i, image in enumerate(IMAGES):
+            rows.append(Row("predicted", "", model, "", 0, image, float(i % 3 if precision == "fp" else (i + (i == 0)) % 3)))
+            rows.append(Row("correct", "", model, "", 0, image, float(i % 2)))
+        for method in METHODS:
+            for image in IMAGES:
+                flat = model == "bnn-1" and method == "neuromask"
+                rows.append(Row("degenerate", method, model, "", 0, image, float(flat)))
+                for measure in ("total_variation", "road_lerf", "deletion_blur_auc"):
+                    rows.append(Row(measure, method, model, "", 0, image, float(rng.random())))
+                rows.append(Row("pointing_game", method, model, "", 0, image, float(rng.random() < 0.6)))
+                if not flat:
+                    rows.append(Row("below_chance", method, model, "", 0, image, float(rng.random() < 0.2)))
+                    rows.append(Row("chance_fraction_road_morf", method, model, "", 0, image, float(rng.random())))
+    for a in range(len(MODELS)):
+        for b in range(a + 1, len(MODELS)):
+            ma, mb = MODELS[a][0], MODELS[b][0]
+            for method in METHODS:
+                for image in IMAGES:
+                    undefined = mb == "bnn-1" and method == "neuromask"
+                    for measure in ("spearman", "spearman_object", "spearman_shuffled", "ssim"):
+                        if undefined and measure.startswith("spearman"):
+                            rows.append(Row(f"{measure}:undefined", method, ma, mb, 0, image, 1.0))
+                        else:
+                            rows.append(Row(measure, method, ma, mb, 0, image, float(rng.uniform(-0.2, 0.9))))
+    for model in BASE:
+        for method in ("gradient", "gradcam"):
+            for step in (1, 2, 3):
+                for image in IMAGES[:2]:
+                    rows.append(Row("sanity_spearman", method, model, "", step, image, 1.0 - 0.3 * step))
+    return rows
+
+
+def _verdicts_json(rows: list[Row]) -> str:
+    """Typed verdicts: verdict 1 partly held (a held and an inconclusive part), fragile; verdict 2 not measured."""
+    from binsight.study import verdicts as v
+
+    covers = "2 FP and 2 BNN models (resampled within precision) and 6 images (resampled)"
+
+    def est(value, low, high, effect=None):
+        return v.Estimate(value=value, low=low, high=high, confidence=0.95, covers=covers, n_images=6,
+                          n_resamples=200, effect=effect)
+
+    held = v.Part(name="spearman", question="FP-vs-BNN at least FP-vs-FP minus the margin?", status=v.Status.HELD,
+                  estimate=est(0.01, -0.05, 0.07, effect=0.12), bound=-0.1, sentence="Spearman part held.",
+                  reading="alike", levels={"FP-vs-BNN": est(0.4, 0.3, 0.5)})
+    straddles = v.Part(name="ssim", question="FP-vs-BNN at least FP-vs-FP minus the margin?",
+                       status=v.Status.INCONCLUSIVE, estimate=est(-0.09, -0.2, 0.02), bound=-0.1,
+                       sentence="SSIM part straddles.", reading="maps unstable across seeds")
+    one = v.Verdict(id=1, title="Gradient: FP and BNN maps look alike", finding="very similar-looking maps",
+                    status=v.Status.PARTLY_HELD, parts=(held, straddles), reading="maps unstable across seeds",
+                    sentence="Spearman and SSIM disagree.",
+                    robustness=(v.Robustness("surrogate approx", v.Status.NOT_HELD, "BNN maps differ from FP maps", True),
+                                v.Robustness("margins x0.5", v.Status.PARTLY_HELD, "", False)), fragile=True)
+    two = v.Verdict(id=2, title="SmoothGrad: BNN maps are noisier", finding="significantly noisier for BNNs",
+                    status=v.Status.NOT_MEASURED, parts=(), reading="", sentence="Not measured: smoothgrad was not run.")
+    models = [v.ModelInfo(n, p, g, s) for n, p, g, s in MODELS]
+    table = v.Table(rows)
+    return v.StudyVerdicts((one, two), tuple(v.per_pair_values(table, models)), v.predictions(table, models),
+                           tuple(v.undefined_counts(table)), v.VerdictSettings()).to_json()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report") / "run"
+    rng = np.random.default_rng(0)
+    folder = RunFolder.create(root, StudyConfig())
+    try:
+        folder.write_json("models.json", [{"name": n, "precision": p, "group": g, "surrogate": s, "arch": "tiny",
+                                           "accuracy": 0.9, "gradcam_layer": "features.3"} for n, p, g, s in MODELS])
+        folder.write_json("images.json", {"dataset": "synthetic", "split": "test", "n": len(IMAGES), "classes": CLASSES,
+                                          "indices": IMAGES, "has_masks": True})
+        folder.save_examples(rng.random((3, 1, H, W)), np.array([0, 1, 2]))
+        fractions = np.linspace(0, 1, 5)
+        for model, *_ in MODELS:
+            folder.write_json(f"sanity_layers_{model}.json", ["fc", "conv2", "conv1"])
+            for method in METHODS:
+                folder.save_maps(model, method, 0, _maps(model, method, rng), np.zeros(len(IMAGES)), np.array(IMAGES))
+                folder.save_curves(model, method, 0, fractions=fractions, deletion=rng.random((len(IMAGES), 5)),
+                                   insertion=rng.random((len(IMAGES), 5)))
+        rows = _rows(rng)
+        folder.save_unit("all", ("rows",), rows)
+        folder.merge_measurements()
+        (root / "verdicts.json").write_text(_verdicts_json(rows))
+    finally:
+        folder.close()
+    return root
+
+
+@pytest.fixture(scope="module")
+def html(run_dir) -> str:
+    steps = []
+    path = build_report(run_dir, progress=steps.append)
+    assert len(steps) >= 3 and steps[-1] == "report.html"
+    return path.read_text()
+
+
+class _Page(HTMLParser):
+    """Ids, links, images and the text of each table row."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids, self.links, self.images, self.text = set(), [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "a" and a.get("href", "").startswith("#"):
+            self.links.append(a["href"][1:])
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _page(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    return page
+
+
+def test_every_image_is_an_embedded_png_and_every_contents_link_resolves(html):
+    page = _page(html)
+    assert len(page.images) >= 7
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert page.links and set(page.links) <= page.ids
+    assert "http://" not in html and "https://" not in html.replace("arXiv", "")
+
+
+def test_no_nan_anywhere_in_the_page(html):
+    assert not re.search(r"\bnan\b", html, flags=re.IGNORECASE)
+
+
+def test_statuses_parts_and_covers_shown_as_computed(html):
+    text = " ".join(_page(html).text)
+    for status in ("partly held", "held", "inconclusive", "not measured"):
+        assert status in text
+    assert "maps unstable across seeds" in text
+    assert "2 FP and 2 BNN models (resampled within precision) and 6 images (resampled)" in text
+    assert "+0.010" in text and "[-0.050, +0.070]" in text
+    assert "significantly" not in text.replace("significantly noisier for BNNs", "")
+
+
+def test_robustness_table_marks_the_fragile_verdict(html):
+    table = html.split('id="robustness-table"', 1)[1].split("</table>", 1)[0]
+    assert "surrogate approx" in table and "margins x0.5" in table
+    assert "fragile" in table and "not held" in table
+    assert "SmoothGrad" not in table  # no robustness rows: not listed
+
+
+def test_prediction_agreement_and_each_pairs_value(html):
+    text = " ".join(_page(html).text)
+    # fp models predict i % 3, bnn models the same except image 0: all agree on 5 of 6 images
+    assert "on 83.3% of the 6 images" in text
+    pairs = html.split('id="pair-table-spearman"', 1)[1].split("</table>", 1)[0]
+    assert pairs.count("<tr>") == 1 + 6  # header + C(4, 2) base pairs, no variant
+    assert "bnn-0+approx" not in pairs
+
+
+def test_undefined_values_counted_never_drawn(html):
+    table = html.split('id="undefined-table"', 1)[1].split("</table>", 1)[0]
+    # bnn-1 neuromask: 3 pairs (fp-0, fp-1, bnn-0 against bnn-1) x 6 images, for each spearman measure
+    assert "<code>spearman</code>" in table and "18" in table
+
+
+def test_clear_measure_names(html):
+    assert "ROAD, least relevant first (higher = more faithful)" in html
+    assert names.label("top_k_iou_object", top_k=0.1) == "IoU of the two maps' top 10% pixels, inside the dilated object mask"
+    assert names.label("spearman_shuffled").startswith("Spearman rank correlation of two maps, image-shuffled")
+    assert names.is_binary("pointing_game") and names.is_binary("below_chance") and not names.is_binary("road_lerf")
+
+
+def test_gradcam_layer_stated(html):
+    assert "features.3" in html.split('id="gradcam-layer"', 1)[1]
+
+
+def test_figures_written_beside_the_report(run_dir, html):
+    written = {p.stem for p in (run_dir / "figures").glob("*.png")}
+    assert {"examples_0", "measures", "proportions", "similarity", "sanity", "deletion_insertion"} <= written
+
+
+def test_wilson_interval_known_answers():
+    low, high = wilson_interval(5, 10, confidence=0.95)
+    assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_colour_scale_is_shared_and_diverging_for_signed_maps():
+    a, b = np.array([[0.0, 1.0]]), np.array([[0.0, 4.0]])
+    assert colour_scale([a, b]) == ("inferno", 0.0, 4.0)
+    assert colour_scale([a - 3.0, b]) == ("RdBu_r", -4.0, 4.0)
+
+
+def test_flat_maps_are_recognised():
+    assert is_flat(np.zeros((4, 4))) and is_flat(np.full((4, 4), 4.54e-5) + 1e-12 * np.arange(16).reshape(4, 4))
+    assert not is_flat(np.arange(16.0).reshape(4, 4))
+
+
+def test_partial_run_without_verdicts_or_measurements(run_dir, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(run_dir, partial)
+    for name in ("verdicts.json", "measurements.csv", "measurements.csv.sha256", "report.html"):
+        (partial / name).unlink()
+    html = build_report(partial).read_text()
+    assert "This run is not finished" in html and "No verdicts yet" in html
+    assert not re.search(r"\bnan\b", html, flags=re.IGNORECASE)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+LOAD_CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.from(document.images);
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-loaded', imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length);
+});
+</script></body>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not on PATH (make test installs it: scripts/setup.sh VENV --test-system-deps)")
+def test_report_in_headless_chromium(html, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(html.replace("</body>", LOAD_CHECK))
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(flags + ["--virtual-time-budget=5000", "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    found = re.search(r'data-images="(\d+)" data-loaded="(\d+)"', dom)
+    assert found, dom[:500]
+    assert int(found.group(1)) >= 7 and found.group(1) == found.group(2)
+    assert 'id="verdict-table"' in dom and 'id="robustness-table"' in dom
