@@ -232,7 +232,8 @@ def test_figures_written_beside_the_report(run_dir, html):
 def test_wilson_interval_known_answers():
     low, high = wilson_interval(5, 10, confidence=0.95)
     assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
-    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+    assert wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
@@ -280,3 +281,11 @@ def test_report_in_headless_chromium(html, tmp_path):
     assert found, dom[:500]
     assert int(found.group(1)) >= 7 and found.group(1) == found.group(2)
     assert 'id="verdict-table"' in dom and 'id="robustness-table"' in dom
+
+
+def test_overlay_of_a_run_folder(run_dir):
+    from binsight.report.build import overlay_png
+
+    png = overlay_png(run_dir, method="gradient", example=1)
+    assert png is not None and png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert overlay_png(run_dir, method="not-a-method") is None

@@ -22,7 +22,8 @@ from binsight import __version__
 from binsight._io import atomic_write_bytes, atomic_write_text
 from binsight.report import figures, names
 from binsight.report.data import UNDEFINED, RunData, Table, example_maps, load_run, mean_curves, stored_methods
-from binsight.report.verdicts_view import css_class, number, read_verdicts, robustness_table, verdict_view
+from binsight.report.verdicts_view import (covers_of, css_class, number, parts_confidence, read_verdicts,
+                                           robustness_table, verdict_view)
 from binsight.study import verdicts
 from binsight.study.store import RunFolder
 from binsight.study.verdicts import ModelInfo, StudyVerdicts
@@ -129,6 +130,28 @@ def _examples(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
     return out
 
 
+def overlay_png(run_dir: str | os.PathLike, *, method: str = "gradient", example: int = 0) -> bytes | None:
+    """PNG of ``method``'s maps of the run's example image number ``example`` over the image, one panel per
+    base model with a shared colour scale (None when the run holds no such maps)."""
+    run = load_run(RunFolder.existing(run_dir), examples=example + 1)
+    if not run.images or not run.examples or example >= len(run.examples["labels"]):
+        return None
+    index = int(run.images["indices"][example])
+    classes = run.images.get("classes", [])
+    predicted = _predictions(run.table)
+    maps = {}
+    for model in run.base_models:
+        got = example_maps(run.folder, model, method, [index])
+        if got is not None:
+            maps[model] = got[0]
+    degenerate = run.table.where(measure="degenerate", method=method, image=index)
+    flat = {m for m, v in zip(degenerate["model"], degenerate["value"]) if v > 0.5}
+    label = int(run.examples["labels"][example])
+    title = f"{names.method_label(method)} maps of image #{index}, true class: {_class(classes, label)}"
+    titles = {m: _model_title(m, run, classes, predicted.get((m, index))) for m in run.base_models}
+    return figures.overlay_row(run.examples["images"][example], title, maps, run.base_models, titles, flat)
+
+
 def _class(classes: list[str], index: int) -> str:
     return classes[index] if 0 <= index < len(classes) else str(index)
 
@@ -210,16 +233,16 @@ def _by_pair_kind(rows: Table, run: RunData, *, shuffled: bool):
 
 
 def _sanity(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
-    out = {}
+    """One figure: each sanity measure (rows) of each checked method (columns), one line per base model."""
+    curves: dict[str, dict[str, dict[str, dict[int, float]]]] = {}
     for measure in ("sanity_spearman", "sanity_ssim"):
         rows = _base(run.table, run).where(measure=measure)
-        curves: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+        per: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
         for (method, model, step), value in _means(rows, ("method", "model", "step")).items():
-            curves[method][model][int(step)] = value
-        ordered = {m: curves[m] for m in methods if m in curves}
-        name = "sanity" if measure == "sanity_spearman" else measure
-        out[name] = figures.sanity_curves(ordered, run.sanity_layers, run.precisions, measure)
-    return out
+            per[method][model][int(step)] = value
+        if per:
+            curves[measure] = {m: per[m] for m in methods if m in per}
+    return {"sanity": figures.sanity_curves(curves, run.sanity_layers, run.precisions)}
 
 
 def _means(rows: Table, keys: tuple[str, ...]) -> dict[tuple, float]:
@@ -393,4 +416,6 @@ def _template() -> jinja2.Template:
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
     env.filters["num"] = number
     env.filters["css"] = css_class
+    env.globals["covers_of"] = covers_of
+    env.globals["parts_confidence"] = parts_confidence
     return env.get_template("report.html")

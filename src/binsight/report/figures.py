@@ -9,6 +9,7 @@ colour scale across models (diverging and centred on 0 for signed maps) and a co
 from __future__ import annotations
 
 import io
+import statistics
 import textwrap
 from typing import Sequence
 
@@ -18,7 +19,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from binsight.report import names  # noqa: E402
 
@@ -32,7 +32,7 @@ STYLE = {"font.size": FONT, "axes.titlesize": FONT + 1, "axes.labelsize": FONT, 
 
 
 def to_png(fig: plt.Figure) -> bytes:
-    """Render and close ``fig``."""
+    """Render (at DPI) and close ``fig``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
@@ -85,57 +85,113 @@ def example_grid(image: np.ndarray, title: str, maps: dict[tuple[str, str], np.n
                  model_titles: dict[str, str], methods: Sequence[str], degenerate: set[tuple[str, str]]) -> bytes | None:
     """One image and every model's map of it: rows = methods, columns = the image, then each model.
 
-    image: (C, H, W) in [0, 1]; maps[(model, method)]: (H, W) raw map values. Within a row (one method)
-    every model's map shares one colour scale, with a colour bar of raw values: ``inferno`` from 0 for
-    non-negative maps, ``RdBu_r`` centred on 0 for signed ones. Degenerate maps (``degenerate`` or flat
-    within float noise) are drawn flat grey and labelled, never stretched.
+    image: (C, H, W) in [0, 1]; maps[(model, method)]: (H, W) raw map values, one size for all. Within a
+    row (one method) every model's map shares one colour scale, with a colour bar of raw values:
+    ``inferno`` from 0 for non-negative maps, ``RdBu_r`` centred on 0 for signed ones. Degenerate maps
+    (``degenerate`` or flat within float noise) are drawn flat grey and labelled, never stretched. Each
+    row is one image of its maps side by side (one axes a row: fast to draw).
     """
     methods = [m for m in methods if any((model, m) in maps for model in models)]
     if not methods:
         return None
-    cols = 1 + len(models)
-    left, right, gap, top, bottom, spacer = 0.1, 1.05, 0.08, 1.05, 0.1, 0.5
-    side = min(1.7, (WIDTH - left - right - spacer - cols * gap) / cols)
-    width = left + right + spacer + cols * side + cols * gap
-    fig, axes = _figure(len(methods), cols + 1, side, top=top, bottom=bottom, left=left + (WIDTH - width) / 2,
-                        right=right + (WIDTH - width) / 2, hspace=gap, wspace=gap,
-                        gridspec_kw={"width_ratios": [1, spacer / side] + [1] * len(models)})
-    for ax in axes[:, 1]:
-        ax.axis("off")
-    axes = np.delete(axes, 1, axis=1)
-    fig.suptitle(title, fontsize=FONT + 2, y=1 - 0.12 / fig.get_figheight(), va="top")
+    n = len(models)
+    gap, label, bar, top, bottom = 0.1, 0.6, 0.85, 1.0, 0.1
+    side = min(1.75, (WIDTH - 0.3 - label - bar - (n - 1) * gap) / (n + 1))
+    height = top + bottom + len(methods) * (side + gap)
+    fig = plt.figure(figsize=(WIDTH, height))
+    x0 = (WIDTH - (side + label + n * side + (n - 1) * gap + bar)) / 2
+    fig.text(0.5, 1 - 0.15 / height, title, ha="center", va="top", fontsize=FONT + 2)
+    ax = fig.add_axes(_inches(fig, x0, height - top - side, side, side))
+    ax.imshow(_as_display(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title("image", fontsize=FONT)
+    ax.set_axis_off()
     for r, method in enumerate(methods):
-        row = axes[r]
-        for ax in row:
-            ax.set_xticks([])
-            ax.set_yticks([])
+        y = height - top - (r + 1) * side - r * gap
+        ax = fig.add_axes(_inches(fig, x0 + side + label, y, n * side + (n - 1) * gap, side))
+        mappable = _map_row(ax, [maps.get((model, method)) for model in models],
+                            [(model, method) in degenerate for model in models], gap / side)
+        ax.set_ylabel(_wrap(names.method_label(method), 16), fontsize=FONT)
         if r == 0:
-            row[0].imshow(_as_display(image), cmap="gray", vmin=0, vmax=1)
-            row[0].set_title("image", fontsize=FONT)
+            for c, model in enumerate(models):
+                ax.text((c + 0.5) / n, 1.03, model_titles.get(model, model), transform=ax.transAxes, ha="center",
+                        va="bottom", fontsize=FONT - 1)
+        if mappable is not None:
+            cax = fig.add_axes(_inches(fig, x0 + side + label + n * side + (n - 1) * gap + 0.1, y + 0.05 * side,
+                                       0.12, 0.9 * side))
+            colour_bar = fig.colorbar(mappable, cax=cax)
+            colour_bar.set_label("raw value", fontsize=FONT - 2)
+            colour_bar.ax.tick_params(labelsize=FONT - 2)
+    return to_png(fig)
+
+
+def _inches(fig: plt.Figure, x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
+    """An axes rectangle given in inches from the bottom left, as figure fractions."""
+    fw, fh = fig.get_size_inches()
+    return x / fw, y / fh, w / fw, h / fh
+
+
+def _map_row(ax: plt.Axes, maps: Sequence[np.ndarray | None], degenerate: Sequence[bool], gap: float):
+    """Draw maps side by side on one shared colour scale; return the scale's mappable (None if none drawn)."""
+    shape = next(m.shape for m in maps if m is not None)
+    flat = [m is not None and (d or is_flat(m)) for m, d in zip(maps, degenerate)]
+    live = [m for m, f in zip(maps, flat) if m is not None and not f]
+    cmap_name, vmin, vmax = colour_scale(live)
+    cmap, norm = plt.get_cmap(cmap_name), matplotlib.colors.Normalize(vmin, vmax)
+    pad = max(1, round(gap * shape[1]))
+    width = len(maps) * shape[1] + (len(maps) - 1) * pad
+    mosaic = np.ones((shape[0], width, 4))
+    for c, (m, f) in enumerate(zip(maps, flat)):
+        x = c * (shape[1] + pad)
+        centre = (x + shape[1] / 2 - 0.5, shape[0] / 2 - 0.5)
+        if m is None or m.shape != shape:
+            mosaic[:, x:x + shape[1], :3] = 0.93
+            ax.text(*centre, "not computed", ha="center", va="center", color="#555", fontsize=FONT - 1)
+        elif f:
+            mosaic[:, x:x + shape[1], :3] = 0.55
+            ax.text(*centre, f"degenerate\n(≈ {float(np.mean(m)):.3g})", ha="center", va="center", fontsize=FONT - 1)
         else:
-            row[0].axis("off")
-        flat = {k for k in maps if k[1] == method and (k in degenerate or is_flat(maps[k]))}
-        live = [maps[(model, method)] for model in models if (model, method) in maps and (model, method) not in flat]
-        cmap, vmin, vmax = colour_scale(live)
-        shown = None
-        for c, model in enumerate(models, start=1):
-            ax = row[c]
-            if r == 0:
-                ax.set_title(model_titles.get(model, model), fontsize=FONT - 1)
-            key = (model, method)
-            if key not in maps:
-                ax.text(0.5, 0.5, "not computed", ha="center", va="center", transform=ax.transAxes, color="#777")
-            elif key in flat:
-                _draw_flat(ax, maps[key])
-            else:
-                shown = ax.imshow(maps[key], cmap=cmap, vmin=vmin, vmax=vmax)
-        row[1].set_ylabel(_wrap(names.method_label(method), 16), fontsize=FONT)
-        if shown is not None:
-            box = row[-1].get_position()
-            cax = fig.add_axes((box.x1 + 0.1 / WIDTH, box.y0 + 0.06 * box.height, 0.12 / WIDTH, 0.88 * box.height))
-            bar = fig.colorbar(shown, cax=cax)
-            bar.set_label("raw value", fontsize=FONT - 2)
-            bar.ax.tick_params(labelsize=FONT - 2)
+            mosaic[:, x:x + shape[1]] = cmap(norm(m))
+    ax.imshow(mosaic, interpolation="nearest", aspect="auto")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap) if live else None
+
+
+def overlay_row(image: np.ndarray, title: str, maps: dict[str, np.ndarray], models: Sequence[str],
+                model_titles: dict[str, str], degenerate: set[str]) -> bytes | None:
+    """One method's maps of one image laid over the image (grey), one panel per model, one shared colour scale.
+
+    image: (C, H, W) in [0, 1]; maps[model]: (H, W) raw values of the image's size. Degenerate maps are
+    not overlaid: the panel shows the image alone, labelled.
+    """
+    shown = [m for m in models if m in maps]
+    if not shown:
+        return None
+    flat = {m for m in shown if m in degenerate or is_flat(maps[m])}
+    cmap_name, vmin, vmax = colour_scale([maps[m] for m in shown if m not in flat])
+    side = min(2.4, (WIDTH - 1.2) / len(shown))
+    fig, axes = _figure(1, len(shown), side, top=0.8, bottom=0.1, left=0.2, right=1.0, wspace=0.1)
+    fig.suptitle(title, fontsize=FONT + 2, y=1 - 0.1 / fig.get_figheight(), va="top")
+    gray = _as_display(image)
+    gray = gray if gray.ndim == 2 else gray.mean(axis=2)
+    drawn = None
+    for ax, model in zip(axes[0], shown):
+        ax.imshow(gray, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        if model in flat:
+            ax.text(0.5, 0.5, f"degenerate map\n(≈ {float(np.mean(maps[model])):.3g})", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=FONT - 1, color="white")
+        else:
+            drawn = ax.imshow(maps[model], cmap=cmap_name, vmin=vmin, vmax=vmax, alpha=0.6, interpolation="nearest")
+        ax.set_title(model_titles.get(model, model), fontsize=FONT - 1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if drawn is not None:
+        box = axes[0][-1].get_position()
+        cax = fig.add_axes((box.x1 + 0.12 / WIDTH, box.y0, 0.14 / WIDTH, box.height))
+        bar = fig.colorbar(drawn, cax=cax)
+        bar.set_label("raw value", fontsize=FONT - 1)
     return to_png(fig)
 
 
@@ -156,12 +212,6 @@ def is_flat(m: np.ndarray) -> bool:
     m = np.asarray(m, dtype=np.float64)
     magnitude = float(np.abs(m).max())
     return magnitude == 0.0 or float(m.max() - m.min()) <= 1e-4 * magnitude
-
-
-def _draw_flat(ax: plt.Axes, m: np.ndarray) -> None:
-    ax.imshow(np.zeros_like(m), cmap="gray", vmin=-1, vmax=1)
-    ax.text(0.5, 0.5, f"degenerate\n(≈ {float(np.mean(m)):.3g})", ha="center", va="center", transform=ax.transAxes,
-            fontsize=FONT - 1, color="black")
 
 
 def _as_display(image: np.ndarray) -> np.ndarray:
@@ -291,7 +341,7 @@ def wilson_interval(ones: int, n: int, *, confidence: float = 0.95) -> tuple[flo
     """Wilson score interval of a proportion ones / n at ``confidence``; (0, 1) for n = 0."""
     if n <= 0:
         return 0.0, 1.0
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
     p = ones / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
@@ -302,39 +352,50 @@ def wilson_interval(ones: int, n: int, *, confidence: float = 0.95) -> tuple[flo
 # sanity check and curves
 
 
-def sanity_curves(curves: dict[str, dict[str, dict[int, float]]], layers: dict[str, list[str]],
-                  precisions: dict[str, str], measure: str) -> bytes | None:
-    """One panel per method: ``measure`` of the randomised map against the original, per layers randomised.
+def sanity_curves(curves: dict[str, dict[str, dict[str, dict[int, float]]]], layers: dict[str, list[str]],
+                  precisions: dict[str, str]) -> bytes | None:
+    """Rows = similarity measures, columns = methods: each model's similarity of the randomised map to the
+    original, against the layers randomised so far.
 
-    curves[method][model] = {step: mean value}; step 0 is the un-randomised map (similarity 1 by
-    definition, drawn as the starting point); layers[model]: names of the layers randomised at steps 1, 2, ...
+    curves[measure][method][model] = {step: mean value}; step 0 is the un-randomised map (similarity 1
+    with itself, drawn as the starting point); layers[model]: names of the layers randomised at steps 1, 2, ...
     """
-    methods = [m for m in curves if curves[m]]
+    measures = [m for m in curves if curves[m]]
+    methods = list(dict.fromkeys(method for m in measures for method in curves[m]))
     if not methods:
         return None
-    fig, axes = _panels(len(methods), min(3, len(methods)), 3.2, top=0.9, bottom=1.6, hspace=2.2, wspace=0.9,
-                        left=1.2)
-    for ax, method in zip(axes, methods):
-        for model, steps in sorted(curves[method].items()):
-            xs = [0, *sorted(steps)]
-            ys = [1.0, *(steps[s] for s in sorted(steps))]
-            ax.plot(xs, ys, marker="o", ms=3, color=PRECISION_COLOURS.get(precisions.get(model, ""), "#555"), alpha=0.8)
-        last = max(max(s) for s in curves[method].values() if s)
-        model = sorted(curves[method])[0]
-        layer_names = layers.get(model, [])
-        ticks = ["none (original)", *(layer_names[:last] if len(layer_names) >= last else
-                                      [str(s) for s in range(1, last + 1)])]
-        ax.set_xticks(range(last + 1), ticks, rotation=40, ha="right", rotation_mode="anchor")
-        ax.set_ylim(-1.05, 1.05)
-        ax.axhline(0, color="grey", lw=0.6)
-        ax.set_title(names.method_label(method), fontsize=FONT + 1)
-        ax.set_ylabel(_wrap(names.label(measure), 30))
-        ax.set_xlabel("randomised down to layer (cumulative, from the output)")
-        ax.grid(alpha=0.3)
-    present = [p for p in PRECISION_COLOURS if any(precisions.get(m) == p for c in curves.values() for m in c)]
+    fig, axes = _figure(len(measures), len(methods), 3.0, top=0.9, bottom=2.0, hspace=2.1, wspace=0.35, left=1.1,
+                        sharey=True)
+    for r, measure in enumerate(measures):
+        for c, method in enumerate(methods):
+            ax = axes[r][c]
+            if method not in curves[measure]:
+                ax.axis("off")
+                continue
+            _sanity_panel(ax, curves[measure][method], layers, precisions)
+            ax.set_title(names.method_label(method), fontsize=FONT + 1)
+        axes[r][0].set_ylabel(_wrap(names.label(measure), 28))
+    fig.text(0.5, 0.1 / fig.get_figheight(), "layers randomised so far, from the output down (cumulative)",
+             ha="center", va="bottom", fontsize=FONT)
+    present = [p for p in PRECISION_COLOURS if p in precisions.values()]
     _legend(fig, [plt.Line2D([], [], color=PRECISION_COLOURS[p], marker="o", ms=3) for p in present],
             [f"{p.upper()} models (one line each)" for p in present])
     return to_png(fig)
+
+
+def _sanity_panel(ax: plt.Axes, per_model: dict[str, dict[int, float]], layers: dict[str, list[str]],
+                  precisions: dict[str, str]) -> None:
+    for model, steps in sorted(per_model.items()):
+        xs = [0, *sorted(steps)]
+        ys = [1.0, *(steps[s] for s in sorted(steps))]
+        ax.plot(xs, ys, marker="o", ms=3, color=PRECISION_COLOURS.get(precisions.get(model, ""), "#555"), alpha=0.8)
+    last = max((max(s) for s in per_model.values() if s), default=0)
+    names_ = layers.get(sorted(per_model)[0], [])
+    ticks = ["none (original)", *(names_[:last] if len(names_) >= last else [str(s) for s in range(1, last + 1)])]
+    ax.set_xticks(range(last + 1), ticks, rotation=40, ha="right", rotation_mode="anchor")
+    ax.set_ylim(-1.05, 1.05)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.grid(alpha=0.3)
 
 
 def curve_panels(curves: dict[tuple[str, str], dict[str, np.ndarray]], methods: Sequence[str]) -> bytes | None:

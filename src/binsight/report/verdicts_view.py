@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from binsight.report import names
 from binsight.study.verdicts import Estimate, Part, StudyVerdicts, Verdict
 
 
@@ -41,12 +42,33 @@ def estimate_view(e: Estimate | None) -> dict[str, Any] | None:
 
 def part_view(part: Part) -> dict[str, Any]:
     return {
-        "name": part.name, "question": part.question, "status": part.status.value,
+        "name": part.name, "label": _part_label(part.name), "question": part.question, "status": part.status.value,
         "estimate": estimate_view(part.estimate), "bound": None if part.bound is None else number(part.bound),
         "sentence": part.sentence, "reading": part.reading,
         "levels": [(name, estimate_view(e)) for name, e in part.levels.items()],
         "comparisons": [part_view(c) for c in part.comparisons],
     }
+
+
+def _part_label(name: str) -> str:
+    """A part named after a measure ("road_lerf") gets the measure's reader name too."""
+    label = names.label(name)
+    return name if label == name else f"{names.short_label(name)} ({name})"
+
+
+def covers_of(parts: list[dict[str, Any]]) -> set[str]:
+    """Every distinct "covers" text of these parts and their comparisons."""
+    found = set()
+    for p in parts:
+        if p["estimate"]:
+            found.add(p["estimate"]["covers"])
+        found |= covers_of(p["comparisons"])
+    return found
+
+
+def parts_confidence(parts: list[dict[str, Any]]) -> str:
+    """The confidence level of the parts' intervals ("95%"), or "" if none has one."""
+    return next((p["estimate"]["confidence"] for p in parts if p["estimate"]), "")
 
 
 def verdict_view(v: Verdict) -> dict[str, Any]:
