@@ -1,34 +1,64 @@
-"""The study configuration: defaults, TOML round trip, and clear errors naming the key."""
+"""The study configuration: defaults, method tables driven by the explainer registry, TOML round trip,
+clear errors naming the key, what the hash covers, and the device."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from binsight.cli import main
+from binsight.errors import BinsightError
 from binsight.study.config import (
     ConfigError,
+    MethodConfig,
     StudyConfig,
     config_from_dict,
     config_hash,
     load_config,
+    resolve_device,
     to_toml,
     tomllib,
 )
+from binsight.study.plan import method_specs
 
 
 def test_defaults_are_the_default_study():
     c = StudyConfig()
-    assert c.data.name == "fashion-mnist" and c.data.split == "test"
-    assert c.models.arch == "small-cnn" and c.models.precisions == ["fp", "bnn"] and len(c.models.seeds) == 2
-    assert c.methods.run == ["gradient", "smoothgrad", "gradcam", "neuromask"]
-    assert c.methods.smoothgrad.n_samples == 50 and c.methods.smoothgrad.noise == 0.15
-    assert c.methods.neuromask.iterations == 2000
-    assert c.method_names()[-2:] == ["random", "gaussian"]
+    assert c.data.name == "fashion-mnist" and c.data.split == "test" and c.data.n_images == 128
+    assert c.models.arch == "small-cnn" and c.models.precisions == ["fp", "bnn"] and c.models.seeds == [0, 1, 2]
+    assert c.methods.run == ["gradient", "smoothgrad", "gradcam", "neuromask"] and c.methods.target == "label"
+    assert c.methods.table("smoothgrad").options == {"n_samples": 50, "noise_level": 0.15}
+    assert c.methods.table("neuromask").n_images == 64 and c.methods.table("neuromask").options["iterations"] == 2000
+    assert [m for m in c.methods.run if c.methods.table(m).robustness] == ["gradient", "smoothgrad", "gradcam"]
+    assert c.verdicts.robustness_surrogates == ["ste", "approx", "identity"]
+    assert c.method_names() == ["gradient", "smoothgrad", "gradcam", "neuromask", "smoothgrad-n200", "random",
+                                "smooth-random"]
+    assert c.run.device == "auto"
 
 
-def test_toml_round_trip_including_checkpoints():
-    c = config_from_dict({"models": {"checkpoints": [{"path": "a.safetensors", "precision": "bnn"}]},
-                          "methods": {"smoothgrad": {"noise": 0.2}}, "data": {"n_images": 7}})
+def test_method_specs_come_from_the_tables():
+    specs = {s.label: s for s in method_specs(StudyConfig())}
+    assert specs["neuromask"].n_images == 64 and specs["neuromask"].seeded and not specs["neuromask"].robustness
+    assert specs["smoothgrad-n200"].explainer == "smoothgrad" and specs["smoothgrad-n200"].n_images == 16
+    assert specs["smoothgrad-n200"].options == {"n_samples": 200, "noise_level": 0.15}
+    assert specs["gradient"].n_images == 128 and not specs["gradient"].seeded and specs["gradient"].chance_test
+    assert specs["random"].chance and specs["smooth-random"].chance and not specs["random"].explainer
+
+
+def test_a_method_table_may_run_another_explainer_under_its_own_label():
+    c = config_from_dict({"methods": {"run": ["gradient", "sg-wide"],
+                                      "sg-wide": {"explainer": "smoothgrad", "noise_level": 0.3, "n_images": 5}},
+                          "measures": {"chance_methods": ["gradient"]}})
+    spec = next(s for s in method_specs(c) if s.label == "sg-wide")
+    assert spec.explainer == "smoothgrad" and spec.options == {"noise_level": 0.3} and spec.n_images == 5
+
+
+def test_toml_round_trip_including_checkpoints_and_method_tables():
+    c = config_from_dict({"models": {"checkpoints": [{"path": "a.safetensors", "precision": "bnn", "name": "mine"}]},
+                          "methods": {"smoothgrad": {"noise_level": 0.2, "convergence": {"n_samples": 100}},
+                                      "neuromask": {"sanity": True, "sanity_options": {"iterations": 5}}},
+                          "data": {"n_images": 7}})
+    assert c.methods.table("smoothgrad").options == {"n_samples": 50, "noise_level": 0.2}
     assert config_from_dict(tomllib.loads(to_toml(c))) == c
     assert config_from_dict(tomllib.loads(to_toml(StudyConfig()))) == StudyConfig()
 
@@ -36,33 +66,69 @@ def test_toml_round_trip_including_checkpoints():
 @pytest.mark.parametrize(
     "raw, message",
     [
-        ({"methods": {"smoothgrad": {"n_samples": "50"}}}, "methods.smoothgrad.n_samples: expected int, got str"),
-        ({"methods": {"smoothgrad": {"n_samples": 5.0}}}, "methods.smoothgrad.n_samples: expected int, got float"),
+        ({"methods": {"smoothgrad": {"n_samples": "50"}}}, None),  # the explainer checks option values
+        ({"methods": {"smoothgrad": {"n_sample": 5}}}, "methods.smoothgrad.n_sample: not an option of explainer"),
+        ({"methods": {"smoothgrad": {"seed": 5}}}, "methods.smoothgrad.seed: not an option"),
+        ({"methods": {"gradcam": {"convergence": {"layer": "x"}}}}, "methods.gradcam.convergence_label: give"),
+        ({"methods": {"gradient": {"n_images": -1}}}, "methods.gradient.n_images: must be >= 0"),
+        ({"methods": {"gradient": {"sanity": 1}}}, "methods.gradient.sanity: expected bool, got int"),
+        ({"methods": {"gradient": 3}}, "methods.gradient: expected a table"),
+        ({"methods": {"lime": {}}}, "methods.lime: 'lime' is not one of"),
+        ({"methods": {"mine": {"explainer": "lime"}}}, "methods.mine.explainer: 'lime' is not one of"),
+        ({"methods": {"target": "guess"}}, "methods.target: 'guess' is not one of 'label', 'predicted'"),
+        ({"methods": {"run": ["gradient", "random"], "random": {"explainer": "gradient"}}}, "label of a chance baseline"),
         ({"run": {"batch_size": True}}, "run.batch_size: expected int, got bool"),
+        ({"run": {"threads": 100000}}, "run.threads: 100000 is not between 0"),
+        ({"run": {"threads": -1}}, "run.threads: -1 is not between 0"),
+        ({"run": {"device": "gpu"}}, "run.device: expected 'auto'"),
         ({"data": {"nimages": 3}}, "data.nimages: unknown key"),
+        ({"data": {"name": "mnist"}}, "data.name: 'mnist' is not one of"),
         ({"datta": {}}, "datta: unknown key"),
-        ({"methods": {"gradcam": {"layer": 3}}}, "methods.gradcam.layer: expected str, got int"),
         ({"models": {"seeds": [0, "1"]}}, "models.seeds[1]: expected int, got str"),
+        ({"models": {"seeds": [0, -1]}}, "models.seeds[1]: a seed must be >= 0"),
         ({"models": {"seeds": 1}}, "models.seeds: expected a list of int, got int"),
-        ({"measures": {"sanity_methods": ["gradient", "lime"]}}, "measures.sanity_methods[1]: 'lime' is not one of"),
+        ({"models": {"arch": "vgg99"}}, "models.arch: 'vgg99' is not one of"),
+        ({"models": {"train_surrogate": "tanh"}}, "models.train_surrogate: 'tanh' is not one of"),
         ({"models": {"checkpoints": [{"path": "x", "sha": 1}]}}, "models.checkpoints[0].sha: unknown key"),
+        ({"models": {"checkpoints": [{"name": "a"}]}}, "models.checkpoints[0].path: give the checkpoint file"),
+        ({"models": {"checkpoints": [{"path": "x", "name": "../../escaped"}]}}, "models.checkpoints[0].name: model name"),
+        ({"models": {"checkpoints": [{"path": "x", "name": "a/b"}]}}, "models.checkpoints[0].name: model name"),
+        ({"models": {"checkpoints": [{"path": "x", "name": "a+ste"}]}}, "reserved for surrogate variants"),
+        ({"models": {"checkpoints": [{"path": "x", "name": "fp-1"}]}}, "has the form of an automatic name"),
+        ({"models": {"checkpoints": [{"path": "x", "name": "a"}, {"path": "y", "name": "a"}]}}, "names: values repeat"),
         ({"methods": "gradient"}, "methods: expected a table, got str"),
         ({"methods": {"run": ["gradient", "lime"]}}, "methods.run[1]: 'lime' is not one of"),
         ({"data": {"n_images": 0}}, "data.n_images: must be a positive integer"),
         ({"models": {"precisions": ["fp", "fp"]}}, "models.precisions: values repeat"),
         ({"data": {"masks": "m.json"}}, "data.masks: only used with data.name = 'image-folder'"),
         ({"measures": {"top_k": 1.5}}, "measures.top_k: must be in (0, 1]"),
-        ({"models": {"checkpoints": [{"name": "a"}]}}, "models.checkpoints[0].path: give the checkpoint file"),
+        ({"measures": {"chance_methods": ["gradient", "lime"]}}, "measures.chance_methods[1]: 'lime' is not one of"),
+        ({"verdicts": {"noise_margin": float("nan")}}, "verdicts.noise_margin: must be a finite number"),
+        ({"verdicts": {"similarity_margin": float("inf")}}, "verdicts.similarity_margin: must be a finite number"),
+        ({"verdicts": {"noise_margin": -0.1}}, "verdicts.noise_margin: must be a finite number >= 0"),
+        ({"verdicts": {"similarity_measures": ["pearson"]}}, "verdicts.similarity_measures[0]: 'pearson' is not one of"),
+        ({"verdicts": {"robustness_surrogates": ["ste", "tanh"]}}, "verdicts.robustness_surrogates[1]: 'tanh'"),
     ],
 )
 def test_bad_configurations_name_the_key(raw, message):
+    if message is None:
+        config_from_dict(raw)  # accepted here; the explainer refuses a wrong value when built
+        return
     with pytest.raises(ConfigError) as info:
         config_from_dict(raw)
     assert message in str(info.value)
+    assert isinstance(info.value, BinsightError)
 
 
 def test_float_field_accepts_an_int():
-    assert config_from_dict({"methods": {"smoothgrad": {"noise": 0}}}).methods.smoothgrad.noise == 0.0
+    assert config_from_dict({"verdicts": {"noise_margin": 0}}).verdicts.noise_margin == 0.0
+
+
+def test_nan_margins_in_a_toml_file_are_refused(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[verdicts]\nsimilarity_margin = nan\n")
+    with pytest.raises(ConfigError, match="verdicts.similarity_margin: must be a finite number"):
+        load_config(path)
 
 
 def test_load_config_errors(tmp_path):
@@ -74,24 +140,41 @@ def test_load_config_errors(tmp_path):
         load_config(bad)
 
 
-def test_hash_changes_with_results_not_with_speed_settings():
+def test_hash_covers_batch_sizes_but_not_display_or_threads():
     base = config_hash(StudyConfig())
-    assert config_hash(config_from_dict({"run": {"batch_size": 7, "progress": False}})) == base
+    assert config_hash(config_from_dict({"run": {"progress": False, "threads": 1}})) == base
+    assert config_hash(config_from_dict({"run": {"batch_size": 3}})) != base
+    assert config_hash(config_from_dict({"models": {"train_batch_size": 64}})) != base
     assert config_hash(config_from_dict({"data": {"n_images": 10}})) != base
     assert config_hash(config_from_dict({"methods": {"neuromask": {"iterations": 10}}})) != base
 
 
+def test_device_auto_resolves_and_a_missing_cuda_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="run.device: 'cuda' asked for, but this machine has 0 CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="run.device: 'cuda:1'"):
+        resolve_device("cuda:1")
+    assert config_hash(StudyConfig()) == config_hash(config_from_dict({"run": {"device": "cpu"}}))
+
+
 def test_print_config_prints_the_resolved_config(tmp_path, capsys):
     path = tmp_path / "c.toml"
-    path.write_text("[data]\nn_images = 9\n")
+    path.write_text("[data]\nn_images = 9\n[methods.smoothgrad]\nn_samples = 7\n")
     assert main(["study", str(path), "--print-config"]) == 0
-    printed = capsys.readouterr().out
-    assert config_from_dict(tomllib.loads(printed)).data.n_images == 9
+    printed = config_from_dict(tomllib.loads(capsys.readouterr().out))
+    assert printed.data.n_images == 9 and printed.methods.table("smoothgrad").options["n_samples"] == 7
 
 
 def test_cli_reports_a_config_error_in_one_line(tmp_path, capsys):
     path = tmp_path / "c.toml"
-    path.write_text('[methods.smoothgrad]\nn_samples = "many"\n')
+    path.write_text('[methods.smoothgrad]\nn_sample = 5\n')
     assert main(["study", str(path), "--print-config"]) == 2
     err = capsys.readouterr().err
-    assert "methods.smoothgrad.n_samples: expected int, got str" in err and "Traceback" not in err
+    assert "methods.smoothgrad.n_sample: not an option of explainer 'smoothgrad'" in err and "Traceback" not in err
+
+
+def test_an_unknown_method_table_default_is_empty():
+    assert StudyConfig().methods.table("gradcam") == MethodConfig(sanity=True, robustness=True)
+    assert StudyConfig().methods.table("captum:Saliency") == MethodConfig()

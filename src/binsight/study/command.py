@@ -31,13 +31,21 @@ def study_command(args: argparse.Namespace) -> Path | None:
 
 
 def verdict_table(verdicts: dict[str, Any]) -> str:
-    """The verdicts as a short fixed-width text table: number, title, status, estimate and interval."""
-    level = f"{verdicts.get('confidence', 0.95):.0%} CI"
-    lines = [f"{'#':<2} {'finding':<58} {'status':<13} estimate [{level}]"]
-    for v in verdicts["verdicts"]:
-        if v.get("estimate") is None or v.get("ci") is None or None in v["ci"]:
-            numbers = "-"
-        else:
-            numbers = f"{v['estimate']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]"
-        lines.append(f"{v['id']:<2} {v['title'][:58]:<58} {v['status']:<13} {numbers}")
+    """The verdicts (verdicts.json's content) as fixed-width text: number, full title and status (with
+    "fragile" where a robustness setting changes it), then each part's status and estimate [interval]."""
+    rows = verdicts.get("verdicts", [])
+    width = max([len("finding")] + [len(v["title"]) for v in rows])
+    lines = [f"{'#':<2} {'finding':<{width}}  status"]
+    for v in rows:
+        status = v["status"] + (", fragile" if v.get("fragile") else "")
+        lines.append(f"{v['id']:<2} {v['title']:<{width}}  {status}")
+        for part in v.get("parts", []):
+            lines.append(f"     - {part['name']}: {part['status']}{_estimate_text(part.get('estimate'))}")
     return "\n".join(lines)
+
+
+def _estimate_text(estimate: dict[str, Any] | None) -> str:
+    if not estimate:
+        return ""
+    level = f"{estimate.get('confidence', 0.95):.0%} CI"
+    return f"  {estimate['value']:+.3f} [{estimate['low']:+.3f}, {estimate['high']:+.3f}] ({level})"

@@ -1,20 +1,24 @@
-"""The study, stage by stage: data -> models -> maps -> measures -> pairs -> sanity -> verdicts.
+"""The study, stage by stage: data -> models -> predictions -> maps -> measures -> pairs -> sanity -> verdicts.
 
 The report is built from the finished folder by the layer above (``binsight.report``, called by the
 command line), so that the study never imports the report.
 
+The runner knows no method by name: it loops over the method labels of :func:`binsight.study.plan.method_specs`
+(configured methods through the explainer registry, their convergence variants, the chance maps) and
+over the models of the run (trained or given, and each BNN's surrogate variants, :mod:`binsight.study.plan`).
 Every stage is a list of work units; a unit whose output file exists in the run folder is skipped, so a
 stopped run continues where it stopped (see :mod:`binsight.study.store`). Units are computed with fixed
-seeds (SmoothGrad noise, NeuroMask initialisation, the random baseline: seeded by chunk), so a unit
-recomputed after a stop gives the same numbers as it would have the first time.
+seeds (a seeded explainer gets the chunk's index, chance maps and ROAD too), so a unit recomputed after a
+stop gives the same numbers as it would have the first time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,26 +27,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from binsight.study.config import BASELINES, StudyConfig
-from binsight.study.store import Row, RunFolder, RunFolderError, iter_chunks
-from binsight.study.verdicts import ModelInfo, compute_verdicts
+from binsight.study import verdicts as verdicts_module
+from binsight.study.config import ConfigError, StudyConfig, resolve_device
+from binsight.study.measures import CHANCE_MAPS, derangement, map_values, pair_values, to_rows
+from binsight.study.plan import MethodSpec, StudyModel, explain_surrogate, method_specs, variants
+from binsight.study.store import Row, RunFolder, RunFolderError, check_unique_names, iter_chunks
 
 EXAMPLES = 8  # images kept in examples.npz, for the report's grid
 
 
 @dataclass
-class StudyModel:
-    """A model of the study: its table name, precision, and the loaded module (eval mode, on the device)."""
-
-    name: str
-    precision: str
-    module: nn.Module
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class StudyImages:
-    """The explained images: dataset indices (n,), images (n, C, H, W) in [0, 1], masks (n, 1, H, W) or None."""
+    """The explained images: dataset indices (n,), images (n, C, H, W) in [0, 1], labels (n,), masks
+    (n, 1, H, W) or None, class names."""
 
     indices: np.ndarray
     images: torch.Tensor
@@ -52,15 +49,16 @@ class StudyImages:
 
 
 class StudyRunner:
-    """Runs (or continues) one study in one run folder. ``run()`` does every stage and returns the summary."""
+    """Runs (or continues) one study in one run folder. ``run()`` does every stage and returns verdicts.json."""
 
     def __init__(self, config: StudyConfig, out: str | Path):
         self.config = config
+        self.device = torch.device(resolve_device(config.run.device))  # refused before anything is written
+        self.specs = method_specs(config)
         self.folder = RunFolder.create(out, config)
         self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self._history: list[dict[str, float]] | None = None  # stages of earlier invocations of this run
-        self.device = torch.device(config.run.device)
-        self.methods = config.method_names()
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
 
@@ -69,10 +67,14 @@ class StudyRunner:
         """Every stage in order; returns verdicts.json's content."""
         started = time.perf_counter()
         try:
+            self.record_provenance()
             with self.stage("data"):
                 data = self.load_images()
             with self.stage("models"):
-                models = self.load_models(data)
+                base = self.load_models()
+            models = base + [v for m in base for v in variants(m, self.config.verdicts.robustness_surrogates)]
+            with self.stage("predictions"):
+                self.compute_predictions(base, data)
             with self.stage("maps"):
                 self.compute_maps(models, data)
             with self.stage("measures"):
@@ -80,10 +82,11 @@ class StudyRunner:
             with self.stage("pairs"):
                 self.compute_pairs(models, data)
             with self.stage("sanity"):
-                self.compute_sanity(models, data)
+                self.compute_sanity(base, data)
             with self.stage("verdicts"):
                 verdicts = self.compute_verdicts(models)
             self.timings["total_this_run"] = time.perf_counter() - started
+            self.cpu["total_this_run"] = sum(self.cpu.values())
             self.save_timings()
         finally:
             self.folder.close()
@@ -91,23 +94,33 @@ class StudyRunner:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time a stage (seconds, accumulated in ``self.timings`` and saved to timings.json)."""
-        start = time.perf_counter()
+        """Time a stage: wall seconds in ``self.timings``, this process's CPU seconds in ``self.cpu``
+        (both accumulated and saved to timings.json; on a shared machine CPU time tells the work apart
+        from the waiting)."""
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
             self.save_timings()
 
     def save_timings(self) -> None:
-        """timings.json: this invocation's stages, and the earlier invocations of the same run."""
+        """timings.json: this invocation's stages (wall and CPU seconds), and the earlier invocations'."""
         if self._history is None:
             old = self.folder.read_json("timings.json") or {}
             self._history = list(old.get("history", [])) + ([old["stages"]] if old.get("stages") else [])
-        self.folder.write_json("timings.json", {"stages": self.timings, "history": self._history})
+        self.folder.write_json("timings.json", {"stages": self.timings, "cpu": self.cpu, "history": self._history})
+
+    def record_provenance(self) -> None:
+        """run.json's ``invocations``: versions (Python, torch, numpy, binsight), device and threads."""
+        self.folder.record_provenance(self.device)
 
     def progress(self, total: int, desc: str) -> tqdm:
         return tqdm(total=total, desc=desc, unit="unit", disable=not self.config.run.progress, leave=False)
+
+    def spec(self, label: str) -> MethodSpec:
+        return next(s for s in self.specs if s.label == label)
 
     # -- data ----------------------------------------------------------------------------------------
     def dataset(self):
@@ -124,8 +137,8 @@ class StudyRunner:
         d = self.config.data
         ds = self.dataset()
         if d.n_images > len(ds):
-            raise RunFolderError(f"data.n_images = {d.n_images} but {d.name} ({d.split}) has only {len(ds)} images; "
-                                 "lower data.n_images")
+            raise ConfigError(f"data.n_images = {d.n_images} but {d.name} ({d.split}) has only {len(ds)} images; "
+                              "lower data.n_images")
         indices = np.sort(np.random.default_rng(d.seed).choice(len(ds), size=d.n_images, replace=False))
         index = torch.from_numpy(indices)
         data = StudyImages(indices, ds.images[index], ds.labels[index],
@@ -143,37 +156,47 @@ class StudyRunner:
         return data
 
     # -- models ------------------------------------------------------------------------------------
-    def load_models(self, data: StudyImages) -> list[StudyModel]:
-        """Models of the run: from the run folder if already there; else trained (cached) or the user's."""
-        from binsight.train import load_checkpoint
+    def load_models(self) -> list[StudyModel]:
+        """The run's models: from the run folder if already there; else trained (cached) or the user's.
+        Names are checked unique before anything of the models is written. models.json lists every model
+        of the table: the base models, then each BNN's surrogate variants (``"base"`` names their model)."""
+        from binsight.models.checkpoint import load_checkpoint
 
         recorded = self.folder.read_json("models.json")
         if recorded is not None:
-            models = []
-            for info in recorded:
-                module, _ = load_checkpoint(self.folder.root / info["checkpoint"])
-                models.append(StudyModel(info["name"], info["precision"], self._ready(module), info))
-            return models
-        specs = self._model_specs()
+            return [self._study_model(info, load_checkpoint(self.folder.root / info["checkpoint"])[0])
+                    for info in recorded if info.get("base", info["name"]) == info["name"]]
+        obtained = [self._obtain(spec) for spec in self._model_specs()]
+        check_unique_names([spec["name"] for spec, _, _, _ in obtained])
         models = []
-        for spec in tqdm(specs, desc="models", disable=not self.config.run.progress, leave=False):
-            module, source, meta = self._obtain(spec, data)
+        for spec, module, source, meta in tqdm(obtained, desc="models", disable=not self.config.run.progress, leave=False):
             info = self._record_model(spec, module, source, meta)
-            models.append(StudyModel(spec["name"], spec["precision"], self._ready(module), info))
-        self.folder.write_json("models.json", [m.info for m in models])
+            models.append(self._study_model(info, module))
+        listed = [m.info for m in models] + [
+            {**m.info, "name": v.name, "surrogate": v.surrogate, "base": m.name}
+            for m in models for v in variants(m, self.config.verdicts.robustness_surrogates)]
+        check_unique_names([info["name"] for info in listed])
+        self.folder.write_json("models.json", listed)
         return models
+
+    def _study_model(self, info: dict[str, Any], module: nn.Module) -> StudyModel:
+        return StudyModel(info["name"], info["precision"], info["group"], info["surrogate"], self._ready(module),
+                          base=info["name"], info=info)
 
     def _model_specs(self) -> list[dict[str, Any]]:
         m = self.config.models
         if m.checkpoints:
-            return [{"name": ck.name, "precision": ck.precision, "path": ck.path, "position": i}
+            return [{"name": ck.name, "precision": ck.precision, "path": ck.path, "position": i, "group": str(i)}
                     for i, ck in enumerate(m.checkpoints)]
-        return [{"name": f"{p}-{s}", "precision": p, "seed": s, "path": ""} for p in m.precisions for s in m.seeds]
+        return [{"name": f"{p}-{s}", "precision": p, "seed": s, "path": "", "group": str(s)}
+                for p in m.precisions for s in m.seeds]
 
-    def _obtain(self, spec: dict[str, Any], data: StudyImages) -> tuple[nn.Module, Path, dict[str, Any]]:
-        """(model, checkpoint file, its metadata): the user's checkpoint, or the cached (trained) model."""
+    def _obtain(self, spec: dict[str, Any]) -> tuple[dict[str, Any], nn.Module, Path, dict[str, Any]]:
+        """(spec with its name, model, checkpoint file, metadata): the user's checkpoint, or the cached
+        (trained) model. Training seeds from (seed, precision), so FP and BNN share no initialisation."""
         from binsight.nn import surrogate_of
-        from binsight.train import cached_model, load_checkpoint
+        from binsight.models.checkpoint import load_checkpoint
+        from binsight.train import cached_model
 
         if spec["path"]:
             path = Path(spec["path"]).expanduser()
@@ -182,33 +205,34 @@ class StudyRunner:
                 spec["precision"] = "bnn" if surrogate_of(module) is not None else "fp"
             if not spec["name"]:
                 spec["name"] = f"{spec['precision']}-{spec['position']}"
-            return module, path, meta
+            return spec, module, path, meta
         m, d = self.config.models, self.config.data
         epochs = m.epochs_fp if spec["precision"] == "fp" else m.epochs_bnn
         module, meta = cached_model(
-            m.arch, spec["precision"], d.name, spec["seed"], epochs,
-            data_root=d.root or None, train_subset=m.train_subset or None, batch_size=m.train_batch_size,
+            m.arch, spec["precision"], d.name, spec["seed"], epochs or None,
+            data_root=d.root or None, train_subset=m.train_subset or None, batch_size=m.train_batch_size or None,
             test_subset=m.test_subset or None, surrogate=m.train_surrogate, first_last_fp=m.first_last_fp,
-            device=self.config.run.device, progress=self.config.run.progress,
+            device=str(self.device), progress=self.config.run.progress,
         )
-        return module, Path(meta["checkpoint"]), meta
+        return spec, module, Path(meta["checkpoint"]), meta
 
     def _record_model(self, spec: dict[str, Any], module: nn.Module, source: Path, meta: dict[str, Any]) -> dict[str, Any]:
-        """Copy the checkpoint into models/ and describe the model (incl. its test accuracy)."""
+        """Copy the checkpoint into models/ and describe the model (incl. its test accuracy and variants)."""
         from binsight.nn import surrogate_of
 
-        target = self.folder.root / "models" / f"{spec['name']}.safetensors"
+        target = self.folder.model_path(spec["name"])
         _copy_atomic(source, target)
         _copy_atomic(source.with_suffix(".json"), target.with_suffix(".json"))
         accuracy, n = self._accuracy(module, meta, trained=not spec["path"])
         spec_of = getattr(module, "binsight_spec", {}) or {}
+        surrogate = explain_surrogate(self.config, module, spec["precision"])
         return {
-            "name": spec["name"], "precision": spec["precision"], "seed": spec.get("seed"),
+            "name": spec["name"], "precision": spec["precision"], "seed": spec.get("seed"), "group": spec["group"],
             "arch": spec_of.get("name", type(module).__name__),
             "checkpoint": str(target.relative_to(self.folder.root)), "source": str(source),
             "trained_here": not spec["path"], "accuracy": accuracy, "accuracy_images": n,
-            "surrogate_trained": surrogate_of(module),
-            "surrogate_explained": (self.config.models.explain_surrogate or surrogate_of(module)),
+            "surrogate_trained": surrogate_of(module), "surrogate": surrogate,
+            "gradcam_layer": getattr(module, "gradcam_layer", None),
             "first_last_fp": spec_of.get("first_last_fp"), "epochs": meta.get("epochs"),
         }
 
@@ -218,183 +242,233 @@ class StudyRunner:
         d = self.config.data
         if trained and d.split == "test" and meta.get("test_accuracy") is not None:
             return float(meta["test_accuracy"]), int(meta.get("num_test", 0))
+        from binsight.train import evaluate
+
         ds = self.dataset()
-        model = self._ready(module)
-        correct = 0
+        return evaluate(self._ready(module), ds, batch_size=self.config.run.batch_size, device=str(self.device)), len(ds)
+
+    def _predict(self, module: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Predicted classes (N,) on the CPU, ``run.batch_size`` images at a time."""
         with torch.no_grad():
-            for x, y in zip(torch.split(ds.images, self.config.run.batch_size), torch.split(ds.labels, self.config.run.batch_size)):
-                correct += int((model(x.to(self.device)).argmax(1).cpu() == y).sum())
-        return correct / len(ds), len(ds)
+            return torch.cat([module(x.to(self.device)).argmax(1).cpu()
+                              for x in torch.split(images, self.config.run.batch_size)])
 
     def _ready(self, module: nn.Module) -> nn.Module:
         return module.to(self.device).eval()
 
+    # -- predictions ---------------------------------------------------------------------------------
+    def compute_predictions(self, models: list[StudyModel], data: StudyImages) -> None:
+        """Rows ``predicted`` (class index) and ``correct`` (0/1) of every model on every image."""
+        for m in models:
+            if self.folder.unit_done("predictions", m.name):
+                continue
+            predicted = self._predict(m.module, data.images)
+            values = {"predicted": predicted.numpy(), "correct": (predicted == data.labels).numpy()}
+            self.folder.save_unit("predictions", m.name, to_rows(values, data.indices, method="", model=m.name))
+
     # -- maps ----------------------------------------------------------------------------------------
-    def chunks(self, method: str) -> list[tuple[int, slice]]:
-        """The work units of ``method``: (chunk index, positions in the study's images)."""
-        n = self.config.data.n_images
-        if method == "neuromask" and self.config.methods.neuromask.n_images:
-            n = min(n, self.config.methods.neuromask.n_images)
-        return list(iter_chunks(n, self.config.run.chunk_size))
+    def map_units(self, models: list[StudyModel]) -> list[tuple[StudyModel, MethodSpec, int, slice]]:
+        """(model, method, chunk, positions): base models get every method; surrogate variants only the
+        methods in the robustness check; chance maps only the base models."""
+        units = []
+        for m in models:
+            for spec in self.specs:
+                if m.is_variant and not spec.robustness:
+                    continue
+                units += [(m, spec, c, s) for c, s in iter_chunks(spec.n_images, self.config.run.chunk_size)]
+        return units
 
     def compute_maps(self, models: list[StudyModel], data: StudyImages) -> None:
         """Maps of every model x method x chunk not yet in maps/."""
-        todo = [(m, method, c, s) for m in models for method in self.methods for c, s in self.chunks(method)
-                if not self.folder.maps_path(m.name, method, c).is_file()]
+        todo = [u for u in self.map_units(models) if not self.folder.maps_done(u[0].name, u[1].label, u[2])]
         with self.progress(len(todo), "maps") as bar:
-            for m, method, c, s in todo:
-                bar.set_postfix_str(f"{m.name} {method}")
-                x = data.images[s].to(self.device)
-                maps, targets = self.explain(m, method, x, chunk=c)
-                self.folder.save_maps(m.name, method, c, maps.cpu().numpy(), targets.cpu().numpy(), data.indices[s])
+            for m, spec, c, s in todo:
+                bar.set_postfix_str(f"{m.name} {spec.label}")
+                maps, targets = self.explain(m, spec, data.images[s].to(self.device), data.labels[s], chunk=c)
+                self.folder.save_maps(m.name, spec.label, c, maps.cpu().numpy(), targets.cpu().numpy(), data.indices[s])
                 bar.update()
 
-    def explain(self, model: StudyModel, method: str, x: torch.Tensor, chunk: int,
-                iterations: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(maps (n, 1, H, W), targets (n,)) of ``method`` (or a baseline) for images ``x``, target = predicted."""
-        from binsight.metrics.baselines import gaussian_map, random_map
-
-        if method in BASELINES:
+    def explain(self, model: StudyModel, spec: MethodSpec, x: torch.Tensor, labels: torch.Tensor, chunk: int,
+                options: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(maps (n, 1, H, W), targets (n,)) of ``spec`` for images ``x``: the true labels explained by
+        default (``methods.target``), else each model's predicted class."""
+        targets = labels.to(x.device) if self.config.methods.target == "label" else None
+        if spec.chance:
             with torch.no_grad():
-                targets = model.module(x).argmax(1)
-            shape = (x.shape[0], 1, x.shape[2], x.shape[3])
-            maps = random_map(shape, seed=self.config.data.seed * 100_003 + chunk) if method == "random" else gaussian_map(shape)
+                targets = model.module(x).argmax(1) if targets is None else targets
+            maps = CHANCE_MAPS.get(spec.label)((x.shape[0], 1, x.shape[2], x.shape[3]), self._chance_seed(chunk))
             return maps.to(x.device), targets
-        explanation = self.explainer(model.module, method, chunk, iterations).explain(x)
+        explanation = self.explainer(model, spec, chunk, options).explain(x, targets)
         return explanation.maps, explanation.targets
 
-    def explainer(self, module: nn.Module, method: str, chunk: int, iterations: int | None = None):
-        """The configured explainer of ``method`` for ``module``; seeds depend on the chunk only."""
-        from binsight.explain import get_explainer
+    def _chance_seed(self, chunk: int) -> int:
+        return self.config.data.seed * 100_003 + chunk
 
-        me, m = self.config.methods, self.config.models
-        common = {"surrogate": m.explain_surrogate or None, "batch_size": self.config.run.batch_size}
-        if method == "gradient":
-            return get_explainer("gradient", module, **common)
-        if method == "smoothgrad":
-            return get_explainer("smoothgrad", module, n_samples=me.smoothgrad.n_samples,
-                                 noise_level=me.smoothgrad.noise, seed=chunk, **common)
-        if method == "gradcam":
-            return get_explainer("gradcam", module, layer=me.gradcam.layer or None, **common)
-        if method == "neuromask":
-            preset = None if me.neuromask.preset == "auto" else me.neuromask.preset
-            return get_explainer("neuromask", module, preset=preset, iterations=iterations or me.neuromask.iterations,
-                                 seed=chunk, return_history=False, **common)
-        raise ValueError(f"unknown method {method!r}")
+    def explainer(self, model: StudyModel, spec: MethodSpec, chunk: int, options: dict[str, Any] | None = None):
+        """The registered explainer of ``spec`` for ``model``: the method's options, the model's surrogate,
+        the run's batch size and, for a seeded explainer, the chunk's index as seed."""
+        import binsight.explain as explain
+
+        create = getattr(explain, "create_explainer", None) or explain.get_explainer
+        kwargs = dict(spec.options if options is None else options)
+        kwargs["batch_size"] = self.config.run.batch_size
+        if model.surrogate not in ("", "own"):
+            kwargs["surrogate"] = model.surrogate
+        if spec.seeded:
+            kwargs["seed"] = chunk
+        try:
+            return create(spec.explainer, model.module, **kwargs)
+        except ConfigError:
+            raise
+        except ValueError as e:  # the explainer refused an option of the method's table
+            raise ConfigError(f"methods.{spec.label}: {e}") from None
 
     # -- measures of single maps -----------------------------------------------------------------
     def compute_measures(self, models: list[StudyModel], data: StudyImages) -> None:
-        """Noise, faithfulness, localisation and degeneracy of every stored map chunk not yet measured."""
-        todo = [(m, method, c, s) for m in models for method in self.methods for c, s in self.chunks(method)
-                if not self.folder.unit_done("measures", f"{m.name}__{method}__{c:04d}")]
+        """Degeneracy, noise, faithfulness, localisation and chance tests of every map chunk not yet measured."""
+        todo = [(m, spec, c, s) for m, spec, c, s in self.map_units(models)
+                if not self.folder.unit_done("measures", (m.name, spec.label, c))]
         with self.progress(len(todo), "measures") as bar:
-            for m, method, c, s in todo:
-                bar.set_postfix_str(f"{m.name} {method}")
-                stored = self.folder.load_maps(m.name, method, c)
-                rows = self.measure_chunk(m, method, c, stored, data.images[s], None if data.masks is None else data.masks[s])
-                self.folder.save_unit("measures", f"{m.name}__{method}__{c:04d}", rows)
+            for m, spec, c, s in todo:
+                bar.set_postfix_str(f"{m.name} {spec.label}")
+                stored = self.folder.load_maps(m.name, spec.label, c)
+                masks = None if data.masks is None else data.masks[s]
+                rows = self.measure_chunk(m, spec, c, stored, data.images[s], masks)
+                self.folder.save_unit("measures", (m.name, spec.label, c), rows)
                 bar.update()
 
-    def measure_chunk(self, model: StudyModel, method: str, chunk: int, stored: dict[str, np.ndarray],
+    def measure_chunk(self, model: StudyModel, spec: MethodSpec, chunk: int, stored: dict[str, np.ndarray],
                       images: torch.Tensor, masks: torch.Tensor | None) -> list[Row]:
         """Rows of every single-map measure for one chunk; writes the chunk's deletion / insertion curves."""
-        from binsight.metrics import baselines, localisation, noise
-
         ms = self.config.measures
-        maps, targets, idx = torch.from_numpy(stored["maps"]), torch.from_numpy(stored["targets"]), stored["images"]
-        values: dict[str, np.ndarray] = {"degenerate": baselines.is_degenerate(maps).astype(np.float64)}
-        if ms.noise:
-            values["total_variation"] = noise.total_variation(maps)
-            values["high_frequency_energy"] = noise.high_frequency_energy(maps)
-        if ms.localisation and masks is not None:
-            values["pointing_game"] = localisation.pointing_game(maps, masks)
-            values["energy_inside"] = localisation.energy_inside(maps, masks)
+        maps, targets = torch.from_numpy(stored["maps"]), torch.from_numpy(stored["targets"])
+        values = map_values(maps, masks, noise_measures=ms.noise, localisation=ms.localisation,
+                            dilation=ms.mask_dilation)
         if ms.faithfulness:
-            values.update(self.faithfulness(model, method, chunk, images, maps, targets))
-        return [Row(measure=name, method=method, model=model.name, model_b="", step=0, image=int(i), value=float(v))
-                for name, vals in values.items() for i, v in zip(idx, vals)]
+            values.update(self.faithfulness(model, spec.label, chunk, images, maps, targets))
+        return to_rows(values, stored["images"], method=spec.label, model=model.name)
 
-    def faithfulness(self, model: StudyModel, method: str, chunk: int, images: torch.Tensor, maps: torch.Tensor,
+    def faithfulness(self, model: StudyModel, label: str, chunk: int, images: torch.Tensor, maps: torch.Tensor,
                      targets: torch.Tensor) -> dict[str, np.ndarray]:
-        """Deletion / insertion areas (curves saved to curves/) and ROAD most- and least-relevant-first."""
+        """Deletion / insertion areas onto black (reference) and onto a blurred copy (curves saved to
+        curves/), and ROAD most- and least-relevant-first."""
         from binsight.metrics import faithfulness
 
-        ms = self.config.measures
+        ms, batch = self.config.measures, self.config.run.batch_size
         x, mp, t = images.to(self.device), maps.to(self.device), targets.to(self.device)
-        batch = self.config.run.batch_size
-        curves = faithfulness.deletion_insertion(model.module, x, mp, t, steps=ms.curve_steps, batch_size=batch)
-        self.folder.save_curves(model.name, method, chunk, fractions=curves.fractions, deletion=curves.deletion,
-                                insertion=curves.insertion)
+        curves = {substrate: faithfulness.deletion_insertion(model.module, x, mp, t, steps=ms.curve_steps,
+                                                             substrate=substrate, insertion_substrate=substrate,
+                                                             batch_size=batch)
+                  for substrate in ("black", "blur")}
+        self.folder.save_curves(model.name, label, chunk, fractions=curves["blur"].fractions,
+                                deletion=curves["blur"].deletion, insertion=curves["blur"].insertion,
+                                deletion_black=curves["black"].deletion, insertion_black=curves["black"].insertion)
         road = {order: faithfulness.road(model.module, x, mp, t, percentages=ms.road_percentages, order=order,
                                          seed=chunk, batch_size=batch) for order in ("morf", "lerf")}
-        return {"deletion_auc": curves.deletion_area, "insertion_auc": curves.insertion_area,
+        return {"deletion_auc": curves["black"].deletion_area, "insertion_auc": curves["black"].insertion_area,
+                "deletion_blur_auc": curves["blur"].deletion_area, "insertion_blur_auc": curves["blur"].insertion_area,
                 "road_morf": road["morf"].area, "road_lerf": road["lerf"].area}
 
     # -- similarity of pairs of models ---------------------------------------------------------------
+    def pair_units(self, models: list[StudyModel]) -> list[tuple[StudyModel, StudyModel, MethodSpec]]:
+        """(a, b, method): every pair of base models for each explanation method; for a method in the
+        robustness check, also every pair within each surrogate's model set (FP models and the BNNs
+        explained with that surrogate)."""
+        base = [m for m in models if not m.is_variant]
+        units, seen = [], set()
+        for spec in (s for s in self.specs if not s.chance and s.label in self.config.methods.run):
+            sets = [base] + ([self._surrogate_set(models, s) for s in self.config.verdicts.robustness_surrogates]
+                             if spec.robustness else [])
+            for group in sets:
+                for i, a in enumerate(group):
+                    for b in group[i + 1:]:
+                        if (a.name, b.name, spec.label) not in seen:
+                            seen.add((a.name, b.name, spec.label))
+                            units.append((a, b, spec))
+        return units
+
+    @staticmethod
+    def _surrogate_set(models: list[StudyModel], surrogate: str) -> list[StudyModel]:
+        """FP models, and the BNNs explained with ``surrogate`` (a base model or its variant)."""
+        return [m for m in models if m.precision == "fp" or (m.precision == "bnn" and m.surrogate == surrogate)]
+
     def compute_pairs(self, models: list[StudyModel], data: StudyImages) -> None:
-        """Spearman, SSIM and top-k IoU of the two maps of every image, for every pair of models."""
+        """Whole-map, object-mask and image-shuffled similarity of the maps of every pair of models."""
         if not self.config.measures.similarity:
             return
-        pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
-        todo = [(a, b, method, c) for a, b in pairs for method in self.config.methods.run for c, _ in self.chunks(method)
-                if not self.folder.unit_done("pairs", f"{a.name}__{b.name}__{method}__{c:04d}")]
+        todo = [(a, b, spec) for a, b, spec in self.pair_units(models)
+                if not self.folder.unit_done("pairs", (a.name, b.name, spec.label))]
         with self.progress(len(todo), "pairs") as bar:
-            for a, b, method, c in todo:
-                rows = self.pair_rows(a.name, b.name, method, c)
-                self.folder.save_unit("pairs", f"{a.name}__{b.name}__{method}__{c:04d}", rows)
+            for a, b, spec in todo:
+                rows = self.pair_rows(a.name, b.name, spec.label, data)
+                self.folder.save_unit("pairs", (a.name, b.name, spec.label), rows)
                 bar.update()
 
-    def pair_rows(self, a: str, b: str, method: str, chunk: int) -> list[Row]:
-        from binsight.metrics import similarity
-
-        ma, mb = self.folder.load_maps(a, method, chunk), self.folder.load_maps(b, method, chunk)
-        x, y = torch.from_numpy(ma["maps"]), torch.from_numpy(mb["maps"])
-        values = {"spearman": similarity.spearman(x, y), "ssim": similarity.ssim(x, y),
-                  "top_k_iou": similarity.top_k_iou(x, y, k=self.config.measures.top_k)}
-        return [Row(measure=name, method=method, model=a, model_b=b, step=0, image=int(i), value=float(v))
-                for name, vals in values.items() for i, v in zip(ma["images"], vals)]
+    def pair_rows(self, a: str, b: str, label: str, data: StudyImages) -> list[Row]:
+        ma, mb = self.folder.read_all_maps(a, label), self.folder.read_all_maps(b, label)
+        if not np.array_equal(ma["images"], mb["images"]):
+            raise RunFolderError(f"maps of {a} and {b} ({label}) cover different images; delete {self.folder.root / 'maps'} "
+                                 "entries of one of them and rerun")
+        n = ma["images"].size
+        masks = None if data.masks is None else data.masks[:n]
+        perm = derangement(n, self.config.data.seed) if n >= 2 else None
+        values = pair_values(torch.from_numpy(ma["maps"]), torch.from_numpy(mb["maps"]), top_k=self.config.measures.top_k,
+                             masks=None if masks is None else _dilate(masks, self.config.measures.mask_dilation), perm=perm)
+        return to_rows(values, ma["images"], method=label, model=a, model_b=b)
 
     # -- sanity ----------------------------------------------------------------------------------------
     def compute_sanity(self, models: list[StudyModel], data: StudyImages) -> None:
-        """Cascading randomisation (Adebayo et al. 2018) on the first ``measures.sanity_images`` images."""
+        """Cascading randomisation (Adebayo et al. 2018) on the first ``measures.sanity_images`` images,
+        for the methods whose table sets ``sanity``."""
         if not self.config.measures.sanity:
             return
         n = min(self.config.measures.sanity_images, self.config.data.n_images)
-        methods = [method for method in self.config.methods.run if method in self.config.measures.sanity_methods]
-        todo = [(m, method) for m in models for method in methods
-                if not self.folder.unit_done("sanity", f"{m.name}__{method}")]
+        todo = [(m, spec) for m in models for spec in self.specs if spec.sanity
+                if not self.folder.unit_done("sanity", (m.name, spec.label))]
         with self.progress(len(todo), "sanity") as bar:
-            for m, method in todo:
-                bar.set_postfix_str(f"{m.name} {method}")
-                rows = self.sanity_rows(m, method, data.images[:n].to(self.device), data.indices[:n])
-                self.folder.save_unit("sanity", f"{m.name}__{method}", rows)
+            for m, spec in todo:
+                bar.set_postfix_str(f"{m.name} {spec.label}")
+                rows = self.sanity_rows(m, spec, data.images[:n].to(self.device), data.labels[:n], data.indices[:n])
+                self.folder.save_unit("sanity", (m.name, spec.label), rows)
                 bar.update()
 
-    def sanity_rows(self, model: StudyModel, method: str, x: torch.Tensor, idx: np.ndarray) -> list[Row]:
+    def sanity_rows(self, model: StudyModel, spec: MethodSpec, x: torch.Tensor, labels: torch.Tensor,
+                    idx: np.ndarray) -> list[Row]:
         """Similarity (Spearman, SSIM) of each image's map after randomising 1, 2, ... layers from the top
         (cascading) to its original map; the layers' names go to ``sanity_layers_MODEL.json``."""
         from binsight.metrics import sanity
 
-        iterations = None
-        if method == "neuromask":
-            iterations = self.config.methods.neuromask.sanity_iterations or self.config.methods.neuromask.iterations
-
         def explain(module: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-            return self.explainer(module, method, chunk=0, iterations=iterations).attribute(images, targets)
+            other = StudyModel(model.name, model.precision, model.group, model.surrogate, module)
+            return self.explainer(other, spec, chunk=0, options=spec.sanity_options).attribute(images, targets)
 
-        result = sanity.randomisation_test(model.module, x, explain, mode="cascading", measures=("spearman", "ssim"), seed=0)
+        targets = labels.to(x.device) if self.config.methods.target == "label" else None
+        result = sanity.randomisation_test(model.module, x, explain, targets=targets, mode="cascading",
+                                           measures=("spearman", "ssim"), seed=0)
         self.folder.write_json(f"sanity_layers_{model.name}.json", list(result.layers))
-        return [Row(f"sanity_{measure}", method, model.name, "", step, int(i), float(v))
-                for measure, table in result.similarity.items()
-                for step, sims in enumerate(table, start=1) for i, v in zip(idx, sims)]
+        return [row for measure, table in result.similarity.items() for step, sims in enumerate(table, start=1)
+                for row in to_rows({f"sanity_{measure}": sims}, idx, method=spec.label, model=model.name, step=step)]
 
     # -- verdicts -------------------------------------------------------------------------------------
     def compute_verdicts(self, models: list[StudyModel]) -> dict[str, Any]:
+        """verdicts.json from the merged table and every model of the run (surrogate variants included)."""
         rows = self.folder.merge_measurements()
-        infos = [ModelInfo(m.name, m.precision) for m in models]
-        verdicts = compute_verdicts(rows, infos, self.methods, self.config.verdicts)
-        self.folder.write_json("verdicts.json", verdicts)
-        return verdicts
+        infos = [model_info(m) for m in models]
+        result = verdicts_module.compute_verdicts(rows, infos, self.config.verdicts, methods=self.config.method_names())
+        data = json.loads(result.to_json())
+        self.folder.write_json("verdicts.json", data)
+        return data
+
+
+def model_info(model: StudyModel) -> verdicts_module.ModelInfo:
+    """The verdicts' description of a model of the table (name, precision, group, surrogate)."""
+    return verdicts_module.ModelInfo(model.name, model.precision, model.group, model.surrogate)
+
+
+def _dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
+    from binsight.study.measures import dilate
+
+    return dilate(masks, radius)
 
 
 def _checksum(data: StudyImages) -> str:

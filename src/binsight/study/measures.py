@@ -1,0 +1,153 @@
+"""The study's measures by name, and the tidy rows they become.
+
+Registries (``binsight._registry.Registry``): :data:`PAIR_MEASURES` (similarity of two maps of one image,
+float64 (N,)), :data:`NOISE_MEASURES` (one number per map) and :data:`CHANCE_MAPS` (the chance baselines
+"explained" as methods: "random", uniform noise; "smooth-random", noise blurred to a fixed scale). The
+configuration checks its measure names against these, and the runner loops over them.
+
+Values are always finite in the table: a value that is undefined (NaN, e.g. the Spearman correlation of
+a constant map) becomes a row ``"MEASURE:undefined"`` with value 1.0 instead (:func:`to_rows`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from binsight._registry import Registry
+from binsight.errors import BinsightError
+from binsight.metrics import baselines, noise, similarity
+from binsight.study.store import Row
+
+PairFn = Callable[..., np.ndarray]
+
+PAIR_MEASURES: Registry[PairFn] = Registry("pair measure", BinsightError)
+PAIR_MEASURES.add("spearman", similarity.spearman)
+PAIR_MEASURES.add("ssim", similarity.ssim)
+PAIR_MEASURES.add("top_k_iou", similarity.top_k_iou)
+
+NOISE_MEASURES: Registry[Callable[[torch.Tensor], np.ndarray]] = Registry("noise measure", BinsightError)
+NOISE_MEASURES.add("total_variation", noise.total_variation)
+NOISE_MEASURES.add("high_frequency_energy", noise.high_frequency_energy)
+
+FAITHFULNESS_MEASURES = ("deletion_auc", "insertion_auc", "deletion_blur_auc", "insertion_blur_auc", "road_morf",
+                         "road_lerf")
+"""The faithfulness measures the runner writes (onto black: deletion_auc, insertion_auc; onto a blurred
+copy: *_blur_auc; ROAD most- and least-relevant first)."""
+
+SMOOTH_RANDOM_SIGMA = 2.0
+"""Gaussian sigma, pixels, of the "smooth-random" chance map where metrics.chance gives none."""
+
+CHANCE_MAPS: Registry[Callable[[tuple[int, int, int, int], int], torch.Tensor]] = Registry("chance map", BinsightError)
+
+
+@CHANCE_MAPS.register("random")
+def _random(shape: tuple[int, int, int, int], seed: int) -> torch.Tensor:
+    return baselines.random_map(shape, seed=seed)
+
+
+@CHANCE_MAPS.register("smooth-random")
+def _smooth_random(shape: tuple[int, int, int, int], seed: int) -> torch.Tensor:
+    maker = getattr(baselines, "smooth_random_map", None)
+    if maker is not None:
+        return maker(shape, seed=seed)
+    import scipy.ndimage
+
+    noise_maps = baselines.random_map(shape, seed=seed).double().numpy()
+    smooth = scipy.ndimage.gaussian_filter(noise_maps, sigma=(0, 0, SMOOTH_RANDOM_SIGMA, SMOOTH_RANDOM_SIGMA))
+    return torch.from_numpy(smooth).float()
+
+
+def chance_labels() -> list[str]:
+    """The method labels of the chance baselines ("random", "smooth-random")."""
+    return CHANCE_MAPS.names()
+
+
+# -- rows ------------------------------------------------------------------------------------------------
+
+
+def to_rows(values: dict[str, np.ndarray], images: Sequence[int], *, method: str, model: str, model_b: str = "",
+            step: int = 0) -> list[Row]:
+    """Rows of ``values`` (measure -> (N,) per image); a non-finite value becomes ``"MEASURE:undefined"`` = 1."""
+    rows = []
+    for measure, vals in values.items():
+        for image, v in zip(images, np.asarray(vals, dtype=np.float64)):
+            name, value = (measure, float(v)) if np.isfinite(v) else (f"{measure}:undefined", 1.0)
+            rows.append(Row(measure=name, method=method, model=model, model_b=model_b, step=step, image=int(image),
+                            value=value))
+    return rows
+
+
+# -- pairs -----------------------------------------------------------------------------------------------
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A seeded permutation of range(n) with no fixed point (n >= 2): image i is paired with perm[i]."""
+    helper = getattr(baselines, "derangement", None)
+    if helper is not None:
+        return np.asarray(helper(n, seed=seed))
+    order = np.random.default_rng(seed).permutation(n)
+    perm = np.empty(n, dtype=np.int64)
+    perm[order] = np.roll(order, -1)
+    return perm
+
+
+def masked_measure(name: str) -> PairFn | None:
+    """The pair measure ``name`` restricted to a mask (its ``mask=`` keyword), None where it has none."""
+    fn = PAIR_MEASURES.get(name)
+    return fn if "mask" in inspect.signature(fn).parameters else None
+
+
+def pair_values(a: torch.Tensor, b: torch.Tensor, *, top_k: float, masks: torch.Tensor | None,
+                perm: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Every pair measure of maps ``a`` and ``b`` (N, 1, H, W) of the same images: whole maps; inside
+    ``masks`` (suffix ``_object``); and ``a[i]`` against ``b[perm[i]]`` (suffix ``_shuffled``)."""
+    values = {}
+    for name in PAIR_MEASURES.names():
+        fn = PAIR_MEASURES.get(name)
+        options = {"k": top_k} if name == "top_k_iou" else {}
+        values[name] = fn(a, b, **options)
+        masked = masked_measure(name)
+        if masks is not None and masked is not None:
+            values[f"{name}_object"] = masked(a, b, mask=masks, **options)
+        if perm is not None:
+            values[f"{name}_shuffled"] = fn(a, b[torch.from_numpy(perm)], **options)
+    return values
+
+
+# -- single maps -----------------------------------------------------------------------------------------
+
+
+def map_values(maps: torch.Tensor, masks: torch.Tensor | None, *, noise_measures: bool, localisation: bool,
+               dilation: int) -> dict[str, np.ndarray]:
+    """Degeneracy, noise and localisation of maps (N, 1, H, W); masks (N, 1, H, W) or None."""
+    values = {"degenerate": baselines.is_degenerate(maps).astype(np.float64)}
+    if noise_measures:
+        values.update({name: NOISE_MEASURES.get(name)(maps) for name in NOISE_MEASURES.names()})
+    if localisation and masks is not None:
+        values.update(localisation_values(maps, masks, dilation))
+    return values
+
+
+def localisation_values(maps: torch.Tensor, masks: torch.Tensor, dilation: int) -> dict[str, np.ndarray]:
+    """Pointing game and energy on the object mask dilated by ``dilation`` pixels."""
+    from binsight.metrics import localisation
+
+    grown = dilate(masks, dilation)
+    return {"pointing_game": localisation.pointing_game(maps, grown),
+            "energy_inside": localisation.energy_inside(maps, grown)}
+
+
+def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
+    """Masks (N, 1, H, W) grown by a disc of ``radius`` pixels (the localisation module's dilation)."""
+    from binsight.metrics import localisation
+
+    if radius == 0:
+        return masks
+    helper = getattr(localisation, "dilate", None) or getattr(localisation, "dilated_masks", None)
+    if helper is not None:
+        return helper(masks, radius)
+    return torch.from_numpy(np.asarray(localisation._dilated(masks.cpu(), radius))).to(masks.dtype)
