@@ -202,6 +202,13 @@ def test_object_measures_are_parts_of_their_own():
     v = verdict(rows, models, 1, dataclasses.replace(SETTINGS, similarity_measures=("spearman",)))
     assert [(p.name, p.reading) for p in v.parts] == [("spearman", ALIKE), ("spearman_object", DIFFER)]
     assert v.status == Status.PARTLY_HELD
+    # inside the object no chance level was measured: maps as alike as the seeds' cannot be told from noise
+    no_chance = [r for r in rows if r.measure != "spearman_object" and r.measure != "spearman_object_shuffled"]
+    no_chance += [r for r in pair_rows("gradient", "spearman_object", models, LEVELS_ALIKE, seed=3)
+                  if r.measure == "spearman_object"]
+    v = verdict(no_chance, models, 1, dataclasses.replace(SETTINGS, similarity_measures=("spearman",)))
+    assert [p.status for p in v.parts] == [Status.HELD, Status.INCONCLUSIVE] and v.status == Status.INCONCLUSIVE
+    assert "No image-shuffled chance level" in v.parts[1].sentence
 
 
 def test_a_verdict_that_flips_under_a_surrogate_is_fragile():

@@ -498,8 +498,9 @@ def similarity_part(ctx: Context, method: str, measure: str, *, claim: str) -> P
     reading = similarity_reading(*(c.status for c in comps))
     if comps[0].status == comps[1].status == NOT_MEASURED:
         status = NOT_MEASURED  # no within-precision baseline: nothing to compare FP-vs-BNN with
-    elif claim == "alike":
-        status = conjunction([c.status for c in comps[:3]])
+    elif claim == "alike":  # without a chance level, "alike" cannot be told from "alike as noise"
+        chance = INCONCLUSIVE if comps[2].status == NOT_MEASURED else comps[2].status
+        status = conjunction([comps[0].status, comps[1].status, chance])
     else:
         status = conjunction([invert(comps[0].status), invert(comps[1].status)])
     levels = {name: e[key] for name, key in (("FP-vs-BNN", "fb"), ("FP-vs-FP", "ff"), ("BNN-vs-BNN", "bb"),
@@ -563,7 +564,8 @@ def _similarity_sentence(method: str, measure: str, levels: dict[str, Estimate],
     causes = [f"{c.name.split(' minus ')[1]} as low as FP-vs-BNN" for c in comps[:2] if c.status == HELD]
     causes += [f"{c.name.split(' minus ')[0]} near chance" for c in comps[3:] if c.status == NOT_HELD]
     extra = f" ({', '.join(causes)})" if reading == UNSTABLE and causes else ""
-    return f"{method}, {measure}: {means}. Reading: {reading}{extra}: {why}. Status: {_words(status)}."
+    no_chance = " No image-shuffled chance level of this measure." if comps[2].status == NOT_MEASURED else ""
+    return f"{method}, {measure}: {means}. Reading: {reading}{extra}: {why}.{no_chance} Status: {_words(status)}."
 
 
 def similarity_parts(ctx: Context, method: str, *, claim: str) -> list[Part]:
@@ -707,18 +709,22 @@ def verdict_gradcam(ctx: Context) -> Verdict:
     method = s.gradcam_method
     parts = similarity_parts(ctx, method, claim="differ")
     below, below_levels = fraction_difference(ctx, "below_chance", method)
-    fractions = ", ".join(f"{k} {e.value:.1%}" for k, e in below_levels.items())
     part = comparison("below chance", "Are BNN maps below chance more often than FP maps?", below, s.below_chance_margin,
-                      describe=f"Fraction of non-degenerate maps below chance ({fractions}), BNN minus FP")
+                      describe=f"Fraction of non-degenerate {method} maps below chance{_fractions(below_levels)}, "
+                               "BNN minus FP")
     parts.append(dataclasses.replace(part, levels=below_levels))
     degenerate, deg_levels = fraction_difference(ctx, "degenerate", method)
-    check = comparison("degenerate", "Are BNN maps degenerate more often than FP maps?", degenerate, 0.0)
-    fractions = ", ".join(f"{k} {e.value:.1%}" for k, e in deg_levels.items())
-    check = dataclasses.replace(check, levels=deg_levels, sentence=f"Degenerate maps (constant or flat, counted apart "
-                                f"from below chance): {fractions}. " + check.sentence)
+    check = comparison("degenerate", "Are BNN maps degenerate more often than FP maps?", degenerate, 0.0,
+                       describe=f"Fraction of degenerate {method} maps (constant or flat; never tested against "
+                                f"chance){_fractions(deg_levels)}, BNN minus FP")
+    check = dataclasses.replace(check, levels=deg_levels)
     reading = _reading_of(parts[:-1])
     return _verdict(3, f"{method}: FP and BNN maps differ; some BNN maps below chance", FINDINGS[3], parts,
                     reading, f"needs FP-vs-BNN similarity and below-chance tests of {method} maps", [check])
+
+
+def _fractions(levels: dict[str, Estimate]) -> str:
+    return f" ({', '.join(f'{k} {e.value:.1%}' for k, e in levels.items())})" if levels else ""
 
 
 # ------------------------------------------------------------------------------------------------------
