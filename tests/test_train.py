@@ -8,7 +8,21 @@ import torch
 
 import binsight.data
 from binsight.cli import main
-from binsight.train import TrainConfig, TrainError, augment_batch, cache_key, cached_model, train
+import binsight.train as train_module
+from binsight.errors import BinsightError
+from binsight.train import (
+    RECIPES,
+    TrainConfig,
+    TrainError,
+    apply_augmentation,
+    augment_batch,
+    cache_key,
+    cached_model,
+    derived_seed,
+    draw_augmentation,
+    shard,
+    train,
+)
 
 TINY = dict(model_options={"widths": [4, 8, 8]}, train_subset=96, test_subset=64, epochs=1, batch_size=32,
             progress=False)
@@ -51,6 +65,85 @@ def test_training_is_reproducible_bit_for_bit():
     assert not first.training
 
 
+def _first_conv(model):
+    return next(m.weight.detach().clone() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def _batch_orders(monkeypatch, config):
+    """The index batches one training run of ``config`` draws, in order."""
+    seen = []
+
+    def spy(*args, **kwargs):
+        batches = real(*args, **kwargs)
+        seen.append([b.tolist() for b in batches])
+        return batches
+
+    real = train_module._batches
+    monkeypatch.setattr(train_module, "_batches", spy)
+    train(config)
+    monkeypatch.setattr(train_module, "_batches", real)
+    return seen[1:]  # the first call only counts the steps per epoch
+
+
+def test_fp_and_bnn_of_one_seed_share_no_initialisation_and_no_data_order(monkeypatch):
+    fp = TrainConfig(precision="fp", seed=0, **TINY)
+    bnn = replace(fp, precision="bnn")
+    init = {p: _first_conv(train_module._build(replace(fp, precision=p), binsight.data.load_dataset("fashion-mnist", "train")))
+            for p in ("fp", "bnn")}
+    assert init["fp"].shape == init["bnn"].shape and not torch.equal(init["fp"], init["bnn"])
+    again = _first_conv(train_module._build(fp, binsight.data.load_dataset("fashion-mnist", "train")))
+    assert torch.equal(again, init["fp"])
+    order_fp, order_bnn = _batch_orders(monkeypatch, fp), _batch_orders(monkeypatch, bnn)
+    assert order_fp == _batch_orders(monkeypatch, fp)
+    assert sorted(sum(order_fp[0], [])) == sorted(sum(order_bnn[0], [])) and order_fp != order_bnn
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    # Known answer: SHA-256("binsight.train/fp/0/init"), first 8 bytes, shifted right by one bit.
+    assert derived_seed(0, "fp", "init") == 0x6F879754D34AC049
+    seeds = {derived_seed(s, p, stream) for s in (0, 1) for p in ("fp", "bnn") for stream in ("init", "data", "subset")}
+    assert len(seeds) == 12 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_training_leaves_the_global_rng_and_the_process_group_alone():
+    state = torch.get_rng_state()
+    train(TrainConfig(precision="fp", **TINY))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not torch.distributed.is_initialized()
+
+
+def test_train_subsets_differ_by_precision_test_subsets_do_not(small_splits):
+    fp = TrainConfig(precision="fp", train_subset=100, test_subset=100)
+    bnn = replace(fp, precision="bnn")
+    train_fp, train_bnn = (train_module._load_split(c, "train", 100) for c in (fp, bnn))
+    assert not torch.equal(train_fp.labels, train_bnn.labels) or not torch.equal(train_fp.images, train_bnn.images)
+    test_fp, test_bnn = (train_module._load_split(c, "test", 100) for c in (fp, bnn))
+    assert torch.equal(test_fp.images, test_bnn.images)
+
+
+def test_a_rank_slice_of_a_batch_is_augmented_as_in_the_whole_batch():
+    images = torch.rand(7, 1, 5, 6)
+    flip, shifts = draw_augmentation(7, 2, torch.Generator().manual_seed(1))
+    whole = apply_augmentation(images, 2, flip, shifts)
+    parts = [shard(torch.arange(7), r, 3) for r in range(3)]
+    assert torch.equal(torch.cat(parts), torch.arange(7)) and [len(p) for p in parts] == [3, 2, 2]
+    for part in parts:
+        assert torch.equal(apply_augmentation(images[part], 2, flip[part], shifts[:, part]), whole[part])
+
+
+def test_shard_losses_average_to_the_whole_batch_gradient():
+    """Each rank's scaled loss, its gradient averaged over ranks (as DDP does), is the mean-loss gradient."""
+    torch.manual_seed(0)
+    layer, x, y = torch.nn.Linear(4, 3), torch.randn(7, 4), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    whole = torch.autograd.grad(torch.nn.functional.cross_entropy(layer(x), y, label_smoothing=0.1), layer.weight)[0]
+    world, grads = 2, []
+    for rank in range(world):
+        part = shard(torch.arange(7), rank, world)
+        loss = train_module.shard_loss(layer(x[part]), y[part], label_smoothing=0.1, batch_len=7, world=world)
+        grads.append(torch.autograd.grad(loss, layer.weight)[0])
+    assert torch.allclose(sum(grads) / world, whole, atol=1e-6)
+
+
 def test_bnn_latent_weights_stay_clipped():
     model, _ = train(TrainConfig(precision="bnn", lr=0.5, **TINY))
     binary = [m.weight for m in model.modules() if hasattr(m, "scaling")]
@@ -79,8 +172,14 @@ def test_bad_configuration_is_clear(bad, match):
         TrainConfig(**bad).resolved()
 
 
+def test_train_error_is_a_binsight_error():
+    assert issubclass(TrainError, BinsightError)
+
+
 def test_cache_key_depends_on_what_changes_the_weights():
     base = cache_key(TrainConfig(precision="bnn"))
+    assert cache_key(TrainConfig(precision="bnn", batch_size=RECIPES["bnn"].batch_size)) == base
+    assert cache_key(TrainConfig(precision="bnn", batch_size=RECIPES["bnn"].batch_size + 1)) != base
     assert base.startswith("small-cnn-bnn-fashion-mnist-s0-e")
     assert cache_key(TrainConfig(precision="bnn", seed=1)) != base
     assert cache_key(TrainConfig(precision="bnn", surrogate="approx")) != base

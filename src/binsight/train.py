@@ -1,18 +1,25 @@
 """Training, evaluation and the model cache.
 
 ``train(TrainConfig(...)) -> (model, TrainResult)`` trains a registered architecture on a dataset's
-train split and evaluates it on the test split. Each precision has its own recipe (:data:`RECIPES`):
+train split and evaluates it on the test split. Each precision has one recipe (:data:`RECIPES`); a
+:class:`TrainConfig` field left at None takes the recipe's value.
 
-* ``fp``: SGD with Nesterov momentum 0.9, weight decay 5e-4, one-cycle learning rate schedule.
-* ``bnn``: Adam, no weight decay (the latent weights are clipped to [-1, 1] after every step instead),
-  cosine learning rate schedule.
+Seeding: every random stream of a training run is seeded from ``(seed, precision, stream)`` by
+:func:`derived_seed` (the first 8 bytes of a SHA-256), with the streams ``"init"`` (initial weights),
+``"data"`` (shuffling and augmentation) and ``"subset"`` (which training images ``train_subset``
+keeps). So the FP and BNN models of one seed share no initial weights and no data order, and a run is
+deterministic on CPU for a given (seed, precision). The global torch RNG is left as it was.
 
-Training is deterministic on CPU for a given seed: the seed fixes the initial weights, and a seeded
-generator fixes the shuffling and the augmentation (random shifts by up to ``pad`` pixels and horizontal
-flips, done in torch).
+Distributed: in a process group of K ranks (``torchrun --nproc-per-node K``, see
+:mod:`binsight.distributed`) the model is wrapped in DistributedDataParallel. Every rank draws the same
+global batch order and augmentation; rank r trains on the r-th of K near-equal slices of every batch, and
+the loss is scaled so that the averaged gradient is the mean over the whole batch. The effective batch,
+the number of steps and the schedule are those of a single-process run (batch norm statistics are
+per rank). The test accuracy is counted over slices of the test split and summed over ranks.
 
 ``cached_model(...)`` returns a trained model from the cache (``binsight._io.cache_dir("models")``),
-training and saving it first when the configuration has not been trained before.
+training and saving it first (rank 0 writes, the other ranks wait) when the configuration has not been
+trained before.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from binsight import distributed
 from binsight._io import cache_dir
+from binsight.errors import BinsightError
 from binsight.models import build_model
 from binsight.models.checkpoint import (
     CheckpointError,
@@ -45,53 +54,84 @@ __all__ = [
     "CheckpointError",
     "Recipe",
     "TrainConfig",
+    "TrainError",
     "TrainResult",
+    "apply_augmentation",
+    "augment_batch",
     "cache_key",
     "cached_model",
+    "derived_seed",
+    "draw_augmentation",
     "evaluate",
     "evaluate_command",
     "load_checkpoint",
     "load_or_train",
     "save_checkpoint",
+    "shard",
+    "shard_loss",
     "train",
     "train_command",
 ]
 
 #: Bump when the training procedure changes, so that cached models trained the old way are not reused.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Optimiser and schedule of one precision."""
+    """Optimiser, schedule and batch of one precision.
 
-    optimizer: str  # "sgd" (Nesterov, momentum 0.9) or "adam"
-    lr: float  # peak learning rate
+    optimizer: "sgd" (Nesterov, momentum 0.9) or "adam". lr: peak learning rate. schedule: "onecycle"
+    (rises for the first ``warmup`` fraction of the steps, then anneals) or "cosine"; both are stepped
+    every batch. batch_size: the effective (global) batch. label_smoothing: of the cross-entropy loss.
+    """
+
+    optimizer: str
+    lr: float
     weight_decay: float
-    schedule: str  # "onecycle" or "cosine" (both stepped every batch)
+    schedule: str
+    warmup: float
     epochs: int
+    batch_size: int
+    label_smoothing: float
 
 
 RECIPES: dict[str, Recipe] = {
-    "fp": Recipe(optimizer="sgd", lr=0.05, weight_decay=5e-4, schedule="onecycle", epochs=10),
-    "bnn": Recipe(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="cosine", epochs=12),
+    "fp": Recipe(optimizer="sgd", lr=0.05, weight_decay=5e-4, schedule="onecycle", warmup=0.2, epochs=10,
+                 batch_size=128, label_smoothing=0.0),
+    "bnn": Recipe(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="cosine", warmup=0.0, epochs=12,
+                  batch_size=128, label_smoothing=0.0),
 }
 
+#: The random streams of one training run, each seeded by :func:`derived_seed`.
+STREAMS = ("init", "data", "subset")
 
-class TrainError(ValueError):
+
+class TrainError(BinsightError):
     """A training configuration that cannot work; the message says which setting and why."""
+
+
+def derived_seed(seed: int, precision: str, stream: str) -> int:
+    """A 63-bit seed for one random ``stream`` of the run ``(seed, precision)``.
+
+    The first 8 bytes (big-endian) of SHA-256 of ``"binsight.train/{precision}/{seed}/{stream}"``, top bit
+    cleared: stable across platforms and Python versions, and unrelated between precisions and streams.
+    """
+    text = f"binsight.train/{precision}/{int(seed)}/{stream}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") >> 1
 
 
 @dataclass
 class TrainConfig:
-    """What to train. ``epochs`` and ``lr`` None take the precision's :data:`RECIPES` values."""
+    """What to train. ``epochs``, ``lr`` and ``batch_size`` None take the precision's :data:`RECIPES`
+    values. ``device``: "auto" (a CUDA GPU when torch sees one, else the CPU), "cpu", "cuda", "cuda:N"."""
 
     model: str = "small-cnn"
     precision: str = "fp"
     dataset: str = "fashion-mnist"
     data_root: str | None = None
     epochs: int | None = None
-    batch_size: int = 128
+    batch_size: int | None = None
     lr: float | None = None
     seed: int = 0
     surrogate: str = "ste"
@@ -102,11 +142,11 @@ class TrainConfig:
     pad: int = 1
     train_subset: int | None = None
     test_subset: int | None = None
-    device: str = "cpu"
+    device: str = "auto"
     progress: bool = True
 
     def resolved(self) -> TrainConfig:
-        """A copy with ``epochs`` and ``lr`` filled in from the recipe, checked."""
+        """A copy with ``epochs``, ``lr`` and ``batch_size`` filled in from the recipe, checked."""
         if self.precision not in RECIPES:
             raise TrainError(f"precision must be one of {sorted(RECIPES)}, got {self.precision!r}")
         recipe = RECIPES[self.precision]
@@ -114,6 +154,7 @@ class TrainConfig:
             self,
             epochs=recipe.epochs if self.epochs is None else self.epochs,
             lr=recipe.lr if self.lr is None else self.lr,
+            batch_size=recipe.batch_size if self.batch_size is None else self.batch_size,
         )
         for name in ("epochs", "batch_size"):
             value = getattr(config, name)
@@ -138,16 +179,44 @@ class TrainResult:
     num_train: int
     num_test: int
     classes: list[str]
+    world_size: int = 1
 
 
 # -- data ---------------------------------------------------------------------------------------------
 def _load_split(config: TrainConfig, split: str, subset: int | None):
+    """The split, cut to ``subset`` images: train images drawn by the run's "subset" stream, test images
+    by ``seed`` alone (so FP and BNN of one seed are tested on the same images)."""
     from binsight.data import load_dataset
 
     data = load_dataset(config.dataset, split, root=config.data_root)
     if subset is not None:
-        data = data.subset(min(subset, len(data)), seed=config.seed)
+        seed = derived_seed(config.seed, config.precision, "subset") if split == "train" else config.seed
+        data = data.subset(min(subset, len(data)), seed=seed)
     return data
+
+
+def draw_augmentation(n: int, pad: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flip (n,) bool, shifts (2, n) int in [0, 2 pad]) for a batch of n images, drawn from ``generator``."""
+    flip = torch.rand(n, generator=generator) < 0.5
+    shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator) if pad else torch.zeros(2, n, dtype=torch.long)
+    return flip, shifts
+
+
+def apply_augmentation(images: torch.Tensor, pad: int, flip: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Flip horizontally where ``flip``, then shift by ``shifts - pad`` pixels (rows, cols) with zero fill.
+
+    images: (N, C, H, W) -> (N, C, H, W).
+    """
+    n, c, h, w = images.shape
+    images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
+    if pad == 0:
+        return images
+    padded = F.pad(images, (pad, pad, pad, pad))
+    rows = (shifts[0].view(n, 1) + torch.arange(h)).view(n, 1, h, 1)
+    cols = (shifts[1].view(n, 1) + torch.arange(w)).view(n, 1, 1, w)
+    batch = torch.arange(n).view(n, 1, 1, 1)
+    chans = torch.arange(c).view(1, c, 1, 1)
+    return padded[batch, chans, rows, cols]
 
 
 def augment_batch(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -155,18 +224,7 @@ def augment_batch(images: torch.Tensor, pad: int, generator: torch.Generator) ->
 
     images: (N, C, H, W) -> (N, C, H, W); the randomness comes from ``generator`` only.
     """
-    n, c, h, w = images.shape
-    flip = torch.rand(n, generator=generator) < 0.5
-    images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
-    if pad == 0:
-        return images
-    shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator)
-    padded = F.pad(images, (pad, pad, pad, pad))
-    rows = (shifts[0].view(n, 1) + torch.arange(h)).view(n, 1, h, 1)
-    cols = (shifts[1].view(n, 1) + torch.arange(w)).view(n, 1, 1, w)
-    batch = torch.arange(n).view(n, 1, 1, 1)
-    chans = torch.arange(c).view(1, c, 1, 1)
-    return padded[batch, chans, rows, cols]
+    return apply_augmentation(images, pad, *draw_augmentation(len(images), pad, generator))
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -187,7 +245,8 @@ def make_optimizer(model: nn.Module, recipe: Recipe, lr: float) -> torch.optim.O
 def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe, lr: float, total_steps: int):
     """Per-batch learning rate schedule over ``total_steps`` steps."""
     if recipe.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.2)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
+                                                   pct_start=recipe.warmup)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
 
 
@@ -203,94 +262,166 @@ def deterministic_algorithms() -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Shuffled index batches; a last batch of a single image is dropped (batch norm needs two)."""
+def _batches(n: int, batch_size: int, generator: torch.Generator, *, shards: int = 1) -> list[torch.Tensor]:
+    """Shuffled index batches; a last batch too small to give every shard two images is dropped (batch
+    norm needs two per rank)."""
     order = torch.randperm(n, generator=generator)
     batches = list(order.split(batch_size))
-    if len(batches) > 1 and len(batches[-1]) == 1:
+    if len(batches) > 1 and len(batches[-1]) < 2 * shards:
         batches.pop()
     return batches
 
 
-def train_epoch(model, optimizer, schedule, data, config: TrainConfig, generator, bar) -> dict[str, float]:
-    """One pass over ``data`` (an ImageDataset); returns mean train loss and accuracy."""
+def shard(batch: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """Rank ``rank``'s slice of ``batch`` (dim 0): the ``rank``-th of ``world`` contiguous, near-equal parts."""
+    return batch.tensor_split(world)[rank]
+
+
+def _ranks(data_parallel: bool) -> tuple[int, int]:
+    """(rank, world size) of the data-parallel group: the process group's, or (0, 1) when training alone."""
+    return (distributed.rank(), distributed.world_size()) if data_parallel else (0, 1)
+
+
+def _sum(values: list[float], world: int) -> list[float]:
+    """``values`` summed over the ranks of a data-parallel group of ``world`` processes."""
+    return distributed.sum_over_ranks(values) if world > 1 else values
+
+
+def shard_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float, batch_len: int,
+               world: int) -> torch.Tensor:
+    """This rank's cross-entropy summed over its slice, times ``world / batch_len``: DDP averages the
+    gradients over ``world`` ranks, which then gives the gradient of the mean loss over the whole batch
+    of ``batch_len`` images (the single-process loss when ``world`` is 1)."""
+    total = F.cross_entropy(logits, labels, label_smoothing=label_smoothing, reduction="sum")
+    return total * (world / batch_len)
+
+
+def train_epoch(model, optimizer, schedule, data, config: TrainConfig, generator, bar, *,
+                ranks: tuple[int, int] = (0, 1)) -> dict[str, float]:
+    """One pass over ``data`` (an ImageDataset) on this rank's slices of each batch; returns the mean train
+    loss and accuracy over the whole batches (summed over the ``ranks`` = (rank, world size) group)."""
     model.train()
-    binary = config.precision == "bnn"
+    rank, world = ranks
+    unwrapped = getattr(model, "module", model)
+    smoothing = RECIPES[config.precision].label_smoothing
     total_loss, correct, seen = 0.0, 0, 0
-    for index in _batches(len(data), config.batch_size, generator):
-        images = data.images[index]
+    for index in _batches(len(data), config.batch_size, generator, shards=world):
+        flip, shifts = draw_augmentation(len(index), config.pad, generator)
+        mine = shard(torch.arange(len(index)), rank, world)
+        images = data.images[index[mine]]
         if config.augment:
-            images = augment_batch(images, config.pad, generator)
-        images, labels = images.to(config.device), data.labels[index].to(config.device)
+            images = apply_augmentation(images, config.pad, flip[mine], shifts[:, mine])
+        images, labels = images.to(config.device), data.labels[index[mine]].to(config.device)
         logits = model(images)
-        loss = F.cross_entropy(logits, labels)
+        loss = shard_loss(logits, labels, label_smoothing=smoothing, batch_len=len(index), world=world)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        if binary:
-            clip_latent_weights(model)
-        total_loss += loss.item() * len(index)
+        if config.precision == "bnn":
+            clip_latent_weights(unwrapped)
+        total_loss += float(loss.detach()) * len(index) / world
         correct += int((logits.argmax(1) == labels).sum())
-        seen += len(index)
+        seen += len(mine)
         bar.update(1)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    total_loss, correct, seen = _sum([total_loss, correct, seen], world)
     return {"train_loss": total_loss / seen, "train_accuracy": correct / seen}
 
 
+def _count_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: str) -> int:
+    """Number of ``images`` whose top-1 class is their label (the model must be in eval mode)."""
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start : start + batch_size].to(device))
+        batch_labels = labels[start : start + batch_size].to(device)
+        if len(batch_labels) and logits.shape[1] <= int(batch_labels.max()):
+            raise TrainError(
+                f"the model has {logits.shape[1]} classes but the data has labels up to {int(batch_labels.max())}; "
+                "evaluate on the dataset the model was trained for"
+            )
+        correct += int((logits.argmax(1) == batch_labels).sum())
+    return correct
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data, batch_size: int = 1000, device: str = "cpu") -> float:
-    """Top-1 accuracy (0..1) of ``model`` on ``data`` (an ImageDataset); the model's mode is restored."""
+def evaluate(model: nn.Module, data, batch_size: int = 1000, device: str = "cpu", *, sharded: bool = False) -> float:
+    """Top-1 accuracy (0..1) of ``model`` on ``data`` (an ImageDataset); the model's mode is restored.
+
+    ``sharded``: in a process group each rank counts its slice of ``data`` and the counts are summed over
+    ranks, so every rank returns the accuracy on the whole of ``data`` (all ranks must call it).
+    """
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        correct = 0
-        for start in range(0, len(data), batch_size):
-            images = data.images[start : start + batch_size].to(device)
-            labels = data.labels[start : start + batch_size].to(device)
-            logits = model(images)
-            if logits.shape[1] <= int(labels.max()):
-                raise TrainError(
-                    f"the model has {logits.shape[1]} classes but {data.name} has labels up to {int(labels.max())}"
-                )
-            correct += int((logits.argmax(1) == labels).sum())
-        return correct / len(data)
+        rank, world = _ranks(sharded)
+        mine = shard(torch.arange(len(data)), rank, world)
+        correct = _count_correct(model, data.images[mine], data.labels[mine], batch_size, device)
+        correct, total = _sum([correct, len(mine)], world)
+        return correct / total
     finally:
         for m, mode in modes.items():
             m.train(mode)
 
 
-def train(config: TrainConfig) -> tuple[nn.Module, TrainResult]:
-    """Train ``config.model`` in ``config.precision`` on the train split; evaluate on the test split."""
+def _build(config: TrainConfig, train_data) -> nn.Module:
+    """The untrained model of ``config``, its weights drawn from the run's "init" stream."""
+    mean, std = channel_stats(train_data.images)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(config.seed, config.precision, "init"))
+        return build_model(
+            config.model, config.precision, in_channels=train_data.images.shape[1],
+            num_classes=len(train_data.classes), input_size=list(train_data.images.shape[2:]), mean=mean, std=std,
+            first_last_fp=config.first_last_fp, scaling=config.scaling, surrogate=config.surrogate,
+            **config.model_options,
+        )
+
+
+def _wrap(model: nn.Module, device: str, world: int) -> nn.Module:
+    """``model`` in DistributedDataParallel for a group of ``world`` > 1 processes, else ``model`` itself."""
+    if world == 1:
+        return model
+    ids = [torch.device(device).index] if device.startswith("cuda") else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def train(config: TrainConfig, *, data_parallel: bool = True) -> tuple[nn.Module, TrainResult]:
+    """Train ``config.model`` in ``config.precision`` on the train split; evaluate on the test split.
+
+    Returns (model in eval mode on the training device, result). In a process group (and with
+    ``data_parallel``) all ranks train the one model together and return the same weights and result;
+    ``data_parallel=False`` trains in this process alone (e.g. when ranks train different models).
+    """
     config = config.resolved()
-    recipe = RECIPES[config.precision]
+    config = replace(config, device=distributed.device_for_rank(config.device))
+    recipe, ranks = RECIPES[config.precision], _ranks(data_parallel)
+    world = ranks[1]
     train_data = _load_split(config, "train", config.train_subset)
     test_data = _load_split(config, "test", config.test_subset)
-    mean, std = channel_stats(train_data.images)
-    torch.manual_seed(config.seed)
-    model = build_model(
-        config.model, config.precision, in_channels=train_data.images.shape[1], num_classes=len(train_data.classes),
-        input_size=list(train_data.images.shape[2:]), mean=mean, std=std, first_last_fp=config.first_last_fp, scaling=config.scaling,
-        surrogate=config.surrogate, **config.model_options,
-    ).to(config.device)
-    generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = len(_batches(len(train_data), config.batch_size, torch.Generator().manual_seed(0)))
+    model = _build(config, train_data).to(config.device)
+    net = _wrap(model, config.device, world)
+    generator = torch.Generator().manual_seed(derived_seed(config.seed, config.precision, "data"))
+    steps_per_epoch = len(_batches(len(train_data), config.batch_size, torch.Generator().manual_seed(0), shards=world))
     optimizer = make_optimizer(model, recipe, config.lr)
     schedule = make_schedule(optimizer, recipe, config.lr, steps_per_epoch * config.epochs)
     history = []
+    progress = config.progress and ranks[0] == 0
     start = time.perf_counter()
     with deterministic_algorithms():
         for epoch in range(config.epochs):
             desc = f"{config.model} {config.precision} epoch {epoch + 1}/{config.epochs}"
-            with tqdm(total=steps_per_epoch, desc=desc, disable=not config.progress, leave=False) as bar:
-                stats = train_epoch(model, optimizer, schedule, train_data, config, generator, bar)
+            with tqdm(total=steps_per_epoch, desc=desc, disable=not progress, leave=False) as bar:
+                stats = train_epoch(net, optimizer, schedule, train_data, config, generator, bar, ranks=ranks)
             history.append({"epoch": epoch + 1, **stats, "seconds": time.perf_counter() - start})
     train_seconds = time.perf_counter() - start
-    accuracy = evaluate(model, test_data, device=config.device)
+    if world > 1:
+        distributed.broadcast_module(model)
+    accuracy = evaluate(model, test_data, device=config.device, sharded=world > 1)
     model.eval()
     result = TrainResult(
         test_accuracy=accuracy, train_seconds=train_seconds, config=asdict(config), recipe=asdict(recipe),
         history=history, num_train=len(train_data), num_test=len(test_data), classes=list(train_data.classes),
+        world_size=world,
     )
     return model, result
 
@@ -311,6 +442,8 @@ def checkpoint_meta(result: TrainResult) -> dict[str, Any]:
         "train_config": config,
         "recipe": result.recipe,
         "recipe_version": RECIPE_VERSION,
+        "seeds": {stream: derived_seed(config["seed"], config["precision"], stream) for stream in STREAMS},
+        "world_size": result.world_size,
         "history": result.history,
     }
 
@@ -319,6 +452,8 @@ def cache_key(config: TrainConfig) -> str:
     """A file stem naming ``config``: readable fields plus a hash of everything that changes the weights.
 
     Device and progress bar are left out; so are the binarization settings of a full-precision model.
+    The seeds derived from (seed, precision) are implied by ``seed`` and ``precision``; the number of
+    processes is left out (it changes only which rank computes which slice of a batch).
     """
     config = config.resolved()
     fields = asdict(config)
@@ -342,6 +477,7 @@ def cached_model(
     *,
     cache: str | Path | None = None,
     progress: bool = True,
+    data_parallel: bool = True,
     **config: Any,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The trained model for this configuration, from the cache or trained now and saved there.
@@ -349,25 +485,44 @@ def cached_model(
     ``config`` takes any other :class:`TrainConfig` field (``surrogate``, ``lr``, ``train_subset``,
     ``data_root``, ...). ``cache`` defaults to ``binsight._io.cache_dir("models")``. Returns
     (model in eval mode, side-file metadata); the metadata's ``checkpoint`` is the weights' path and
-    ``from_cache`` says whether it was already there.
+    ``from_cache`` says whether it was already there. ``data_parallel``: see :func:`load_or_train`.
     """
     train_config = TrainConfig(model=arch, precision=precision, dataset=dataset, seed=seed, epochs=epochs,
                                progress=progress, **config)
-    return load_or_train(train_config, cache)
+    return load_or_train(train_config, cache, data_parallel=data_parallel)
 
 
-def load_or_train(config: TrainConfig, cache: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """:func:`cached_model` for a ready :class:`TrainConfig`."""
+def load_or_train(config: TrainConfig, cache: str | Path | None = None, *,
+                  data_parallel: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`cached_model` for a ready :class:`TrainConfig`.
+
+    In a process group with ``data_parallel`` all ranks must call it: rank 0 decides whether the cache
+    holds the model; if not, all ranks train it together, rank 0 saves it and the others wait until it
+    is saved. ``data_parallel=False``: this process alone looks up, trains and saves.
+    """
     folder = Path(cache) if cache is not None else cache_dir("models")
     weights, side = checkpoint_paths(folder / cache_key(config))
-    from_cache = weights.is_file() and side.is_file()
+    found = weights.is_file() and side.is_file()
+    from_cache = bool(distributed.broadcast_int(found)) if _ranks(data_parallel)[1] > 1 else found
     if from_cache:
-        model, meta = load_checkpoint(weights, device=config.device)
-    else:
-        model, result = train(config)
-        save_checkpoint(model, weights, checkpoint_meta(result))
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    return model, {**meta, "checkpoint": str(weights), "from_cache": from_cache}
+        model, meta = load_checkpoint(weights, device=distributed.device_for_rank(config.device))
+        return model, {**meta, "checkpoint": str(weights), "from_cache": True}
+    model, result = train(config, data_parallel=data_parallel)
+    meta = _save_on_rank0(model, weights, result)
+    return model, {**meta, "checkpoint": str(weights), "from_cache": False}
+
+
+def _save_on_rank0(model: nn.Module, path: str | Path, result: TrainResult) -> dict[str, Any]:
+    """Save the checkpoint on rank 0 of the group that trained it while its other ranks wait; return the
+    side-file metadata (from the file where this rank can read it, else as it was written)."""
+    if result.world_size == 1:
+        save_checkpoint(model, path, checkpoint_meta(result))
+        return json.loads(checkpoint_paths(path)[1].read_text(encoding="utf-8"))
+    if distributed.rank() == 0:
+        save_checkpoint(model, path, checkpoint_meta(result))
+    distributed.barrier()
+    side = checkpoint_paths(path)[1]
+    return json.loads(side.read_text(encoding="utf-8")) if side.is_file() else checkpoint_meta(result)
 
 
 # -- command line ---------------------------------------------------------------------------------------
@@ -375,35 +530,43 @@ def _config_from_args(args) -> TrainConfig:
     return TrainConfig(
         model=args.model, precision=args.precision, dataset=args.dataset, data_root=args.data_root,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, surrogate=args.surrogate,
-        train_subset=args.train_subset, device=args.device,
+        train_subset=args.train_subset, test_subset=getattr(args, "test_subset", None), device=args.device,
     )
 
 
 def train_command(args) -> None:
-    """``binsight train``: train (or reuse from the cache), save the checkpoint, print accuracy and path."""
+    """``binsight train``: train (or reuse from the cache), save the checkpoint, print accuracy and path.
+
+    Under torchrun with several processes, joins the process group first and trains with
+    DistributedDataParallel; rank 0 writes the checkpoint and prints.
+    """
     config = _config_from_args(args)
-    if args.out:
-        model, result = train(config)
-        path = save_checkpoint(model, args.out, checkpoint_meta(result))
-        accuracy, note = result.test_accuracy, f"trained in {result.train_seconds:.0f} s"
-    else:
-        _, meta = load_or_train(config)
-        path = meta["checkpoint"]
-        accuracy = meta["test_accuracy"]
-        note = "found in the cache" if meta["from_cache"] else f"trained in {meta['train_seconds']:.0f} s"
-    print(f"{config.model} ({config.precision}) on {config.dataset}: test accuracy {accuracy:.2%} ({note})")
-    print(f"checkpoint: {path}")
+    with distributed.session(config.device):
+        if args.out:
+            model, result = train(config)
+            meta = _save_on_rank0(model, args.out, result)
+            path, from_cache = checkpoint_paths(args.out)[0], False
+        else:
+            _, meta = load_or_train(config)
+            path, from_cache = meta["checkpoint"], meta["from_cache"]
+        if distributed.rank() == 0:
+            ranks = f" on {meta['world_size']} processes" if meta.get("world_size", 1) > 1 else ""
+            note = "found in the cache" if from_cache else f"trained in {meta['train_seconds']:.0f} s{ranks}"
+            print(f"{config.model} ({config.precision}) on {config.dataset}: test accuracy "
+                  f"{meta['test_accuracy']:.2%} ({note})")
+            print(f"checkpoint: {path}")
 
 
 def evaluate_command(args) -> None:
     """``binsight evaluate CKPT``: test accuracy on the checkpoint's dataset (or ``--dataset``)."""
     from binsight.data import load_dataset
 
-    model, meta = load_checkpoint(args.checkpoint, device=args.device)
+    device = distributed.resolve_device(args.device)
+    model, meta = load_checkpoint(args.checkpoint, device=device)
     name = args.dataset or meta.get("dataset")
     if not name:
         raise TrainError(f"checkpoint {args.checkpoint} does not say which dataset it was trained on; give --dataset")
     data = load_dataset(name, "test", root=args.data_root)
-    accuracy = evaluate(model, data, device=args.device)
+    accuracy = evaluate(model, data, device=device)
     print(f"{meta.get('architecture')} ({meta.get('precision')}) on {name} test ({len(data)} images): "
           f"accuracy {accuracy:.2%}")
