@@ -1,10 +1,12 @@
-"""Baseline maps for "better than chance" comparisons, and the check for degenerate maps."""
+"""Baseline maps for "better than chance" comparisons, the image-shuffled pairing, and the check for
+degenerate maps (maps that carry no ranking of pixels)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+import scipy.ndimage
 import torch
 
 from binsight.metrics._checks import MetricError, check_maps
@@ -44,13 +46,79 @@ def gaussian_map(shape: Sequence[int], sigma: float | None = None) -> torch.Tens
     return bump.expand(n, 1, height, width).clone()
 
 
-def is_degenerate(maps: torch.Tensor) -> np.ndarray:
-    """Bool array (N,): True where a map carries no ranking of pixels.
+def smooth_random_map(shape: Sequence[int], seed: int = 0, sigma: float = 2.0) -> torch.Tensor:
+    """Maps of uniform [0, 1) noise (:func:`random_map`, same seed) blurred by a Gaussian of ``sigma``
+    pixels (reflecting borders), then rescaled to [0, 1] by each map's range: float32 (N, 1, H, W).
 
-    A map is degenerate when it contains NaN or infinite values, or is constant (which includes all zero).
-    Most measures are undefined (NaN) for such maps.
+    Structured chance at a fixed spatial scale; :mod:`binsight.metrics.chance` matches the scale per map.
     """
+    if not sigma > 0:
+        raise MetricError(f"sigma must be a positive number of pixels, got {sigma}")
+    noise = random_map(shape, seed=seed).double().numpy()
+    smooth = scipy.ndimage.gaussian_filter(noise, sigma=(0, 0, sigma, sigma), mode="reflect")
+    low = smooth.min(axis=(1, 2, 3), keepdims=True)
+    span = smooth.max(axis=(1, 2, 3), keepdims=True) - low
+    return torch.from_numpy((smooth - low) / np.where(span > 0, span, 1.0)).float()
+
+
+def derangement(n: int, seed: int = 0) -> np.ndarray:
+    """A seeded permutation of range(n) with no fixed point: int64 (n,), perm[i] != i for every i.
+
+    A random cyclic order: images are shuffled (``numpy.random.default_rng(seed).permutation``) and each is
+    paired with the next in that order, the last with the first - one cycle through all n. The same
+    (n, seed) always gives the same pairing. Needs n >= 2.
+    """
+    if int(n) != n or n < 2:
+        raise MetricError(f"a derangement needs at least 2 items, got n = {n}")
+    order = np.random.default_rng(seed).permutation(int(n))
+    perm = np.empty(int(n), dtype=np.int64)
+    perm[order] = np.roll(order, -1)
+    return perm
+
+
+FLAT_TOLERANCE = 1e-3
+"""A map whose range (max - min) is at most this share of its magnitude (max |value|) counts as flat:
+its variation is float noise on an offset (e.g. every pixel near sigmoid(-10) = 4.5e-5), not a ranking."""
+
+DEGENERATE_REASONS = ("not finite", "all zero", "constant", "flat")
+
+
+def degeneracy(maps: torch.Tensor, *, tolerance: float = FLAT_TOLERANCE, span: float | None = None,
+               relu: bool = False) -> np.ndarray:
+    """Why each map carries no ranking of pixels: an array (N,) of str, "" for a usable map.
+
+    Checked in this order, the first that applies is the reason:
+    "not finite": a NaN or infinite value; "all zero": every value 0 (after ReLU, i.e. max(m, 0), when
+    ``relu``: a map with no positive value); "constant": max = min; "flat": max - min <= tolerance * max|m|,
+    or, when ``span`` is given (the width of the range the method's values can take, e.g. 1.0 for a mask in
+    [0, 1]), also when max - min <= tolerance * span. With the default tolerance 1e-3 a map varying by less
+    than 0.1 % of its magnitude is flat; a map with a minimum at 0 (most saliency maps) is never flat.
+    """
+    if not 0 <= tolerance < 1:
+        raise MetricError(f"tolerance is a share of the map's magnitude, in [0, 1); got {tolerance}")
+    if span is not None and not span > 0:
+        raise MetricError(f"span is the width of the map's possible values and must be > 0, got {span}")
     values = check_maps(maps).flatten(1)
+    if relu:
+        values = values.clamp(min=0)
     finite = torch.isfinite(values).all(1)
-    constant = values.amax(1) == values.amin(1)
-    return (~finite | constant).numpy()
+    safe = torch.where(finite[:, None], values, torch.zeros_like(values))
+    width = safe.amax(1) - safe.amin(1)
+    magnitude = safe.abs().amax(1)
+    limit = tolerance * (magnitude if span is None else torch.clamp(magnitude, min=span))
+    reasons = np.full(values.shape[0], "", dtype=object)
+    for reason, hit in (("flat", width <= limit), ("constant", width == 0), ("all zero", magnitude == 0),
+                        ("not finite", ~finite)):
+        reasons[hit.numpy()] = reason  # later, more specific reasons overwrite earlier ones
+    return reasons.astype(str)
+
+
+def is_degenerate(maps: torch.Tensor, *, tolerance: float = FLAT_TOLERANCE, span: float | None = None,
+                  relu: bool = False) -> np.ndarray:
+    """Bool array (N,): True where a map carries no ranking of pixels (:func:`degeneracy` gives a reason).
+
+    A map is degenerate when it contains NaN or infinite values, is all zero (after ReLU when ``relu``),
+    constant, or flat: its range is at most ``tolerance`` (default 1e-3) of its magnitude max |m| (or of
+    ``span``, when given). Most measures are undefined (NaN) for such maps, and chance tests skip them.
+    """
+    return degeneracy(maps, tolerance=tolerance, span=span, relu=relu) != ""

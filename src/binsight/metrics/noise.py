@@ -18,19 +18,52 @@ HIGH_FREQUENCY_CUTOFF = 0.25
 frequency (0.5 cycles per pixel)."""
 
 
-def total_variation(maps: torch.Tensor) -> np.ndarray:
-    """Total variation of each map scaled to [0, 1], per pixel: 0 (flat) to at most 2 (a checkerboard).
+WINSOR_QUANTILE = 0.01
+"""Share of pixels at each end of a map that :func:`total_variation` clips to the map's 1st and 99th
+percentiles before scaling: up to 1 % of hot (or cold) pixels cannot set the scale."""
 
-    The map is scaled by its own range, m' = (m - min m) / (max m - min m); then
+
+def total_variation(maps: torch.Tensor) -> np.ndarray:
+    """Total variation per pixel of each map scaled by a robust range: 0 (flat) to about 2 (a checkerboard).
+
+    With q_lo and q_hi the map's 1st and 99th percentiles (``numpy.quantile``, linear interpolation), the map
+    is clipped to [q_lo, q_hi] and scaled to m' = (clip(m) - q_lo) / (q_hi - q_lo) in [0, 1]; then
     TV = (sum over pixel pairs of |m'[i, j+1] - m'[i, j]| + |m'[i+1, j] - m'[i, j]|) / (H * W),
     the anisotropic total variation divided by the number of pixels. A 0/1 checkerboard gives
-    (H (W - 1) + W (H - 1)) / (H W). NaN for a constant map (no range to scale by).
+    (H (W - 1) + W (H - 1)) / (H W). A single hot pixel is clipped to q_hi, so it moves TV by at most
+    4 / (H W), where scaling by the range (:func:`total_variation_range`) would shrink every other pixel
+    towards 0. When q_lo = q_hi (at most 1 % of the pixels differ from one value) the map is scaled by its
+    range instead. Invariant to the map's scale (of either sign) and offset. NaN for a constant or
+    non-finite map.
     Reference: Rudin, Osher and Fatemi, "Nonlinear total variation based noise removal algorithms",
     Physica D 1992 (the anisotropic form).
     """
+    values = flat(check_maps(maps))
+    finite = np.isfinite(values).all(axis=1)
+    low, high = np.zeros(len(values)), np.zeros(len(values))
+    if finite.any():
+        low[finite], high[finite] = np.quantile(values[finite], [WINSOR_QUANTILE, 1 - WINSOR_QUANTILE], axis=1)
+    spiky = high <= low  # at most 1 % of the pixels off one value: fall back to the range
+    low[spiky], high[spiky] = values[spiky].min(axis=1), values[spiky].max(axis=1)
+    clipped = np.clip(values, low[:, None], high[:, None])
+    clipped[~finite] = np.nan
+    return _tv_of_unit(scaled_to_unit(clipped), maps.shape[-2:])
+
+
+def total_variation_range(maps: torch.Tensor) -> np.ndarray:
+    """Total variation per pixel of each map scaled to [0, 1] by its range (min to max); NaN if constant.
+
+    The pre-robust definition, kept for comparison: one hot pixel sets the range, every other pixel is
+    scaled towards 0 and the value collapses (use :func:`total_variation`). Same formula otherwise.
+    """
     maps = check_maps(maps)
-    height, width = maps.shape[-2:]
-    unit = scaled_to_unit(flat(maps)).reshape(-1, height, width)
+    return _tv_of_unit(scaled_to_unit(flat(maps)), maps.shape[-2:])
+
+
+def _tv_of_unit(unit: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Anisotropic total variation of rows (N, H * W) already scaled to [0, 1], divided by H * W."""
+    height, width = size
+    unit = unit.reshape(-1, height, width)
     horizontal = np.abs(np.diff(unit, axis=2)).sum(axis=(1, 2))
     vertical = np.abs(np.diff(unit, axis=1)).sum(axis=(1, 2))
     return (horizontal + vertical) / (height * width)
