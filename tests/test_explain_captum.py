@@ -11,7 +11,10 @@ from binsight.explain import ExplainerError, get_explainer
 from binsight.explain.captum_adapter import CaptumExplainer, captum_classes
 from binsight.models import build_model
 
-pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients"),
+    pytest.mark.filterwarnings("ignore:Setting forward, backward hooks and attributes on non-linear"),
+]
 
 
 class TinyNet(nn.Module):
@@ -139,6 +142,16 @@ def test_no_attribute_is_left_behind_when_captum_fails():
 
     model = FailsInsideCaptum().eval()
     before = attributes(model)
-    with pytest.raises(RuntimeError, match="failed after the ReLU"):
+    with pytest.raises(ExplainerError, match="captum:DeepLift failed on this model.*failed after the ReLU") as info:
         get_explainer("captum:DeepLift", model).attribute(torch.rand(2, 3, 8, 8), 0)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert attributes(model) == before
+
+
+def test_a_method_that_does_not_suit_the_model_is_a_clean_error():
+    """LRP has no rule for binsight's Normalize module: one ExplainerError naming the class, model untouched."""
+    model = build_model("small-cnn", "fp", widths=(4, 8, 8)).eval()
+    before = attributes(model)
+    with pytest.raises(ExplainerError, match="captum:LRP failed on this model with these options: .*no rule"):
+        get_explainer("captum:LRP", model).attribute(torch.rand(2, 1, 28, 28), 0)
     assert attributes(model) == before

@@ -24,8 +24,6 @@ from binsight.explain.neuromask import (
     preset_for_size,
     regulariser_terms,
     rmsprop_step_,
-    smoothness_term,
-    sparsity_term,
 )
 from binsight.models import build_model
 
@@ -48,7 +46,7 @@ def tiny_cnn(in_channels: int = 1, classes: int = 10, seed: int = 0) -> nn.Modul
 
 
 def reference_loss(model, x, w, target, weights, temperature, kernel_size, substrate=None, bound=10.0):
-    """The spec's loss for ONE image, written out plainly (autograd-friendly): x (1, C, H, W), w (1, 1, h, w)."""
+    """The reference loss for ONE image, written out plainly (autograd-friendly): x (1, C, H, W), w (1, 1, h, w)."""
     l_pred, l_sparse, l_smooth = weights
     up = w if w.shape[2:] == x.shape[2:] else F.interpolate(w, size=x.shape[2:], mode="bilinear", align_corners=False)
     mask = torch.sigmoid(up / temperature)
@@ -96,6 +94,16 @@ def test_laplacian_kernels_match_the_reference():
     assert k5.square().sum() == 600
 
 
+def sparsity_term(w: torch.Tensor, bound: float = 10.0) -> torch.Tensor:
+    """mean |w + B| per image, written out plainly: w (N, 1, h, w) -> (N,)."""
+    return (w + bound).abs().mean(dim=(1, 2, 3))
+
+
+def smoothness_term(w: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """mean ((K * w)^2) per image over the valid positions, with the conv2d kernel: w (N, 1, h, w) -> (N,)."""
+    return F.conv2d(w, laplacian_kernel(kernel_size, w.dtype)).square().mean(dim=(1, 2, 3))
+
+
 def test_sparsity_and_smoothness_on_a_hand_made_w():
     """w = -10 with a bump of 2 at (1, 1) of a 4x4 grid: the 3x3 valid response is 2x2: 8a, -a, -a, -a."""
     w = torch.full((1, 1, 4, 4), -10.0)
@@ -141,7 +149,7 @@ def test_rmsprop_first_steps_by_hand():
 
 
 def test_batched_run_matches_a_plain_one_image_reference():
-    """Three steps on three images (float64), against the spec written out one image at a time with autograd."""
+    """Three steps on three images (float64), against the reference definition written out one image at a time with autograd."""
     model = tiny_cnn(in_channels=3).double()
     x = torch.rand(3, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     targets = [0, 3, 7]

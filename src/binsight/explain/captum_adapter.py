@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from binsight._utils import batch_slices
+from binsight.errors import BinsightError
 from binsight.explain.base import Attribution, Explainer, ExplainerError, check_reduction, find_module, reduce_map
 from binsight.explain.registry import register_explainer
 
@@ -160,12 +161,21 @@ class CaptumExplainer(Explainer):
             kwargs = {k: (v[part] if k in per_image else v) for k, v in self.call_kwargs.items()}
             # inputs that require grad: layer methods hook tensors inside the (frozen) model
             x = inputs[part].detach().requires_grad_(True)
-            with torch.enable_grad():
-                out = self.method.attribute(x, target=targets[part], **kwargs)
-            if isinstance(out, tuple):  # (attributions, convergence delta)
-                out = out[0]
-            maps.append(self._shape_like_builtins(out, x))
+            maps.append(self._shape_like_builtins(self._captum_attribute(x, targets[part], kwargs), x))
         return Attribution(torch.cat(maps), targets)
+
+    def _captum_attribute(self, x: torch.Tensor, targets: torch.Tensor, kwargs: dict[str, Any]) -> Any:
+        """Captum's attributions for one batch; Captum or the model failing on this model and these options
+        is an :class:`ExplainerError` naming the class (the original exception chained)."""
+        try:
+            with torch.enable_grad():
+                out = self.method.attribute(x, target=targets, **kwargs)
+        except BinsightError:
+            raise
+        except (RuntimeError, TypeError, ValueError, AssertionError) as e:
+            message = " ".join(str(e).split())
+            raise ExplainerError(f"{self.name} failed on this model with these options: {message}") from e
+        return out[0] if isinstance(out, tuple) else out  # (attributions, convergence delta)
 
     def _shape_like_builtins(self, out: Any, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != x.shape[0]:

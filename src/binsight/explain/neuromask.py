@@ -146,16 +146,6 @@ def laplacian_transpose(response: torch.Tensor, size: int) -> torch.Tensor:
     return box_sum(padded, size).neg_().add_(F.pad(response, (c,) * 4), alpha=size * size)
 
 
-def sparsity_term(w: torch.Tensor, bound: float = INIT_BOUND) -> torch.Tensor:
-    """mean |w + B| per image: w (N, 1, h, w) -> (N,)."""
-    return (w + bound).abs().mean(dim=(1, 2, 3))
-
-
-def smoothness_term(w: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """mean ((K * w)^2) per image over the valid (unpadded) positions: w (N, 1, h, w) -> (N,)."""
-    return laplacian_response(w, kernel_size).square().mean(dim=(1, 2, 3))
-
-
 def regulariser_terms(
     w: torch.Tensor, kernel_size: int, l_sparse: float, l_smooth: float, bound: float = INIT_BOUND
 ) -> tuple[torch.Tensor, torch.Tensor]:
