@@ -122,8 +122,8 @@ def run_dir(tmp_path_factory) -> Path:
             folder.write_json(f"sanity_layers_{model}.json", ["fc", "conv2", "conv1"])
             for method in METHODS:
                 folder.save_maps(model, method, 0, _maps(model, method, rng), np.zeros(len(IMAGES)), np.array(IMAGES))
-                folder.save_curves(model, method, 0, fractions=fractions, deletion=rng.random((len(IMAGES), 5)),
-                                   insertion=rng.random((len(IMAGES), 5)))
+                folder.save_curves(model, method, 0, fractions=fractions,
+                                   **{k: rng.random((len(IMAGES), 5)) for k in ("deletion", "insertion", "deletion_black")})
         rows = _rows(rng)
         folder.save_unit("all", ("rows",), rows)
         folder.merge_measurements()

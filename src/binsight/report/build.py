@@ -48,15 +48,24 @@ def build_report(run_dir: str | os.PathLike, *, progress: Progress | None = None
     for name, draw in _FIGURES:
         pngs.update(draw(run, methods))
         step(f"figure: {name}")
-    for name, png in pngs.items():
-        if png is not None:
-            atomic_write_bytes(folder.root / "figures" / f"{name}.png", png)
+    _write_figures(folder.root / "figures", pngs)
     context = _context(run, methods, sv, verdicts_problem, pngs)
     html = _template().render(**context)
     path = folder.root / "report.html"
     atomic_write_text(path, html)
     step("report.html")
     return path
+
+
+def _write_figures(where: Path, pngs: dict[str, bytes | None]) -> None:
+    """figures/NAME.png for each figure drawn; a PNG left by an earlier build that this one did not draw is removed."""
+    for name, png in pngs.items():
+        if png is not None:
+            atomic_write_bytes(where / f"{name}.png", png)
+    if where.is_dir():
+        for old in where.glob("*.png"):
+            if pngs.get(old.stem) is None:
+                old.unlink()
 
 
 def tqdm_progress(**kw: Any) -> Progress:
@@ -109,7 +118,7 @@ def _examples(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
     """One figure per example image: the image and every base model's map of it, per configured method."""
     if not run.examples or not run.images:
         return {}
-    shown = [m for m in methods if m not in CHANCE and not m.endswith("-n200")]
+    shown = [m for m in methods if m not in CHANCE and m not in _convergence_labels(run)]
     indices = [int(i) for i in run.images["indices"][: len(run.examples["labels"])]]
     classes = run.images.get("classes", [])
     predicted = _predictions(run.table)
@@ -188,11 +197,19 @@ def _single_measures(run: RunData, methods: list[str]) -> dict[str, bytes | None
             boxes[measure] = groups
     labels = {"fp": "FP models", "bnn": "BNN models"}
     confidence = float(run.setting("verdicts", "confidence", default=0.95))
+    boxes = {m: boxes[m] for m in sorted(boxes, key=_measure_order)}
+    counts = {m: counts[m] for m in sorted(counts, key=_measure_order)}
     return {
         "measures": figures.box_panels(boxes, methods, ("fp", "bnn"), figures.PRECISION_COLOURS, labels),
         "proportions": figures.proportion_panels(counts, methods, ("fp", "bnn"), figures.PRECISION_COLOURS, labels,
                                                  confidence=confidence),
     }
+
+
+def _measure_order(measure: str) -> tuple[int, str]:
+    """Families together, in the order of :data:`names.SINGLE` (noise, faithfulness, localisation, chance)."""
+    order = list(names.SINGLE)
+    return (order.index(measure), "") if measure in order else (len(order), measure)
 
 
 def _similarity(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
@@ -262,11 +279,18 @@ def _means(rows: Table, keys: tuple[str, ...]) -> dict[tuple, float]:
     return out
 
 
+def _convergence_labels(run: RunData) -> set[str]:
+    """Labels of the convergence checks (e.g. "smoothgrad-n200"): a method run again on a few images."""
+    labels = {run.setting("methods", m, "convergence_label", default="") for m in run.setting("methods", "run", default=[])}
+    return {str(label) for label in labels if label}
+
+
 def _curves(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
-    """Mean deletion / insertion curves per method and precision (over the base models' images)."""
+    """Mean deletion / insertion curves per method and precision (over the base models' images); the
+    convergence checks, run on a few images only, are left out."""
     sums: dict[tuple[str, str], list[dict[str, np.ndarray]]] = defaultdict(list)
     for model in run.base_models:
-        for method in methods:
+        for method in [m for m in methods if m not in _convergence_labels(run)]:
             got = mean_curves(run.folder, model, method)
             if got:
                 sums[(method, run.precisions.get(model, "?"))].append(got)
@@ -390,6 +414,10 @@ def _context(run: RunData, methods: list[str], sv: StudyVerdicts | None, verdict
         "measure_names": _measure_names(run),
         "method_label": names.method_label,
         "variants": [m["name"] for m in run.models if "+" in m["name"]],
+        "method_images": [(m, n) for m in run.setting("methods", "run", default=[]) or []
+                          if (n := run.setting("methods", m, "n_images", default=0))],
+        "sanity_methods": [m for m in methods if m in set(run.table.where(np.char.startswith(run.table["measure"],
+                                                                                          "sanity_"))["method"])],
     }
 
 

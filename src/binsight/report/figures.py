@@ -243,7 +243,7 @@ def box_panels(groups: dict[str, dict[tuple[str, str], np.ndarray]], methods: Se
     measures = [m for m in groups if groups[m]]
     if not measures:
         return None
-    fig, axes = _panels(len(measures), cols, 3.2, top=1.0, bottom=1.5, hspace=2.2)
+    fig, axes = _panels(len(measures), cols, 3.2, top=1.0, bottom=1.3, hspace=1.8)
     used: dict[str, None] = {}
     for ax, measure in zip(axes, measures):
         used.update(dict.fromkeys(_boxes(ax, groups[measure], methods, kinds, colours, (dots or {}).get(measure, {}))))
@@ -428,5 +428,7 @@ def curve_panels(curves: dict[tuple[str, str], dict[str, np.ndarray]], methods: 
 
 
 def _curve_title(kind: str) -> str:
-    return {"deletion": "deletion onto black", "insertion": "insertion from black",
-            "deletion_blur": "deletion onto a blurred copy", "insertion_blur": "insertion from a blurred copy"}.get(kind, kind)
+    """The run folder's curve keys (format 2): deletion / insertion onto a blurred copy, *_black onto black."""
+    return {"deletion": "deletion onto a blurred copy", "insertion": "insertion from a blurred copy",
+            "deletion_black": "deletion onto black (reference only)",
+            "insertion_black": "insertion from black (reference only)"}.get(kind, kind)
