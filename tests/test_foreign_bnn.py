@@ -23,12 +23,13 @@ from binsight.data import load_dataset  # noqa: E402
 from binsight.explain import ExplainerError, get_explainer  # noqa: E402
 from binsight.explain.base import find_module  # noqa: E402
 from binsight.models import build_model  # noqa: E402
-from binsight.models.factory import ModelSpec, load_model  # noqa: E402
+from binsight.models.factory import ModelSpec, load_model, surrogate_label  # noqa: E402
 from binsight.nn import SignActivation, SurrogateError  # noqa: E402
 from binsight.nn.foreign import (  # noqa: E402
     BREVITAS_CLIPPED,
     BREVITAS_UNCLIPPED,
     OWN,
+    SignReport,
     describe_surrogate,
     sign_report,
     use_surrogate_foreign,
@@ -138,10 +139,40 @@ def test_describe_surrogate_is_structural(trained):
     report = sign_report(own)
     assert report.surrogate == OWN == "own (custom autograd.Function, not switchable)" and not report.switchable
     assert "MySign" in report.sources[0]
+    assert [surrogate_label(m) for m in (trained["fp"], trained["bnn"], own)] == ["", "brevitas-ste", "own"]
     ours = build_model("small-cnn", "bnn", surrogate="approx")
     assert describe_surrogate(ours, torch.rand(2, *SIZE)) == "approx"
     with pytest.raises(SurrogateError, match="give inputs="):
         describe_surrogate(ours)  # no input_size to make a dummy batch from
+    with pytest.raises(SurrogateError, match=r"failed on inputs of shape \(2, 3, 28, 28\) \(.*\); give inputs="):
+        describe_surrogate(ours, torch.rand(2, 3, 28, 28))
+
+
+class SmoothStep(torch.autograd.Function):
+    """A custom autograd Function that does not binarize (tanh with its true derivative)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y)
+
+
+def test_a_custom_function_that_does_not_binarize_is_not_a_sign():
+    class FPWithFunction(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(1, 4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.head(SmoothStep.apply(self.conv(x)).mean((2, 3)))
+
+    assert sign_report(FPWithFunction(), torch.rand(2, *SIZE)) == SignReport("", False, ())
 
 
 class ScaledQuant(nn.Module):

@@ -22,6 +22,7 @@ import contextlib
 import difflib
 import importlib
 import inspect
+import itertools
 import math
 import os
 import pickle
@@ -38,6 +39,7 @@ from torch import nn
 
 from binsight.models.errors import ModelError
 from binsight.models.kit import PRECISIONS
+from binsight.nn.foreign import dummy_images, sign_report
 
 INSIDE = "inside"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -124,7 +126,8 @@ class Normalized(nn.Module):
     (C, H, W), ``gradcam_layer`` (``"model." + the declared layer``; reading it raises
     :class:`FactoryError` when no layer was declared, so GradCAM never guesses one) and
     ``gradcam_binary_layer`` (None). ``mean``/``std`` are non-persistent buffers (1, C, 1, 1): the
-    state_dict holds the user's weights only, under ``model.``.
+    state_dict holds the user's weights only, under ``model.``; they are made on the device of the
+    user's module.
     """
 
     def __init__(self, model: nn.Module, spec: ModelSpec, layer: str | None, input_size: tuple[int, int, int]):
@@ -134,9 +137,12 @@ class Normalized(nn.Module):
         self.input_size = tuple(input_size)
         self._layer = layer
         self.gradcam_binary_layer = None
+        device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
         for key in ("mean", "std"):
             values = getattr(spec, key)
-            buffer = None if values is None else torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
+            buffer = None
+            if values is not None:
+                buffer = torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
             self.register_buffer(key, buffer, persistent=False)
 
     @property
@@ -165,6 +171,16 @@ def declared_gradcam_layer(model: nn.Module) -> str | None:
         return None if model._layer is None else model.gradcam_layer
     layer = getattr(model, "gradcam_layer", None)
     return layer if isinstance(layer, str) and layer else None
+
+
+def surrogate_label(model: Normalized) -> str:
+    """The surrogate a study records for a loaded model: "" for an FP model; for a BNN the surrogate its
+    backward pass uses (:func:`binsight.nn.foreign.sign_report`, e.g. "brevitas-ste"), or "own" when
+    binsight cannot switch it (its own autograd Function: no surrogate robustness rows apply)."""
+    if model.spec.precision == "fp":
+        return ""
+    report = sign_report(model)
+    return report.surrogate if report.switchable or not report.surrogate else "own"
 
 
 # -- the two entry points ------------------------------------------------------------------------------
@@ -431,8 +447,9 @@ def _few(names: Sequence[str]) -> str:
 
 
 def check_forward(model: Normalized) -> None:
-    """One forward pass of two uniform [0, 1] images of ``model.input_size``: it must run, return logits
-    (2, num_classes), and the declared GradCAM layer must exist and output feature maps (N, K, h, w)."""
+    """One forward pass of two uniform [0, 1] images of ``model.input_size`` (on the model's device): it
+    must run and return logits (2, num_classes), and the declared GradCAM layer must exist and output
+    feature maps (N, K, h, w)."""
     spec, what = model.spec, model.spec.display_name()
     batch = (2, *model.input_size)
     module = _gradcam_module(model) if model._layer is not None else None
@@ -440,7 +457,7 @@ def check_forward(model: Normalized) -> None:
     handle = module.register_forward_hook(lambda _m, _a, out: outputs.append(out)) if module is not None else None
     try:
         with torch.no_grad():
-            out = model(torch.rand(batch, generator=torch.Generator().manual_seed(0)))
+            out = model(dummy_images(model, model.input_size))
     except Exception as e:  # the model rejects the size (or fails otherwise): say which size was tried
         raise FactoryError(f"model {what!r} fails on a batch of shape {batch} ({_one_line(e)}); set input_size "
                            "[C, H, W] to the image size the model takes") from e

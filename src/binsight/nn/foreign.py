@@ -31,10 +31,11 @@ Brevitas compiled with ``BREVITAS_JIT=1`` runs TorchScript quantisers that canno
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -161,6 +162,16 @@ def _is_binary(t: torch.Tensor) -> bool:
     return all(t.select(1, c).unique().numel() <= 2 for c in range(t.shape[1]))
 
 
+def dummy_images(model: nn.Module, size: Sequence[int], n: int = 2) -> torch.Tensor:
+    """``n`` uniform [0, 1] images of ``size`` (C, H, W), the same every call, on the device and in the
+    floating dtype of the model's first parameter or buffer (CPU float32 for a model without any)."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    images = torch.rand(n, *size, generator=torch.Generator().manual_seed(0))
+    if first is None:
+        return images
+    return images.to(first.device, first.dtype if first.is_floating_point() else None)
+
+
 def _dummy_batch(model: nn.Module, inputs: torch.Tensor | None) -> torch.Tensor:
     if inputs is not None:
         return inputs.detach()
@@ -168,7 +179,7 @@ def _dummy_batch(model: nn.Module, inputs: torch.Tensor | None) -> torch.Tensor:
     if size is None:
         raise SurrogateError("to trace the model's signs give inputs= (a small batch the model takes) or set "
                              "model.input_size = (C, H, W)")
-    return torch.rand(2, *size, generator=torch.Generator().manual_seed(0))
+    return dummy_images(model, size)
 
 
 def sign_report(model: nn.Module, inputs: torch.Tensor | None = None) -> SignReport:
@@ -190,8 +201,11 @@ def sign_report(model: nn.Module, inputs: torch.Tensor | None = None) -> SignRep
         handles = [q.register_forward_pre_hook(note_quant) for q in brevitas_quants]
         try:
             with torch.enable_grad(), _SeenFunctions() as seen:
-                out = model(x.requires_grad_(True))
-                seen.note(out)
+                seen.note(model(x.requires_grad_(True)))
+        except Exception as e:  # the user's model failed on the batch: say on which
+            first_line = (str(e).strip().splitlines() or [""])[0]
+            raise SurrogateError(f"tracing the model's signs failed on inputs of shape {tuple(x.shape)} "
+                                 f"({type(e).__name__}: {first_line}); give inputs= a batch the model takes") from e
         finally:
             for h in handles:
                 h.remove()
