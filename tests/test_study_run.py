@@ -48,7 +48,8 @@ curve_steps = 4
 road_percentages = [30.0, 70.0]
 sanity_images = 2
 convergence_images = 3
-chance_maps = 3
+chance_maps = 2
+chance_images = 2
 [verdicts]
 n_resamples = 200
 robustness_surrogates = ["ste", "approx"]
@@ -145,6 +146,19 @@ def test_methods_labels_and_images(runs):
     assert sanity == {"gradient", "smoothgrad", "gradcam", "neuromask"}
 
 
+def test_below_chance_on_the_first_images_of_the_chance_methods(runs):
+    table = runs["table"]
+    first = sorted({int(r["image"]) for r in table})[:2]  # measures.chance_images = 2
+    below = [r for r in table if r["measure"] == "below_chance"]
+    assert {r["method"] for r in below} == {"gradient", "smoothgrad", "gradcam", "neuromask"}
+    assert {int(r["image"]) for r in below} == set(first) and {r["value"] for r in below} <= {"0.0", "1.0"}
+    assert {r["model"] for r in below} == set(BASE + VARIANTS)
+    fractions = {r["measure"] for r in table if r["measure"].startswith("chance_fraction_")}
+    assert fractions >= {"chance_fraction_deletion_blur", "chance_fraction_road_morf"}
+    degenerate = {(r["model"], r["method"], r["image"]) for r in table if r["measure"] == "degenerate" and r["value"] == "1.0"}
+    assert not degenerate & {(r["model"], r["method"], r["image"]) for r in below}
+
+
 def test_surrogate_variants_are_explained_measured_and_paired(runs):
     table = runs["table"]
     by_model = {m: {r["method"] for r in table if r["model"] == m and r["model_b"] == ""} for m in BASE + VARIANTS}
@@ -225,14 +239,15 @@ def _checkpoint_config(checkpoints: list[dict[str, str]]) -> dict:
 
 @pytest.mark.parametrize("names, message", [
     (["../../escaped", "b"], "model name"),
+    (["a/b", "b"], "model name"),
+    (["a+ste", "b"], "reserved for surrogate variants"),
     (["same", "same"], "values repeat"),
     (["fp-1", "x"], "automatic name"),
 ])
-def test_bad_model_names_are_refused_before_anything_is_written(runs, tmp_path, capsys, names, message):
+def test_bad_model_names_are_refused_before_anything_is_written(tmp_path, capsys, names, message):
     from binsight.cli import main
 
-    ckpt = str(runs["whole"] / "models" / "fp-0.safetensors")
-    lines = [f'[[models.checkpoints]]\npath = "{ckpt}"\nname = "{n}"\n' for n in names]
+    lines = [f'[[models.checkpoints]]\npath = "{tmp_path / n}.safetensors"\nname = "{n}"\n' for n in names]
     config = tmp_path / "c.toml"
     config.write_text("\n".join(lines))
     assert main(["study", str(config), "--out", str(tmp_path / "run" / "out")]) == 2

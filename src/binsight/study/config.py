@@ -231,7 +231,10 @@ class MeasuresConfig:
     percent of pixels imputed by ROAD. mask_dilation: pixels the object mask grows by for localisation
     and object-restricted similarity. sanity_images: images in the cascading randomisation check.
     convergence_images: images of each method's convergence check. chance_methods: methods whose
-    non-degenerate maps are tested against chance maps (``chance_maps`` of each kind per image).
+    non-degenerate maps are tested against chance maps (``chance_maps`` unstructured and as many
+    smoothness-matched ones per map, :func:`binsight.metrics.chance.below_chance`), on the first
+    ``chance_images`` images (0 = all): each tested map costs about (2 chance_maps + 1) x 49 forward passes
+    and 5 (2 chance_maps + 1) ROAD imputations (about 1 CPU second at 20 chance maps on small-cnn).
     """
 
     similarity: bool = True
@@ -248,6 +251,7 @@ class MeasuresConfig:
     convergence_images: int = 16
     chance_methods: list[str] = field(default_factory=lambda: ["gradient", "smoothgrad", "gradcam", "neuromask"])
     chance_maps: int = 20
+    chance_images: int = 16
 
 
 @dataclass
@@ -503,22 +507,17 @@ def _validate_checkpoints(checkpoints: list[CheckpointConfig]) -> None:
             _one_of(f"{key}.precision", ck.precision, PRECISIONS)
         if ck.name:
             check_model_name(ck.name, f"{key}.name")
-            if AUTOMATIC_NAME.fullmatch(ck.name):
-                raise ConfigError(f"{key}.name: {ck.name!r} has the form of an automatic name (fp-N, bnn-N), "
-                                  "which another checkpoint may get; choose another name")
             names.append(ck.name)
     _unique("models.checkpoints names", names)
 
 
 def check_model_name(name: str, key: str) -> None:
-    """A model name is ``[A-Za-z0-9][A-Za-z0-9_.-]*``, at most 64 characters (the run folder's rule):
-    never a path, never a variant."""
-    from binsight.study.store import validate_model_name
-
-    try:
-        validate_model_name(name)
-    except BinsightError as e:
-        raise ConfigError(f"{key}: {e}") from None
+    """A model name of the configuration is never of the automatic form; the run folder's rule
+    (``[A-Za-z0-9][A-Za-z0-9_.-]*``, at most 64 characters, never a path or a variant) is checked by the
+    runner with the store's helper before anything is written."""
+    if AUTOMATIC_NAME.fullmatch(name):
+        raise ConfigError(f"{key}: {name!r} has the form of an automatic name (fp-N, bnn-N), which another "
+                          "checkpoint may get; choose another name")
 
 
 def _validate_methods(me: MethodsConfig, ms: MeasuresConfig) -> None:
@@ -562,8 +561,6 @@ def _validate_method_table(name: str, t: MethodConfig, me: MethodsConfig, ms: Me
     if t.convergence and not t.convergence_label:
         raise ConfigError(f"{key}.convergence_label: give the label of the convergence check's maps, "
                           f"e.g. '{name}-check'")
-    if t.convergence_label:
-        check_model_name(t.convergence_label, f"{key}.convergence_label")
 
 
 def _validate_measures(ms: MeasuresConfig, me: MethodsConfig) -> None:
@@ -575,6 +572,8 @@ def _validate_measures(ms: MeasuresConfig, me: MethodsConfig) -> None:
         raise ConfigError(f"measures.mask_dilation: pixels, must be >= 0, got {ms.mask_dilation}")
     if ms.chance_methods and ms.chance_maps < 1:
         raise ConfigError("measures.chance_maps: must be a positive integer while measures.chance_methods is set")
+    if ms.chance_images < 0:
+        raise ConfigError(f"measures.chance_images: must be >= 0 (0 = every image), got {ms.chance_images}")
     for i, p in enumerate(ms.road_percentages):
         if not 0 < p < 100:
             raise ConfigError(f"measures.road_percentages[{i}]: a percent of pixels, must be in (0, 100), got {p}")

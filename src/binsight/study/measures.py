@@ -5,14 +5,15 @@ float64 (N,)), :data:`NOISE_MEASURES` (one number per map) and :data:`CHANCE_MAP
 "explained" as methods: "random", uniform noise; "smooth-random", noise blurred to a fixed scale). The
 configuration checks its measure names against these, and the runner loops over them.
 
-Values are always finite in the table: a value that is undefined (NaN, e.g. the Spearman correlation of
-a constant map) becomes a row ``"MEASURE:undefined"`` with value 1.0 instead (:func:`to_rows`).
+Every function returns float64 values (N,) per measure name; a value that is undefined for a map (NaN,
+e.g. the Spearman correlation of a constant map) stays NaN here and becomes a ``"MEASURE:undefined"``
+row in the table (:func:`binsight.study.runner.to_rows`).
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,7 +21,6 @@ import torch
 from binsight._registry import Registry
 from binsight.errors import BinsightError
 from binsight.metrics import baselines, noise, similarity
-from binsight.study.store import Row
 
 PairFn = Callable[..., np.ndarray]
 
@@ -38,9 +38,6 @@ FAITHFULNESS_MEASURES = ("deletion_auc", "insertion_auc", "deletion_blur_auc", "
 """The faithfulness measures the runner writes (onto black: deletion_auc, insertion_auc; onto a blurred
 copy: *_blur_auc; ROAD most- and least-relevant first)."""
 
-SMOOTH_RANDOM_SIGMA = 2.0
-"""Gaussian sigma, pixels, of the "smooth-random" chance map where metrics.chance gives none."""
-
 CHANCE_MAPS: Registry[Callable[[tuple[int, int, int, int], int], torch.Tensor]] = Registry("chance map", BinsightError)
 
 
@@ -51,14 +48,7 @@ def _random(shape: tuple[int, int, int, int], seed: int) -> torch.Tensor:
 
 @CHANCE_MAPS.register("smooth-random")
 def _smooth_random(shape: tuple[int, int, int, int], seed: int) -> torch.Tensor:
-    maker = getattr(baselines, "smooth_random_map", None)
-    if maker is not None:
-        return maker(shape, seed=seed)
-    import scipy.ndimage
-
-    noise_maps = baselines.random_map(shape, seed=seed).double().numpy()
-    smooth = scipy.ndimage.gaussian_filter(noise_maps, sigma=(0, 0, SMOOTH_RANDOM_SIGMA, SMOOTH_RANDOM_SIGMA))
-    return torch.from_numpy(smooth).float()
+    return baselines.smooth_random_map(shape, seed=seed)
 
 
 def chance_labels() -> list[str]:
@@ -66,33 +56,7 @@ def chance_labels() -> list[str]:
     return CHANCE_MAPS.names()
 
 
-# -- rows ------------------------------------------------------------------------------------------------
-
-
-def to_rows(values: dict[str, np.ndarray], images: Sequence[int], *, method: str, model: str, model_b: str = "",
-            step: int = 0) -> list[Row]:
-    """Rows of ``values`` (measure -> (N,) per image); a non-finite value becomes ``"MEASURE:undefined"`` = 1."""
-    rows = []
-    for measure, vals in values.items():
-        for image, v in zip(images, np.asarray(vals, dtype=np.float64)):
-            name, value = (measure, float(v)) if np.isfinite(v) else (f"{measure}:undefined", 1.0)
-            rows.append(Row(measure=name, method=method, model=model, model_b=model_b, step=step, image=int(image),
-                            value=value))
-    return rows
-
-
 # -- pairs -----------------------------------------------------------------------------------------------
-
-
-def derangement(n: int, seed: int) -> np.ndarray:
-    """A seeded permutation of range(n) with no fixed point (n >= 2): image i is paired with perm[i]."""
-    helper = getattr(baselines, "derangement", None)
-    if helper is not None:
-        return np.asarray(helper(n, seed=seed))
-    order = np.random.default_rng(seed).permutation(n)
-    perm = np.empty(n, dtype=np.int64)
-    perm[order] = np.roll(order, -1)
-    return perm
 
 
 def masked_measure(name: str) -> PairFn | None:
@@ -136,18 +100,6 @@ def localisation_values(maps: torch.Tensor, masks: torch.Tensor, dilation: int) 
     """Pointing game and energy on the object mask dilated by ``dilation`` pixels."""
     from binsight.metrics import localisation
 
-    grown = dilate(masks, dilation)
+    grown = localisation.dilate(masks, dilation)
     return {"pointing_game": localisation.pointing_game(maps, grown),
             "energy_inside": localisation.energy_inside(maps, grown)}
-
-
-def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
-    """Masks (N, 1, H, W) grown by a disc of ``radius`` pixels (the localisation module's dilation)."""
-    from binsight.metrics import localisation
-
-    if radius == 0:
-        return masks
-    helper = getattr(localisation, "dilate", None) or getattr(localisation, "dilated_masks", None)
-    if helper is not None:
-        return helper(masks, radius)
-    return torch.from_numpy(np.asarray(localisation._dilated(masks.cpu(), radius))).to(masks.dtype)

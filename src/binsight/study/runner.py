@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,9 +29,9 @@ from tqdm.auto import tqdm
 
 from binsight.study import verdicts as verdicts_module
 from binsight.study.config import ConfigError, StudyConfig, resolve_device
-from binsight.study.measures import CHANCE_MAPS, derangement, map_values, pair_values, to_rows
+from binsight.study.measures import CHANCE_MAPS, map_values, pair_values
 from binsight.study.plan import MethodSpec, StudyModel, explain_surrogate, method_specs, variants
-from binsight.study.store import Row, RunFolder, RunFolderError, check_unique_names, iter_chunks
+from binsight.study.store import Row, RunFolder, RunFolderError, check_unique_names, iter_chunks, validate_model_name
 
 EXAMPLES = 8  # images kept in examples.npz, for the report's grid
 
@@ -54,6 +54,7 @@ class StudyRunner:
     def __init__(self, config: StudyConfig, out: str | Path):
         self.config = config
         self.device = torch.device(resolve_device(config.run.device))  # refused before anything is written
+        check_unique_names([validate_model_name(ck.name) for ck in config.models.checkpoints if ck.name])
         self.specs = method_specs(config)
         self.folder = RunFolder.create(out, config)
         self.timings: dict[str, float] = {}
@@ -346,7 +347,35 @@ class StudyRunner:
                             dilation=ms.mask_dilation)
         if ms.faithfulness:
             values.update(self.faithfulness(model, spec.label, chunk, images, maps, targets))
-        return to_rows(values, stored["images"], method=spec.label, model=model.name)
+        rows = to_rows(values, stored["images"], method=spec.label, model=model.name)
+        tested = self.chance_positions(spec, chunk, len(stored["images"]))
+        if tested.numel():
+            chance = self.chance_test(model, chunk, images[tested], maps[tested], targets[tested],
+                                      None if masks is None else masks[tested])
+            rows += to_rows(chance, stored["images"][tested], method=spec.label, model=model.name, omit_undefined=True)
+        return rows
+
+    def chance_positions(self, spec: MethodSpec, chunk: int, n: int) -> torch.Tensor:
+        """Positions within a chunk of ``n`` images whose maps get the below-chance test: methods in
+        ``measures.chance_methods``, on the first ``measures.chance_images`` images of the study."""
+        ms = self.config.measures
+        if not spec.chance_test:
+            return torch.zeros(0, dtype=torch.long)
+        first = chunk * self.config.run.chunk_size
+        limit = ms.chance_images or self.config.data.n_images
+        return torch.arange(n)[torch.arange(first, first + n) < limit]
+
+    def chance_test(self, model: StudyModel, chunk: int, images: torch.Tensor, maps: torch.Tensor,
+                    targets: torch.Tensor, masks: torch.Tensor | None) -> dict[str, np.ndarray]:
+        """``below_chance`` and ``chance_fraction_M`` per map (NaN, left out of the table, for degenerate
+        maps): ``measures.chance_maps`` unstructured and smoothness-matched chance maps of each map."""
+        from binsight.metrics import chance
+
+        ms = self.config.measures
+        result = chance.below_chance(model.module, images.to(self.device), maps.to(self.device), targets.to(self.device),
+                                     masks, n_chance=ms.chance_maps, seed=chunk, percentages=ms.road_percentages,
+                                     dilation=ms.mask_dilation, batch_size=self.config.run.batch_size)
+        return result.table_values()
 
     def faithfulness(self, model: StudyModel, label: str, chunk: int, images: torch.Tensor, maps: torch.Tensor,
                      targets: torch.Tensor) -> dict[str, np.ndarray]:
@@ -405,15 +434,19 @@ class StudyRunner:
                 bar.update()
 
     def pair_rows(self, a: str, b: str, label: str, data: StudyImages) -> list[Row]:
+        """Pair measures of the maps of models ``a`` and ``b`` on every image ``label`` explains."""
+        from binsight.metrics import localisation, similarity
+
         ma, mb = self.folder.read_all_maps(a, label), self.folder.read_all_maps(b, label)
         if not np.array_equal(ma["images"], mb["images"]):
             raise RunFolderError(f"maps of {a} and {b} ({label}) cover different images; delete {self.folder.root / 'maps'} "
                                  "entries of one of them and rerun")
         n = ma["images"].size
         masks = None if data.masks is None else data.masks[:n]
-        perm = derangement(n, self.config.data.seed) if n >= 2 else None
+        perm = similarity.shuffled_pairs(n, seed=self.config.data.seed) if n >= 2 else None
+        grown = None if masks is None else localisation.dilate(masks, self.config.measures.mask_dilation)
         values = pair_values(torch.from_numpy(ma["maps"]), torch.from_numpy(mb["maps"]), top_k=self.config.measures.top_k,
-                             masks=None if masks is None else _dilate(masks, self.config.measures.mask_dilation), perm=perm)
+                             masks=grown, perm=perm)
         return to_rows(values, ma["images"], method=label, model=a, model_b=b)
 
     # -- sanity ----------------------------------------------------------------------------------------
@@ -460,15 +493,25 @@ class StudyRunner:
         return data
 
 
+def to_rows(values: dict[str, np.ndarray], images: Sequence[int], *, method: str, model: str, model_b: str = "",
+            step: int = 0, omit_undefined: bool = False) -> list[Row]:
+    """Rows of ``values`` (measure -> (N,) per image); a non-finite value becomes ``"MEASURE:undefined"`` = 1
+    (or no row, with ``omit_undefined``: measures that do not apply to a map, such as the chance test of a
+    degenerate one)."""
+    rows = []
+    for measure, vals in values.items():
+        for image, v in zip(images, np.asarray(vals, dtype=np.float64)):
+            if omit_undefined and not np.isfinite(v):
+                continue
+            name, value = (measure, float(v)) if np.isfinite(v) else (f"{measure}:undefined", 1.0)
+            rows.append(Row(measure=name, method=method, model=model, model_b=model_b, step=step, image=int(image),
+                            value=value))
+    return rows
+
+
 def model_info(model: StudyModel) -> verdicts_module.ModelInfo:
     """The verdicts' description of a model of the table (name, precision, group, surrogate)."""
     return verdicts_module.ModelInfo(model.name, model.precision, model.group, model.surrogate)
-
-
-def _dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
-    from binsight.study.measures import dilate
-
-    return dilate(masks, radius)
 
 
 def _checksum(data: StudyImages) -> str:
