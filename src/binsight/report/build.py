@@ -226,9 +226,14 @@ def _similarity(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
         for (method, kind), values, pair_means in _by_pair_kind(rows, run, shuffled=parts[1] == "_shuffled"):
             groups[base][(method, kind)] = values
             dots[base][(method, kind)] = pair_means
-    ordered = {m: groups[m] for m in sorted(groups, key=_pair_order)}
-    return {"similarity": figures.box_panels(ordered, methods, tuple(figures.KIND_COLOURS), figures.KIND_COLOURS,
-                                             names.PAIR_KINDS, dots=dots, cols=1)}
+    ordered = sorted(groups, key=_pair_order)
+    cols = 1
+    if any(m.endswith("_object") for m in ordered):  # whole map on the left, inside the object on the right
+        ordered = [m for base in names.PAIR for m in (base, f"{base}_object")]
+        cols = 2
+    return {"similarity": figures.box_panels({m: groups.get(m, {}) for m in ordered}, methods,
+                                             tuple(figures.KIND_COLOURS), figures.KIND_COLOURS, names.PAIR_KINDS,
+                                             dots=dots, cols=cols)}
 
 
 def _pair_order(measure: str) -> tuple[int, int]:

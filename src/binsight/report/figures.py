@@ -237,15 +237,20 @@ def box_panels(groups: dict[str, dict[tuple[str, str], np.ndarray]], methods: Se
                dots: dict[str, dict[tuple[str, str], np.ndarray]] | None = None) -> bytes | None:
     """One panel per measure: methods along x, one box per kind (black median, whiskers at 1.5 IQR).
 
-    groups[measure][(method, kind)]: values (e.g. one per image and model). dots (optional, same keys):
+    groups[measure][(method, kind)]: values (e.g. one per image and model); a measure with no groups is
+    drawn as an empty panel that says so (to keep a grid's columns aligned). dots (optional, same keys):
     values drawn as black points over the boxes (e.g. each model pair's mean).
     """
-    measures = [m for m in groups if groups[m]]
-    if not measures:
+    measures = list(groups)
+    if not any(groups.values()):
         return None
     fig, axes = _panels(len(measures), cols, 3.2, top=1.0, bottom=1.3, hspace=1.8)
     used: dict[str, None] = {}
     for ax, measure in zip(axes, measures):
+        if not groups[measure]:
+            ax.text(0.5, 0.5, f"{names.label(measure)}:\nnot measured", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
         used.update(dict.fromkeys(_boxes(ax, groups[measure], methods, kinds, colours, (dots or {}).get(measure, {}))))
         ax.set_title(_wrap(names.label(measure), 62), fontsize=FONT)
         ax.set_ylabel(_wrap(names.axis_label(measure), 30))
