@@ -149,7 +149,9 @@ input_size = [1, 28, 28]
     assert fp.weights == str(tmp_path / "weights" / "fp-0.safetensors") and fp.kwargs == {"width": 8}
     assert bnn.weights == "/abs/bnn-0.pt" and bnn.mean == (0.286,) and bnn.input_size == (1, 28, 28)
     assert set(tables[0]) | set(tables[1]) <= set(SPEC_KEYS)
-    with pytest.raises(FactoryError, match=r"unknown key 'gradcam' in a model table \(did you mean 'gradcam_layer'\?\)"):
+    assert ModelSpec.from_dict({"factory": "m:f", "group": 2}).group == "2"
+    unknown = r"unknown key 'gradcam' in a model table \(did you mean 'gradcam_layer'\?\)"
+    with pytest.raises(FactoryError, match=unknown):
         ModelSpec.from_dict({**tables[1], "gradcam": "bn3"})
 
 
@@ -193,6 +195,15 @@ def test_factory_import_errors():
     assert 'must look like "package.module:function"' in error_of(fp_spec(factory="own_models.build_fp"))
     assert "is a float, not a function or class" in error_of(fp_spec(factory="own_models:FASHION_MEAN"))
     assert "has no factory" in error_of(fp_spec(factory=""))
+
+
+def test_errors_inside_the_users_module(tmp_path):
+    (tmp_path / "lab_needs_x2.py").write_text("import not_installed_lib_x2\n")
+    (tmp_path / "lab_raises_x2.py").write_text("raise RuntimeError('config file missing')\n")
+    message = error_of(fp_spec(factory="lab_needs_x2:make"), search_path=[tmp_path])
+    assert "importing 'lab_needs_x2' failed: it needs module 'not_installed_lib_x2'; install it" in message
+    message = error_of(fp_spec(factory="lab_raises_x2:make"), search_path=[tmp_path])
+    assert "importing 'lab_raises_x2' failed: RuntimeError: config file missing" in message
 
 
 def test_factory_call_errors():
@@ -277,6 +288,8 @@ def test_spec_errors():
     assert "precision must be one of fp, bnn, got 'binary'" in error_of(fp_spec(precision="binary"))
     assert "model name 'fp+ste' is not allowed" in error_of(fp_spec(name="fp+ste"))
     assert "group must be a non-empty string" in error_of(fp_spec(group=""))
+    assert "gradcam_layer must be a string, got int 3" in error_of(fp_spec(gradcam_layer=3))
+    assert "name must be a string, got int 7" in error_of(fp_spec(name=7))
     assert "num_classes must be an integer >= 2" in error_of(fp_spec(num_classes=1))
     with pytest.raises(FactoryError, match="is a str, not a torch.nn.Module"):
         model_from_module("model", fp_spec(factory=""))

@@ -91,7 +91,8 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, table: Mapping[str, Any], *, base_dir: str | os.PathLike | None = None) -> "ModelSpec":
         """A spec from a TOML table (keys :data:`SPEC_KEYS`); a relative ``weights`` path is taken relative
-        to ``base_dir`` (the configuration file's folder). Unknown keys are refused, naming close ones."""
+        to ``base_dir`` (the configuration file's folder); an integer ``group`` is its decimal label. Unknown
+        keys are refused, naming close ones."""
         unknown = [k for k in table if k not in SPEC_KEYS]
         if unknown:
             close = difflib.get_close_matches(unknown[0], SPEC_KEYS, n=1)
@@ -99,6 +100,9 @@ class ModelSpec:
             raise FactoryError(f"unknown key {unknown[0]!r} in a model table{hint}; "
                                f"the keys are {', '.join(SPEC_KEYS)}")
         values = dict(table)
+        group = values.get("group")
+        if isinstance(group, int) and not isinstance(group, bool):
+            values["group"] = str(group)  # group = 0 in TOML is the label "0"
         for key in ("mean", "std", "input_size"):
             if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])
@@ -229,6 +233,10 @@ def _own_layer(module: nn.Module) -> str:
 def check_spec(spec: ModelSpec, *, need_factory: bool) -> None:
     """Refuse a spec that cannot work, before anything is imported or built."""
     what = spec.display_name()
+    for key in ("weights", "name", "group", "gradcam_layer", "normalize"):
+        value = getattr(spec, key)
+        if not isinstance(value, (str, os.PathLike) if key == "weights" else str):
+            raise FactoryError(f"model {what!r}: {key} must be a string, got {type(value).__name__} {value!r}")
     if need_factory and not (callable(spec.factory) or (isinstance(spec.factory, str) and spec.factory)):
         raise FactoryError(f"model {what!r} has no factory; give factory = \"package.module:function\"")
     if spec.precision not in PRECISIONS:
@@ -239,7 +247,7 @@ def check_spec(spec: ModelSpec, *, need_factory: bool) -> None:
     if not isinstance(spec.kwargs, Mapping):
         raise FactoryError(f"model {what!r}: kwargs must be a table of keyword arguments, "
                            f"got {type(spec.kwargs).__name__}")
-    if not isinstance(spec.group, str) or not spec.group:
+    if not spec.group:
         raise FactoryError(f"model {what!r}: group must be a non-empty string (the seed or pairing label), "
                            f"got {spec.group!r}")
     _check_size(spec)
@@ -313,15 +321,15 @@ def _import(module_name: str, factory: str, search_path: Sequence[str | os.PathL
         try:
             return importlib.import_module(module_name)
         except ModuleNotFoundError as e:
-            if e.name is not None and module_name.startswith(e.name):
+            if e.name is not None and (module_name == e.name or module_name.startswith(e.name + ".")):
                 raise FactoryError(
                     f"factory {factory!r}: cannot import module {module_name!r} (no module named {e.name!r}); "
                     "put the folder that holds it on PYTHONPATH or run from that folder, or install its package"
                 ) from None
-            raise FactoryError(f"factory {factory!r}: importing {module_name!r} failed: {_one_line(e)}") from e
+            raise FactoryError(f"factory {factory!r}: importing {module_name!r} failed: it needs module {e.name!r}; "
+                               "install it into binsight's environment") from e
         except Exception as e:  # the user's module raised while importing
             raise FactoryError(f"factory {factory!r}: importing {module_name!r} failed: {_one_line(e)}") from e
-
 
 
 @contextlib.contextmanager
