@@ -70,7 +70,8 @@ class SignReport:
 
 
 class _ScaledSign(torch.autograd.Function):
-    """sign(x) (sign(0) = +1) forward; ``grad * surrogate(x / scale)`` backward (the scale gets none)."""
+    """sign(x) (sign(0) = +1) forward; ``grad * surrogate(x / scale)`` backward to x (none to ``scale``,
+    which reaches the output only through the caller's ``* scale``)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, scale: torch.Tensor, surrogate: str) -> torch.Tensor:
@@ -252,8 +253,9 @@ def use_surrogate_foreign(model: nn.Module, name: str, *, strict: bool = True) -
 
     A switched Brevitas quantiser computes the same values (``scale * sign(x)``, sign(0) = +1) with
     derivative ``scale * surrogate(x / scale)``: ``"ste"`` reproduces Brevitas's clipped quantiser exactly
-    and ``"identity"`` its unclipped one. Its scale gets no gradient inside the block (explaining needs
-    only gradients with respect to the input). Weight quantisers are left alone.
+    and ``"identity"`` its unclipped one. A learned scale gets the gradient ``sign(x)`` inside the block
+    (the share Brevitas's clamp adds is dropped: explaining needs only gradients with respect to the
+    input). Weight quantisers are left alone.
 
     A custom ``torch.autograd.Function`` sign cannot be switched: it keeps its own backward
     (:func:`sign_report` says ``switchable=False``). A model with nothing to switch is refused
