@@ -75,6 +75,7 @@ def _method_axis(ax: plt.Axes, methods: Sequence[str]) -> None:
     ax.set_xticks(range(len(methods)), [method_tick(m) for m in methods], rotation=25, ha="right",
                   rotation_mode="anchor")
     ax.set_xlim(-0.6, len(methods) - 0.4)
+    ax.set_xlabel("method")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def box_panels(groups: dict[str, dict[tuple[str, str], np.ndarray]], methods: Se
     measures = list(groups)
     if not any(groups.values()):
         return None
-    fig, axes = _panels(len(measures), cols, 3.2, top=1.0, bottom=1.3, hspace=1.8)
+    fig, axes = _panels(len(measures), cols, 3.2, top=1.0, bottom=1.5, hspace=2.0)
     used: dict[str, None] = {}
     for ax, measure in zip(axes, measures):
         if not groups[measure]:
@@ -312,7 +313,7 @@ def proportion_panels(counts: dict[str, dict[tuple[str, str], tuple[int, int]]],
     measures = [m for m in counts if counts[m]]
     if not measures:
         return None
-    fig, axes = _panels(len(measures), 2, 3.0, top=1.0, bottom=1.5, hspace=2.2)
+    fig, axes = _panels(len(measures), 2, 3.0, top=1.0, bottom=1.5, hspace=2.0)
     used: dict[str, None] = {}
     for ax, measure in zip(axes, measures):
         groups = counts[measure]
