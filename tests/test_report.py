@@ -289,3 +289,14 @@ def test_overlay_of_a_run_folder(run_dir):
     png = overlay_png(run_dir, method="gradient", example=1)
     assert png is not None and png.startswith(b"\x89PNG\r\n\x1a\n")
     assert overlay_png(run_dir, method="not-a-method") is None
+
+
+def test_tqdm_progress_counts_the_steps(run_dir, tmp_path):
+    from binsight.report.build import STEPS, tqdm_progress
+
+    calls = []
+    progress = tqdm_progress(disable=True)
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    build_report(copy, progress=lambda name: (calls.append(name), progress(name)))
+    assert len(calls) == STEPS
