@@ -300,3 +300,10 @@ def test_tqdm_progress_counts_the_steps(run_dir, tmp_path):
     shutil.copytree(run_dir, copy)
     build_report(copy, progress=lambda name: (calls.append(name), progress(name)))
     assert len(calls) == STEPS
+
+
+def test_report_of_a_run_that_has_only_started(tmp_path):
+    RunFolder.create(tmp_path / "new", StudyConfig()).close()
+    html = build_report(tmp_path / "new").read_text()
+    assert "This run is not finished" in html and "No maps yet" in html
+    assert not _page(html).images
