@@ -1,0 +1,289 @@
+"""Below chance: does a saliency map do worse than maps that know nothing about the model?
+
+A map is compared with chance maps of its own image, of two kinds, ``n_chance`` of each:
+
+* unstructured: the map's own pixel values shuffled (a random permutation, i.i.d. in position);
+* smoothness-matched: the map's own pixel values placed in the order of white noise blurred by a Gaussian
+  of sigma pixels, with sigma chosen per map from :data:`SIGMAS` so that the chance maps' mean total
+  variation (:func:`binsight.metrics.noise.total_variation`) is closest to the map's own.
+
+Both kinds keep the map's histogram (its sparsity, its offset) and change only where its values sit, so
+a noisy map is not rewarded nor a smooth one penalised for its texture alone.
+
+Measures, each changing the image where the map points (:data:`MEASURES`; lower is better except energy):
+
+* ``deletion_blur``: deletion area onto a blurred copy of the image (the model sees the most salient
+  pixels replaced by the blur; :func:`binsight.metrics.faithfulness.deletion_insertion`);
+* ``deletion_mean``: deletion area onto each image's own channel mean (a black background is changed
+  too, unlike deletion onto black);
+* ``road_morf``: ROAD area, most relevant first (:func:`binsight.metrics.faithfulness.road`);
+* ``energy_inside``: share of the map's energy on the object mask grown by ``dilation`` pixels (only
+  where masks are given; higher is better).
+
+Pixels of equal value (a binary mask, a map clipped at 0) are not ranked by the map: for deletion and
+ROAD they are ordered at random (seeded), in the map and in its chance maps alike, instead of in row-major
+order, which would sweep through a tied region like a structured map.
+
+For each measure, the fraction of the 2 ``n_chance`` chance maps that do strictly better than the map is
+recorded. The rule (:func:`below_chance`): a map is below chance when it does worse than every chance
+map (fraction 1) on a strict majority of the applicable measures - 2 of 3 without masks, 3 of 4 with.
+Degenerate maps (:func:`binsight.metrics.baselines.degeneracy`) are not tested: they are counted apart
+and never called below chance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import scipy.ndimage
+import torch
+from torch import nn
+
+from binsight.metrics import faithfulness
+from binsight.metrics._checks import MetricError, check_images, check_maps, check_masks
+from binsight.metrics.baselines import FLAT_TOLERANCE, degeneracy
+from binsight.metrics.localisation import DEFAULT_DILATION, energy_inside
+from binsight.metrics.noise import total_variation
+
+SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+"""Candidate Gaussian sigmas, in pixels, of the smoothness-matched chance maps."""
+
+MEASURES = ("deletion_blur", "deletion_mean", "road_morf", "energy_inside")
+"""The measures of the test, in the order :class:`ChanceResult` lists them."""
+
+HIGHER_IS_BETTER = {"deletion_blur": False, "deletion_mean": False, "road_morf": False, "energy_inside": True}
+
+DEFAULT_PERCENTAGES = (10.0, 30.0, 50.0, 70.0, 90.0)
+"""Percent of pixels ROAD imputes by default in the chance test."""
+
+
+@dataclass
+class ChanceMaps:
+    """Chance maps of N maps, K of each kind, float64 (N, K, 1, H, W), and the matched scale.
+
+    unstructured: the map's values at shuffled positions. smooth: the map's values in the order of white
+    noise blurred by ``sigma[i]`` pixels. sigma: float64 (N,), NaN for a map whose total variation is
+    undefined (a constant map; its smooth chance maps then use the first sigma of :data:`SIGMAS`).
+    """
+
+    unstructured: torch.Tensor
+    smooth: torch.Tensor
+    sigma: np.ndarray
+
+
+@dataclass
+class ChanceResult:
+    """The below-chance test of N maps.
+
+    below: bool (N,), the map does worse than every chance map on a strict majority of the applicable
+        measures; False for a degenerate map.
+    degenerate: bool (N,); reasons: str (N,), :func:`binsight.metrics.baselines.degeneracy` ("" if usable).
+    measures: the measures applied (energy only with masks), in :data:`MEASURES` order.
+    fraction: measure -> float64 (N,), fraction of the 2 K chance maps that do strictly better than the map,
+        in [0, 1]; NaN for a degenerate map (or, for energy, an empty mask).
+    value: measure -> float64 (N,), the map's own value; chance: measure -> float64 (N, 2 K), the chance
+        maps' values (first the K unstructured, then the K smooth ones); NaN rows for degenerate maps.
+    worse_count: int64 (N,), on how many measures the map does worse than every chance map.
+    sigma: float64 (N,), the smooth chance maps' Gaussian sigma in pixels (NaN if degenerate).
+    n_chance: K, chance maps of each kind.
+    """
+
+    below: np.ndarray
+    degenerate: np.ndarray
+    reasons: np.ndarray
+    measures: tuple[str, ...]
+    fraction: dict[str, np.ndarray]
+    value: dict[str, np.ndarray]
+    chance: dict[str, np.ndarray]
+    worse_count: np.ndarray
+    sigma: np.ndarray
+    n_chance: int
+
+    def table_values(self) -> dict[str, np.ndarray]:
+        """The study's per-image values, float64 (N,): "below_chance" (0/1) and "chance_fraction_M" per measure
+        (NaN for degenerate maps, which the table leaves out)."""
+        values = {"below_chance": np.where(self.degenerate, np.nan, self.below.astype(np.float64))}
+        values.update({f"chance_fraction_{m}": self.fraction[m] for m in self.measures})
+        return values
+
+
+def chance_maps(maps: torch.Tensor, *, n_chance: int = 20, seed: int = 0,
+                indices: Sequence[int] | None = None) -> ChanceMaps:
+    """``n_chance`` unstructured and ``n_chance`` smoothness-matched chance maps of each map (N, 1, H, W).
+
+    Map i's noise comes from ``numpy.random.default_rng([seed, indices[i]])`` (indices default 0..N-1), so
+    its chance maps depend only on the seed, its index and its values. Smooth scale: for each sigma of :data:`SIGMAS` the K noise
+    fields are blurred (``scipy.ndimage.gaussian_filter``, reflecting borders) and given the map's values;
+    the sigma whose chance maps' mean :func:`~binsight.metrics.noise.total_variation` is nearest the map's
+    is kept.
+    """
+    values = check_maps(maps, finite=True)
+    _check_count(n_chance)
+    n, _, height, width = values.shape
+    flat_values = values.reshape(n, -1).numpy()
+    target_tv = total_variation(values)
+    unstructured = np.empty((n, n_chance, height * width))
+    smooth = np.empty_like(unstructured)
+    sigma = np.full(n, np.nan)
+    indices = range(n) if indices is None else [int(i) for i in indices]
+    if len(indices) != n:
+        raise MetricError(f"indices: one per map, got {len(indices)} for {n} maps")
+    for i, index in enumerate(indices):
+        rng = np.random.default_rng([seed, index])
+        sorted_values = np.sort(flat_values[i])
+        unstructured[i] = _placed(sorted_values, rng.standard_normal((n_chance, height * width)))
+        white = rng.standard_normal((n_chance, height, width))
+        smooth[i], sigma[i] = _smoothness_matched(sorted_values, white, target_tv[i])
+    shape = (n, n_chance, 1, height, width)
+    return ChanceMaps(torch.from_numpy(unstructured.reshape(shape)), torch.from_numpy(smooth.reshape(shape)), sigma)
+
+
+def _placed(sorted_values: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Rows (K, P): the j-th smallest value at the pixel of each noise row's j-th smallest value."""
+    placed = np.empty(noise.shape)
+    np.put_along_axis(placed, np.argsort(noise, axis=1), sorted_values[None, :], axis=1)
+    return placed
+
+
+def _smoothness_matched(sorted_values: np.ndarray, white: np.ndarray, target_tv: float) -> tuple[np.ndarray, float]:
+    """(chance maps (K, P), sigma): the blur of ``white`` (K, H, W) whose maps' mean TV is nearest target."""
+    best, best_gap, best_sigma = None, np.inf, np.nan
+    k, height, width = white.shape
+    for sigma in SIGMAS:
+        blurred = scipy.ndimage.gaussian_filter(white, sigma=(0, sigma, sigma), mode="reflect")
+        placed = _placed(sorted_values, blurred.reshape(k, -1))
+        gap = abs(np.nanmean(total_variation(torch.from_numpy(placed).view(k, 1, height, width))) - target_tv)
+        if best is None or gap < best_gap:
+            best, best_gap, best_sigma = placed, gap, sigma
+    return best, (best_sigma if np.isfinite(target_tv) else np.nan)
+
+
+def below_chance(
+    model: nn.Module,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    targets: torch.Tensor | Sequence[int] | int,
+    masks: torch.Tensor | None = None,
+    *,
+    n_chance: int = 20,
+    seed: int = 0,
+    steps: int = 10,
+    percentages: Sequence[float] = DEFAULT_PERCENTAGES,
+    dilation: int = DEFAULT_DILATION,
+    blur_sigma: float | None = None,
+    tolerance: float = FLAT_TOLERANCE,
+    span: float | None = None,
+    batch_size: int = faithfulness.DEFAULT_BATCH_SIZE,
+) -> ChanceResult:
+    """Test each map (N, 1, H, W) of ``images`` (N, C, H, W) in [0, 1] against its chance maps.
+
+    targets: the class each map explains (an int, or N ints). masks: bool (N, 1, H, W) object masks or
+    None (then no energy measure). The deletion measures use ``steps`` steps (``steps`` + 1 points) and
+    the blur of ``blur_sigma`` pixels (default min(H, W) / 14); ROAD imputes ``percentages`` (seeded by
+    ``seed``); energy uses the masks grown by ``dilation`` pixels. ``tolerance`` and ``span`` define a
+    degenerate map (:func:`binsight.metrics.baselines.degeneracy`); degenerate maps are skipped.
+    Cost: the model sees (2 n_chance + 1) * (4 (steps + 1) + len(percentages)) perturbed images per
+    usable map (deletion also computes the insertion curve), at most ``batch_size`` at a time.
+    Returns a :class:`ChanceResult`; the rule is in the module's docstring.
+    """
+    values = check_maps(maps, finite=False)
+    images = check_images(images, n=values.shape[0])
+    if masks is not None:
+        masks = check_masks(masks, values.shape)
+    reasons = degeneracy(values, tolerance=tolerance, span=span)
+    usable = np.flatnonzero(reasons == "")
+    measures = MEASURES if masks is not None else MEASURES[:-1]
+    n = values.shape[0]
+    result = _empty_result(n, n_chance, measures, reasons)
+    if usable.size:
+        keep = torch.from_numpy(usable)
+        made = chance_maps(values[keep], n_chance=n_chance, seed=seed, indices=usable)
+        result.sigma[usable] = made.sigma
+        stacked = torch.cat([values[keep].unsqueeze(1), made.unstructured, made.smooth], dim=1)  # (U, 1 + 2K, ...)
+        ordered = _ties_broken(stacked, usable, seed)
+        scores = _scores(model, images[keep], ordered, _targets_of(targets, n)[keep], steps=steps,
+                         percentages=percentages, blur_sigma=blur_sigma, seed=seed, batch_size=batch_size)
+        if masks is not None:
+            scores["energy_inside"] = _energy(stacked, masks[keep], dilation)
+        for m in measures:
+            result.value[m][usable], result.chance[m][usable] = scores[m][:, 0], scores[m][:, 1:]
+    return _decide(result)
+
+
+def _check_count(n_chance: int) -> None:
+    if isinstance(n_chance, bool) or not isinstance(n_chance, (int, np.integer)) or n_chance < 1:
+        raise MetricError(f"n_chance is the number of chance maps of each kind, a positive int; got {n_chance!r}")
+
+
+def _targets_of(targets, n: int) -> torch.Tensor:
+    if isinstance(targets, (int, np.integer)) and not isinstance(targets, bool):
+        return torch.full((n,), int(targets), dtype=torch.long)
+    t = torch.as_tensor(targets)
+    if t.is_floating_point() or t.dtype == torch.bool or t.numel() != n:
+        raise MetricError(f"targets must be one class index or {n} of them (one per map), got {tuple(t.shape)}")
+    return t.detach().cpu().long().flatten()
+
+
+def _empty_result(n: int, n_chance: int, measures: tuple[str, ...], reasons: np.ndarray) -> ChanceResult:
+    return ChanceResult(
+        below=np.zeros(n, dtype=bool), degenerate=reasons != "", reasons=reasons, measures=measures,
+        fraction={m: np.full(n, np.nan) for m in measures}, value={m: np.full(n, np.nan) for m in measures},
+        chance={m: np.full((n, 2 * n_chance), np.nan) for m in measures}, worse_count=np.zeros(n, dtype=np.int64),
+        sigma=np.full(n, np.nan), n_chance=n_chance,
+    )
+
+
+def _ties_broken(stacked: torch.Tensor, indices: np.ndarray, seed: int) -> torch.Tensor:
+    """Each map of ``stacked`` (U, M, 1, H, W) replaced by its pixels' ranks (0 = lowest), equal values
+    ordered at random (``numpy.random.default_rng([seed, index, 1])`` for image ``indices[u]``)."""
+    u, m = stacked.shape[:2]
+    values = stacked.reshape(u, m, -1).numpy()
+    ranks = np.empty(values.shape)
+    for j, index in enumerate(indices):
+        key = np.random.default_rng([seed, int(index), 1]).random(values.shape[1:])
+        order = np.lexsort((key, values[j]), axis=-1)
+        np.put_along_axis(ranks[j], order, np.arange(values.shape[-1], dtype=np.float64)[None, :], axis=-1)
+    return torch.from_numpy(ranks).view(stacked.shape)
+
+
+def _energy(stacked: torch.Tensor, masks: torch.Tensor, dilation: int) -> np.ndarray:
+    """energy_inside of every map of ``stacked`` (U, M, 1, H, W) on its image's mask: float64 (U, M)."""
+    u, m = stacked.shape[:2]
+    flat_maps = stacked.reshape(u * m, *stacked.shape[2:])
+    return energy_inside(flat_maps, masks.repeat_interleave(m, dim=0), dilation=dilation).reshape(u, m)
+
+
+def _scores(model, images, stacked, targets, *, steps, percentages, blur_sigma, seed,
+            batch_size) -> dict[str, np.ndarray]:
+    """Deletion and ROAD areas of every map of ``stacked`` (U, M, 1, H, W), as float64 (U, M): the maps of
+    image u go through the faithfulness measures together with the other images' maps."""
+    u, m = stacked.shape[:2]
+    flat_maps = stacked.reshape(u * m, *stacked.shape[2:])
+    flat_images = images.repeat_interleave(m, dim=0)
+    flat_targets = targets.repeat_interleave(m)
+    mean = flat_images.mean(dim=(2, 3), keepdim=True)
+    scores = {}
+    for name, substrate in (("deletion_blur", "blur"), ("deletion_mean", mean)):
+        curves = faithfulness.deletion_insertion(model, flat_images, flat_maps, flat_targets, steps=steps,
+                                                 substrate=substrate, insertion_substrate=substrate,
+                                                 blur_sigma=blur_sigma, batch_size=batch_size)
+        scores[name] = curves.deletion_area
+    scores["road_morf"] = faithfulness.road(model, flat_images, flat_maps, flat_targets, percentages=percentages,
+                                            order="morf", seed=seed, batch_size=batch_size).area
+    return {name: np.asarray(v, dtype=np.float64).reshape(u, m) for name, v in scores.items()}
+
+
+def _decide(result: ChanceResult) -> ChanceResult:
+    """Fill fraction, worse_count and below from value and chance (the rule of the module docstring)."""
+    applicable = np.zeros(len(result.below), dtype=np.int64)
+    for m in result.measures:
+        own, chance = result.value[m][:, None], result.chance[m]
+        better = chance > own if HIGHER_IS_BETTER[m] else chance < own
+        defined = np.isfinite(result.value[m])
+        result.fraction[m] = np.where(defined, better.mean(axis=1), np.nan)
+        result.worse_count += (defined & (result.fraction[m] == 1.0)).astype(np.int64)
+        applicable += defined.astype(np.int64)
+    result.below = (~result.degenerate) & (2 * result.worse_count > applicable)
+    return result

@@ -1,0 +1,198 @@
+"""Known answers for the below-chance test (binsight.metrics.chance): chance maps, the rule, a tiny model
+whose answer is known, and a small CNN trained on Fashion-MNIST."""
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+from torch import nn
+
+from binsight.metrics._checks import MetricError
+from binsight.metrics.chance import MEASURES, _decide, _empty_result, below_chance, chance_maps
+
+# -- chance maps ---------------------------------------------------------------------------------------------
+
+
+def smooth_field(sigma: float, seed: int, size: int = 28) -> np.ndarray:
+    noise = np.random.default_rng(seed).standard_normal((size, size))
+    return scipy.ndimage.gaussian_filter(noise, sigma) if sigma > 0 else noise
+
+
+def test_chance_maps_keep_the_values_and_are_seeded_per_image():
+    maps = torch.from_numpy(np.stack([smooth_field(0, 0), np.abs(smooth_field(2, 1))])[:, None])
+    made = chance_maps(maps, n_chance=5, seed=3)
+    assert made.unstructured.shape == made.smooth.shape == (2, 5, 1, 28, 28)
+    for i in range(2):
+        own = np.sort(maps[i].flatten().numpy())
+        for kind in (made.unstructured, made.smooth):
+            for k in range(5):
+                np.testing.assert_array_equal(np.sort(kind[i, k].flatten().numpy()), own)  # same histogram
+    again = chance_maps(maps[1:], n_chance=5, seed=3)  # image 1 alone: index 0 now, other noise
+    assert not torch.equal(again.unstructured[0], made.unstructured[1])
+    same = chance_maps(maps, n_chance=5, seed=3)
+    assert torch.equal(same.smooth, made.smooth) and not torch.equal(made.unstructured[0, 0], made.unstructured[0, 1])
+
+
+def test_smooth_chance_maps_follow_the_map_scale():
+    maps = torch.from_numpy(np.stack([smooth_field(0, 0), smooth_field(1.0, 1), smooth_field(3.0, 2)])[:, None])
+    sigma = chance_maps(maps, n_chance=20, seed=0).sigma
+    assert sigma[0] == 0.5  # white noise: the finest candidate
+    assert 0.5 <= sigma[1] <= 1.5 and 2.0 <= sigma[2] <= 4.0
+    assert sigma[0] < sigma[1] < sigma[2]
+
+
+# -- the rule --------------------------------------------------------------------------------------------------
+
+
+def rule_on(values: dict, chance: dict, degenerate=(False,)):
+    """The decision of :func:`_decide` for one image with the given own and chance values per measure."""
+    measures = tuple(m for m in MEASURES if m in values)
+    k = len(next(iter(chance.values())))
+    result = _empty_result(1, k // 2, measures, np.where(np.asarray(degenerate), "constant", ""))
+    for m in measures:
+        result.value[m][0], result.chance[m][0] = values[m], chance[m]
+    return _decide(result)
+
+
+def test_rule_needs_worse_than_every_chance_map_on_a_strict_majority():
+    chance = {m: np.array([0.4, 0.5, 0.6, 0.7]) for m in MEASURES}
+    bad, mid = 0.9, 0.55  # deletion / ROAD: lower is better, so 0.9 is worse than every chance map
+    three = {"deletion_blur": bad, "deletion_mean": bad, "road_morf": mid}
+    r = rule_on(three, chance)
+    assert r.below[0] and r.worse_count[0] == 2 and r.fraction["road_morf"][0] == 0.5
+    assert not rule_on({**three, "deletion_mean": mid}, chance).below[0]  # 1 of 3
+    four = {**three, "energy_inside": 0.55}  # energy: higher is better; 0.55 beats 2 of 4
+    assert not rule_on(four, chance).below[0]  # 2 of 4 is no majority
+    assert rule_on({**four, "energy_inside": 0.1}, chance).below[0]  # 3 of 4
+    tied = {m: np.array([0.9, 0.9, 0.4, 0.4]) for m in MEASURES}
+    assert not rule_on({"deletion_blur": bad, "deletion_mean": bad, "road_morf": bad}, tied).below[0]  # ties do not beat
+    assert not rule_on(three, chance, degenerate=(True,)).below[0]
+
+
+# -- a tiny model whose answer is known --------------------------------------------------------------------------
+
+SIZE = 16
+REGION = (slice(5, 11), slice(4, 10))  # 6 x 6 pixels
+
+
+class RegionModel(nn.Module):
+    """Two classes; class 1's logit is 30 (mean of the pixels in REGION - 0.75), class 0's is 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = 30 * (x[:, :, REGION[0], REGION[1]].mean(dim=(1, 2, 3)) - 0.75)
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+def region_case(n: int = 4):
+    """Images with a bright REGION on a dim textured background, its masks, the perfect and inverted maps."""
+    rng = np.random.default_rng(0)
+    images = 0.3 * rng.random((n, 1, SIZE, SIZE))
+    mask = np.zeros((n, 1, SIZE, SIZE), dtype=bool)
+    mask[:, :, REGION[0], REGION[1]] = True
+    images[mask] = 1.0
+    perfect = torch.from_numpy(mask.astype(np.float64))
+    return torch.from_numpy(images).float(), torch.from_numpy(mask), perfect, 1.0 - perfect
+
+
+@pytest.mark.parametrize("with_masks", [True, False])
+def test_true_cause_is_never_below_chance_and_its_inverse_always_is(with_masks):
+    images, masks, perfect, inverted = region_case()
+    maps = torch.cat([perfect, inverted])
+    result = below_chance(RegionModel(), images.repeat(2, 1, 1, 1), maps, 1,
+                          masks.repeat(2, 1, 1, 1) if with_masks else None, n_chance=20, steps=8)
+    n = len(images)
+    assert result.measures == (MEASURES if with_masks else MEASURES[:3])
+    assert not result.below[:n].any() and result.below[n:].all()
+    for m in result.measures:
+        assert (result.fraction[m][:n] == 0).all()  # the true cause beats every chance map on every measure
+    assert not result.degenerate.any()
+
+
+def test_degenerate_maps_are_counted_apart_never_below_chance():
+    images, masks, perfect, inverted = region_case(3)
+    off = torch.full_like(perfect, 4.5e-5) + 1e-9 * torch.rand(perfect.shape, dtype=torch.float64)
+    maps = torch.cat([inverted[:1], torch.zeros_like(perfect[:1]), off[:1]])
+    result = below_chance(RegionModel(), images, maps, 1, masks, n_chance=20, steps=8)
+    assert list(result.degenerate) == [False, True, True] and list(result.reasons) == ["", "all zero", "flat"]
+    assert list(result.below) == [True, False, False]
+    assert np.isnan(result.fraction["road_morf"][1:]).all() and np.isnan(result.table_values()["below_chance"][1:]).all()
+    assert result.table_values()["below_chance"][0] == 1.0
+
+
+def test_bad_options_are_refused():
+    images, masks, perfect, _ = region_case(1)
+    with pytest.raises(MetricError, match="n_chance"):
+        below_chance(RegionModel(), images, perfect, 1, n_chance=0)
+    with pytest.raises(MetricError, match="targets"):
+        below_chance(RegionModel(), images, perfect, [1, 1])
+
+
+# -- a small CNN trained on Fashion-MNIST --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    """(model, images, labels, masks): small-cnn trained for 150 steps on 3000 training images; 6 test images
+    it classifies correctly with probability > 0.9. Asserts > 80 % accuracy on 300 test images."""
+    from binsight.data import load_dataset
+    from binsight.models import build_model
+
+    torch.manual_seed(0)
+    train = load_dataset("fashion-mnist", split="train", masks=False)
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:3000]
+    x, y = train.images[pick], train.labels[pick]
+    model = build_model("small-cnn", "fp")
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    batches = torch.Generator().manual_seed(1)
+    model.train()
+    for _ in range(150):
+        i = torch.randint(0, len(x), (64,), generator=batches)
+        loss = nn.functional.cross_entropy(model(x[i]), y[i])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    test = load_dataset("fashion-mnist", split="test").subset(300, seed=0)
+    with torch.no_grad():
+        probs = torch.softmax(model(test.images), dim=1)
+    assert (probs.argmax(1) == test.labels).float().mean() > 0.8
+    sure = torch.nonzero((probs.argmax(1) == test.labels) & (probs.amax(1) > 0.9)).flatten()[:6]
+    return model, test.images[sure], test.labels[sure], test.masks[sure]
+
+
+def test_object_mask_as_a_map_is_never_below_chance_and_its_complement_is_on_localisation(fashion):
+    model, images, labels, masks = fashion
+    maps = torch.cat([masks.double(), (~masks).double()])
+    result = below_chance(model, images.repeat(2, 1, 1, 1), maps, labels.repeat(2), masks.repeat(2, 1, 1, 1),
+                          n_chance=20, steps=5, percentages=(20, 50, 80))
+    n = len(images)
+    assert not result.below[:n].any() and not result.degenerate.any()
+    assert (result.fraction["energy_inside"][:n] == 0).all()  # all of its energy is on the object
+    assert (result.fraction["energy_inside"][n:] == 1).all()  # the complement: worse than every chance map
+
+
+def old_black_only_flag(model, images, maps, labels, masks) -> np.ndarray:
+    """The rule the below-chance test replaces: "nonsensical" when the map's deletion onto black is worse
+    (higher) than one uniform random map's AND its energy on the undilated mask is lower."""
+    from binsight.metrics.baselines import random_map
+    from binsight.metrics.faithfulness import deletion_insertion
+    from binsight.metrics.localisation import energy_inside
+
+    random = random_map(maps.shape, seed=0).double()
+    deletion = [deletion_insertion(model, images, m, labels, steps=5, substrate="black").deletion_area
+                for m in (maps, random)]
+    return (deletion[0] > deletion[1]) & (energy_inside(maps, masks) < energy_inside(random, masks))
+
+
+def test_a_ring_just_outside_the_object_is_judged_by_the_model_not_by_the_background_colour(fashion):
+    from binsight.metrics.localisation import dilate
+
+    model, images, labels, masks = fashion
+    ring = (dilate(masks, 2) & ~masks).double()  # 2 pixels wide, all on the (black) background
+    assert old_black_only_flag(model, images, ring, labels, masks).sum() >= 4  # removing black pixels "does nothing"
+    assert "deletion_black" not in MEASURES
+    for given in (masks, None):  # with the localisation measure, and on the model's responses alone
+        result = below_chance(model, images, ring, labels, given, n_chance=20, steps=5, percentages=(20, 50, 80))
+        assert not result.below.any()
+    worse = [result.fraction[m] == 1.0 for m in result.measures]
+    assert not np.any(np.sum(worse, axis=0) >= 2)  # blur, mean and ROAD: the model reacts to the contour
