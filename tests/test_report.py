@@ -146,12 +146,12 @@ class _Page(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.ids, self.links, self.images, self.text = set(), [], [], []
+        self.ids, self.links, self.images, self.text = [], [], [], []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if "id" in a:
-            self.ids.add(a["id"])
+            self.ids.append(a["id"])
         if tag == "a" and a.get("href", "").startswith("#"):
             self.links.append(a["href"][1:])
         if tag == "img":
@@ -173,7 +173,8 @@ def test_every_image_is_an_embedded_png_and_every_contents_link_resolves(html):
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
-    assert page.links and set(page.links) <= page.ids
+    assert page.links and set(page.links) <= set(page.ids)
+    assert len(page.ids) == len(set(page.ids)), "an id is used twice"
     assert "http://" not in html and "https://" not in html.replace("arXiv", "")
 
 
