@@ -10,14 +10,13 @@ import warnings
 
 import numpy as np
 import pytest
+import quantus
 import torch
+from quantus.functions.perturb_func import noisy_linear_imputation as quantus_imputation
 from torch import nn
 
-quantus = pytest.importorskip("quantus")
-from quantus.functions.perturb_func import noisy_linear_imputation as quantus_imputation  # noqa: E402
-
-from binsight.metrics import deletion_insertion, gini, noisy_linear_imputation, pointing_game  # noqa: E402
-from binsight.metrics import randomisation_test, sanity  # noqa: E402
+from binsight.metrics import deletion_insertion, gini, noisy_linear_imputation, pointing_game
+from binsight.metrics import randomisation_test, sanity
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

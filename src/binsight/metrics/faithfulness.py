@@ -235,7 +235,7 @@ def road(
     def imputed(pairs: torch.Tensor) -> torch.Tensor:
         i, s = image_index[pairs], step_index[pairs]
         removed = ranks[i] < counts[s].view(-1, 1, 1, 1).to(ranks.device)
-        return noisy_linear_imputation(images[i], removed, noise, rng)
+        return noisy_linear_imputation(images[i], removed, noise=noise, rng=rng)
 
     probs, predicted = target_probabilities(model, imputed, image_index, targets, batch_size)
     probability = probs.reshape(n, n_steps)
@@ -266,6 +266,7 @@ _NEIGHBOURS = (
 def noisy_linear_imputation(
     images: torch.Tensor,
     removed: torch.Tensor,
+    *,
     noise: float = ROAD_NOISE,
     rng: np.random.Generator | None = None,
 ) -> torch.Tensor:
