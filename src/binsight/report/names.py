@@ -21,6 +21,7 @@ SINGLE = {
     "energy_inside": "Energy inside the dilated object mask (higher = better localised)",
     "below_chance": "Below chance: worse than the chance maps (share of maps; lower = better)",
     "correct": "Prediction correct (share of images)",
+    "predicted": "Predicted class (its index in the dataset's classes)",
 }
 
 PAIR = {
