@@ -459,6 +459,10 @@ def test_bad_parameters(tiny):
         SmoothGrad(model, n_samples=0)
     with pytest.raises(ExplainerError, match="noise_std"):
         SmoothGrad(model, noise_std=-1.0)
+    with pytest.raises(ExplainerError, match="noise_level"):
+        SmoothGrad(model, noise_level="0.1")
+    with pytest.raises(ExplainerError, match="seed"):
+        SmoothGrad(model, seed=1.5)
     with pytest.raises(ExplainerError, match="bad parameters for explainer 'gradient'.*n_samples"):
         get_explainer("gradient", model, n_samples=3)
     with pytest.raises(ExplainerError, match="either layer= or use_binary"):

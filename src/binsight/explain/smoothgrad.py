@@ -21,6 +21,7 @@ most ``batch_size`` noisy copies, to bound memory); the sums are kept in float64
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,10 @@ def image_noise(
     """The noise of image ``index`` in a call: float32 (n_samples, *shape) ~ N(0, std^2), drawn on ``device``."""
     gen = image_generator(seed, index, device)
     return torch.randn((n_samples, *shape), generator=gen, device=device) * std
+
+
+def _non_negative(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value)) and value >= 0
 
 
 @register_explainer
@@ -81,9 +86,9 @@ class SmoothGrad(Explainer):
         super().__init__(model, surrogate=surrogate, batch_size=batch_size)
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ExplainerError(f"n_samples must be a positive integer, got {n_samples!r}")
-        if not np.isfinite(noise_level) or noise_level < 0:
+        if not _non_negative(noise_level):
             raise ExplainerError(f"noise_level must be a finite number >= 0, got {noise_level!r}")
-        if noise_std is not None and (not np.isfinite(noise_std) or noise_std < 0):
+        if noise_std is not None and not _non_negative(noise_std):
             raise ExplainerError(f"noise_std must be a finite number >= 0 or None, got {noise_std!r}")
         if variant not in VARIANTS:
             raise ExplainerError(f"unknown SmoothGrad variant {variant!r}; use one of {', '.join(VARIANTS)}")
