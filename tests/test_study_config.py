@@ -175,3 +175,18 @@ def test_cli_reports_a_config_error_in_one_line(tmp_path, capsys):
 def test_an_unknown_method_table_default_is_empty():
     assert StudyConfig().methods.table("gradcam") == MethodConfig(sanity=True, robustness=True)
     assert StudyConfig().methods.table("captum:Saliency") == MethodConfig()
+
+
+def test_an_option_value_the_explainer_refuses_names_the_method_table():
+    from binsight.models import build_model
+    from binsight.study.plan import StudyModel
+    from binsight.study.runner import create_explainer
+
+    config = config_from_dict({"methods": {"smoothgrad": {"n_samples": "50"}}})
+    spec = next(s for s in method_specs(config) if s.label == "smoothgrad")
+    model = StudyModel("fp-0", "fp", "0", "", build_model("small-cnn", "fp"))
+    with pytest.raises(ConfigError, match="methods.smoothgrad: .*n_samples"):
+        create_explainer(spec, model, chunk=0, batch_size=8)
+    ok = next(s for s in method_specs(StudyConfig()) if s.label == "smoothgrad-n200")
+    explainer = create_explainer(ok, model, chunk=3, batch_size=8)
+    assert explainer.n_samples == 200 and explainer.seed == 3 and explainer.batch_size == 8

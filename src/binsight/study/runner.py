@@ -27,10 +27,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from binsight._io import atomic_write_text
+from binsight.errors import BinsightError
 from binsight.study import verdicts as verdicts_module
 from binsight.study.config import ConfigError, StudyConfig, resolve_device
 from binsight.study.measures import CHANCE_MAPS, map_values, pair_values
-from binsight.study.plan import MethodSpec, StudyModel, explain_surrogate, method_specs, variants
+from binsight.study.plan import FOREIGN_SURROGATE, MethodSpec, StudyModel, explain_surrogate, method_specs, variants
 from binsight.study.store import Row, RunFolder, RunFolderError, check_unique_names, iter_chunks, validate_model_name
 
 EXAMPLES = 8  # images kept in examples.npz, for the report's grid
@@ -59,6 +61,7 @@ class StudyRunner:
         self.folder = RunFolder.create(out, config)
         self.timings: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
+        self.cpu_by_method: dict[str, float] = {}
         self._history: list[dict[str, float]] | None = None  # stages of earlier invocations of this run
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
@@ -74,6 +77,7 @@ class StudyRunner:
             with self.stage("models"):
                 base = self.load_models()
             models = base + [v for m in base for v in variants(m, self.config.verdicts.robustness_surrogates)]
+            self.check_explainers(models)
             with self.stage("predictions"):
                 self.compute_predictions(base, data)
             with self.stage("maps"):
@@ -106,12 +110,22 @@ class StudyRunner:
             self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
             self.save_timings()
 
+    @contextlib.contextmanager
+    def clock(self, name: str) -> Iterator[None]:
+        """Accumulate this process's CPU seconds of the body under ``name`` (timings.json's ``cpu_by_method``)."""
+        start = time.process_time()
+        try:
+            yield
+        finally:
+            self.cpu_by_method[name] = self.cpu_by_method.get(name, 0.0) + time.process_time() - start
+
     def save_timings(self) -> None:
         """timings.json: this invocation's stages (wall and CPU seconds), and the earlier invocations'."""
         if self._history is None:
             old = self.folder.read_json("timings.json") or {}
             self._history = list(old.get("history", [])) + ([old["stages"]] if old.get("stages") else [])
-        self.folder.write_json("timings.json", {"stages": self.timings, "cpu": self.cpu, "history": self._history})
+        self.folder.write_json("timings.json", {"stages": self.timings, "cpu": self.cpu,
+                                                "cpu_by_method": self.cpu_by_method, "history": self._history})
 
     def record_provenance(self) -> None:
         """run.json's ``invocations``: versions (Python, torch, numpy, binsight), device and threads."""
@@ -285,7 +299,8 @@ class StudyRunner:
         with self.progress(len(todo), "maps") as bar:
             for m, spec, c, s in todo:
                 bar.set_postfix_str(f"{m.name} {spec.label}")
-                maps, targets = self.explain(m, spec, data.images[s].to(self.device), data.labels[s], chunk=c)
+                with self.clock(f"maps/{spec.label}"):
+                    maps, targets = self.explain(m, spec, data.images[s].to(self.device), data.labels[s], chunk=c)
                 self.folder.save_maps(m.name, spec.label, c, maps.cpu().numpy(), targets.cpu().numpy(), data.indices[s])
                 bar.update()
 
@@ -306,23 +321,16 @@ class StudyRunner:
         return self.config.data.seed * 100_003 + chunk
 
     def explainer(self, model: StudyModel, spec: MethodSpec, chunk: int, options: dict[str, Any] | None = None):
-        """The registered explainer of ``spec`` for ``model``: the method's options, the model's surrogate,
-        the run's batch size and, for a seeded explainer, the chunk's index as seed."""
-        import binsight.explain as explain
+        """The registered explainer of ``spec`` for ``model`` (see :func:`create_explainer`)."""
+        return create_explainer(spec, model, chunk=chunk, batch_size=self.config.run.batch_size, options=options)
 
-        create = getattr(explain, "create_explainer", None) or explain.get_explainer
-        kwargs = dict(spec.options if options is None else options)
-        kwargs["batch_size"] = self.config.run.batch_size
-        if model.surrogate not in ("", "own"):
-            kwargs["surrogate"] = model.surrogate
-        if spec.seeded:
-            kwargs["seed"] = chunk
-        try:
-            return create(spec.explainer, model.module, **kwargs)
-        except ConfigError:
-            raise
-        except ValueError as e:  # the explainer refused an option of the method's table
-            raise ConfigError(f"methods.{spec.label}: {e}") from None
+    def check_explainers(self, models: list[StudyModel]) -> None:
+        """Build every method's explainer once for each model before any map is computed, so that an option
+        an explainer refuses (e.g. a GradCAM layer a model lacks) is reported before hours of work."""
+        for spec in self.specs:
+            if not spec.chance:
+                for m in models:
+                    self.explainer(m, spec, chunk=0)
 
     # -- measures of single maps -----------------------------------------------------------------
     def compute_measures(self, models: list[StudyModel], data: StudyImages) -> None:
@@ -334,7 +342,8 @@ class StudyRunner:
                 bar.set_postfix_str(f"{m.name} {spec.label}")
                 stored = self.folder.load_maps(m.name, spec.label, c)
                 masks = None if data.masks is None else data.masks[s]
-                rows = self.measure_chunk(m, spec, c, stored, data.images[s], masks)
+                with self.clock(f"measures/{spec.label}"):
+                    rows = self.measure_chunk(m, spec, c, stored, data.images[s], masks)
                 self.folder.save_unit("measures", (m.name, spec.label, c), rows)
                 bar.update()
 
@@ -488,9 +497,9 @@ class StudyRunner:
         rows = self.folder.merge_measurements()
         infos = [model_info(m) for m in models]
         result = verdicts_module.compute_verdicts(rows, infos, self.config.verdicts, methods=self.config.method_names())
-        data = json.loads(result.to_json())
-        self.folder.write_json("verdicts.json", data)
-        return data
+        text = result.to_json()
+        atomic_write_text(self.folder.path("verdicts.json"), text)
+        return json.loads(text)
 
 
 def to_rows(values: dict[str, np.ndarray], images: Sequence[int], *, method: str, model: str, model_b: str = "",
@@ -507,6 +516,27 @@ def to_rows(values: dict[str, np.ndarray], images: Sequence[int], *, method: str
             rows.append(Row(measure=name, method=method, model=model, model_b=model_b, step=step, image=int(image),
                             value=value))
     return rows
+
+
+def create_explainer(spec: MethodSpec, model: StudyModel, *, chunk: int, batch_size: int,
+                     options: dict[str, Any] | None = None):
+    """The registered explainer of ``spec`` for ``model``: the method's options (or ``options``), the
+    model's surrogate, ``batch_size`` and, for a seeded explainer, the chunk's index as seed. An option
+    the explainer refuses is a :class:`ConfigError` naming the method's table."""
+    import binsight.explain as explain
+
+    kwargs = dict(spec.options if options is None else options)
+    kwargs["batch_size"] = batch_size
+    if model.surrogate not in ("", FOREIGN_SURROGATE):
+        kwargs["surrogate"] = model.surrogate
+    if spec.seeded:
+        kwargs["seed"] = chunk
+    try:
+        return explain.get_explainer(spec.explainer, model.module, **kwargs)
+    except ConfigError:
+        raise
+    except BinsightError as e:
+        raise ConfigError(f"methods.{spec.label}: {e}") from None
 
 
 def model_info(model: StudyModel) -> verdicts_module.ModelInfo:
