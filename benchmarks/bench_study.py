@@ -7,7 +7,8 @@ Run 1 uses an empty BINSIGHT_CACHE (models trained); run 2 the same cache and a 
 seconds and this process's CPU seconds (on a machine shared with other jobs the CPU seconds tell the
 work apart from the waiting; with one thread, wall = CPU on an idle machine), the wall time of the
 whole process against the targets (< 25 min from nothing, < 3 min with cached models, 2 CPU cores),
-and the load average before and after. ``--only cached`` skips run 1 (the cache in ``--workdir`` must
+the load average before and after, and a probe of the machine's speed (a bare forward and backward pass)
+before and after, to compare runs taken under different loads. ``--only cached`` skips run 1 (the cache in ``--workdir`` must
 already hold the models).
 """
 
@@ -36,6 +37,23 @@ def run_study(out: Path, cache: Path, config: str | None, threads: int | None) -
     return time.perf_counter() - start
 
 
+def probe(threads: int | None) -> float:
+    """Images per second of a bare forward and backward pass of small-cnn (BNN, batch 64) in a child
+    process: the unit most of the study's cost is made of (maps: SmoothGrad, NeuroMask), measured beside
+    the study so that numbers taken on a loaded machine can be compared with an idle one's."""
+    code = (
+        "import time, torch; from binsight.models import build_model\n"
+        "m = build_model('small-cnn', 'bnn').eval(); x = torch.rand(64, 1, 28, 28, requires_grad=True)\n"
+        "for _ in range(3): m(x).sum().backward()\n"
+        "t = time.perf_counter(); n = 0\n"
+        "while time.perf_counter() - t < 5: m(x).sum().backward(); n += 64\n"
+        "print(n / (time.perf_counter() - t))\n"
+    )
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def print_table(walls: dict[str, float], timings: dict[str, dict]) -> None:
     names = list(walls)
     print(f"{'stage':<16}" + "".join(f"{n + ' wall':>14}{n + ' cpu':>14}" for n in names))
@@ -57,7 +75,7 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-study-"))
     cache = work / "cache"
     walls, timings = {}, {}
-    load_before = os.getloadavg()
+    load_before, speed_before = os.getloadavg(), probe(args.threads)
     for name in ("cold", "cached"):
         if args.only and name != args.only:
             continue
@@ -66,6 +84,8 @@ def main() -> None:
         timings[name] = json.loads((out / "timings.json").read_text())
     print(f"\ncpu cores: {os.cpu_count()}, threads: {args.threads or 'default'}, load average before: "
           f"{load_before}, after: {os.getloadavg()}")
+    print(f"probe (small-cnn BNN forward+backward, batch 64): {speed_before:.0f} img/s before, "
+          f"{probe(args.threads):.0f} img/s after")
     print_table(walls, timings)
     print(f"run folders: {work}")
 

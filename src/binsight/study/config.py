@@ -44,8 +44,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from binsight.errors import BinsightError
+from binsight.models import PRECISIONS
 
-PRECISIONS = ("fp", "bnn")
 TARGETS = ("label", "predicted")
 AUTOMATIC_NAME = re.compile(r"(fp|bnn)-[0-9]+")
 RUNNER_OPTIONS = frozenset({"model", "surrogate", "batch_size", "self"})
@@ -99,11 +99,9 @@ def arch_names() -> list[str]:
 
 
 def surrogate_names() -> list[str]:
-    import binsight.nn as bnn
+    from binsight.nn import SURROGATES
 
-    registry = getattr(bnn, "SURROGATES")
-    names = getattr(registry, "names", None)
-    return list(names()) if callable(names) else sorted(registry)
+    return SURROGATES.names()
 
 
 # --------------------------------------------------------------------------------------------------------
