@@ -16,7 +16,7 @@ from binsight.models import (
     load_checkpoint,
     save_checkpoint,
 )
-from binsight.nn import BinaryConv2d, BinaryLinear, SignActivation, surrogate_of
+from binsight.nn import BinaryConv2d, BinaryLinear, SignActivation, SurrogateError, surrogate_of
 
 SHAPES = [(1, 28), (3, 32)]
 #: narrow versions keep the build-every-architecture test fast; default widths are checked on the meta device
@@ -142,7 +142,7 @@ def test_normalisation_defaults_and_override():
     ],
 )
 def test_bad_build_arguments_are_clear(kwargs, match):
-    with pytest.raises(ModelError, match=match):
+    with pytest.raises(SurrogateError if "surrogate" in kwargs else ModelError, match=match):
         build_model(**kwargs)
 
 

@@ -114,7 +114,7 @@ class Explainer:
             None = the whole batch. Bounds memory; never changes the result.
     """
 
-    name: ClassVar[str] = ""
+    name: str = ""  # a class attribute; a family's instance names its member ("captum:Occlusion")
     seeded: ClassVar[bool] = False
     signed: bool = False
     member_option: ClassVar[str | None] = None
