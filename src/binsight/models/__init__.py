@@ -2,6 +2,7 @@
 
 from binsight.models import plain, resnet  # noqa: F401  (register the architectures)
 from binsight.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from binsight.models.factory import FactoryError, ModelSpec, Normalized, load_model, model_from_module, surrogate_label
 from binsight.models.kit import PRECISIONS, LayerKit
 from binsight.models.normalize import DEFAULT_STATS, Normalize
 from binsight.models.registry import (
@@ -21,14 +22,20 @@ __all__ = [
     "Classifier",
     "DEFAULT_MODEL",
     "DEFAULT_STATS",
+    "FactoryError",
     "LayerKit",
     "ModelError",
+    "ModelSpec",
     "Normalize",
+    "Normalized",
     "PRECISIONS",
     "available",
     "build_from_spec",
     "build_model",
     "load_checkpoint",
+    "load_model",
+    "model_from_module",
     "register_model",
     "save_checkpoint",
+    "surrogate_label",
 ]

@@ -1,5 +1,6 @@
 """Binarized building blocks: sign with surrogate gradients, binary layers, surrogate switching."""
 
+from binsight.nn.foreign import OWN, SignReport, describe_surrogate, sign_report, use_surrogate_foreign
 from binsight.nn.layers import (
     BinaryConv2d,
     BinaryLinear,
@@ -24,17 +25,22 @@ __all__ = [
     "BinaryLinear",
     "DEFAULT_SURROGATE",
     "MIXED",
+    "OWN",
     "SURROGATES",
     "SignActivation",
+    "SignReport",
     "SurrogateError",
     "binarize_weight",
     "binary_layers",
     "clip_latent_weights",
+    "describe_surrogate",
     "get_surrogate",
     "register_surrogate",
     "sign",
     "sign_activations",
+    "sign_report",
     "surrogate_of",
     "surrogates",
     "use_surrogate",
+    "use_surrogate_foreign",
 ]
