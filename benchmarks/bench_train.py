@@ -32,6 +32,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", default="small-cnn")
     p.add_argument("--precision", nargs="+", default=["fp", "bnn"], choices=["fp", "bnn"])
     p.add_argument("--epochs", type=int, default=None, help="default: each precision's recipe")
+    p.add_argument("--lr", type=float, default=None, help="default: each precision's recipe")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the targets are for 2 cores)")
     p.add_argument("--no-save", action="store_true", help="do not put the trained models in the cache")
@@ -40,13 +41,15 @@ def parse_args() -> argparse.Namespace:
 
 def run_one(args: argparse.Namespace, precision: str, seed: int) -> dict:
     """Train one model; return its row of the table."""
-    config = TrainConfig(model=args.model, precision=precision, epochs=args.epochs, seed=seed, device="cpu")
+    config = TrainConfig(model=args.model, precision=precision, epochs=args.epochs, lr=args.lr, seed=seed,
+                         device="cpu")
     load, cpu = os.getloadavg()[0], time.process_time()
     model, result = train(config)
     if not args.no_save:
         save_checkpoint(model, cache_dir("models") / cache_key(config), checkpoint_meta(result))
     row = {"precision": precision, "seed": seed, "epochs": result.config["epochs"],
-           "batch": result.config["batch_size"], "accuracy": result.test_accuracy, "wall": result.train_seconds,
+           "batch": result.config["batch_size"],
+           "lr": result.config["lr"], "accuracy": result.test_accuracy, "wall": result.train_seconds,
            "cpu": time.process_time() - cpu, "load": (load, os.getloadavg()[0])}
     print(f"{precision} seed {seed}: {row['accuracy']:.2%} in {row['wall']:.0f} s (process CPU {row['cpu']:.0f} s, "
           f"load {row['load'][0]:.1f} -> {row['load'][1]:.1f})", flush=True)
@@ -61,13 +64,13 @@ def main() -> None:
           f"nice {os.nice(0)}, {time.strftime('%Y-%m-%d %H:%M')}")
     for precision in args.precision:
         print(f"recipe {precision}: {RECIPES[precision]}")
-    print(f"{'precision':<10}{'seed':>5}{'epochs':>7}{'batch':>6}{'test acc':>10}{'target':>8}"
+    print(f"{'precision':<10}{'seed':>5}{'epochs':>7}{'batch':>6}{'lr':>7}{'test acc':>10}{'target':>8}"
           f"{'wall':>8}{'cpu':>8}{'target':>8}{'load':>12}  verdict")
     for r in rows:
         p = r["precision"]
         acc_ok, time_ok = r["accuracy"] >= TARGET_ACCURACY[p], r["wall"] <= TARGET_SECONDS[p]
         verdict = "PASS" if acc_ok and time_ok else ("FAIL accuracy" if not acc_ok else "FAIL time")
-        print(f"{p:<10}{r['seed']:>5}{r['epochs']:>7}{r['batch']:>6}{r['accuracy']:>10.2%}{TARGET_ACCURACY[p]:>8.1%}"
+        print(f"{p:<10}{r['seed']:>5}{r['epochs']:>7}{r['batch']:>6}{r['lr']:>7.3g}{r['accuracy']:>10.2%}{TARGET_ACCURACY[p]:>8.1%}"
               f"{r['wall']:>7.0f}s{r['cpu']:>7.0f}s{TARGET_SECONDS[p]:>7.0f}s{r['load'][0]:>6.1f}->{r['load'][1]:<5.1f}"
               f"  {verdict}")
     total = sum(r["wall"] for r in rows)

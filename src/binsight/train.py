@@ -17,6 +17,9 @@ the loss is scaled so that the averaged gradient is the mean over the whole batc
 the number of steps and the schedule are those of a single-process run (batch norm statistics are
 per rank). The test accuracy is counted over slices of the test split and summed over ranks.
 
+Training runs in channels-last memory format (faster convolutions on CPU); the returned model is in the
+usual contiguous format.
+
 ``cached_model(...)`` returns a trained model from the cache (``binsight._io.cache_dir("models")``),
 training and saving it first (rank 0 writes, the other ranks wait) when the configuration has not been
 trained before.
@@ -97,10 +100,10 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "fp": Recipe(optimizer="sgd", lr=0.05, weight_decay=5e-4, schedule="onecycle", warmup=0.2, epochs=10,
-                 batch_size=128, label_smoothing=0.0),
-    "bnn": Recipe(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="cosine", warmup=0.0, epochs=12,
-                  batch_size=128, label_smoothing=0.0),
+    "fp": Recipe(optimizer="sgd", lr=0.2, weight_decay=5e-4, schedule="onecycle", warmup=0.25, epochs=5,
+                 batch_size=256, label_smoothing=0.1),
+    "bnn": Recipe(optimizer="adam", lr=2e-3, weight_decay=0.0, schedule="onecycle", warmup=0.2, epochs=8,
+                  batch_size=256, label_smoothing=0.0),
 }
 
 #: The random streams of one training run, each seeded by :func:`derived_seed`.
@@ -311,7 +314,8 @@ def train_epoch(model, optimizer, schedule, data, config: TrainConfig, generator
         images = data.images[index[mine]]
         if config.augment:
             images = apply_augmentation(images, config.pad, flip[mine], shifts[:, mine])
-        images, labels = images.to(config.device), data.labels[index[mine]].to(config.device)
+        images = images.to(config.device, memory_format=torch.channels_last)
+        labels = data.labels[index[mine]].to(config.device)
         logits = model(images)
         loss = shard_loss(logits, labels, label_smoothing=smoothing, batch_len=len(index), world=world)
         optimizer.zero_grad(set_to_none=True)
@@ -398,7 +402,7 @@ def train(config: TrainConfig, *, data_parallel: bool = True) -> tuple[nn.Module
     world = ranks[1]
     train_data = _load_split(config, "train", config.train_subset)
     test_data = _load_split(config, "test", config.test_subset)
-    model = _build(config, train_data).to(config.device)
+    model = _build(config, train_data).to(config.device, memory_format=torch.channels_last)
     net = _wrap(model, config.device, world)
     generator = torch.Generator().manual_seed(derived_seed(config.seed, config.precision, "data"))
     steps_per_epoch = len(_batches(len(train_data), config.batch_size, torch.Generator().manual_seed(0), shards=world))
@@ -414,6 +418,7 @@ def train(config: TrainConfig, *, data_parallel: bool = True) -> tuple[nn.Module
                 stats = train_epoch(net, optimizer, schedule, train_data, config, generator, bar, ranks=ranks)
             history.append({"epoch": epoch + 1, **stats, "seconds": time.perf_counter() - start})
     train_seconds = time.perf_counter() - start
+    model.to(memory_format=torch.contiguous_format)
     if world > 1:
         distributed.broadcast_module(model)
     accuracy = evaluate(model, test_data, device=config.device, sharded=world > 1)
