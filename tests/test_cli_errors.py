@@ -84,3 +84,18 @@ def test_help_lists_the_registered_names(capsys):
     assert ",".join(explain.available() + ["captum:ClassName"]) in out
     assert {"gradcam", "gradient", "neuromask", "smoothgrad"} <= set(explain.available())
     assert ",".join(nn.surrogates()) in out
+
+
+def test_explain_a_bug_keeps_its_traceback_and_a_user_error_is_one_line(monkeypatch, tmp_path, capsys):
+    import binsight.explain.command as command
+
+    def bug(args, **kw):
+        raise RuntimeError("an internal bug in explain")
+
+    monkeypatch.setattr(command, "explain_command", bug)
+    with pytest.raises(RuntimeError, match="an internal bug in explain"):
+        cli.main(["explain", "x.png", "--model", "m"])
+    monkeypatch.undo()
+    assert cli.main(["explain", "x.png", "--model", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("binsight explain: error: checkpoint ") and err.count("\n") == 1

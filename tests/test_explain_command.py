@@ -22,6 +22,8 @@ from binsight.models.checkpoint import load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
+CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
@@ -30,7 +32,7 @@ def checkpoints(tmp_path_factory):
     for precision in ("fp", "bnn"):
         torch.manual_seed(0)
         model = build_model("small-cnn", precision)
-        paths[precision] = save_checkpoint(model, root / f"tiny-{precision}", {"class_names": [f"c{i}" for i in range(10)]})
+        paths[precision] = save_checkpoint(model, root / f"tiny-{precision}", {"class_names": CLASSES})
     return paths
 
 
@@ -62,7 +64,7 @@ def test_explain_writes_overlay_and_raw_map(checkpoints, images, tmp_path, capsy
     png = mpimg.imread(out / "shirt.gradient.png")
     assert png.ndim == 3 and png.shape[0] > 28
     printed = capsys.readouterr()
-    assert "class 0 (c0)" in printed.out
+    assert "class 0 (T-shirt)" in printed.out
     assert "note: shirt.png: converted from RGB to grayscale" in printed.err
 
 

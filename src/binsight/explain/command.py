@@ -1,21 +1,35 @@
-"""``binsight explain IMAGE... --model CKPT --method NAME``: per image a PNG overlay and the raw map (.npy).
+"""``binsight explain IMAGE... (--model CKPT | --factory MOD:FN ...) --method NAME``: overlays and raw maps.
 
-For each image file ``dir/NAME.ext`` it writes, in the output folder, ``NAME.METHOD.png`` (the map, scaled
-to its own maximum, over the image) and ``NAME.METHOD.npy`` (the raw map, float32 (H, W) at the model's
-input size); ``METHOD`` is the method name with ``:`` replaced by ``-``. Files are written atomically.
+For each image file ``dir/NAME.ext`` and each method it writes, in the output folder, ``NAME.METHOD.png``
+(the map over the image, titled with the model, its precision and surrogate, the predicted class and its
+probability and the class explained, with a colour bar of raw values: :mod:`binsight.explain.overlay`)
+and ``NAME.METHOD.npy`` (the raw map, float32 (H, W) at the model's input size); ``METHOD`` is the method
+name with ``:`` replaced by ``-``. Files are written atomically, after every map has been computed.
 
 Images are read by :mod:`binsight.data.images` (8/16-bit, palette, pixel limit), converted to the model's
 channels and fitted to its input size (padded by default, keeping the aspect ratio); each conversion or
-resize is printed as a ``note:`` line on stderr. The checkpoint is loaded by
-:mod:`binsight.models.checkpoint`: explaining never imports training code.
+resize is reported through ``notify`` (the command line prints ``note: ...`` on stderr). A checkpoint is
+loaded by :mod:`binsight.models.checkpoint` (explaining never imports training code); a user's own model
+by :func:`binsight.models.factory.load_model` from the ``--factory`` flags.
+
+Options that do not apply (``--surrogate`` on a full-precision model, ``--signed`` for a method that has
+no sign) and maps that rank no pixel are reported as :class:`ExplainWarning` and the work goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import inspect
+import json
+import os
+import re
 import sys
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,11 +37,234 @@ from torch import nn
 
 from binsight._io import atomic_path
 from binsight.data.images import FITS, MAX_PIXELS, ImageReadError, load_image
+from binsight.distributed import resolve_device
 from binsight.explain.base import ExplainerError, Explanation
-from binsight.explain.registry import get_explainer
-from binsight.models.checkpoint import load_checkpoint
+from binsight.explain.overlay import Scale, save_overlay, scale_of, title_lines
+from binsight.explain.registry import explainer_class, get_explainer
+from binsight.models.checkpoint import checkpoint_paths, load_checkpoint
+from binsight.models.factory import ModelSpec, load_model, surrogate_label
+from binsight.nn import get_surrogate, sign_report, use_surrogate_foreign
 
-__all__ = ["FITS", "ImageReadError", "as_target", "explain_command", "explain_files", "load_input"]
+__all__ = ["FITS", "ExplainWarning", "ImageReadError", "as_target", "explain_command", "explain_files",
+           "load_input", "parse_params", "parse_value", "resolve_target"]
+
+Degeneracy = Callable[[torch.Tensor], np.ndarray]
+"""maps (N, 1, H, W) -> array (N,) of str: why each map ranks no pixel, "" for a usable map."""
+
+OWN_MODEL_FLAGS = ("kwargs", "weights", "precision", "gradcam_layer", "mean", "std", "normalize", "input_size")
+"""The ``explain`` options that describe a user's own model; they apply only with ``--factory``."""
+
+
+class ExplainWarning(UserWarning):
+    """An option that does not apply, or a map that ranks no pixel; explaining goes on."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, ExplainWarning, stacklevel=3)
+
+
+# -- options ------------------------------------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """A ``--param`` value: ``true``/``false``, ``none``, an int, a float, a JSON list (as a tuple, nested
+    lists too) or object, else the string as given."""
+    word = text.strip()
+    if word.lower() in ("true", "false"):
+        return word.lower() == "true"
+    if word.lower() in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(word)
+        except ValueError:
+            pass
+    if word.startswith(("[", "{")):
+        try:
+            return _tuples(json.loads(word))
+        except json.JSONDecodeError as e:
+            raise ExplainerError(f"--param value {text!r} is not valid JSON ({e.msg}); write a list as "
+                                 "[1,3,3] and an object as {\"key\": 1}") from None
+    return text
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def parse_params(items: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--param`` items ``KEY=VALUE`` (every method) or ``METHOD.KEY=VALUE`` (that method only) -> the
+    keyword options of each method in ``methods``; values by :func:`parse_value`."""
+    options: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for item in items:
+        key, eq, text = item.partition("=")
+        method, dot, name = key.strip().rpartition(".")
+        if not eq or not name.isidentifier():
+            raise ExplainerError(f"--param {item!r} is not NAME=VALUE (or METHOD.NAME=VALUE); e.g. --param n_samples=50")
+        if dot and method not in options:
+            raise ExplainerError(f"--param {item!r} names method {method!r}, which is not among --method "
+                                 f"{', '.join(methods)}")
+        for m in [method] if dot else methods:
+            if name in options[m]:
+                raise ExplainerError(f"--param {name} is given twice for {m}; give it once")
+            options[m][name] = parse_value(text)
+    return options
+
+
+def resolve_target(text: str | None, class_names: Sequence[str]) -> int | None:
+    """``--target``: None, a class index, or a class name known to the checkpoint (case-insensitive)."""
+    if text is None:
+        return None
+    word = str(text).strip()
+    if re.fullmatch(r"-?\d+", word):
+        return int(word)
+    if not class_names:
+        raise ExplainerError(f"--target {word!r} is not a class index, and the model records no class names; "
+                             "give the class index (0, 1, ...)")
+    lower = [n.lower() for n in class_names]
+    if word.lower() in lower:
+        return lower.index(word.lower())
+    close = difflib.get_close_matches(word.lower(), lower, n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(class_names[lower.index(c)] for c in close)}?)" if close else ""
+    raise ExplainerError(f"--target {word!r} is not a class of this model{hint}; its classes are "
+                         f"{', '.join(class_names)}, or give an index")
+
+
+def option_names(method: str) -> list[str]:
+    """The keyword options of ``method``'s explainer (the model and a family's member name left out)."""
+    cls = explainer_class(method)
+    skip = {"self", "model", cls.member_option}
+    return [p.name for p in inspect.signature(cls).parameters.values()
+            if p.name not in skip and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def build_explainer(method: str, model: nn.Module, options: dict[str, Any], *, several: bool = False):
+    """``get_explainer(method, model, **options)`` with messages that speak of ``--param`` (and, with
+    ``several`` methods, of options for one method only)."""
+    try:
+        return get_explainer(method, model, **options)
+    except ExplainerError as e:
+        text = str(e).replace("pass them as keywords to get_explainer", "give them with --param NAME=VALUE")
+        if text.startswith("bad parameters"):
+            text += f"; {method} takes {', '.join(option_names(method))} (give them with --param NAME=VALUE)"
+        if several and ("takes no argument" in text or text.startswith("bad parameters")):
+            text += f"; an option of one method only is given as --param {method}.NAME=VALUE"
+        raise type(e)(text) from None
+
+
+# -- the model ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to explain and what the overlays say about it.
+
+    meta: ``class_names`` and ``spec`` (``in_channels``, ``input_size``) as in a checkpoint's side file.
+    own: a user's model (``--factory``): its binarized activations are switched by
+        :func:`binsight.nn.use_surrogate_foreign`.
+    """
+
+    model: nn.Module
+    meta: dict[str, Any]
+    name: str
+    precision: str
+    own: bool = False
+    class_names: list[str] = field(default_factory=list)
+
+
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ExplainerError(f"{flag} {text!r} must be comma-separated numbers, e.g. 0.2860 or 0.485,0.456,0.406") from None
+
+
+def _input_size(text: str | None) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        size = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 3:
+        raise ExplainerError(f"--input-size {text!r} must be C,H,W (three integers), e.g. 1,28,28")
+    return size
+
+
+def spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    """The :class:`ModelSpec` that ``--factory`` and its flags describe."""
+    try:
+        kwargs = json.loads(args.kwargs) if args.kwargs else {}
+    except json.JSONDecodeError as e:
+        raise ExplainerError(f"--kwargs {args.kwargs!r} is not JSON ({e.msg}); e.g. --kwargs '{{\"width\": 16}}'") from None
+    return ModelSpec(factory=args.factory, kwargs=kwargs, weights=args.weights or "",
+                     precision=args.precision or "fp", gradcam_layer=args.gradcam_layer or "",
+                     mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"),
+                     normalize=args.normalize or "", input_size=_input_size(args.input_size))
+
+
+def load_for_cli(args: argparse.Namespace, device: str) -> LoadedModel:
+    """The model ``--model CHECKPOINT`` or ``--factory`` (with its flags) names, on ``device``."""
+    factory = getattr(args, "factory", None)
+    given = [f for f in OWN_MODEL_FLAGS if getattr(args, f, None) is not None]
+    if factory and args.model:
+        raise ExplainerError("give either --model CHECKPOINT or --factory MODULE:FUNCTION, not both")
+    if not factory:
+        if not args.model:
+            raise ExplainerError("no model given: use --model CHECKPOINT (a binsight checkpoint) or --factory "
+                                 "MODULE:FUNCTION with its flags for your own model (see docs/own-models.md)")
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ExplainerError(f"{flag} describes your own model and applies only with --factory; "
+                                 "a checkpoint records its own")
+        model, meta = load_checkpoint(args.model, device=device)
+        precision = meta.get("precision") or (meta.get("spec") or {}).get("precision") or "fp"
+        name = checkpoint_paths(args.model)[0].stem
+        return LoadedModel(model, meta, name, precision, False, list(meta.get("class_names") or []))
+    spec = spec_from_args(args)
+    model = load_model(spec, search_path=[os.getcwd()]).to(device)
+    channels, height, width = spec.input_size
+    meta = {"spec": {"in_channels": channels, "input_size": [height, width]}, "class_names": []}
+    return LoadedModel(model, meta, spec.display_name(), spec.precision, True)
+
+
+def surrogate_context(loaded: LoadedModel, surrogate: str | None) -> tuple[str | None, Any]:
+    """(the surrogate the explainer switches, a context switching a user's model) for ``--surrogate``;
+    a surrogate that does not apply is warned about and dropped."""
+    if not surrogate:
+        return None, contextlib.nullcontext()
+    get_surrogate(surrogate)  # an unknown name is an error whatever the model
+    if loaded.precision == "fp":
+        _warn(f"--surrogate {surrogate} does not apply: {loaded.name} is a full-precision model (no binarized "
+              "activations); ignored")
+        return None, contextlib.nullcontext()
+    if not loaded.own:
+        return surrogate, contextlib.nullcontext()
+    report = sign_report(loaded.model)
+    if not report.switchable:
+        _warn(f"--surrogate {surrogate} does not apply: {loaded.name}'s sign is {report.surrogate or 'not found'}, "
+              "which binsight cannot switch; explained with the model's own backward pass")
+        return None, contextlib.nullcontext()
+    return None, use_surrogate_foreign(loaded.model, surrogate)
+
+
+def surrogate_shown(loaded: LoadedModel, explanation: Explanation, switched: str | None) -> str | None:
+    """The surrogate an overlay names: None for an FP model; for a user's BNN the one ``switched`` on, else
+    what its sign uses (:func:`binsight.models.factory.surrogate_label`)."""
+    if loaded.precision == "fp":
+        return None
+    if loaded.own:
+        return switched or surrogate_label(loaded.model)
+    return explanation.surrogate
+
+
+# -- images -------------------------------------------------------------------------------------------
 
 
 def load_input(path: str | Path, channels: int, size: tuple[int, int] | None, *, fit: str = "pad"
@@ -73,52 +310,80 @@ def model_input_shape(model: nn.Module, meta: dict[str, Any]) -> tuple[int, tupl
     return int(channels), size
 
 
-def write_outputs(out_dir: Path, stem: str, method: str, image: torch.Tensor, saliency: torch.Tensor) -> list[Path]:
-    """Write ``stem.method.npy`` (raw (H, W) map) and ``stem.method.png`` (overlay); return both paths."""
-    tag = method.replace(":", "-")
-    npy, png = out_dir / f"{stem}.{tag}.npy", out_dir / f"{stem}.{tag}.png"
-    raw = saliency[0].detach().cpu().numpy().astype(np.float32)
-    with atomic_path(npy) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, raw)
-    with atomic_path(png) as tmp:
-        save_overlay(tmp, image[0].permute(1, 2, 0).cpu().numpy(), raw, f"{stem}: {method}")
-    return [npy, png]
+# -- explaining ---------------------------------------------------------------------------------------
 
 
-def save_overlay(path: Path, pixels: np.ndarray, saliency: np.ndarray, title: str) -> None:
-    """A PNG of the map (scaled to its max |.|, 'jet', 50% opaque) over the image (H, W, C) in [0, 1]."""
-    import matplotlib
+@dataclass
+class _Map:
+    """One computed map of one image, ready to draw."""
 
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    path: Path
+    method: str
+    pixels: np.ndarray  # (H, W, C) in [0, 1]
+    raw: np.ndarray  # float32 (H, W)
+    explanation: Explanation
+    signed: bool
+    degenerate: str
+    title: str
 
-    fig = Figure(figsize=(3, 3), dpi=100)
-    ax = fig.add_subplot()
-    if pixels.shape[2] == 1:
-        ax.imshow(pixels[:, :, 0], cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(pixels)
-    scale = float(np.abs(saliency).max()) or 1.0
-    if saliency.min() < 0:
-        ax.imshow(saliency / scale, cmap="bwr", vmin=-1, vmax=1, alpha=0.5)
-    else:
-        ax.imshow(saliency / scale, cmap="jet", vmin=0, vmax=1, alpha=0.5)
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
-    fig.savefig(path, format="png", bbox_inches="tight")
+
+def class_label(index: int, names: Sequence[str]) -> str:
+    """``class 3 (Bag)``, or ``class 3`` where the class has no name."""
+    return f"class {index}" + (f" ({names[index]})" if 0 <= index < len(names) else "")
+
+
+def _method_options(methods: Sequence[str], options: dict[str, dict[str, Any]] | None, *, signed: bool,
+                    surrogate: str | None) -> dict[str, dict[str, Any]]:
+    result = {m: dict((options or {}).get(m, {})) for m in methods}
+    for method, opts in result.items():
+        if signed and "signed" not in option_names(method):
+            _warn(f"--signed does not apply to {method} (its maps carry no sign); drawn unsigned")
+        elif signed:
+            opts.setdefault("signed", True)
+        if surrogate:
+            opts.setdefault("surrogate", surrogate)
+    return result
+
+
+def _predictions(model: nn.Module, inputs: list[torch.Tensor]) -> list[tuple[int, float]]:
+    """(predicted class, its softmax probability) per single-image batch (1, C, H, W)."""
+    out = []
+    with torch.no_grad():
+        for x in inputs:
+            probs = torch.softmax(model(x).float(), dim=1)[0]
+            out.append((int(probs.argmax()), float(probs.max())))
+    return out
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="explain", unit="map", file=sys.stderr, disable=None if enabled else True,
+                leave=False)
 
 
 def explain_files(
-    images: list[str], model: nn.Module, meta: dict[str, Any], method: str, out_dir: Path,
+    images: list[str], model: nn.Module, meta: dict[str, Any], method: str | Sequence[str], out_dir: Path,
     target: Any = None, surrogate: str | None = None, device: str = "cpu", *, fit: str = "pad",
-    notify: Callable[[str], None] | None = None,
+    notify: Callable[[str], None] | None = None, options: dict[str, dict[str, Any]] | None = None,
+    signed: bool = False, shared_scale: bool = False, degeneracy: Degeneracy | None = None,
+    progress: bool = False, loaded: LoadedModel | None = None,
 ) -> list[tuple[Path, Explanation]]:
-    """Explain each image file with ``method``; write its outputs; return (image path, explanation) pairs.
+    """Explain each image file with each method; write the outputs; return (image path, explanation) pairs,
+    method by method.
 
     ``target``: None (the predicted class) or one class index for every image (an int, numpy integer or
     0-d tensor). ``fit``: how an image of another size meets the model's input (see
     :mod:`binsight.data.images`). ``notify`` receives one line per conversion or resize of an input.
+    ``options``: keyword options per method name. ``signed``: ask every method that can for signed maps.
+    ``shared_scale``: the maps of one image share one colour scale. ``degeneracy`` (e.g.
+    :func:`binsight.metrics.baselines.degeneracy`): maps it finds degenerate are warned about and drawn
+    flat. ``progress``: a tqdm bar on stderr (when it is a terminal). ``loaded``: the model's name,
+    precision and class names for the titles (default: from ``meta``).
     """
+    methods = [method] if isinstance(method, str) else list(method)
+    loaded = loaded or LoadedModel(model, meta, str(meta.get("architecture") or "model"),
+                                   str(meta.get("precision") or "fp"), False, list(meta.get("class_names") or []))
     paths = [Path(p) for p in images]
     stems = [p.stem for p in paths]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
@@ -126,33 +391,91 @@ def explain_files(
         raise ExplainerError(f"several images share the name {dupes[0]!r}; their outputs would overwrite each other")
     target = as_target(target)
     channels, size = model_input_shape(model, meta)
-    explainer = get_explainer(method, model, **({"surrogate": surrogate} if surrogate else {}))
-    loaded = [load_input(p, channels, size, fit=fit) for p in paths]  # read all before writing any
-    for line in (line for _, notices in loaded for line in notices):
+    switched, context = surrogate_context(loaded, surrogate)
+    per_method = _method_options(methods, options, signed=signed, surrogate=switched)
+    explainers = {m: build_explainer(m, model, per_method[m], several=len(methods) > 1) for m in methods}  # bad options before any work
+    loaded_inputs = [load_input(p, channels, size, fit=fit) for p in paths]  # read all before writing any
+    for line in (line for _, notices in loaded_inputs for line in notices):
         if notify is not None:
             notify(line)
-    inputs = [x for x, _ in loaded]
     model.to(device)
-    explanations = [explainer.explain(x.to(device), target) for x in inputs]  # all done before any file is written
-    for path, x, explanation in zip(paths, inputs, explanations):
-        maps = explanation.maps[0]
-        if maps.shape[0] != 1:  # a method run without channel reduction
-            maps = maps.abs().amax(0, keepdim=True)
-        write_outputs(out_dir, path.stem, method, x, maps)
-    return list(zip(paths, explanations))
+    inputs = [x.to(device) for x, _ in loaded_inputs]
+    predictions = _predictions(model, inputs)
+    done: list[tuple[str, Path, torch.Tensor, tuple[int, float], Explanation]] = []
+    with context, _progress(len(methods) * len(paths), progress) as bar:
+        for name, explainer in explainers.items():
+            for path, x, prediction in zip(paths, inputs, predictions):
+                done.append((name, path, x, prediction, explainer.explain(x, target)))
+                bar.update(1)
+    foreign = surrogate if loaded.own and not isinstance(context, contextlib.nullcontext) else None
+    maps = [_prepare(path, name, x, e, getattr(explainers[name], "signed", False), loaded, prediction, foreign,
+                     degeneracy) for name, path, x, prediction, e in done]
+    _write_all(out_dir, maps, shared_scale=shared_scale)  # all computed before any file is written
+    return [(m.path, m.explanation) for m in maps]
 
 
-def explain_command(args: argparse.Namespace) -> None:
-    """``binsight explain``: load the checkpoint, explain every image, print notices (stderr) and where the
-    outputs went (stdout). ``args.fit`` (default "pad") says how images of another size are fitted."""
-    model, meta = load_checkpoint(args.model, device=args.device)
+def _prepare(path: Path, method: str, x: torch.Tensor, explanation: Explanation, signed: bool,
+             loaded: LoadedModel, prediction: tuple[int, float], foreign: str | None,
+             degeneracy: Degeneracy | None) -> _Map:
+    """One map as drawn: channels reduced to |.| max where a method kept them, degeneracy checked."""
+    maps = explanation.maps[:1]
+    if maps.shape[1] != 1:  # a method run without channel reduction
+        maps = maps.abs().amax(1, keepdim=True)
+    raw = maps[0, 0].detach().cpu().numpy().astype(np.float32)
+    reason = str(degeneracy(maps.detach().cpu())[0]) if degeneracy is not None else ""
+    if reason:
+        _warn(f"{path.name}: the {method} map is degenerate ({reason}): it ranks no pixel; drawn flat")
+    predicted, probability = prediction
+    names = loaded.class_names
+    title = title_lines(image=path.name, method=method, model=loaded.name, precision=loaded.precision,
+                        surrogate=surrogate_shown(loaded, explanation, foreign),
+                        predicted=class_label(predicted, names), probability=probability,
+                        target=class_label(int(explanation.targets[0]), names))
+    pixels = x[0].permute(1, 2, 0).detach().cpu().numpy()
+    return _Map(path, method, pixels, raw, explanation, bool(signed) or bool(raw.min() < 0), reason, title)
+
+
+def _write_all(out_dir: Path, maps: list[_Map], *, shared_scale: bool) -> None:
+    """Write every map's .npy and overlay; with ``shared_scale`` the maps of one image share one scale."""
+    scales: dict[Path, Scale] = {}
+    if shared_scale:
+        for path in dict.fromkeys(m.path for m in maps):
+            group = [m for m in maps if m.path == path]
+            usable = [m.raw for m in group if not m.degenerate] or [np.zeros(1)]
+            scales[path] = scale_of(usable, signed=any(m.signed for m in group))
+    for m in maps:
+        scale = scales.get(m.path) or scale_of([m.raw], signed=m.signed)
+        write_outputs(out_dir, m, scale)
+
+
+def write_outputs(out_dir: Path, m: _Map, scale: Scale) -> list[Path]:
+    """Write ``stem.method.npy`` (raw (H, W) map) and ``stem.method.png`` (overlay); return both paths."""
+    tag = m.method.replace(":", "-")
+    npy, png = out_dir / f"{m.path.stem}.{tag}.npy", out_dir / f"{m.path.stem}.{tag}.png"
+    with atomic_path(npy) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, m.raw)
+    with atomic_path(png) as tmp:
+        save_overlay(tmp, m.pixels, m.raw, title=m.title, scale=scale, degenerate=m.degenerate)
+    return [npy, png]
+
+
+def explain_command(args: argparse.Namespace, *, degeneracy: Degeneracy | None = None) -> None:
+    """``binsight explain``: load the model, explain every image with every method, print notices
+    (``note: ...`` on stderr) and where the outputs went (stdout). ``degeneracy`` as in :func:`explain_files`."""
+    device = resolve_device(getattr(args, "device", "auto") or "auto")
+    loaded = load_for_cli(args, device)
+    methods = list(dict.fromkeys(args.method or ["gradient"]))
+    options = parse_params(getattr(args, "param", None) or [], methods)
+    target = resolve_target(args.target, loaded.class_names)
     out_dir = Path(args.out)
-    results = explain_files(args.images, model, meta, args.method, out_dir, args.target, args.surrogate, args.device,
-                            fit=getattr(args, "fit", "pad"), notify=lambda line: print(f"note: {line}", file=sys.stderr))
-    tag = args.method.replace(":", "-")
-    names = meta.get("class_names") or []
+    quiet = getattr(args, "quiet", False)
+    results = explain_files(
+        args.images, loaded.model, loaded.meta, methods, out_dir, target, args.surrogate, device,
+        fit=getattr(args, "fit", "pad"), options=options, signed=getattr(args, "signed", False),
+        shared_scale=getattr(args, "shared_scale", False), degeneracy=degeneracy, progress=not quiet,
+        loaded=loaded, notify=lambda line: print(f"note: {line}", file=sys.stderr))
     for path, explanation in results:
-        target = int(explanation.targets[0])
-        label = f"class {target}" + (f" ({names[target]})" if target < len(names) else "")
+        label = class_label(int(explanation.targets[0]), loaded.class_names)
         extra = f", surrogate {explanation.surrogate}" if explanation.surrogate else ""
-        print(f"{path}: {label}{extra} -> {out_dir / f'{path.stem}.{tag}.png'} (+ .npy)")
+        tag = explanation.method.replace(":", "-")
+        print(f"{path}: {explanation.method}: {label}{extra} -> {out_dir / f'{path.stem}.{tag}.png'} (+ .npy)")

@@ -1,0 +1,90 @@
+"""The overlay PNG ``binsight explain`` writes: a saliency map over its image, with a colour bar of raw values.
+
+A map is drawn on a colour scale (``vmin``, ``vmax``) in its own units, so that two overlays drawn on one
+scale (``binsight explain --shared-scale``) can be compared by eye:
+
+* a signed map (values of both signs carry meaning) uses the diverging map ``RdBu_r`` centred at 0
+  (``vmin = -vmax``): red positive, blue negative, white 0;
+* an unsigned map uses ``inferno`` from 0 to its maximum;
+* a degenerate map (all zero, constant, flat, not finite) is drawn flat, one gray over the image, and
+  labelled with the reason, with no colour bar: it ranks no pixel.
+
+The title names the image, the model, its precision and surrogate, the predicted class with its
+probability, and the class explained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ALPHA = 0.55
+"""Opacity of the map over the image."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The colour scale of a map: raw values ``vmin`` .. ``vmax``; ``signed`` maps are centred at 0."""
+
+    vmin: float
+    vmax: float
+    signed: bool
+
+    @property
+    def cmap(self) -> str:
+        return "RdBu_r" if self.signed else "inferno"
+
+
+def scale_of(maps: list[np.ndarray], *, signed: bool) -> Scale:
+    """One scale covering every map in ``maps`` (float arrays (H, W)): symmetric about 0 when ``signed``,
+    else 0 .. max (or min .. max when a value is below 0). A scale of zero width is widened to 1."""
+    finite = [m[np.isfinite(m)] for m in maps]
+    values = np.concatenate([f.ravel() for f in finite]) if finite else np.zeros(1)
+    if values.size == 0:
+        values = np.zeros(1)
+    if signed:
+        top = float(np.abs(values).max()) or 1.0
+        return Scale(-top, top, True)
+    low, high = min(0.0, float(values.min())), float(values.max())
+    return Scale(low, high if high > low else low + 1.0, False)
+
+
+def title_lines(*, image: str, method: str, model: str, precision: str, surrogate: str | None,
+                predicted: str, probability: float, target: str) -> str:
+    """The overlay's title: image and method; model, precision, surrogate; prediction and the class explained."""
+    kind = precision.upper() + (f", surrogate {surrogate}" if surrogate else "")
+    return (f"{image} - {method}\n{model} ({kind})\n"
+            f"predicted {predicted} (p = {probability:.2f}); explains {target}")
+
+
+def save_overlay(path: str | Path, pixels: np.ndarray, saliency: np.ndarray, *, title: str, scale: Scale,
+                 degenerate: str = "") -> None:
+    """Write a PNG of ``saliency`` (H, W) over ``pixels`` (H, W, C) in [0, 1] on ``scale``, titled
+    ``title``, with a colour bar of raw values; ``degenerate`` (a reason, "" for a usable map) draws the
+    map flat and labels it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2, 4.0), dpi=110)
+    ax = fig.add_subplot()
+    if pixels.shape[2] == 1:
+        ax.imshow(pixels[:, :, 0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.clip(pixels, 0, 1))
+    if degenerate:
+        ax.imshow(np.full(saliency.shape, 0.5), cmap="gray", vmin=0, vmax=1, alpha=ALPHA)
+        ax.text(0.5, 0.5, f"degenerate map\n({degenerate})", transform=ax.transAxes, ha="center", va="center",
+                fontsize=10, color="black", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
+    else:
+        shown = ax.imshow(saliency, cmap=scale.cmap, vmin=scale.vmin, vmax=scale.vmax, alpha=ALPHA)
+        bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        bar.solids.set_alpha(1.0)
+        bar.ax.tick_params(labelsize=8)
+        bar.set_label("saliency (raw values)", fontsize=8)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+    fig.savefig(path, format="png", bbox_inches="tight")
