@@ -410,3 +410,15 @@ def test_report_and_study_drive_a_progress_bar(monkeypatch, capsys, tmp_path):
     assert main(["report", str(tmp_path), "--quiet"]) == 0
     assert len(seen) == 2 and all(callable(p) for p in seen)
     assert f"report: {tmp_path / 'report.html'}" in capsys.readouterr().out
+
+
+def test_progress_bar_on_a_terminal_unless_quiet(checkpoints, shoe, tmp_path, monkeypatch):
+    asked = []
+    real = command._progress
+    monkeypatch.setattr(command, "_progress", lambda total, enabled: asked.append((total, enabled)) or real(total, enabled))
+    assert explain(shoe, shoe.with_name("shoe.png"), "--model", checkpoints["fp"], "--out", tmp_path) == 2  # twins
+    assert explain(shoe, "--model", checkpoints["fp"], "--method", "gradient", "--method", "gradcam",
+                   "--out", tmp_path) == 0
+    assert explain(shoe, "--model", checkpoints["fp"], "--quiet", "--out", tmp_path) == 0
+    assert asked == [(2, True), (1, False)]
+    assert real(1, True).disable and real(1, False).disable  # stderr is not a terminal here

@@ -393,25 +393,41 @@ def explain_files(
     channels, size = model_input_shape(model, meta)
     switched, context = surrogate_context(loaded, surrogate)
     per_method = _method_options(methods, options, signed=signed, surrogate=switched)
-    explainers = {m: build_explainer(m, model, per_method[m], several=len(methods) > 1) for m in methods}  # bad options before any work
-    loaded_inputs = [load_input(p, channels, size, fit=fit) for p in paths]  # read all before writing any
-    for line in (line for _, notices in loaded_inputs for line in notices):
-        if notify is not None:
-            notify(line)
+    several = len(methods) > 1
+    explainers = {m: build_explainer(m, model, per_method[m], several=several) for m in methods}  # options first
+    inputs = [x.to(device) for x in _read_inputs(paths, channels, size, fit=fit, notify=notify)]
     model.to(device)
-    inputs = [x.to(device) for x, _ in loaded_inputs]
     predictions = _predictions(model, inputs)
-    done: list[tuple[str, Path, torch.Tensor, tuple[int, float], Explanation]] = []
-    with context, _progress(len(methods) * len(paths), progress) as bar:
-        for name, explainer in explainers.items():
-            for path, x, prediction in zip(paths, inputs, predictions):
-                done.append((name, path, x, prediction, explainer.explain(x, target)))
-                bar.update(1)
+    with context:
+        done = _explain_all(explainers, paths, inputs, predictions, target, progress=progress)
     foreign = surrogate if loaded.own and not isinstance(context, contextlib.nullcontext) else None
     maps = [_prepare(path, name, x, e, getattr(explainers[name], "signed", False), loaded, prediction, foreign,
                      degeneracy) for name, path, x, prediction, e in done]
     _write_all(out_dir, maps, shared_scale=shared_scale)  # all computed before any file is written
     return [(m.path, m.explanation) for m in maps]
+
+
+def _read_inputs(paths: list[Path], channels: int, size: tuple[int, int] | None, *, fit: str,
+                 notify: Callable[[str], None] | None) -> list[torch.Tensor]:
+    """Every image read and fitted (all before any is explained); their notices passed to ``notify``."""
+    loaded = [load_input(p, channels, size, fit=fit) for p in paths]
+    for line in (line for _, notices in loaded for line in notices):
+        if notify is not None:
+            notify(line)
+    return [x for x, _ in loaded]
+
+
+def _explain_all(explainers: dict[str, Any], paths: list[Path], inputs: list[torch.Tensor],
+                 predictions: list[tuple[int, float]], target: int | None, *, progress: bool
+                 ) -> list[tuple[str, Path, torch.Tensor, tuple[int, float], Explanation]]:
+    """(method, path, input, prediction, explanation) for each method and image, method by method."""
+    done = []
+    with _progress(len(explainers) * len(paths), progress) as bar:
+        for name, explainer in explainers.items():
+            for path, x, prediction in zip(paths, inputs, predictions):
+                done.append((name, path, x, prediction, explainer.explain(x, target)))
+                bar.update(1)
+    return done
 
 
 def _prepare(path: Path, method: str, x: torch.Tensor, explanation: Explanation, signed: bool,
