@@ -10,6 +10,12 @@ whole process against the targets (< 25 min from nothing, < 3 min with cached mo
 the load average before and after, and a probe of the machine's speed (a bare forward and backward pass)
 before and after, to compare runs taken under different loads. ``--only cached`` skips run 1 (the cache in ``--workdir`` must
 already hold the models).
+
+On a machine shared with other jobs the full default study takes hours of wall time; there,
+``--config benchmarks/study_reduced.toml --threads 1`` runs the same stages on fewer images (32 of 128;
+NeuroMask on 8 of 64; the chance test on 4 of 16; models trained briefly, which changes no cost but
+training's), and timings.json's ``cpu_by_method`` gives the CPU seconds of each method's maps and measures,
+which scale linearly with the images to the default study.
 """
 
 from __future__ import annotations

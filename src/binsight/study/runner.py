@@ -235,9 +235,11 @@ class StudyRunner:
         """Copy the checkpoint into models/ and describe the model (incl. its test accuracy and variants)."""
         from binsight.nn import surrogate_of
 
+        from binsight.models.checkpoint import checkpoint_paths
+
         target = self.folder.model_path(spec["name"])
-        _copy_atomic(source, target)
-        _copy_atomic(source.with_suffix(".json"), target.with_suffix(".json"))
+        for src, dst in zip(checkpoint_paths(source), checkpoint_paths(target)):  # weights, then the side file
+            _copy_atomic(src, dst)
         accuracy, n = self._accuracy(module, meta, trained=not spec["path"])
         spec_of = getattr(module, "binsight_spec", {}) or {}
         surrogate = explain_surrogate(self.config, module, spec["precision"])
