@@ -1,5 +1,6 @@
 """Mechanics shared by the explainers (``binsight.explain``) and the measures (``binsight.metrics``).
 
+* devices: :func:`resolve_device`; :class:`BinsightWarning` for settings that do not apply;
 * the model: :func:`preserved_model` (leave a model exactly as found), :func:`call_model` (logits (N, K)
   or a clear error);
 * inputs: :func:`check_images`, :func:`check_batch_size`;
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import warnings
+import weakref
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -45,6 +48,41 @@ _HOOK_DICTS = (
 )
 
 
+class BinsightWarning(UserWarning):
+    """A setting that does not apply and was ignored, or a result to read with care; the message says which."""
+
+
+# -- devices -------------------------------------------------------------------------------------------
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def resolve_device(device: str | torch.device = "auto", *, error: Error = BinsightError) -> torch.device:
+    """The torch device for ``"auto"`` (CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` or ``"mps"`` (or a ``torch.device``); a device this machine lacks raises ``error`` naming
+    what to use instead."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise error(f"unknown device {name!r}; use one of {', '.join(DEVICES)}") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise error(f"device {name!r} asked for, but torch sees no CUDA GPU here; use 'auto' or 'cpu', "
+                        "or install a CUDA build of torch")
+        if dev.index is not None and dev.index >= count:
+            raise error(f"device {name!r} asked for, but there are {count} CUDA GPU(s); use cuda:0 .. cuda:{count - 1}")
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise error(f"device {name!r} asked for, but MPS (Apple GPU) is not available here; use 'auto' or 'cpu'")
+    elif dev.type != "cpu":
+        raise error(f"unsupported device {name!r}; use one of {', '.join(DEVICES)}")
+    return dev
+
+
 # -- the model -----------------------------------------------------------------------------------------
 
 
@@ -53,50 +91,115 @@ def preserved_model(model: nn.Module) -> Iterator[nn.Module]:
     """Run the body with ``model`` in eval mode and its parameters frozen; restore everything on exit.
 
     Restored, also when the body raises: the train/eval mode of every module, ``requires_grad`` and
-    ``.grad`` of every parameter, the parameters and buffers themselves, the hooks (hooks added inside are
-    removed, the user's own stay), and module attributes (an attribute set on a module inside, e.g. a
-    stored ``input``, is deleted). Parameters and buffers are copied on entry and written back where their
-    autograd version counter moved (every in-place write bumps it, also under ``no_grad``).
+    ``.grad`` of every parameter, the parameter and buffer objects of every module (one replaced, added or
+    removed inside is put back), their values, the submodules, the hooks (hooks added inside are removed,
+    the user's own stay), and module attributes (an attribute set on a module inside, e.g. a stored
+    ``input``, is deleted).
+
+    Values cost nothing per call: a tensor whose autograd version counter moved inside the body (every
+    in-place write bumps it, also under ``no_grad``) is written back from a copy that is kept per model and
+    made again only when the tensor changed since the last call (version counter or storage moved, e.g.
+    after a training step or ``load_state_dict``). The copies live on the CPU. A write through ``.data``
+    bypasses the version counter and is not seen.
     """
-    modes = {m: m.training for m in model.modules()}
-    grads = {p: (p.requires_grad, p.grad) for p in model.parameters()}
-    tensors = model.state_dict(keep_vars=True)
-    state = {k: (v, v._version, v.detach().clone()) for k, v in tensors.items()}
-    hooks = {(m, name): set(getattr(m, name, {}).keys()) for m in model.modules() for name in _HOOK_DICTS}
-    attributes = {m: set(vars(m)) for m in model.modules()}
+    modules = [_ModuleState.of(m) for m in model.modules()]
+    tensors = _tracked_tensors(modules)
+    saved = _saved_values(model, tensors)
+    grads = {p: (p.requires_grad, p.grad) for p in tensors if isinstance(p, nn.Parameter)}
     try:
         model.eval()
         for p in grads:
             p.requires_grad_(False)
         yield model
     finally:
-        _remove_added_hooks(hooks)
-        for m, names in attributes.items():
-            for name in set(vars(m)) - names:
-                delattr(m, name)
-        _restore_tensors(model, state)
+        for state in modules:
+            state.restore()
+        _restore_values(model, tensors, saved)
         for p, (requires_grad, grad) in grads.items():
             p.requires_grad_(requires_grad)
             p.grad = grad
-        for m, training in modes.items():
-            m.training = training  # not m.train(): that recurses into children, quadratic in depth
 
 
-def _remove_added_hooks(hooks: dict[tuple[nn.Module, str], set]) -> None:
-    for (m, name), keys in hooks.items():
-        d = getattr(m, name, None)
-        if d is not None:
-            for k in [k for k in d.keys() if k not in keys]:
-                del d[k]
+class _ModuleState:
+    """One module's mode, attributes, hooks, parameters, buffers and children, shallow (no tensor copies)."""
+
+    __slots__ = ("module", "training", "attributes", "hooks", "members")
+
+    @classmethod
+    def of(cls, m: nn.Module) -> "_ModuleState":
+        state = cls()
+        state.module, state.training, state.attributes = m, m.training, set(vars(m))
+        state.hooks = [(d, list(d)) for d in (getattr(m, name, None) for name in _HOOK_DICTS) if d is not None]
+        state.members = [(d, dict(d)) for d in (m._parameters, m._buffers, m._modules)]
+        return state
+
+    def restore(self) -> None:
+        m = self.module
+        for name in set(vars(m)) - self.attributes:
+            delattr(m, name)
+        for d, keys in self.hooks:
+            if list(d) != keys:
+                kept = set(keys)
+                for k in [k for k in d if k not in kept]:
+                    del d[k]
+        for d, before in self.members:
+            if list(d) != list(before) or any(d[k] is not v for k, v in before.items()):
+                d.clear()
+                d.update(before)
+        m.training = self.training  # not m.train(): that recurses into children, quadratic in depth
+
+
+def _tracked_tensors(modules: list[_ModuleState]) -> dict[torch.Tensor, tuple[int, int]]:
+    """Every parameter and buffer (each once) with its (version counter, data pointer) on entry."""
+    tensors: dict[torch.Tensor, tuple[int, int]] = {}
+    for state in modules:
+        for d, before in state.members[:2]:
+            for t in before.values():
+                if t is not None and t not in tensors:
+                    tensors[t] = _stamp(t)
+    return tensors
+
+
+def _stamp(t: torch.Tensor) -> tuple[int, int]:
+    return t._version, (0 if t.is_meta else t.data_ptr())
+
+
+class _Saved:
+    __slots__ = ("ref", "stamp", "copy")
+
+    def __init__(self, t: torch.Tensor, stamp: tuple[int, int]):
+        self.ref, self.stamp = weakref.ref(t), stamp
+        self.copy = t.detach().to("cpu", copy=True)
+
+
+_SAVED: "weakref.WeakKeyDictionary[nn.Module, dict[int, _Saved]]" = weakref.WeakKeyDictionary()
+
+
+def _saved_values(model: nn.Module, tensors: dict[torch.Tensor, tuple[int, int]]) -> dict[int, _Saved]:
+    """The model's kept copies, made again for the tensors that changed since they were taken."""
+    old = _SAVED.get(model, {})
+    saved = {}
+    for t, stamp in tensors.items():
+        entry = old.get(id(t))
+        if entry is None or entry.ref() is not t or entry.stamp != stamp:
+            entry = None if t.is_meta else _Saved(t, stamp)
+        if entry is not None:
+            saved[id(t)] = entry
+    _SAVED[model] = saved
+    return saved
 
 
 @torch.no_grad()
-def _restore_tensors(model: nn.Module, state: dict[str, tuple[torch.Tensor, int, torch.Tensor]]) -> None:
-    current = model.state_dict(keep_vars=True)
-    for k, (tensor, version, saved) in state.items():
-        now = current.get(k)
-        if now is not None and (now is not tensor or now._version != version):
-            now.detach().copy_(saved)
+def _restore_values(model: nn.Module, tensors: dict[torch.Tensor, tuple[int, int]], saved: dict[int, _Saved]) -> None:
+    for t, stamp in tensors.items():
+        entry = saved.get(id(t))
+        if entry is None or _stamp(t) == stamp:
+            continue
+        if t.is_meta or t.data_ptr() != stamp[1] or t.shape != entry.copy.shape:
+            t.data = entry.copy.to(t.device, copy=True)
+        else:
+            t.detach().copy_(entry.copy)
+        entry.stamp = _stamp(t)  # its values are the copy's again
 
 
 def call_model(model: nn.Module, x: torch.Tensor, *, error: Error = BinsightError) -> torch.Tensor:
@@ -124,6 +227,14 @@ def call_model(model: nn.Module, x: torch.Tensor, *, error: Error = BinsightErro
     return out
 
 
+def all_finite(values: torch.Tensor) -> bool:
+    """True when every entry of ``values`` is finite: one reduction (the sum) and one host sync, with the
+    elementwise test only where the sum is not finite (NaN or inf inside, or an overflowing sum)."""
+    if values.numel() == 0 or bool(torch.isfinite(values.sum())):
+        return True
+    return bool(torch.isfinite(values).all())
+
+
 # -- inputs --------------------------------------------------------------------------------------------
 
 
@@ -145,8 +256,8 @@ def check_images(
         raise error(f"{what} must be floating point in [0, 1], got {images.dtype}; convert with {what}.float() / 255")
     if n is not None and images.shape[0] != n:
         raise error(f"there are {images.shape[0]} {what} for {n} maps; give one map per image")
-    bad = ~torch.isfinite(images)
-    if bad.any():
+    if not all_finite(images):
+        bad = ~torch.isfinite(images)
         idx = sorted({int(i) for i in bad.flatten(1).any(1).nonzero().flatten()})
         raise error(f"{what} contain NaN or infinite pixels (images {idx[:10]}); clean them first")
     return images.detach()
@@ -190,10 +301,10 @@ def requested_targets(
         raise error(f"target must be one class index or a 1-D sequence of N of them, got shape {tuple(t.shape)}")
     if t.numel() != n:
         raise error(f"target has {t.numel()} entries for {n} images; give one class per image, one int, or None")
-    t = t.detach().to(device=device, dtype=torch.long)
-    if (t < 0).any():
+    t = t.detach()
+    if (t < 0).any():  # checked where the targets are (usually the CPU), before any copy to the device
         raise error(f"target {int(t.min())} is out of range: class indices start at 0")
-    return t.clone()
+    return t.to(device=device, dtype=torch.long, copy=True)
 
 
 def check_target_range(targets: torch.Tensor, num_classes: int, *, error: Error = BinsightError) -> torch.Tensor:
