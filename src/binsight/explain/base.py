@@ -31,8 +31,8 @@ out - also when an error is raised - the model is put back exactly as it was fou
 
 from __future__ import annotations
 
-import contextlib
 import difflib
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -40,7 +40,9 @@ import torch
 from torch import nn
 
 from binsight._utils import (
+    BinsightWarning,
     TargetLike,
+    all_finite,
     batch_slices,
     call_model,
     check_batch_size,
@@ -50,7 +52,8 @@ from binsight._utils import (
     requested_targets,
 )
 from binsight.errors import BinsightError
-from binsight.nn import surrogate_of, use_surrogate
+from binsight.nn import sign_activations, surrogate_of
+from binsight.nn.foreign import SignReport, brevitas_activation_quantisers, sign_report, use_surrogate_foreign
 
 __all__ = [
     "Attribution",
@@ -90,8 +93,9 @@ class Explanation:
     targets: int64 (N,) class explained for each image.
     method: registry name of the method.
     params: the method's parameters, JSON-serialisable.
-    surrogate: the sign surrogate used by a binarized model's backward pass, None for a model without
-        binarized layers.
+    surrogate: what a binarized model's backward pass used: a binsight surrogate name ("ste", ...), a
+        foreign form (e.g. "brevitas-ste"), ``binsight.nn.foreign.OWN`` for a sign binsight cannot switch
+        (the model's own backward), None for a model without binarized activations.
     extras: per-method extra results (e.g. NeuroMask's loss history), keyed by name.
     """
 
@@ -109,7 +113,10 @@ class Explainer:
     Args:
         model: any classifier ``nn.Module`` mapping (N, C, H, W) to logits (N, K).
         surrogate: for binarized models, the sign surrogate the backward pass uses while explaining
-            (e.g. ``"ste"``, ``"approx"``); None keeps the model's own. Restored afterwards.
+            (e.g. ``"ste"``, ``"approx"``), switched on binsight signs and Brevitas binary quantisers
+            (:func:`binsight.nn.foreign.use_surrogate_foreign`); None keeps the model's own. Restored
+            afterwards. A sign that cannot be switched keeps its own backward (recorded as ``OWN``); asked
+            of a full-precision model it does not apply and a :class:`~binsight._utils.BinsightWarning` says so.
         batch_size: at most this many images (or noisy copies, masks, ...) go through the model at once;
             None = the whole batch. Bounds memory; never changes the result.
     """
@@ -151,11 +158,14 @@ class Explainer:
         inputs = check_images(inputs, what="inputs", error=ExplainerError)
         wanted = requested_targets(target, inputs.shape[0], device=inputs.device, error=ExplainerError)
         with preserved_model(self.model) as model:
-            ctx = use_surrogate(model, self.surrogate) if self.surrogate else contextlib.nullcontext()
-            with ctx:
+            if self.surrogate:
+                with use_surrogate_foreign(model, self.surrogate, strict=False):
+                    result = self._explain(inputs, wanted)
+                    used = self._surrogate_used(model, inputs)
+            else:
                 result = self._explain(inputs, wanted)
-                used = surrogate_of(model)
-        if not torch.isfinite(result.maps).all():
+                used = self._surrogate_used(model, inputs)
+        if not all_finite(result.maps):
             raise ExplainerError(f"{self.name}: the model produced non-finite gradients; check the model and inputs")
         return Explanation(
             maps=result.maps.detach().float(),
@@ -165,6 +175,31 @@ class Explainer:
             surrogate=used,
             extras=result.extras,
         )
+
+    def _surrogate_used(self, model: nn.Module, inputs: torch.Tensor) -> str | None:
+        """What the backward pass of the model's binarized activations used in this call.
+
+        binsight signs alone: their surrogate (:func:`binsight.nn.surrogate_of`, read every call). Any
+        other model is traced once per explainer (:func:`binsight.nn.foreign.sign_report` on two of the
+        inputs, with the surrogate switched): a switched Brevitas quantiser gives the surrogate's name, a
+        sign binsight cannot switch gives ``OWN`` (the model's own, not switchable), a model without
+        binarized activations None - and a warning when a surrogate was asked of it (it does not apply).
+        """
+        if sign_activations(model) and not brevitas_activation_quantisers(model):
+            return surrogate_of(model)
+        report = self.__dict__.get("_sign_report")
+        if report is None:
+            try:
+                report = sign_report(model, inputs[:2])
+            except BinsightError:  # the model cannot be traced apart from the method's own passes
+                report = SignReport(surrogate_of(model) or "", False, ())
+            self._sign_report = report
+        if not report.surrogate:
+            if self.surrogate:
+                warnings.warn(f"surrogate {self.surrogate!r} does not apply: the model has no binarized activations "
+                              "(full precision); leave surrogate=None", BinsightWarning, stacklevel=4)
+            return None
+        return report.surrogate
 
     def resolve_targets(self, inputs: torch.Tensor, wanted: torch.Tensor | None) -> torch.Tensor:
         """``wanted`` checked against the model's classes, or the predicted classes where None: int64 (N,).
