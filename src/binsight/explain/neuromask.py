@@ -40,6 +40,12 @@ Options beyond the reference (each off by default, so the default is the faithfu
   Gaussian of ``blur_sigma`` pixels), ``"mean"`` (the image's per-channel mean); see
   :func:`binsight._utils.make_substrate`. x_masked = s + (x - s) * M.
 
+Speed (opt-in, :mod:`binsight.explain.fast`): ``fast="graph"`` captures one whole step of the faithful loop
+(mask, forward, loss, backward, regulariser gradient, RMSProp update) as a CUDA graph and replays it
+``iterations`` times; ``fast="compile"`` runs the step with a ``torch.compile``d model. On the CPU ``"graph"``
+is the eager loop, and ``early_stopping`` always runs eager (its batch shrinks as images stop).
+``precision="bf16"``: the model's forward pass under bf16 autocast with channels_last inputs, on CUDA only.
+
 Extras returned in ``Explanation.extras`` (tensors on the inputs' device, one row per image):
 
 * ``final_loss`` float (N,): the loss of the final mask.
@@ -62,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from binsight._utils import SUBSTRATES, batch_slices, call_model, image_generator, make_substrate
+from binsight.explain import fast as fastpath
 from binsight.explain.base import Attribution, Explainer, ExplainerError
 from binsight.explain.registry import register_explainer
 
@@ -215,6 +222,8 @@ class NeuroMask(Explainer):
         tolerance: relative improvement of the best loss that counts as progress.
         return_history: put each image's loss at every iteration in the extras.
         surrogate, batch_size: as in :class:`Explainer`; ``batch_size`` bounds the images optimised together.
+        fast: False (eager), ``"graph"`` or ``"compile"`` (see the module docstring).
+        precision: ``"fp32"`` or ``"bf16"`` (CUDA only; elsewhere ignored with a warning).
     """
 
     name = "neuromask"
@@ -236,8 +245,15 @@ class NeuroMask(Explainer):
         return_history: bool = True,
         surrogate: str | None = None,
         batch_size: int | None = None,
+        fast: str | bool = False,
+        precision: str = "fp32",
     ):
         super().__init__(model, surrogate=surrogate, batch_size=batch_size)
+        self.fast = fastpath.check_fast(fast, error=NeuroMaskError)
+        self.precision = fastpath.check_precision(precision, error=NeuroMaskError)
+        self._runner = fastpath.StepRunner(model, self._step, self.fast, inplace=(0, 1))
+        self._bf16 = False
+        self._step_setting: tuple[Preset, tuple[int, int]] | None = None
         if preset is not None and preset not in PRESETS:
             raise NeuroMaskError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)} or None (by input size)")
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
@@ -276,6 +292,8 @@ class NeuroMask(Explainer):
             "tolerance": self.tolerance,
             "return_history": self.return_history,
             "batch_size": self.batch_size,
+            "fast": self.fast,
+            "precision": self.precision,
         }
 
     # -- the explainer hook ------------------------------------------------------------------------
@@ -292,6 +310,8 @@ class NeuroMask(Explainer):
                 f"{preset.kernel_size}x{preset.kernel_size} smoothness kernel; use a larger mask_size or input"
             )
         substrate = make_substrate(inputs, self.substrate, blur_sigma=self.blur_sigma, error=NeuroMaskError)
+        self._bf16 = fastpath.applies(inputs.device, self.precision)
+        self._step_setting = (preset, (height, width))
         results = []
         for part in batch_slices(inputs.shape[0], self.batch_size):
             group = _Group(substrate[part], inputs[part] - substrate[part], targets[part])
@@ -325,11 +345,19 @@ class NeuroMask(Explainer):
         """The faithful loop: ``iterations`` RMSProp steps on w (n, 1, h, w), in place; fills ``history``."""
         mean_square = torch.ones_like(w)
         for step in range(self.iterations):
-            loss, grad = self._loss_and_grad(group, w, preset, image_size)
+            loss = self._runner(w, mean_square, group.substrate, group.difference, group.targets)
             if self.return_history:
                 history[:, step] = loss
-            rmsprop_step_(w, grad, mean_square)
         return w
+
+    def _step(self, model: nn.Module, w: torch.Tensor, mean_square: torch.Tensor, substrate: torch.Tensor,
+              difference: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One step of the faithful loop, in place on w and mean_square (n, 1, h, w): the loss (n,) of w
+        before the step. Free of host syncs, so that it can be captured as a CUDA graph."""
+        preset, image_size = self._step_setting
+        loss, grad = self._loss_and_grad(_Group(substrate, difference, targets), w, preset, image_size, model)
+        rmsprop_step_(w, grad, mean_square)
+        return loss
 
     def _descend_until_stopped(self, group: _Group, w: torch.Tensor, preset: Preset, image_size: tuple[int, int],
                                history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -372,17 +400,19 @@ class NeuroMask(Explainer):
         since_best.copy_(torch.where(improved, 0, since_best + 1))
         return since_best < self.patience
 
-    def _forward(self, group: _Group, w: torch.Tensor, preset: Preset,
-                 image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, group: _Group, w: torch.Tensor, preset: Preset, image_size: tuple[int, int],
+                 model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (n, K) of the masked images and the masks (n, 1, H, W) for w (n, 1, h, w)."""
         if w.shape[2:] != image_size:
             w = F.interpolate(w, size=image_size, mode="bilinear", align_corners=False)
         mask = torch.sigmoid(w / preset.temperature)
-        logits = call_model(self.model, torch.addcmul(group.substrate, group.difference, mask), error=NeuroMaskError)
-        return logits, mask
+        masked = fastpath.model_input(torch.addcmul(group.substrate, group.difference, mask), self._bf16)
+        with fastpath.autocast(self._bf16):
+            logits = call_model(model or self.model, masked, error=NeuroMaskError)
+        return logits.float(), mask
 
-    def _loss_and_grad(self, group: _Group, w: torch.Tensor, preset: Preset,
-                       image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss_and_grad(self, group: _Group, w: torch.Tensor, preset: Preset, image_size: tuple[int, int],
+                       model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-image loss (n,) and its gradient with respect to w (n, 1, h, w).
 
         The prediction term goes through autograd (model backward); the sparsity and smoothness terms use their
@@ -390,7 +420,7 @@ class NeuroMask(Explainer):
         """
         w_leaf = w.detach().requires_grad_(True)
         with torch.enable_grad():
-            logits, _ = self._forward(group, w_leaf, preset, image_size)
+            logits, _ = self._forward(group, w_leaf, preset, image_size, model)
             if not logits.requires_grad:
                 raise NeuroMaskError("the model's logits do not depend differentiably on its input (no gradient "
                                      "reaches the mask); NeuroMask needs a model that autograd can differentiate")

@@ -16,7 +16,10 @@ draw different noise for the same seed). An image explained in another call at a
 other noise unless the seed is tied to it (e.g. explain it alone, or pass the same batch).
 
 Speed: all images x copies go through the model in one forward and one backward pass (or chunks of at
-most ``batch_size`` noisy copies, to bound memory); the sums are kept in float64.
+most ``batch_size`` noisy copies, to bound memory); the sums are kept in float64. ``fast="graph"`` replays
+the forward + backward pass of a chunk as a CUDA graph (kept across calls while the model's tensors stay
+the same), ``fast="compile"`` runs it through ``torch.compile``; on the CPU ``"graph"`` is the eager path
+(see :mod:`binsight.explain.fast`). ``precision="bf16"``: bf16 autocast and channels_last on CUDA.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from binsight._utils import batch_slices, image_generator
-from binsight.explain.base import Attribution, Explainer, ExplainerError, check_reduction, input_gradients, reduce_map
+from binsight._utils import batch_slices, call_model, image_generator
+from binsight.explain import fast as fastpath
+from binsight.explain.base import Attribution, Explainer, ExplainerError, check_reduction, reduce_map
 from binsight.explain.registry import register_explainer
 
 VARIANTS = ("smoothgrad", "squared", "vargrad")
@@ -62,6 +66,8 @@ class SmoothGrad(Explainer):
             ``"smoothgrad"`` variant; the other two are non-negative).
         seed: seed of the noise (see the module docstring).
         batch_size: at most this many noisy copies go through the model at once (None: all N x n_samples).
+        fast: False (eager), ``"graph"`` or ``"compile"``; see :mod:`binsight.explain.fast`.
+        precision: ``"fp32"`` or ``"bf16"`` (CUDA only; elsewhere ignored with a warning).
 
     Returns maps (N, 1, H, W) float32.
     """
@@ -82,8 +88,14 @@ class SmoothGrad(Explainer):
         seed: int = 0,
         surrogate: str | None = None,
         batch_size: int | None = None,
+        fast: str | bool = False,
+        precision: str = "fp32",
     ):
         super().__init__(model, surrogate=surrogate, batch_size=batch_size)
+        self.fast = fastpath.check_fast(fast, error=ExplainerError)
+        self.precision = fastpath.check_precision(precision, error=ExplainerError)
+        self._runner = fastpath.StepRunner(model, self._gradient_step, self.fast)
+        self._bf16 = False
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ExplainerError(f"n_samples must be a positive integer, got {n_samples!r}")
         if not _non_negative(noise_level):
@@ -137,14 +149,25 @@ class SmoothGrad(Explainer):
         grad_sum = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
         grad_sq_sum = torch.zeros_like(grad_sum)
         noise_cache: dict[int, torch.Tensor] = {}
+        self._bf16 = fastpath.applies(inputs.device, self.precision)
         for part in batch_slices(inputs.shape[0] * k, self.batch_size):
             copy_ids = torch.arange(part.start, part.stop)
             copies = self._noisy_copies(inputs, stds, copy_ids, noise_cache)
             image_ids = (copy_ids // k).to(inputs.device)
-            grads = input_gradients(self.model, copies, targets[image_ids])[0].double()
+            grads = self._runner(copies, targets[image_ids]).double()
             grad_sum.index_add_(0, image_ids, grads)
             grad_sq_sum.index_add_(0, image_ids, grads.square())
         return grad_sum / k, grad_sq_sum / k
+
+    def _gradient_step(self, model: nn.Module, copies: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """d logit_target / d copy (n, C, H, W) for checked targets (n,): one forward and one backward pass,
+        free of host syncs (so that it can be captured as a CUDA graph)."""
+        x = copies.detach().requires_grad_(True)
+        with torch.enable_grad(), fastpath.autocast(self._bf16):
+            logits = call_model(model, fastpath.model_input(x, self._bf16), error=ExplainerError)
+            sel = logits.float().gather(1, targets.view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(sel, x)
+        return grad
 
     def _noisy_copies(
         self, inputs: torch.Tensor, stds: list[float], copy_ids: torch.Tensor, cache: dict[int, torch.Tensor]
@@ -171,5 +194,7 @@ class SmoothGrad(Explainer):
             "reduction": self.reduction,
             "signed": self.signed,
             "seed": self.seed,
+            "fast": self.fast,
+            "precision": self.precision,
             **super().params(),
         }
