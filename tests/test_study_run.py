@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from binsight.explain import Attribution, Explainer, register_explainer
+from binsight.explain import EXPLAINERS, Attribution, Explainer, register_explainer
 from binsight.study.config import ConfigError, config_from_dict, tomllib
 from binsight.study.runner import StudyRunner
 from binsight.study.verdicts import StudyVerdicts
@@ -282,25 +282,31 @@ def test_cuda_on_a_machine_without_one_is_refused_before_anything_is_written(run
 SEEDS_SEEN: list[int] = []
 
 
-@register_explainer
-class ToyBrightness(Explainer):
-    """A toy method for this test only: the image's brightness to the power ``power`` plus seeded noise."""
+@pytest.fixture
+def toy_method(monkeypatch):
+    """A toy method registered in a private copy of the explainer registry (restored after the test):
+    the image's brightness to the power ``power`` plus seeded noise."""
+    monkeypatch.setattr(EXPLAINERS, "_items", dict(EXPLAINERS._items))
 
-    name = "toy-brightness"
-    seeded = True
+    @register_explainer
+    class ToyBrightness(Explainer):
+        name = "toy-brightness"
+        seeded = True
 
-    def __init__(self, model, *, power: float = 1.0, seed: int = 0, surrogate=None, batch_size=None):
-        super().__init__(model, surrogate=surrogate, batch_size=batch_size)
-        self.power, self.seed = power, seed
+        def __init__(self, model, *, power: float = 1.0, seed: int = 0, surrogate=None, batch_size=None):
+            super().__init__(model, surrogate=surrogate, batch_size=batch_size)
+            self.power, self.seed = power, seed
 
-    def _explain(self, inputs, wanted):
-        SEEDS_SEEN.append(self.seed)
-        targets = self.resolve_targets(inputs, wanted)
-        noise = torch.rand(inputs[:, :1].shape, generator=torch.Generator().manual_seed(self.seed))
-        return Attribution(inputs.mean(1, keepdim=True) ** self.power + 0.01 * noise, targets)
+        def _explain(self, inputs, wanted):
+            SEEDS_SEEN.append(self.seed)
+            targets = self.resolve_targets(inputs, wanted)
+            noise = torch.rand(inputs[:, :1].shape, generator=torch.Generator().manual_seed(self.seed))
+            return Attribution(inputs.mean(1, keepdim=True) ** self.power + 0.01 * noise, targets)
+
+    return ToyBrightness
 
 
-def test_a_toy_method_registered_here_runs_through_a_tiny_study(runs, tmp_path):
+def test_a_toy_method_registered_here_runs_through_a_tiny_study(runs, tmp_path, toy_method):
     models = runs["whole"] / "models"
     raw = _checkpoint_config([{"path": str(models / f"{n}.safetensors"), "name": f"m{n.replace('-', '')}"}
                                     for n in ("fp-0", "fp-1", "bnn-0")])

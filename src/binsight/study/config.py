@@ -153,6 +153,12 @@ class ModelsConfig:
     accuracy recorded at training time is measured on this many test images (0 = all). train_surrogate:
     the sign surrogate a BNN is trained with. train_batch_size: training batch (0 = the recipe's). first_last_fp: keep a BNN's first and last layers full
     precision. explain_surrogate: the surrogate a BNN is explained with ("" = the one it was trained with).
+    own: ``[[models.own]]`` tables, the user's own models built by their own code (keys of
+    :data:`binsight.models.factory.SPEC_KEYS`: factory, kwargs, weights, precision, name, group,
+    gradcam_layer, mean, std or normalize = "inside", input_size, num_classes; input_size and num_classes
+    default to the dataset's). own_dir: the folder relative ``weights`` paths and factory modules are
+    looked up in (set by :func:`load_config` to the configuration file's folder). Checkpoints and own
+    models replace training.
     """
 
     arch: str = "small-cnn"
@@ -167,6 +173,8 @@ class ModelsConfig:
     first_last_fp: bool = True
     explain_surrogate: str = ""
     checkpoints: list[CheckpointConfig] = field(default_factory=list)
+    own: list[dict[str, Any]] = field(default_factory=list)
+    own_dir: str = ""
 
 
 @dataclass
@@ -349,6 +357,9 @@ def load_config(path: str | Path | None = None) -> StudyConfig:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    models = raw.get("models")
+    if isinstance(models, dict) and models.get("own") and not models.get("own_dir"):
+        models["own_dir"] = str(path.resolve().parent)  # own models' weights and modules sit beside the file
     return config_from_dict(raw)
 
 
@@ -471,7 +482,7 @@ def _validate_data(d: DataConfig) -> None:
 
 
 def _validate_models(m: ModelsConfig) -> None:
-    if not m.checkpoints:
+    if not (m.checkpoints or m.own):
         _one_of("models.arch", m.arch, arch_names())
         if not m.precisions:
             raise ConfigError("models.precisions: give at least one of 'fp', 'bnn'")
@@ -492,6 +503,7 @@ def _validate_models(m: ModelsConfig) -> None:
     if m.explain_surrogate:
         _one_of("models.explain_surrogate", m.explain_surrogate, surrogate_names())
     _validate_checkpoints(m.checkpoints)
+    own_specs(m)
 
 
 def _validate_checkpoints(checkpoints: list[CheckpointConfig]) -> None:
@@ -507,6 +519,27 @@ def _validate_checkpoints(checkpoints: list[CheckpointConfig]) -> None:
             check_model_name(ck.name, f"{key}.name")
             names.append(ck.name)
     _unique("models.checkpoints names", names)
+
+
+def own_specs(m: ModelsConfig) -> list[Any]:
+    """The :class:`binsight.models.factory.ModelSpec` of each ``[[models.own]]`` table (relative weights
+    paths taken from ``own_dir``); a table that is not a spec is a :class:`ConfigError` naming it."""
+    from binsight.models.factory import ModelSpec, check_spec
+
+    specs = []
+    for i, table in enumerate(m.own):
+        key = f"models.own[{i}]"
+        try:
+            spec = ModelSpec.from_dict(table, base_dir=m.own_dir or None)
+            if spec.input_size is None:  # the dataset's, filled in by the runner; checked with a stand-in here
+                check_spec(dataclasses.replace(spec, input_size=(1, 1, 1) if spec.mean is None else
+                                               (len(spec.mean), 1, 1)), need_factory=True)
+            else:
+                check_spec(spec, need_factory=True)
+        except (BinsightError, TypeError) as e:
+            raise ConfigError(f"{key}: {e}") from None
+        specs.append(spec)
+    return specs
 
 
 def check_model_name(name: str, key: str) -> None:

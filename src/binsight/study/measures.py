@@ -68,7 +68,9 @@ def masked_measure(name: str) -> PairFn | None:
 def pair_values(a: torch.Tensor, b: torch.Tensor, *, top_k: float, masks: torch.Tensor | None,
                 perm: np.ndarray | None) -> dict[str, np.ndarray]:
     """Every pair measure of maps ``a`` and ``b`` (N, 1, H, W) of the same images: whole maps; inside
-    ``masks`` (suffix ``_object``); and ``a[i]`` against ``b[perm[i]]`` (suffix ``_shuffled``)."""
+    ``masks`` (suffix ``_object``); ``a[i]`` against ``b[perm[i]]`` (suffix ``_shuffled``, the
+    image-shuffled chance level); and, with masks, ``a[i]`` against ``b[perm[i]]`` inside image i's mask
+    (suffix ``_object_shuffled``, the chance level of the ``_object`` measures)."""
     values = {}
     for name in PAIR_MEASURES.names():
         fn = PAIR_MEASURES.get(name)
@@ -78,7 +80,10 @@ def pair_values(a: torch.Tensor, b: torch.Tensor, *, top_k: float, masks: torch.
         if masks is not None and masked is not None:
             values[f"{name}_object"] = masked(a, b, mask=masks, **options)
         if perm is not None:
-            values[f"{name}_shuffled"] = fn(a, b[torch.from_numpy(perm)], **options)
+            shuffled = b[torch.from_numpy(perm)]
+            values[f"{name}_shuffled"] = fn(a, shuffled, **options)
+            if masks is not None and masked is not None:
+                values[f"{name}_object_shuffled"] = masked(a, shuffled, mask=masks, **options)
     return values
 
 

@@ -10,11 +10,20 @@ Every stage is a list of work units; a unit whose output file exists in the run 
 stopped run continues where it stopped (see :mod:`binsight.study.store`). Units are computed with fixed
 seeds (a seeded explainer gets the chunk's index, chance maps and ROAD too), so a unit recomputed after a
 stop gives the same numbers as it would have the first time.
+
+Several processes (``torchrun --nproc-per-node K -m binsight study ...``): rank 0 claims the folder and
+prepares the models (missing ones are trained, spread over the ranks, each by one process); the other
+ranks join the claimed folder and load the models it records. The units of every stage, in a fixed
+order, go to ranks in turn (unit i to rank i % K); every rank skips its units already done; all ranks
+wait for each other after every stage; rank 0 alone merges the table and writes the shared files
+(models.json, measurements.csv, verdicts.json, timings.json). Seeds depend on the unit only, so the
+results do not depend on K. A single process sets up nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import time
@@ -27,12 +36,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from binsight import distributed
 from binsight._io import atomic_write_text
 from binsight.errors import BinsightError
 from binsight.study import verdicts as verdicts_module
-from binsight.study.config import ConfigError, StudyConfig, resolve_device
+from binsight.study.config import ConfigError, StudyConfig, load_config, own_specs, resolve_device, surrogate_names
 from binsight.study.measures import CHANCE_MAPS, map_values, pair_values
-from binsight.study.plan import FOREIGN_SURROGATE, MethodSpec, StudyModel, explain_surrogate, method_specs, variants
+from binsight.study.plan import MethodSpec, StudyModel, explain_surrogate, method_specs, variants
 from binsight.study.store import Row, RunFolder, RunFolderError, check_unique_names, iter_chunks, validate_model_name
 
 EXAMPLES = 8  # images kept in examples.npz, for the report's grid
@@ -53,12 +63,20 @@ class StudyImages:
 class StudyRunner:
     """Runs (or continues) one study in one run folder. ``run()`` does every stage and returns verdicts.json."""
 
-    def __init__(self, config: StudyConfig, out: str | Path):
+    def __init__(self, config: StudyConfig, out: str | Path, *, models: Sequence[Any] = ()):
+        """``models``: the caller's own models besides the configuration's, each a
+        :class:`binsight.models.factory.ModelSpec` (built by its factory) or ``(module, spec)``."""
         self.config = config
-        self.device = torch.device(resolve_device(config.run.device))  # refused before anything is written
-        check_unique_names([validate_model_name(ck.name) for ck in config.models.checkpoints if ck.name])
+        resolve_device(config.run.device)  # refused before anything is written (and before any process group)
+        self.own = [*[(None, spec) for spec in own_specs(config.models)], *(_own_pair(m) for m in models)]
+        check_unique_names([validate_model_name(ck.name) for ck in config.models.checkpoints if ck.name]
+                           + [validate_model_name(spec.display_name()) for _, spec in self.own])
         self.specs = method_specs(config)
-        self.folder = RunFolder.create(out, config)
+        self.started_group = distributed.launched() and not distributed.is_distributed()
+        self.device = torch.device(distributed.init(config.run.device) if distributed.launched()
+                                   else resolve_device(config.run.device))
+        self.rank, self.ranks = distributed.rank(), distributed.world_size()
+        self.folder = self._claim(out)
         self.timings: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.cpu_by_method: dict[str, float] = {}
@@ -66,35 +84,72 @@ class StudyRunner:
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
 
+    def _claim(self, out: str | Path) -> RunFolder:
+        """Rank 0 claims ``out`` (:meth:`RunFolder.create`, holding its lock); the others learn whether it
+        could (a broadcast status) and join it, or stop with an error when it could not."""
+        if self.ranks == 1:
+            return RunFolder.create(out, self.config)
+        folder, error = None, None
+        if self.rank == 0:
+            try:
+                folder = RunFolder.create(out, self.config)
+            except BinsightError as e:
+                error = e
+        if distributed.broadcast_int(0 if error is None and self.rank == 0 else 1) != 0:
+            self._leave()
+            if error is not None:
+                raise error
+            raise RunFolderError(f"rank 0 could not claim {out} (its message says why); nothing was run")
+        return folder if folder is not None else RunFolder.open_for_rank(out, self.config)
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run's shared files (rank 0, or the only process)."""
+        return self.rank == 0
+
+    def mine(self, units: Sequence[Any]) -> list[Any]:
+        """This rank's share of a stage's units (in their fixed order, unit i to rank i % K)."""
+        return list(units[self.rank::self.ranks])
+
+    def sync(self) -> None:
+        """Wait for every rank (after a stage); nothing in a single process."""
+        distributed.barrier()
+
+    def _leave(self) -> None:
+        if self.started_group:
+            distributed.cleanup()
+            self.started_group = False
+
     # -- the whole run -------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Every stage in order; returns verdicts.json's content."""
+        """Every stage in order; returns verdicts.json's content (on every rank)."""
         started = time.perf_counter()
         try:
-            self.record_provenance()
+            if self.main:
+                self.record_provenance()
             with self.stage("data"):
                 data = self.load_images()
             with self.stage("models"):
                 base = self.load_models()
             models = base + [v for m in base for v in variants(m, self.config.verdicts.robustness_surrogates)]
             self.check_explainers(models)
-            with self.stage("predictions"):
-                self.compute_predictions(base, data)
-            with self.stage("maps"):
-                self.compute_maps(models, data)
-            with self.stage("measures"):
-                self.compute_measures(models, data)
-            with self.stage("pairs"):
-                self.compute_pairs(models, data)
-            with self.stage("sanity"):
-                self.compute_sanity(base, data)
+            for name, compute, which in (("predictions", self.compute_predictions, base),
+                                         ("maps", self.compute_maps, models), ("measures", self.compute_measures, models),
+                                         ("pairs", self.compute_pairs, models), ("sanity", self.compute_sanity, base)):
+                with self.stage(name):
+                    compute(which, data)
+                    self.sync()
             with self.stage("verdicts"):
-                verdicts = self.compute_verdicts(models)
+                verdicts = self.compute_verdicts(models) if self.main else None
+                self.sync()
             self.timings["total_this_run"] = time.perf_counter() - started
             self.cpu["total_this_run"] = sum(self.cpu.values())
             self.save_timings()
+            if verdicts is None:
+                verdicts = json.loads(self.folder.path("verdicts.json").read_text(encoding="utf-8"))
         finally:
             self.folder.close()
+            self._leave()
         return verdicts
 
     @contextlib.contextmanager
@@ -120,11 +175,14 @@ class StudyRunner:
             self.cpu_by_method[name] = self.cpu_by_method.get(name, 0.0) + time.process_time() - start
 
     def save_timings(self) -> None:
-        """timings.json: this invocation's stages (wall and CPU seconds), and the earlier invocations'."""
+        """timings.json (rank 0): this invocation's stages (wall and CPU seconds of rank 0; ``ranks``: the
+        processes that ran it), and the earlier invocations'."""
+        if not self.main:
+            return
         if self._history is None:
             old = self.folder.read_json("timings.json") or {}
             self._history = list(old.get("history", [])) + ([old["stages"]] if old.get("stages") else [])
-        self.folder.write_json("timings.json", {"stages": self.timings, "cpu": self.cpu,
+        self.folder.write_json("timings.json", {"stages": self.timings, "cpu": self.cpu, "ranks": self.ranks,
                                                 "cpu_by_method": self.cpu_by_method, "history": self._history})
 
     def record_provenance(self) -> None:
@@ -162,6 +220,9 @@ class StudyRunner:
                   "checksum": _checksum(data), "has_masks": data.masks is not None, "classes": data.classes,
                   "indices": indices.tolist()}
         old = self.folder.read_json("images.json")
+        self.data_shape, self.n_classes = tuple(data.images.shape[1:]), len(data.classes)
+        if not self.main:
+            return data
         if old is not None and old["checksum"] != record["checksum"]:
             raise RunFolderError(f"the images of {d.name} differ from those this run started with "
                                  f"(checksum {old['checksum'][:12]} then, {record['checksum'][:12]} now): the dataset "
@@ -172,15 +233,43 @@ class StudyRunner:
 
     # -- models ------------------------------------------------------------------------------------
     def load_models(self) -> list[StudyModel]:
-        """The run's models: from the run folder if already there; else trained (cached) or the user's.
-        Names are checked unique before anything of the models is written. models.json lists every model
-        of the table: the base models, then each BNN's surrogate variants (``"base"`` names their model)."""
+        """The run's models: from the run folder if already there; else trained (cached), the user's
+        checkpoints or the user's own models. Names are checked unique before anything of the models is
+        written. models.json lists every model of the table: the base models, then each BNN's surrogate
+        variants (``"base"`` names their model). Several processes: missing models are trained spread over
+        the ranks, then rank 0 records them and the others load them from the run folder."""
+        recorded = self.folder.read_json("models.json")
+        if recorded is None and self.ranks > 1:
+            self._train_spread()
+            if self.main:
+                self._record_models()
+            self.sync()
+            recorded = self.folder.read_json("models.json")
+        if recorded is None:
+            return self._record_models()
+        return self._reload(recorded)
+
+    def _reload(self, recorded: list[dict[str, Any]]) -> list[StudyModel]:
+        """The base models listed in models.json: binsight checkpoints from the run folder's copies, own
+        models rebuilt from their specs (the same names as recorded, else refused)."""
         from binsight.models.checkpoint import load_checkpoint
 
-        recorded = self.folder.read_json("models.json")
-        if recorded is not None:
-            return [self._study_model(info, load_checkpoint(self.folder.root / info["checkpoint"])[0])
-                    for info in recorded if info.get("base", info["name"]) == info["name"]]
+        check_unique_names([info["name"] for info in recorded])
+        base = [info for info in recorded if info.get("base", info["name"]) == info["name"]]
+        own = {spec.display_name(): (module, spec) for module, spec in self.own}
+        if sorted(own) != sorted(info["name"] for info in base if info.get("kind") == "own"):
+            raise RunFolderError(f"the own models given ({', '.join(sorted(own)) or 'none'}) are not those this run "
+                                 f"started with (models.json in {self.folder.root}); give the same models or a new --out")
+        models = []
+        for info in base:
+            if info.get("kind") == "own":
+                module = self._build_own(own[info["name"]])
+            else:
+                module = load_checkpoint(self.folder.path(info["checkpoint"]))[0]
+            models.append(self._study_model(info, module))
+        return models
+
+    def _record_models(self) -> list[StudyModel]:
         obtained = [self._obtain(spec) for spec in self._model_specs()]
         check_unique_names([spec["name"] for spec, _, _, _ in obtained])
         models = []
@@ -194,25 +283,50 @@ class StudyRunner:
         self.folder.write_json("models.json", listed)
         return models
 
+    def _train_spread(self) -> None:
+        """Models to be trained, spread over the ranks (model j by rank j % K, alone) into the cache."""
+        for spec in self.mine([s for s in self._model_specs() if not s["path"] and "own" not in s]):
+            self._obtain(spec)
+        self.sync()
+
     def _study_model(self, info: dict[str, Any], module: nn.Module) -> StudyModel:
         return StudyModel(info["name"], info["precision"], info["group"], info["surrogate"], self._ready(module),
                           base=info["name"], info=info)
 
     def _model_specs(self) -> list[dict[str, Any]]:
         m = self.config.models
-        if m.checkpoints:
+        own = [{"name": spec.display_name(), "precision": spec.precision, "path": "", "group": spec.group,
+                "own": (module, spec)} for module, spec in self.own]
+        if m.checkpoints or own:
             return [{"name": ck.name, "precision": ck.precision, "path": ck.path, "position": i, "group": str(i)}
-                    for i, ck in enumerate(m.checkpoints)]
+                    for i, ck in enumerate(m.checkpoints)] + own
         return [{"name": f"{p}-{s}", "precision": p, "seed": s, "path": "", "group": str(s)}
                 for p in m.precisions for s in m.seeds]
 
-    def _obtain(self, spec: dict[str, Any]) -> tuple[dict[str, Any], nn.Module, Path, dict[str, Any]]:
-        """(spec with its name, model, checkpoint file, metadata): the user's checkpoint, or the cached
-        (trained) model. Training seeds from (seed, precision), so FP and BNN share no initialisation."""
+    def _build_own(self, own: tuple[nn.Module | None, Any]) -> nn.Module:
+        """A user's own model ready for the study (:class:`binsight.models.factory.Normalized`): built by its
+        factory (modules looked up in ``models.own_dir`` first) or the given module prepared; input_size
+        and num_classes default to the dataset's."""
+        from binsight.models.factory import load_model, model_from_module
+
+        module, spec = own
+        spec = dataclasses.replace(spec, input_size=spec.input_size or self.data_shape,
+                                   num_classes=spec.num_classes or self.n_classes)
+        if module is not None:
+            return model_from_module(module, spec)
+        own_dir = self.config.models.own_dir
+        return load_model(spec, search_path=[own_dir] if own_dir else [])
+
+    def _obtain(self, spec: dict[str, Any]) -> tuple[dict[str, Any], nn.Module, Path | None, dict[str, Any]]:
+        """(spec with its name, model, checkpoint file, metadata): the user's checkpoint or own model, or
+        the cached (trained) model. Training seeds from (seed, precision), so FP and BNN share no
+        initialisation."""
         from binsight.nn import surrogate_of
         from binsight.models.checkpoint import load_checkpoint
         from binsight.train import cached_model
 
+        if "own" in spec:
+            return spec, self._build_own(spec["own"]), None, {}
         if spec["path"]:
             path = Path(spec["path"]).expanduser()
             module, meta = load_checkpoint(path)
@@ -227,12 +341,16 @@ class StudyRunner:
             m.arch, spec["precision"], d.name, spec["seed"], epochs or None,
             data_root=d.root or None, train_subset=m.train_subset or None, batch_size=m.train_batch_size or None,
             test_subset=m.test_subset or None, surrogate=m.train_surrogate, first_last_fp=m.first_last_fp,
-            device=str(self.device), progress=self.config.run.progress,
+            device=str(self.device), progress=self.config.run.progress, data_parallel=False,
         )
         return spec, module, Path(meta["checkpoint"]), meta
 
-    def _record_model(self, spec: dict[str, Any], module: nn.Module, source: Path, meta: dict[str, Any]) -> dict[str, Any]:
-        """Copy the checkpoint into models/ and describe the model (incl. its test accuracy and variants)."""
+    def _record_model(self, spec: dict[str, Any], module: nn.Module, source: Path | None,
+                      meta: dict[str, Any]) -> dict[str, Any]:
+        """Copy the checkpoint (an own model: its weights) into models/ and describe the model (incl. its
+        test accuracy and the surrogate it is explained with)."""
+        if "own" in spec:
+            return self._record_own(spec, module)
         from binsight.nn import surrogate_of
 
         from binsight.models.checkpoint import checkpoint_paths
@@ -245,12 +363,40 @@ class StudyRunner:
         surrogate = explain_surrogate(self.config, module, spec["precision"])
         return {
             "name": spec["name"], "precision": spec["precision"], "seed": spec.get("seed"), "group": spec["group"],
-            "arch": spec_of.get("name", type(module).__name__),
+            "arch": spec_of.get("name", type(module).__name__), "kind": "binsight",
             "checkpoint": str(target.relative_to(self.folder.root)), "source": str(source),
             "trained_here": not spec["path"], "accuracy": accuracy, "accuracy_images": n,
             "surrogate_trained": surrogate_of(module), "surrogate": surrogate,
             "gradcam_layer": getattr(module, "gradcam_layer", None),
             "first_last_fp": spec_of.get("first_last_fp"), "epochs": meta.get("epochs"),
+        }
+
+    def _record_own(self, spec: dict[str, Any], module: nn.Module) -> dict[str, Any]:
+        """An own model's record: its weights as used (models/NAME.safetensors), its factory and
+        normalisation, and the surrogate its BNN sign uses backward ("own" where binsight cannot switch it)."""
+        from safetensors.torch import save_file
+
+        from binsight._io import atomic_path
+        from binsight.models.factory import declared_gradcam_layer, surrogate_label
+        from binsight.nn.foreign import sign_report
+
+        user = spec["own"][1]
+        target = self.folder.model_path(spec["name"])
+        with atomic_path(target) as tmp:
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in module.model.state_dict().items()}, str(tmp))
+        accuracy, n = self._accuracy(module, {}, trained=False)
+        report = sign_report(module) if user.precision == "bnn" else None
+        factory = user.factory if isinstance(user.factory, str) else getattr(user.factory, "__qualname__", "")
+        return {
+            "name": spec["name"], "precision": user.precision, "seed": None, "group": user.group,
+            "arch": type(module.model).__name__, "kind": "own", "factory": factory or "(module given)",
+            "kwargs": dict(user.kwargs), "checkpoint": str(target.relative_to(self.folder.root)),
+            "source": str(user.weights) or "(weights as built)", "trained_here": False, "accuracy": accuracy,
+            "accuracy_images": n, "surrogate_trained": None, "surrogate": surrogate_label(module),
+            "sign": report.surrogate if report else "", "switchable": bool(report and report.switchable),
+            "gradcam_layer": declared_gradcam_layer(module),
+            "normalisation": ({"mean": list(user.mean), "std": list(user.std)} if user.mean is not None else "inside"),
+            "first_last_fp": None, "epochs": None,
         }
 
     def _accuracy(self, module: nn.Module, meta: dict[str, Any], trained: bool) -> tuple[float, int]:
@@ -276,7 +422,7 @@ class StudyRunner:
     # -- predictions ---------------------------------------------------------------------------------
     def compute_predictions(self, models: list[StudyModel], data: StudyImages) -> None:
         """Rows ``predicted`` (class index) and ``correct`` (0/1) of every model on every image."""
-        for m in models:
+        for m in self.mine(models):
             if self.folder.unit_done("predictions", m.name):
                 continue
             predicted = self._predict(m.module, data.images)
@@ -297,7 +443,7 @@ class StudyRunner:
 
     def compute_maps(self, models: list[StudyModel], data: StudyImages) -> None:
         """Maps of every model x method x chunk not yet in maps/."""
-        todo = [u for u in self.map_units(models) if not self.folder.maps_done(u[0].name, u[1].label, u[2])]
+        todo = [u for u in self.mine(self.map_units(models)) if not self.folder.maps_done(u[0].name, u[1].label, u[2])]
         with self.progress(len(todo), "maps") as bar:
             for m, spec, c, s in todo:
                 bar.set_postfix_str(f"{m.name} {spec.label}")
@@ -337,8 +483,8 @@ class StudyRunner:
     # -- measures of single maps -----------------------------------------------------------------
     def compute_measures(self, models: list[StudyModel], data: StudyImages) -> None:
         """Degeneracy, noise, faithfulness, localisation and chance tests of every map chunk not yet measured."""
-        todo = [(m, spec, c, s) for m, spec, c, s in self.map_units(models)
-                if not self.folder.unit_done("measures", (m.name, spec.label, c))]
+        todo = [(m, spec, c, s) for m, spec, c, s in self.mine(self.map_units(models))
+                if not self.measured(m, spec, c)]
         with self.progress(len(todo), "measures") as bar:
             for m, spec, c, s in todo:
                 bar.set_postfix_str(f"{m.name} {spec.label}")
@@ -348,6 +494,11 @@ class StudyRunner:
                     rows = self.measure_chunk(m, spec, c, stored, data.images[s], masks)
                 self.folder.save_unit("measures", (m.name, spec.label, c), rows)
                 bar.update()
+
+    def measured(self, model: StudyModel, spec: MethodSpec, chunk: int) -> bool:
+        """Whether a chunk's measures are done: its rows stored and, with faithfulness, its curves too."""
+        return (self.folder.unit_done("measures", (model.name, spec.label, chunk))
+                and (not self.config.measures.faithfulness or self.folder.curves_done(model.name, spec.label, chunk)))
 
     def measure_chunk(self, model: StudyModel, spec: MethodSpec, chunk: int, stored: dict[str, np.ndarray],
                       images: torch.Tensor, masks: torch.Tensor | None) -> list[Row]:
@@ -436,7 +587,7 @@ class StudyRunner:
         """Whole-map, object-mask and image-shuffled similarity of the maps of every pair of models."""
         if not self.config.measures.similarity:
             return
-        todo = [(a, b, spec) for a, b, spec in self.pair_units(models)
+        todo = [(a, b, spec) for a, b, spec in self.mine(self.pair_units(models))
                 if not self.folder.unit_done("pairs", (a.name, b.name, spec.label))]
         with self.progress(len(todo), "pairs") as bar:
             for a, b, spec in todo:
@@ -467,8 +618,8 @@ class StudyRunner:
         if not self.config.measures.sanity:
             return
         n = min(self.config.measures.sanity_images, self.config.data.n_images)
-        todo = [(m, spec) for m in models for spec in self.specs if spec.sanity
-                if not self.folder.unit_done("sanity", (m.name, spec.label))]
+        units = [(m, spec) for m in models for spec in self.specs if spec.sanity]
+        todo = [(m, spec) for m, spec in self.mine(units) if not self.folder.unit_done("sanity", (m.name, spec.label))]
         with self.progress(len(todo), "sanity") as bar:
             for m, spec in todo:
                 bar.set_postfix_str(f"{m.name} {spec.label}")
@@ -498,10 +649,44 @@ class StudyRunner:
         """verdicts.json from the merged table and every model of the run (surrogate variants included)."""
         rows = self.folder.merge_measurements()
         infos = [model_info(m) for m in models]
-        result = verdicts_module.compute_verdicts(rows, infos, self.config.verdicts, methods=self.config.method_names())
+        result = verdicts_module.compute_verdicts(rows, infos, self.config.verdicts, methods=list(self.config.methods.run))
         text = result.to_json()
         atomic_write_text(self.folder.path("verdicts.json"), text)
         return json.loads(text)
+
+
+def run_study(config: StudyConfig | str | Path | None, out: str | Path, *,
+              models: Sequence[Any] = ()) -> dict[str, Any]:
+    """Run (or continue) a study from Python, e.g. in a notebook, on models the caller holds.
+
+    config: a :class:`StudyConfig`, a TOML file or None (the default study). models: each a
+    :class:`binsight.models.factory.ModelSpec` (built by its factory) or ``(module, spec)`` for a module
+    already built (prepared by :func:`binsight.models.factory.model_from_module`); with models given (or
+    ``[[models.own]]`` tables) nothing is trained. Every given module is left as it was (mode, weights,
+    hooks, attributes). Returns verdicts.json's content; the report is built from ``out`` by
+    ``binsight report``.
+    """
+    from binsight._utils import preserved_model
+
+    if not isinstance(config, StudyConfig):
+        config = load_config(config)
+    with contextlib.ExitStack() as stack:
+        for item in models:
+            if isinstance(item, tuple):
+                stack.enter_context(preserved_model(item[0]))
+        return StudyRunner(config, out, models=models).run()
+
+
+def _own_pair(item: Any) -> tuple[nn.Module | None, Any]:
+    """(module or None, spec) of one entry of ``models``: a ModelSpec, or (module, ModelSpec)."""
+    from binsight.models.factory import FactoryError, ModelSpec
+
+    if isinstance(item, ModelSpec):
+        return None, item
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], ModelSpec):
+        return item[0], item[1]
+    raise FactoryError(f"models: expected a ModelSpec or (module, ModelSpec), got {type(item).__name__}; "
+                       "describe each model with binsight.models.ModelSpec")
 
 
 def to_rows(values: dict[str, np.ndarray], images: Sequence[int], *, method: str, model: str, model_b: str = "",
@@ -529,7 +714,7 @@ def create_explainer(spec: MethodSpec, model: StudyModel, *, chunk: int, batch_s
 
     kwargs = dict(spec.options if options is None else options)
     kwargs["batch_size"] = batch_size
-    if model.surrogate not in ("", FOREIGN_SURROGATE):
+    if model.surrogate in surrogate_names():  # binsight's surrogates; a foreign BNN's own one is left as it is
         kwargs["surrogate"] = model.surrogate
     if spec.seeded:
         kwargs["seed"] = chunk
