@@ -107,9 +107,11 @@ def preserved_model(model: nn.Module) -> Iterator[nn.Module]:
     saved = _saved_values(model, tensors)
     grads = {p: (p.requires_grad, p.grad) for p in tensors if isinstance(p, nn.Parameter)}
     try:
-        model.eval()
-        for p in grads:
-            p.requires_grad_(False)
+        if any(state.training for state in modules):
+            model.eval()
+        for p, (requires_grad, _) in grads.items():
+            if requires_grad:
+                p.requires_grad_(False)
         yield model
     finally:
         for state in modules:
@@ -117,7 +119,8 @@ def preserved_model(model: nn.Module) -> Iterator[nn.Module]:
         _restore_values(model, tensors, saved)
         for p, (requires_grad, grad) in grads.items():
             p.requires_grad_(requires_grad)
-            p.grad = grad
+            if p.grad is not grad:
+                p.grad = grad
 
 
 class _ModuleState:
@@ -129,31 +132,33 @@ class _ModuleState:
     def of(cls, m: nn.Module) -> "_ModuleState":
         state = cls()
         state.module, state.training, state.attributes = m, m.training, set(vars(m))
-        state.hooks = [(d, list(d)) for d in (getattr(m, name, None) for name in _HOOK_DICTS) if d is not None]
-        state.members = [(d, dict(d)) for d in (m._parameters, m._buffers, m._modules)]
+        state.hooks = [(d, tuple(d)) for d in (getattr(m, name, None) for name in _HOOK_DICTS) if d is not None]
+        state.members = [(d, dict(d), tuple(map(id, d.values()))) for d in (m._parameters, m._buffers, m._modules)]
         return state
 
     def restore(self) -> None:
         m = self.module
-        for name in set(vars(m)) - self.attributes:
-            delattr(m, name)
+        if vars(m).keys() != self.attributes:
+            for name in vars(m).keys() - self.attributes:
+                delattr(m, name)
         for d, keys in self.hooks:
-            if list(d) != keys:
+            if (d or keys) and tuple(d) != keys:
                 kept = set(keys)
                 for k in [k for k in d if k not in kept]:
                     del d[k]
-        for d, before in self.members:
-            if list(d) != list(before) or any(d[k] is not v for k, v in before.items()):
+        for d, before, ids in self.members:
+            if tuple(d) != tuple(before) or tuple(map(id, d.values())) != ids:
                 d.clear()
                 d.update(before)
-        m.training = self.training  # not m.train(): that recurses into children, quadratic in depth
+        if m.training != self.training:
+            object.__setattr__(m, "training", self.training)  # not m.train(): that recurses, quadratic in depth
 
 
 def _tracked_tensors(modules: list[_ModuleState]) -> dict[torch.Tensor, tuple[int, int]]:
     """Every parameter and buffer (each once) with its (version counter, data pointer) on entry."""
     tensors: dict[torch.Tensor, tuple[int, int]] = {}
     for state in modules:
-        for d, before in state.members[:2]:
+        for _, before, _ in state.members[:2]:
             for t in before.values():
                 if t is not None and t not in tensors:
                     tensors[t] = _stamp(t)
