@@ -71,7 +71,7 @@ def autocast(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):  # no weight cache: graph-safe
         yield
 
 
