@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from binsight.study.config import StudyConfig, config_hash, load_config, to_toml
+from binsight.study.config import StudyConfig, config_hash, load_config
+from binsight.study.settings_doc import commented_toml
 
 
 def default_out(config: StudyConfig) -> Path:
@@ -15,11 +16,12 @@ def default_out(config: StudyConfig) -> Path:
 
 
 def study_command(args: argparse.Namespace) -> Path | None:
-    """Load the configuration, run (or continue) the study and print the verdicts; return the run folder
-    (None with ``--print-config``, which only prints the resolved configuration)."""
+    """Load the configuration, run (or continue) the study, print the verdicts and where the report goes;
+    return the run folder (None with ``--print-config``, which only prints the resolved configuration, each
+    key under a comment with its description and default)."""
     config = load_config(args.config)
     if args.print_config:
-        print(to_toml(config), end="")
+        print(commented_toml(config), end="")
         return None
     from binsight.study.runner import StudyRunner
 
@@ -27,7 +29,17 @@ def study_command(args: argparse.Namespace) -> Path | None:
     print(f"study: {out} (configuration hash {config_hash(config)})")
     result = StudyRunner(config, out).run()
     print(verdict_table(result))
+    print(report_hint(out))
     return out
+
+
+def report_hint(out: Path) -> str:
+    """Where the run's report is (``OUT/report.html``, built from the folder right after the study) and how
+    to open it or build it again."""
+    page = (out / "report.html").resolve()
+    return (f"study finished; its report: {page}\n"
+            f"  open it in a web browser, e.g.: python -m webbrowser {page.as_uri()}\n"
+            f"  rebuild it from the run folder at any time: binsight report {out}")
 
 
 def verdict_table(verdicts: dict[str, Any]) -> str:

@@ -1,0 +1,219 @@
+"""The reference of study settings (docs/settings.md, --print-config comments) and the study command's output."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from binsight.cli import main
+from binsight.study import config as cfg
+from binsight.study import settings_doc
+from binsight.study.command import report_hint, verdict_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Fields config.py's docstrings do not describe yet (reported to the configuration's owner). The test below
+# fails when a field is added to or removed from this set: describe a new field in its class's docstring,
+# and drop a name here once its field is described.
+KNOWN_UNDOCUMENTED = {
+    "DataConfig.download", "ModelsConfig.precisions", "ModelsConfig.checkpoints", "CheckpointConfig.path",
+    "MeasuresConfig.similarity", "MeasuresConfig.noise", "MeasuresConfig.faithfulness",
+    "MeasuresConfig.localisation", "MeasuresConfig.sanity", "RunConfig.progress",
+}
+
+
+def config_classes(cls: type = cfg.StudyConfig) -> list[type]:
+    """StudyConfig and every dataclass reachable through its fields (in lists and dict values too)."""
+    found = [cls]
+    for hint in typing.get_type_hints(cls).values():
+        inner = (typing.get_args(hint) or (hint,))[-1] if typing.get_origin(hint) in (list, dict) else hint
+        if dataclasses.is_dataclass(inner) and inner not in found:
+            found += [c for c in config_classes(inner) if c not in found]
+    return found
+
+
+def test_docs_settings_md_is_what_the_configuration_gives_now():
+    written = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
+    assert written == settings_doc.markdown(), (
+        "docs/settings.md is out of date with the study configuration; run `python scripts/settings_reference.py`")
+
+
+def test_every_field_of_every_section_is_in_the_reference():
+    listed = {(s.owner, s.field) for s in settings_doc.settings()}
+    sections = [c for c in config_classes() if c is not cfg.StudyConfig]
+    assert {c.__name__ for c in sections} >= {"DataConfig", "ModelsConfig", "CheckpointConfig", "MethodsConfig",
+                                              "MethodConfig", "MeasuresConfig", "VerdictsConfig", "RunConfig"}
+    missing = [f"{c.__name__}.{f.name}" for c in sections for f in dataclasses.fields(c) if (c.__name__, f.name) not in listed]
+    assert not missing, f"fields missing from the settings reference: {missing}"
+
+
+def test_every_field_has_a_description():
+    sections = [c for c in config_classes() if c is not cfg.StudyConfig]
+    blank = {f"{c.__name__}.{name}" for c in sections for name, text in settings_doc.field_descriptions(c).items()
+             if not text.strip()}
+    new = sorted(blank - KNOWN_UNDOCUMENTED)
+    assert not new, f"undocumented study settings: {new}; describe each as 'name: text' in its class's docstring"
+    described = sorted(KNOWN_UNDOCUMENTED - blank)
+    assert not described, f"{described} are described now; remove them from KNOWN_UNDOCUMENTED"
+
+
+def test_each_registered_explainers_options_are_listed_with_a_description():
+    import binsight.explain as explain
+
+    rows = {(s.section, s.key): s for s in settings_doc.settings()}
+    for name in explain.available():
+        allowed, _ = cfg.explainer_options(explain.explainer_class(name))
+        for option in allowed:
+            assert rows[(f"methods.{name}", option)].description, f"explainer {name}: option {option} undescribed"
+    assert rows[("methods.smoothgrad", "n_samples")].default == "50"
+    assert rows[("methods.gradcam", "layer")].default == "unset"
+    assert ("methods.smoothgrad", "seed") not in rows and ("methods.gradient", "surrogate") not in rows  # runner's
+    assert rows[('methods."captum:NAME"', "OPTION")].description.startswith("for the Captum constructor")
+    assert rows[('methods."captum:NAME"', "reduction")].description == rows[("methods.gradient", "reduction")].description
+
+
+@dataclass
+class Toy:
+    """Summary naming ``quiet``.
+
+    alpha: first thing (0 = none). beta / gamma: both of these; delta: after a semicolon. Margins:
+    wide_margin (how wide (in pixels)), thin_margin (how thin). Limits: the limit each uses
+    (low_limit: the lower one). Counting: ``count`` items, seeded with ``seed``.
+    """
+
+    alpha: int = 0
+    beta: int = 0
+    gamma: int = 0
+    delta: int = 0
+    wide_margin: float = 0.0
+    thin_margin: float = 0.0
+    high_limit: int = 0
+    low_limit: int = 0
+    count: int = 0
+    seed: int = 0
+    quiet: bool = False
+    noise: bool = False
+
+
+def test_field_descriptions_read_each_way_a_docstring_names_a_field():
+    d = settings_doc.field_descriptions(Toy)
+    assert d["alpha"] == "first thing (0 = none)."
+    assert d["beta"] == d["gamma"] == "both of these"
+    assert d["delta"] == "after a semicolon."
+    assert d["wide_margin"] == "how wide (in pixels)" and d["thin_margin"] == "how thin"
+    assert d["high_limit"] == "the limit each uses" and d["low_limit"] == "the lower one"
+    assert d["count"] == d["seed"] == "`count` items, seeded with `seed`."
+    assert d["quiet"] == "Summary naming `quiet`."
+    assert d["noise"] == ""  # a plain word elsewhere is not taken for the field
+
+
+class Base:
+    """Base.
+
+    Args:
+        size: the size,
+            over two lines.
+        a, b: shared text.
+    """
+
+
+class Derived:
+    """Derived.
+
+    Args:
+        size: as :class:`tests.test_settings_doc.Base` (and more).
+        **rest: any other option.
+    """
+
+
+def test_args_descriptions_read_google_style_blocks_and_follow_as_class_references():
+    assert settings_doc.args_descriptions(Base) == {"size": "the size, over two lines.", "a": "shared text.",
+                                                    "b": "shared text."}
+    assert settings_doc.args_descriptions(Derived) == {"size": "the size, over two lines. (and more)",
+                                                       "rest": "any other option."}
+
+
+CUSTOM = """
+[data]
+n_images = 9
+[models]
+seeds = [4]
+[[models.checkpoints]]
+path = "a.safetensors"
+name = "mine"
+[[models.checkpoints]]
+path = "b.safetensors"
+[methods]
+run = ["gradient", "grad2", "captum:Saliency"]
+[methods.grad2]
+explainer = "gradient"
+reduction = "mean"
+signed = true
+[methods.smoothgrad]
+n_samples = 7
+convergence = {n_samples = 11}
+[methods."captum:Saliency"]
+abs = false
+n_images = 3
+[measures]
+chance_methods = ["gradient"]
+[verdicts]
+similarity_measures = ["ssim"]
+"""
+
+
+@pytest.mark.parametrize("text", ["", CUSTOM])
+def test_print_config_is_commented_and_loads_back_to_the_same_configuration(tmp_path, capsys, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert main(["study", str(path), "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    again = tmp_path / "printed.toml"
+    again.write_text(printed)
+    assert cfg.load_config(again) == cfg.load_config(path)
+    lines = printed.splitlines()
+    keys = [i for i, line in enumerate(lines) if " = " in line and not line.startswith("#")]
+    assert keys and all(lines[i - 1].startswith("# ") and "(default: " in lines[i - 1] for i in keys)
+
+
+def test_print_config_comments_give_the_description_and_the_default_study_value(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text(CUSTOM)
+    main(["study", str(path), "--print-config"])
+    printed = capsys.readouterr().out
+    assert "# training epochs (0 = the precision's recipe). (default: 0)\nepochs_fp = 0\n" in printed
+    assert "(default: 50)\nn_samples = 7\n" in printed  # the default study's value, not the explainer's
+    assert "[methods.grad2]\n" in printed and "(default: \"max\")\nreduction = \"mean\"\n" in printed
+    assert "(default: the wrapped class's)\nabs = false\n" in printed
+    assert "\n[[models.checkpoints]]\n" in printed and '# "fp" or "bnn"' not in printed.split("[methods]")[1]
+
+
+VERDICTS = {"verdicts": [
+    {"id": 1, "title": "FP and BNN maps of the same image are as similar as two FP maps of differently seeded "
+                       "models, well above chance", "status": "partly held", "fragile": True,
+     "parts": [{"name": "spearman", "status": "held", "estimate": {"value": -0.158, "low": -0.2, "high": -0.1,
+                                                                   "confidence": 0.9}},
+               {"name": "ssim", "status": "not measured", "estimate": None}]},
+    {"id": 2, "title": "Some BNN maps are nonsense", "status": "inconclusive", "fragile": False, "parts": []},
+]}
+
+
+def test_verdict_table_shows_full_titles_statuses_fragile_and_intervals():
+    table = verdict_table(VERDICTS)
+    lines = table.splitlines()
+    assert VERDICTS["verdicts"][0]["title"] in lines[1] and lines[1].endswith("partly held, fragile")
+    assert lines[2] == "     - spearman: held  -0.158 [-0.200, -0.100] (90% CI)"
+    assert lines[3] == "     - ssim: not measured"
+    assert lines[4].startswith("2  Some BNN maps are nonsense ") and lines[4].endswith("  inconclusive")
+    assert "fragile" not in lines[4]
+
+
+def test_report_hint_says_where_the_report_is_and_how_to_open_it(tmp_path):
+    text = report_hint(tmp_path / "run")
+    page = (tmp_path / "run" / "report.html").resolve()
+    assert str(page) in text and f"python -m webbrowser {page.as_uri()}" in text
+    assert f"binsight report {tmp_path / 'run'}" in text
