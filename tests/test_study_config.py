@@ -15,6 +15,7 @@ from binsight.study.config import (
     config_from_dict,
     config_hash,
     load_config,
+    own_specs,
     resolve_device,
     to_toml,
     tomllib,
@@ -190,3 +191,22 @@ def test_an_option_value_the_explainer_refuses_names_the_method_table():
     ok = next(s for s in method_specs(StudyConfig()) if s.label == "smoothgrad-n200")
     explainer = create_explainer(ok, model, chunk=3, batch_size=8)
     assert explainer.n_samples == 200 and explainer.seed == 3 and explainer.batch_size == 8
+
+
+def test_own_model_tables_round_trip_with_their_folder(tmp_path):
+    """``[[models.own]]`` tables: read with their keys, relative weights resolved against the file's
+    folder (own_dir, recorded so that the run folder's config.toml reads back the same), written back
+    as array-of-tables TOML, and training switched off."""
+    (tmp_path / "study.toml").write_text(
+        '[[models.own]]\nfactory = "mine:build"\nkwargs = {width = 8}\nweights = "w.safetensors"\n'
+        'precision = "bnn"\nmean = [0.5]\nstd = [0.25]\nname = "mine"\ngroup = 1\n')
+    config = load_config(tmp_path / "study.toml")
+    assert config.models.own_dir == str(tmp_path.resolve())
+    (spec,) = own_specs(config.models)
+    assert spec.weights == str(tmp_path.resolve() / "w.safetensors") and spec.group == "1"
+    assert spec.kwargs == {"width": 8} and spec.mean == (0.5,)
+    text = to_toml(config)
+    assert "[[models.own]]" in text
+    again = tmp_path / "again.toml"
+    again.write_text(text)
+    assert load_config(again) == config and config_hash(load_config(again)) == config_hash(config)
