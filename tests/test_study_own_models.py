@@ -29,6 +29,8 @@ MEAN, STD = [0.2860], [0.3530]
 CHEAP = """
 [data]
 n_images = 4
+[models]
+test_subset = 256
 [methods]
 run = ["gradient", "gradcam"]
 [measures]

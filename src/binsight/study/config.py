@@ -150,7 +150,8 @@ class ModelsConfig:
     seeds: one model per precision and seed; the FP and BNN models of one seed share no initialisation
     and no data order (training seeds from (seed, precision)). epochs_fp / epochs_bnn: training epochs
     (0 = the precision's recipe). train_subset: train on this many images (0 = all). test_subset: the
-    accuracy recorded at training time is measured on this many test images (0 = all). train_surrogate:
+    accuracy recorded at training time, and that of checkpoints and own models, is measured on this many
+    images of the split (0 = all). train_surrogate:
     the sign surrogate a BNN is trained with. train_batch_size: training batch (0 = the recipe's). first_last_fp: keep a BNN's first and last layers full
     precision. explain_surrogate: the surrogate a BNN is explained with ("" = the one it was trained with).
     own: ``[[models.own]]`` tables, the user's own models built by their own code (keys of

@@ -400,14 +400,18 @@ class StudyRunner:
         }
 
     def _accuracy(self, module: nn.Module, meta: dict[str, Any], trained: bool) -> tuple[float, int]:
-        """(top-1 accuracy, images): on the whole split the study draws from (not only the explained
-        images); for a model trained here on the test split, the accuracy measured at training time."""
+        """(top-1 accuracy, images): on the split the study draws from (not only the explained images;
+        ``models.test_subset`` images of it, drawn with seed 0, where set); for a model trained here on
+        the test split, the accuracy measured at training time."""
         d = self.config.data
         if trained and d.split == "test" and meta.get("test_accuracy") is not None:
             return float(meta["test_accuracy"]), int(meta.get("num_test", 0))
         from binsight.train import evaluate
 
         ds = self.dataset()
+        subset = self.config.models.test_subset
+        if 0 < subset < len(ds):
+            ds = ds.subset(subset, seed=0)
         return evaluate(self._ready(module), ds, batch_size=self.config.run.batch_size, device=str(self.device)), len(ds)
 
     def _predict(self, module: nn.Module, images: torch.Tensor) -> torch.Tensor:
