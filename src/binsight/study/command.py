@@ -17,8 +17,8 @@ def default_out(config: StudyConfig) -> Path:
 
 def study_command(args: argparse.Namespace) -> Path | None:
     """Load the configuration, run (or continue) the study, print the verdicts and where the report goes;
-    return the run folder (None with ``--print-config``, which only prints the resolved configuration, each
-    key under a comment with its description and default)."""
+    return the run folder. None on a rank other than 0 under torchrun, and with ``--print-config``, which
+    only prints the resolved configuration, each key under a comment with its description and default."""
     config = load_config(args.config)
     if args.print_config:
         print(commented_toml(config), end="")
@@ -27,7 +27,10 @@ def study_command(args: argparse.Namespace) -> Path | None:
 
     out = Path(args.out) if args.out else default_out(config)
     print(f"study: {out} (configuration hash {config_hash(config)})")
-    result = StudyRunner(config, out).run()
+    runner = StudyRunner(config, out)
+    result = runner.run()
+    if runner.rank != 0:  # under torchrun, rank 0 alone prints the verdicts and builds the report
+        return None
     print(verdict_table(result))
     print(report_hint(out))
     return out
