@@ -518,7 +518,7 @@ class StudyRunner:
         if tested.numel():
             chance = self.chance_test(model, chunk, images[tested], maps[tested], targets[tested],
                                       None if masks is None else masks[tested])
-            rows += to_rows(chance, stored["images"][tested], method=spec.label, model=model.name, omit_undefined=True)
+            rows += to_rows(chance, stored["images"][tested.numpy()], method=spec.label, model=model.name, omit_undefined=True)
         return rows
 
     def chance_positions(self, spec: MethodSpec, chunk: int, n: int) -> torch.Tensor:
