@@ -172,7 +172,7 @@ def test_device_auto_and_a_missing_gpu(checkpoints, shoe, tmp_path, capsys):
         pytest.skip("this machine has a GPU: the missing-GPU message cannot be seen")
     assert explain(shoe, "--model", checkpoints["fp"], "--device", "cuda", "--out", tmp_path / "c") == 2
     err = capsys.readouterr().err
-    assert "torch sees no CUDA GPU on this machine; use --device cpu (or auto)" in err and err.count("\n") == 1
+    assert "torch sees no CUDA GPU here; use 'auto' or 'cpu'" in err and err.count("\n") == 1
 
 
 def test_binsight_warnings_are_one_line(monkeypatch, capsys):

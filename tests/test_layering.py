@@ -22,7 +22,7 @@ RANK = {
     "_io": 0,
     "_registry": 1,  # errors
     "_utils": 1,  # errors
-    "distributed": 1,  # errors (torch.distributed helpers)
+    "distributed": 2,  # _utils, errors (torch.distributed helpers)
     "nn": 2,
     "data": 3,
     "models": 4,

@@ -150,9 +150,9 @@ def test_hash_covers_batch_sizes_but_not_display_or_threads():
 def test_device_auto_resolves_and_a_missing_cuda_is_a_config_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
-    with pytest.raises(ConfigError, match="run.device: 'cuda' asked for, but this machine has 0 CUDA device"):
+    with pytest.raises(ConfigError, match="run.device: device 'cuda' asked for, but torch sees no CUDA GPU here; use 'auto' or 'cpu'"):
         resolve_device("cuda")
-    with pytest.raises(ConfigError, match="run.device: 'cuda:1'"):
+    with pytest.raises(ConfigError, match="run.device: device 'cuda:1' asked for"):
         resolve_device("cuda:1")
     assert config_hash(StudyConfig()) == config_hash(config_from_dict({"run": {"device": "cpu"}}))
 

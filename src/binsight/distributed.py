@@ -17,6 +17,7 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
+from binsight import _utils
 from binsight.errors import BinsightError
 
 __all__ = [
@@ -71,26 +72,9 @@ def local_rank() -> int:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when torch sees a CUDA GPU, else ``"cpu"``; other names are checked.
-
-    Raises :class:`DeviceError` for a CUDA device on a machine where torch sees none.
-    """
-    device = str(device)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device {device!r} asked for, but torch sees no CUDA GPU on this machine; "
-                "use --device cpu (or auto), or install a CUDA build of torch"
-            )
-        index = torch.device(device).index
-        if index is not None and index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s); "
-                f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
-            )
-    return device
+    """``"auto"`` -> ``"cuda"`` when torch sees a CUDA GPU, else ``"cpu"``; other names are checked by
+    :func:`binsight._utils.resolve_device`, raising :class:`DeviceError` for a device this machine lacks."""
+    return str(_utils.resolve_device(device, error=DeviceError))
 
 
 def device_for_rank(device: str = "auto") -> str:

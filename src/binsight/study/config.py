@@ -650,20 +650,10 @@ def _validate_run(r: RunConfig) -> None:
 
 def resolve_device(device: str) -> str:
     """The torch device of ``run.device``: "auto" = "cuda" when available, else "cpu"; a device this
-    machine lacks is a :class:`ConfigError`."""
-    import torch
+    machine lacks is a :class:`ConfigError` (checked by :func:`binsight._utils.resolve_device`)."""
+    from binsight import _utils
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= count:
-            raise ConfigError(f"run.device: {device!r} asked for, but this machine has {count} CUDA device(s); "
-                              "use 'auto' or 'cpu'")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("run.device: 'mps' asked for, but this machine has no MPS device; use 'auto' or 'cpu'")
-    return device
+    return str(_utils.resolve_device(device, error=lambda message: ConfigError(f"run.device: {message}")))
 
 
 def _one_of(key: str, value: str, allowed: typing.Sequence[str]) -> None:
