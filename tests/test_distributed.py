@@ -66,4 +66,4 @@ def test_train_command_reports_a_missing_gpu_in_one_line(monkeypatch, no_launche
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["train", "--device", "cuda", "--epochs", "1", "--train-subset", "8"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "no CUDA GPU" in err and "--device cpu" in err
+    assert "\n" not in err and "no CUDA GPU" in err and "use 'auto' or 'cpu'" in err

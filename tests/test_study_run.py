@@ -272,7 +272,7 @@ def test_cuda_on_a_machine_without_one_is_refused_before_anything_is_written(run
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     raw = tomllib.loads(TINY)
     raw["run"]["device"] = "cuda"
-    with pytest.raises(ConfigError, match="run.device: 'cuda' asked for"):
+    with pytest.raises(ConfigError, match="run.device: device 'cuda' asked for"):
         StudyRunner(config_from_dict(raw), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
