@@ -1,6 +1,7 @@
 """binsight.train: reproducible training, evaluation, the model cache and the two commands."""
 
 import json
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -198,6 +199,23 @@ def test_cached_model_trains_once_then_reuses(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(x), again(x))
     assert len(list(tmp_path.glob("*.safetensors"))) == 1
+
+
+def test_an_unusable_cached_checkpoint_is_trained_again(tmp_path):
+    kwargs = dict(arch="small-cnn", precision="bnn", seed=0, cache=tmp_path, **TINY)
+    _, meta = cached_model(**kwargs)
+    side = Path(meta["checkpoint"]).with_suffix(".json")
+    record = json.loads(side.read_text())
+    record["weights_sha256"] = "0" * 64  # as if the weights of another save sat beside this side file
+    side.write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match="cannot be used.*training it again"):
+        model, again = cached_model(**kwargs)
+    assert not again["from_cache"]
+    loaded, meta3 = cached_model(**kwargs)
+    assert meta3["from_cache"]
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
 
 
 def test_train_and_evaluate_commands(tmp_path, capsys):

@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -42,6 +43,7 @@ from tqdm.auto import tqdm
 
 from binsight import distributed
 from binsight._io import cache_dir
+from binsight._utils import BinsightWarning
 from binsight.errors import BinsightError
 from binsight.models import build_model
 from binsight.models.checkpoint import (
@@ -510,8 +512,13 @@ def load_or_train(config: TrainConfig, cache: str | Path | None = None, *,
     found = weights.is_file() and side.is_file()
     from_cache = bool(distributed.broadcast_int(found)) if _ranks(data_parallel)[1] > 1 else found
     if from_cache:
-        model, meta = load_checkpoint(weights, device=distributed.device_for_rank(config.device))
-        return model, {**meta, "checkpoint": str(weights), "from_cache": True}
+        try:
+            model, meta = load_checkpoint(weights, device=distributed.device_for_rank(config.device))
+            return model, {**meta, "checkpoint": str(weights), "from_cache": True}
+        except CheckpointError as e:  # e.g. a save cut short: the cache is ours, so train again
+            if _ranks(data_parallel)[1] > 1:
+                raise
+            warnings.warn(f"the cached model cannot be used ({e}); training it again", BinsightWarning, stacklevel=2)
     model, result = train(config, data_parallel=data_parallel)
     meta = _save_on_rank0(model, weights, result)
     return model, {**meta, "checkpoint": str(weights), "from_cache": False}
