@@ -89,9 +89,13 @@ class ModelInfo:
         return "+" in self.name
 
 
+_CONFIG = VerdictsConfig()  # the configuration's defaults: one source for both
+
+
 @dataclass(frozen=True)
 class VerdictSettings:
-    """Everything the verdicts read from the configuration, with its defaults.
+    """Everything the verdicts read from the configuration, with its defaults (the configuration's own,
+    plus ``chance_map_methods``, which only the verdicts use).
 
     Margins: similarity_margin (an FP-vs-BNN similarity at most this far below a within-precision baseline
     counts as "as similar"), chance_margin (how far above the image-shuffled chance level a similarity
@@ -102,24 +106,24 @@ class VerdictSettings:
     lower_is_better: the faithfulness measures where a lower value is better.
     """
 
-    similarity_measures: tuple[str, ...] = ("spearman", "ssim", "top_k_iou")
-    noise_measures: tuple[str, ...] = ("total_variation", "high_frequency_energy")
-    faithfulness_measures: tuple[str, ...] = ("road_morf", "road_lerf", "deletion_blur_auc", "insertion_blur_auc")
-    lower_is_better: tuple[str, ...] = ("road_morf", "deletion_blur_auc")
-    similarity_method: str = "gradient"
-    noise_method: str = "smoothgrad"
-    convergence_method: str = "smoothgrad-n200"
-    gradcam_method: str = "gradcam"
-    faithfulness_method: str = "neuromask"
+    similarity_measures: tuple[str, ...] = tuple(_CONFIG.similarity_measures)
+    noise_measures: tuple[str, ...] = tuple(_CONFIG.noise_measures)
+    faithfulness_measures: tuple[str, ...] = tuple(_CONFIG.faithfulness_measures)
+    lower_is_better: tuple[str, ...] = tuple(_CONFIG.lower_is_better)
+    similarity_method: str = _CONFIG.similarity_method
+    noise_method: str = _CONFIG.noise_method
+    convergence_method: str = _CONFIG.convergence_method
+    gradcam_method: str = _CONFIG.gradcam_method
+    faithfulness_method: str = _CONFIG.faithfulness_method
     chance_map_methods: tuple[str, ...] = ("random", "smooth-random")
-    similarity_margin: float = 0.1
-    chance_margin: float = 0.1
-    noise_margin: float = 0.05
-    below_chance_margin: float = 0.02
-    faithfulness_margin: float = 0.01
-    confidence: float = 0.95
-    n_resamples: int = 2000
-    seed: int = 0
+    similarity_margin: float = _CONFIG.similarity_margin
+    chance_margin: float = _CONFIG.chance_margin
+    noise_margin: float = _CONFIG.noise_margin
+    below_chance_margin: float = _CONFIG.below_chance_margin
+    faithfulness_margin: float = _CONFIG.faithfulness_margin
+    confidence: float = _CONFIG.confidence
+    n_resamples: int = _CONFIG.n_resamples
+    seed: int = _CONFIG.seed
 
     @classmethod
     def from_config(cls, config: VerdictsConfig | None) -> "VerdictSettings":
