@@ -165,3 +165,13 @@ def test_absurd_input_size_in_a_side_file_is_refused(checkpoints, images, tmp_pa
     model.binsight_spec = meta["spec"]
     with pytest.raises(ExplainerError, match=r"input size \[1048576, 1048576\] is not \(H, W\) of at most"):
         explain_files([str(images[0])], model, meta, "gradient", tmp_path / "o")
+
+
+def test_a_progress_bar_goes_to_the_methods_that_can_show_one():
+    """``explain`` with progress on gives NeuroMask its step bar (its maps take seconds each) and asks no
+    other method for an option it does not have; progress off asks nothing."""
+    from binsight.explain.command import _method_options
+
+    shown = _method_options(["neuromask", "gradient"], None, signed=False, surrogate=None, progress=True)
+    assert shown == {"neuromask": {"show_progress": True}, "gradient": {}}
+    assert _method_options(["neuromask"], None, signed=False, surrogate=None) == {"neuromask": {}}

@@ -250,6 +250,39 @@ def test_return_history_off():
     assert "loss_history" not in ex.extras and set(ex.extras) >= {"final_loss", "keeps_target", "iterations_run"}
 
 
+def test_a_model_blind_to_its_input_gets_flat_masks_marked_and_warned():
+    """Known answer: logits that ignore the input leave only the sparsity term, which drives every w to -B
+    (mask sigmoid(-10) everywhere): a flat mask, marked in the extras and warned about, never silent."""
+    blind = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    nn.init.zeros_(blind[1].weight)
+    with pytest.warns(UserWarning, match="flat masks"):
+        ex = NeuroMask(blind.eval(), iterations=1500).explain(torch.rand(2, 1, 8, 8), 0)
+    assert ex.extras["flat"].tolist() == [True, True]
+    assert float(ex.maps.max()) < 1e-3
+    seeing = NeuroMask(tiny_cnn(), iterations=5).explain(torch.rand(2, 1, 8, 8), 0)
+    assert not seeing.extras["flat"].any()
+
+
+def test_progress_bar_counts_every_step_and_changes_no_mask(monkeypatch, capsys):
+    import binsight.explain.neuromask as module
+
+    closed = []
+
+    class Recorded(module.tqdm):
+        def close(self):
+            closed.append((getattr(self, "desc", None), self.n, self.total, self.disable))  # a disabled bar has no desc
+            super().close()
+
+    monkeypatch.setattr(module, "tqdm", Recorded)
+    x = torch.rand(3, 1, 8, 8)
+    quiet = NeuroMask(tiny_cnn(), iterations=120, batch_size=2).explain(x, 1)
+    shown = NeuroMask(tiny_cnn(), iterations=120, batch_size=2, show_progress=True).explain(x, 1)
+    assert torch.equal(quiet.maps, shown.maps)
+    drawn = [c for c in closed if not c[3]]
+    assert set(drawn) == {("neuromask (3 images)", 240, 240, False)}  # 2 groups x 120 steps, all counted
+    assert len(drawn) < len(closed) and "neuromask" in capsys.readouterr().err  # the default bar is not drawn
+
+
 def test_registry_params_and_bad_input():
     model = tiny_cnn()
     explainer = get_explainer("neuromask", model, iterations=10, mask_size=(4, 6))

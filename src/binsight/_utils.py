@@ -52,6 +52,12 @@ class BinsightWarning(UserWarning):
     """A setting that does not apply and was ignored, or a result to read with care; the message says which."""
 
 
+FLAT_TOLERANCE = 1e-3
+"""A map whose range (max - min) is at most this share of its magnitude (max |value|, or of the range its
+method's values can take) counts as flat: its variation is float noise on an offset (e.g. every pixel near
+sigmoid(-10) = 4.5e-5), not a ranking of pixels."""
+
+
 # -- devices -------------------------------------------------------------------------------------------
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")

@@ -333,9 +333,13 @@ def class_label(index: int, names: Sequence[str]) -> str:
 
 
 def _method_options(methods: Sequence[str], options: dict[str, dict[str, Any]] | None, *, signed: bool,
-                    surrogate: str | None) -> dict[str, dict[str, Any]]:
+                    surrogate: str | None, progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Each method's keyword options: the user's, then --signed, the surrogate, and a progress bar of its
+    own for a method that can show one (NeuroMask's optimisation steps)."""
     result = {m: dict((options or {}).get(m, {})) for m in methods}
     for method, opts in result.items():
+        if progress and "show_progress" in option_names(method):
+            opts.setdefault("show_progress", True)
         if signed and "signed" not in option_names(method):
             _warn(f"--signed does not apply to {method} (its maps carry no sign); drawn unsigned")
         elif signed:
@@ -392,7 +396,7 @@ def explain_files(
     target = as_target(target)
     channels, size = model_input_shape(model, meta)
     switched, context = surrogate_context(loaded, surrogate)
-    per_method = _method_options(methods, options, signed=signed, surrogate=switched)
+    per_method = _method_options(methods, options, signed=signed, surrogate=switched, progress=progress)
     several = len(methods) > 1
     explainers = {m: build_explainer(m, model, per_method[m], several=several) for m in methods}  # options first
     inputs = [x.to(device) for x in _read_inputs(paths, channels, size, fit=fit, notify=notify)]

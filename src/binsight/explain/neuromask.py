@@ -54,12 +54,19 @@ Extras returned in ``Explanation.extras`` (tensors on the inputs' device, one ro
 * ``loss_history`` float32 (N, iterations), when ``return_history``: entry t is the loss of w before step t
   (so column 0 is the loss of the random initial mask). An image stopped early has its final loss at column
   ``iterations_run`` and NaN after it.
+* ``flat`` bool (N,): the mask's range is within float noise (:data:`binsight._utils.FLAT_TOLERANCE` of the
+  mask's [0, 1] span: every pixel hidden, or every pixel kept), so it ranks no pixel; a
+  :class:`~binsight._utils.BinsightWarning` says when any mask is flat.
 * ``preset``: the name of the preset used (str).
+
+``show_progress=True`` draws a progress bar of the optimisation steps (on stderr, updated every
+:data:`_PROGRESS_EVERY` steps of each group of ``batch_size`` images); it changes no result.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +74,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from binsight._utils import SUBSTRATES, batch_slices, call_model, image_generator, make_substrate
+from tqdm.auto import tqdm
+
+from binsight._utils import (
+    FLAT_TOLERANCE,
+    SUBSTRATES,
+    BinsightWarning,
+    batch_slices,
+    call_model,
+    image_generator,
+    make_substrate,
+)
 from binsight.explain import fast as fastpath
 from binsight.explain.base import Attribution, Explainer, ExplainerError
 from binsight.explain.registry import register_explainer
@@ -79,6 +96,7 @@ RMS_EPSILON = 1e-10
 ITERATIONS = 2000  # both reference demos
 IMAGENET_MIN_SIDE = 128  # min(H, W) at or above this selects the "imagenet" preset
 _STOP_CHECK_EVERY = 10  # early stopping: how often (iterations) stopped images leave the batch (one sync each)
+_PROGRESS_EVERY = 50  # show_progress: steps between two updates of the bar
 
 
 @dataclass(frozen=True)
@@ -221,6 +239,7 @@ class NeuroMask(Explainer):
         patience: iterations without a relative improvement of ``tolerance`` before an image stops.
         tolerance: relative improvement of the best loss that counts as progress.
         return_history: put each image's loss at every iteration in the extras.
+        show_progress: a progress bar of the optimisation steps on stderr (changes no result).
         surrogate, batch_size: as in :class:`Explainer`; ``batch_size`` bounds the images optimised together.
         fast: False (eager), ``"graph"`` or ``"compile"`` (see the module docstring).
         precision: ``"fp32"`` or ``"bf16"`` (CUDA only; elsewhere ignored with a warning).
@@ -243,6 +262,7 @@ class NeuroMask(Explainer):
         patience: int = 50,
         tolerance: float = 1e-2,
         return_history: bool = True,
+        show_progress: bool = False,
         surrogate: str | None = None,
         batch_size: int | None = None,
         fast: str | bool = False,
@@ -278,6 +298,8 @@ class NeuroMask(Explainer):
         self.patience = patience
         self.tolerance = float(tolerance)
         self.return_history = bool(return_history)
+        self.show_progress = bool(show_progress)
+        self._bar: Any = None
 
     def params(self) -> dict[str, Any]:
         return {
@@ -313,15 +335,31 @@ class NeuroMask(Explainer):
         self._bf16 = fastpath.applies(inputs.device, self.precision)
         self._step_setting = (preset, (height, width))
         results = []
-        for part in batch_slices(inputs.shape[0], self.batch_size):
-            group = _Group(substrate[part], inputs[part] - substrate[part], targets[part])
-            w0 = initial_w(w_shape, range(part.start, part.stop), self.seed, inputs.dtype, inputs.device)
-            results.append(self._optimise(group, w0, preset, (height, width)))
+        parts = batch_slices(inputs.shape[0], self.batch_size)
+        with tqdm(total=len(parts) * self.iterations, desc=f"neuromask ({inputs.shape[0]} images)", unit="step",
+                  disable=not self.show_progress, leave=False) as self._bar:
+            for done, part in enumerate(parts, start=1):
+                group = _Group(substrate[part], inputs[part] - substrate[part], targets[part])
+                w0 = initial_w(w_shape, range(part.start, part.stop), self.seed, inputs.dtype, inputs.device)
+                results.append(self._optimise(group, w0, preset, (height, width)))
+                self._bar.update(done * self.iterations - self._bar.n)  # a group that stopped early counts whole
+        self._bar = None
         masks, final_loss, keeps, runs, history = (torch.cat(parts) for parts in zip(*results))
-        extras: dict[str, Any] = dict(final_loss=final_loss, keeps_target=keeps, iterations_run=runs, preset=preset_name)
+        flat = (masks.amax(dim=(1, 2, 3)) - masks.amin(dim=(1, 2, 3))) <= FLAT_TOLERANCE
+        if bool(flat.any()):
+            warnings.warn("NeuroMask returned flat masks (range within float noise: every pixel hidden or every "
+                          "pixel kept), which rank no pixel; extras['flat'] marks them. More iterations, another "
+                          "preset or substrate may give a usable mask", BinsightWarning, stacklevel=3)
+        extras: dict[str, Any] = dict(final_loss=final_loss, keeps_target=keeps, iterations_run=runs, flat=flat,
+                                      preset=preset_name)
         if self.return_history:
             extras["loss_history"] = history
         return Attribution(masks, targets, extras)
+
+    def _advance(self, step: int) -> None:
+        """Move the progress bar on after ``step`` (0-based) of a group, every :data:`_PROGRESS_EVERY` steps."""
+        if self._bar is not None and not self._bar.disable and (step + 1) % _PROGRESS_EVERY == 0:
+            self._bar.update(_PROGRESS_EVERY)
 
     # -- the optimisation -----------------------------------------------------------------------------
     def _optimise(self, group: _Group, w: torch.Tensor, preset: Preset,
@@ -348,6 +386,7 @@ class NeuroMask(Explainer):
             loss = self._runner(w, mean_square, group.substrate, group.difference, group.targets)
             if self.return_history:
                 history[:, step] = loss
+            self._advance(step)
         return w
 
     def _step(self, model: nn.Module, w: torch.Tensor, mean_square: torch.Tensor, substrate: torch.Tensor,
@@ -390,6 +429,7 @@ class NeuroMask(Explainer):
             if self.return_history:
                 history[idx, step] = torch.where(was_active, loss, math.nan).float()
             rmsprop_step_(w, grad, mean_square)
+            self._advance(step)
         final_w[idx] = w
         return final_w, runs
 

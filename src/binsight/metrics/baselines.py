@@ -9,6 +9,7 @@ import numpy as np
 import scipy.ndimage
 import torch
 
+from binsight._utils import FLAT_TOLERANCE
 from binsight.metrics._checks import MetricError, check_maps
 
 
@@ -76,9 +77,6 @@ def derangement(n: int, seed: int = 0) -> np.ndarray:
     return perm
 
 
-FLAT_TOLERANCE = 1e-3
-"""A map whose range (max - min) is at most this share of its magnitude (max |value|) counts as flat:
-its variation is float noise on an offset (e.g. every pixel near sigmoid(-10) = 4.5e-5), not a ranking."""
 
 DEGENERATE_REASONS = ("not finite", "all zero", "constant", "flat")
 
