@@ -112,10 +112,12 @@ def surrogate_names() -> list[str]:
 class DataConfig:
     """Which images are explained.
 
-    name: a registered dataset ("fashion-mnist", "cifar-10", "image-folder", ...). root: the dataset's
-    files ("" = the default place, downloading where allowed). masks: image-folder only, a side file of
-    foreground masks or boxes. image_size / channels: image-folder only (0 = the reader's default).
-    n_images: how many images of ``split`` are explained, drawn without replacement with ``seed``.
+    name: a registered dataset ("fashion-mnist", "cifar-10", "image-folder", ...). split: the split the
+    images are drawn from ("test" or "train"). root: the dataset's files ("" = the default place,
+    downloading where allowed). download: fetch a missing dataset into the cache (where the dataset has a
+    download). masks: image-folder only, a side file of foreground masks or boxes. image_size / channels:
+    image-folder only (0 = the reader's default). n_images: how many images of ``split`` are explained.
+    seed: the seed the images are drawn with, without replacement.
     """
 
     name: str = "fashion-mnist"
@@ -133,6 +135,8 @@ class DataConfig:
 class CheckpointConfig:
     """A user's own model, used instead of training: a binsight checkpoint (.safetensors + .json).
 
+    path: the checkpoint (``X``, ``X.safetensors`` or ``X.json``; a relative path is taken from the working
+    directory).
     name: the model's label in tables, ``[A-Za-z0-9][A-Za-z0-9_.-]*`` (at most 64 characters, unique, not of
     the automatic form "fp-N" / "bnn-N"); "" = precision and position, e.g. "bnn-1". precision: "fp" or
     "bnn" ("" = the one recorded in the checkpoint).
@@ -147,6 +151,8 @@ class CheckpointConfig:
 class ModelsConfig:
     """The networks compared: ``arch`` trained once per (precision, seed), or the user's checkpoints.
 
+    arch: the registered architecture trained (see ``binsight train --help``). precisions: "fp", "bnn" or
+    both. checkpoints: ``[[models.checkpoints]]`` tables, binsight checkpoints used instead of training.
     seeds: one model per precision and seed; the FP and BNN models of one seed share no initialisation
     and no data order (training seeds from (seed, precision)). epochs_fp / epochs_bnn: training epochs
     (0 = the precision's recipe). train_subset: train on this many images (0 = all). test_subset: the
@@ -183,11 +189,12 @@ class MethodConfig:
     """One method's table ``[methods.NAME]``: generic study keys, then the explainer's options.
 
     explainer: the registered explainer ("" = the table's name). n_images: explain only the first
-    n_images of the study's images (0 = all). sanity: in the cascading randomisation check;
-    sanity_options: options overridden there (e.g. fewer iterations). robustness: BNNs are also explained
-    under each of ``verdicts.robustness_surrogates``. convergence: options overridden for a convergence
-    check on the first ``measures.convergence_images`` images, stored under the method label
-    ``convergence_label`` ({} = no check). options: every other key, passed to the explainer.
+    n_images of the study's images (0 = all). sanity: take part in the cascading randomisation check.
+    sanity_options: options overridden in that check (e.g. fewer iterations). robustness: BNNs are also
+    explained under each of ``verdicts.robustness_surrogates``. convergence: options overridden for a
+    convergence check on the first ``measures.convergence_images`` images ({} = no check).
+    convergence_label: the method label the convergence check's maps are stored under. options: every
+    other key, passed to the explainer.
     """
 
     explainer: str = ""
@@ -216,7 +223,8 @@ def default_method_tables() -> dict[str, MethodConfig]:
 class MethodsConfig:
     """Which methods are run (``run``, in order), what they explain, and each one's table.
 
-    target: "label" (every model explains the image's true class) or "predicted" (each model its own
+    run: the registered explainers run, in order (``binsight explain --help`` lists them). target:
+    "label" (every model explains the image's true class) or "predicted" (each model its own
     predicted class). tables: ``[methods.NAME]`` by name (see :class:`MethodConfig`).
     """
 
@@ -233,15 +241,20 @@ class MethodsConfig:
 class MeasuresConfig:
     """Which families of measures are taken, and their parameters.
 
+    similarity: FP-vs-BNN and within-precision map similarity of every pair of models. noise: total
+    variation and high-frequency energy of every map. faithfulness: deletion / insertion and ROAD of every
+    map. localisation: pointing game and energy on the object mask (where the dataset has masks).
+    sanity: the cascading randomisation check.
     baselines: also "explain" with the chance maps (methods "random" and "smooth-random"). top_k: fraction
     of pixels in the top-k IoU. curve_steps: points of the deletion / insertion curves. road_percentages:
     percent of pixels imputed by ROAD. mask_dilation: pixels the object mask grows by for localisation
     and object-restricted similarity. sanity_images: images in the cascading randomisation check.
     convergence_images: images of each method's convergence check. chance_methods: methods whose
-    non-degenerate maps are tested against chance maps (``chance_maps`` unstructured and as many
-    smoothness-matched ones per map, :func:`binsight.metrics.chance.below_chance`), on the first
-    ``chance_images`` images (0 = all): each tested map costs about (2 chance_maps + 1) x 49 forward passes
-    and 5 (2 chance_maps + 1) ROAD imputations (about 1 CPU second at 20 chance maps on small-cnn).
+    non-degenerate maps are tested against chance maps (:func:`binsight.metrics.chance.below_chance`).
+    chance_maps: chance maps of each kind per tested map (unstructured, and as many smoothness-matched).
+    chance_images: the test runs on the first chance_images images (0 = all); each tested map costs
+    (2 chance_maps + 1) x 2 (curve_steps + 1) forward passes and as many ROAD imputations as
+    there are road_percentages.
     """
 
     similarity: bool = True
@@ -265,15 +278,17 @@ class MeasuresConfig:
 class VerdictsConfig:
     """How the verdicts are decided (read by :class:`binsight.study.verdicts.VerdictSettings`).
 
-    Measures: the similarity, noise and faithfulness measures each verdict uses (every one gives its own
-    reading; each single one is also a robustness setting); lower_is_better: the faithfulness measures
-    where lower is better. Methods: the method label each verdict is about (convergence_method: the
-    noise method's convergence variant). Margins: similarity_margin (FP-vs-BNN at most this far below a
+    similarity_measures / noise_measures / faithfulness_measures: the measures verdicts 1, 2 and 4 use
+    (each gives its own reading; each one alone is also a robustness setting). lower_is_better: the
+    faithfulness measures where lower is better. similarity_method: the method of verdict 1 (maps alike).
+    noise_method: the method of verdict 2 (noisier). convergence_method: the noise method's convergence
+    variant. gradcam_method: the method of verdict 3. faithfulness_method: the method of verdict 4. Margins: similarity_margin (FP-vs-BNN at most this far below a
     within-precision baseline counts as "as similar"), chance_margin (how far above the image-shuffled
     chance level a similarity must be), noise_margin (BNN-minus-FP noise as a fraction of FP noise that
     counts as noisier), below_chance_margin (a difference of below-chance fractions that counts),
     faithfulness_margin (a faithfulness difference, in the measure's units, that counts as better).
-    Intervals: two-level bootstrap, ``n_resamples`` resamples at ``confidence``, seeded with ``seed``.
+    confidence: the level of every interval (two-level bootstrap: models, then images). n_resamples:
+    bootstrap resamples. seed: the bootstrap's seed.
     robustness_surrogates: the sign surrogates each BNN is also explained with (for the methods whose
     table sets ``robustness``); every verdict is recomputed under each.
     """
@@ -306,7 +321,7 @@ class RunConfig:
     device: "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:N" or "mps". batch_size: images
     through a model at once (hashed: it changes results by float rounding). chunk_size: images per work
     unit (the most a stop can lose). threads: torch's CPU threads (0 = torch's default; at most the
-    machine's cores).
+    machine's cores). progress: progress bars on the terminal.
     """
 
     device: str = "auto"

@@ -10,7 +10,7 @@ its type, its default and the description its class's docstring gives. Two outpu
 
 Dataclass docstrings describe fields in prose: ``name: text.`` (also ``a / b: text`` for two fields,
 ``a (text)`` in a list, or a capitalised group label such as ``Margins: ...`` for the fields ending in
-``_margin``); a field named nowhere else takes the passage that mentions it. Explainer options come from
+``_margin``). Explainer options come from
 the ``Args:`` block of the explainer's class docstring (``name: text``, ``a, b: as :class:`Other```).
 """
 
@@ -113,25 +113,13 @@ def field_descriptions(cls: type) -> dict[str, str]:
         elif len(parts) == 1 and parts[0][:1].isupper():
             groups[parts[0].lower().rstrip("s")] = text
     for name in names:
-        found[name] = found.get(name) or _parenthesised(body, name) or _group(groups, name) \
-            or _mention(summary, body, name, names)
+        found[name] = found.get(name) or _parenthesised(body, name) or _group(groups, name)
     return found
 
 
 def _group(groups: dict[str, str], name: str) -> str:
     """A group label's text (``Margins: ...``) for a field ending in ``_margin``."""
     return next((text for word, text in groups.items() if name.rstrip("s").endswith("_" + word)), "")
-
-
-def _mention(summary: str, body: str, name: str, names: list[str]) -> str:
-    """The labelled passage (or the summary) that names ``name`` in backticks, or as a word when the name
-    has an underscore (a plain word such as "noise" is not taken for a field)."""
-    quoted = rf"`{re.escape(name)}`"
-    word = re.compile(quoted if "_" not in name else rf"{quoted}|(?<![\w.]){re.escape(name)}(?!\w)")
-    for _, text in _segments(body, names):
-        if word.search(text):
-            return text
-    return summary if word.search(summary) else ""
 
 
 def args_descriptions(cls: type) -> dict[str, str]:
