@@ -308,3 +308,33 @@ def test_report_of_a_run_that_has_only_started(tmp_path):
     html = build_report(tmp_path / "new").read_text()
     assert "This run is not finished" in html and "No maps yet" in html
     assert not _page(html).images
+
+
+def test_findings_block_is_generated_from_the_run_folder_alone(run_dir, tmp_path, capsys):
+    """The README's findings come from a run folder, never typed: models with accuracy, what the numbers
+    rest on, each verdict and part with its status, interval and what the interval covers."""
+    import importlib.util
+
+    from binsight.report.findings import END, START, FindingsError, findings_markdown, replace_block
+
+    block = findings_markdown(run_dir)
+    assert "fp-0 90.00 %" in block and "bnn-1 90.00 %" in block and "bnn-0+approx" not in block.split("\n")[0]
+    assert "1. **Gradient: FP and BNN maps look alike**: *partly held, **fragile***. Spearman and SSIM disagree." in block
+    assert "   - spearman: *held*, +0.010 [-0.050, +0.070] (95% interval over 2 FP and 2 BNN models" in block
+    assert "   - ssim: *inconclusive*" in block and "status changes under: surrogate approx" in block
+    assert "2. **SmoothGrad: BNN maps are noisier**: *not measured*" in block
+    readme = f"intro\n{START}\nold findings\n{END}\nafter\n"
+    assert replace_block(readme, block) == f"intro\n{START}\n{block}{END}\nafter\n"
+    for broken in ("no markers", f"{END}\n{START}", f"{START}\n{START}\n{END}"):
+        with pytest.raises(FindingsError, match="marker"):
+            replace_block(broken, block)
+    spec = importlib.util.spec_from_file_location("readme_findings", Path(__file__).parents[1] / "scripts/readme_findings.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    target = tmp_path / "README.md"
+    target.write_text(readme)
+    assert script.main([str(run_dir), "--readme", str(target)]) == 0
+    assert target.read_text() == replace_block(readme, block)
+    empty = tmp_path / "not-finished"
+    empty.mkdir()
+    assert script.main([str(empty), "--print"]) == 2 and "finish the study first" in capsys.readouterr().err

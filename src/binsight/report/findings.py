@@ -1,0 +1,103 @@
+"""A finished run's findings as Markdown: what the README's "Findings of the default study" block holds.
+
+:func:`findings_markdown` reads a run folder (models.json, config.toml, verdicts.json, timings.json) and
+writes what the numbers rest on (the models with their test accuracy, the images, seeds and surrogates),
+each verdict's status and sentence, each part's status, estimate and interval with what the interval
+covers, and the run's stage times. Nothing is typed by hand: ``python scripts/readme_findings.py RUN_DIR``
+puts the block between the README's markers (:func:`replace_block`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from binsight.errors import BinsightError
+from binsight.report.verdicts_view import number, read_verdicts
+from binsight.study.config import load_config
+from binsight.study.verdicts import Estimate, Part, Verdict
+
+START = "<!-- findings: written by scripts/readme_findings.py; do not edit by hand -->"
+END = "<!-- end of findings -->"
+
+
+class FindingsError(BinsightError):
+    """A run folder without verdicts, or a file without the markers; the message says what to do."""
+
+
+def findings_markdown(run_dir: str | os.PathLike) -> str:
+    """The findings of the run in ``run_dir`` as Markdown (without the markers)."""
+    root = Path(run_dir)
+    verdicts, problem = read_verdicts(root / "verdicts.json")
+    if verdicts is None:
+        raise FindingsError(problem or f"{root} has no verdicts.json: finish the study first (binsight study --out {root})")
+    models = json.loads((root / "models.json").read_text(encoding="utf-8"))
+    config = load_config(root / "config.toml")
+    lines = [_basis(models, config), ""]
+    for v in verdicts.verdicts:
+        lines += _verdict(v)
+    timings = root / "timings.json"
+    if timings.is_file():
+        lines += ["", _timings(json.loads(timings.read_text(encoding="utf-8")))]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _basis(models: list[dict[str, Any]], config: Any) -> str:
+    """One paragraph: the models (test accuracy), images, methods' image counts, surrogates."""
+    base = [m for m in models if "+" not in m["name"]]
+    accuracy = ", ".join(f"{m['name']} {100 * m['accuracy']:.2f} %" for m in base if m.get("accuracy") is not None)
+    neuromask = config.methods.table("neuromask")
+    parts = [
+        f"Run with `binsight study` (configuration hash in the run's run.json) on {len(base)} models of "
+        f"{config.models.arch} trained on {config.data.name} (seeds {', '.join(map(str, config.models.seeds))} per "
+        f"precision; test accuracy on the whole test split: {accuracy}).",
+        f"{config.data.n_images} {config.data.split} images (drawn with seed {config.data.seed}), each model "
+        f"explaining the image's {'true label' if config.methods.target == 'label' else 'predicted class'}.",
+    ]
+    if "neuromask" in config.methods.run and neuromask.n_images:
+        iterations = neuromask.options.get("iterations", "the default")
+        parts.append(f"NeuroMask on the first {neuromask.n_images} images at {iterations} iterations.")
+    if config.measures.chance_methods:
+        parts.append(f"The below-chance test on the first {config.measures.chance_images or config.data.n_images} "
+                     f"images, {config.measures.chance_maps} chance maps of each kind per map.")
+    parts.append("BNN maps also under the sign surrogates "
+                 f"{', '.join(config.verdicts.robustness_surrogates)} (robustness).")
+    return " ".join(parts)
+
+
+def _verdict(v: Verdict) -> list[str]:
+    status = v.status.value + (", **fragile**" if v.fragile else "")
+    lines = [f"{v.id}. **{v.title}**: *{status}*. {v.sentence}"]
+    for part in v.parts:
+        lines.append(f"   - {part.name}: *{part.status.value}*{_estimate(part.estimate)}. {part.sentence}")
+    for check in v.checks:
+        lines.append(f"   - (check) {check.name}: *{check.status.value}*{_estimate(check.estimate)}. {check.sentence}")
+    changed = [r.setting for r in v.robustness if r.changed]
+    if changed:
+        lines.append(f"   - status changes under: {', '.join(changed)}")
+    return lines
+
+
+def _estimate(e: Estimate | None) -> str:
+    if e is None:
+        return ""
+    return (f", {number(e.value)} [{number(e.low)}, {number(e.high)}] ({e.confidence:.0%} interval over "
+            f"{e.covers})")
+
+
+def _timings(timings: dict[str, Any]) -> str:
+    """The stages' wall seconds, as the run recorded them (a continued run adds up its invocations)."""
+    stages = timings.get("stages", {})
+    listed = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages.items() if seconds >= 1)
+    return f"Stage times of this run (wall, as recorded in timings.json): {listed}."
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with everything between :data:`START` and :data:`END` replaced by ``block``."""
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise FindingsError(f"the file needs the two marker lines, once each and in this order:\n{START}\n{END}")
+    head, rest = text.split(START)
+    _, tail = rest.split(END)
+    return f"{head}{START}\n{block}{END}{tail}"
