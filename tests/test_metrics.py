@@ -14,6 +14,7 @@ from binsight.metrics import (
     MetricError,
     boxes_to_masks,
     cosine,
+    deletion_area,
     deletion_insertion,
     energy_inside,
     entropy,
@@ -186,6 +187,16 @@ def test_deletion_and_insertion_curves_match_the_closed_form():
     area = lambda c: 0.25 * (c[0] / 2 + c[1] + c[2] + c[3] + c[4] / 2)  # noqa: E731
     np.testing.assert_allclose(result.deletion_area, [area(expected_deletion)], rtol=1e-6)
     np.testing.assert_allclose(result.insertion_area, [area(expected_insertion)], rtol=1e-6)
+
+
+def test_deletion_area_alone_equals_the_deletion_of_both_curves():
+    model, image, saliency = toy_case()
+    for substrate in ("black", "mean", "blur"):
+        both = deletion_insertion(model, image, saliency, [1], steps=4, substrate=substrate)
+        alone = deletion_area(model, image, saliency, [1], steps=4, substrate=substrate)
+        np.testing.assert_allclose(alone, both.deletion_area, rtol=1e-12)
+    with pytest.raises(MetricError, match="steps"):
+        deletion_area(model, image, saliency, [1], steps=0)
 
 
 def test_mean_substrate_and_default_blur_insertion():

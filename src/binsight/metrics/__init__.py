@@ -9,6 +9,7 @@ from binsight.metrics.baselines import gaussian_map, is_degenerate, random_map
 from binsight.metrics.faithfulness import (
     DeletionInsertion,
     RoadCurves,
+    deletion_area,
     deletion_insertion,
     noisy_linear_imputation,
     road,
@@ -25,6 +26,7 @@ __all__ = [
     "SanityResult",
     "boxes_to_masks",
     "cosine",
+    "deletion_area",
     "deletion_insertion",
     "energy_inside",
     "entropy",

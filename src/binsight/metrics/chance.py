@@ -266,10 +266,8 @@ def _scores(model, images, stacked, targets, *, steps, percentages, blur_sigma, 
     mean = flat_images.mean(dim=(2, 3), keepdim=True)
     scores = {}
     for name, substrate in (("deletion_blur", "blur"), ("deletion_mean", mean)):
-        curves = faithfulness.deletion_insertion(model, flat_images, flat_maps, flat_targets, steps=steps,
-                                                 substrate=substrate, insertion_substrate=substrate,
-                                                 blur_sigma=blur_sigma, batch_size=batch_size)
-        scores[name] = curves.deletion_area
+        scores[name] = faithfulness.deletion_area(model, flat_images, flat_maps, flat_targets, steps=steps,
+                                                  substrate=substrate, blur_sigma=blur_sigma, batch_size=batch_size)
     scores["road_morf"] = faithfulness.road(model, flat_images, flat_maps, flat_targets, percentages=percentages,
                                             order="morf", seed=seed, batch_size=batch_size).area
     return {name: np.asarray(v, dtype=np.float64).reshape(u, m) for name, v in scores.items()}

@@ -18,7 +18,7 @@ is in eval mode; it is left exactly as it was found (:func:`binsight._utils.pres
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.integrate
@@ -108,17 +108,12 @@ def deletion_insertion(
     2 N (steps + 1) images.
     """
     images, maps, targets = _check_common(images, maps, targets)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise MetricError(f"steps must be a positive integer, got {steps!r}")
-    check_batch_size(batch_size)
-    n_pixels = images.shape[-2] * images.shape[-1]
-    counts = torch.as_tensor(np.rint(np.arange(steps + 1) / steps * n_pixels).astype(np.int64))
-    ranks = pixel_ranks(maps).to(images.device)
+    counts, ranks = _steps(images, maps, steps, batch_size)
     removed_onto = _utils.make_substrate(images, substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
     inserted_onto = _utils.make_substrate(images, insertion_substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
     deletion = _curve(model, ranks, counts, removed_onto, images, targets, batch_size)
     insertion = _curve(model, ranks, counts, images, inserted_onto, targets, batch_size)
-    fractions = counts.numpy() / n_pixels
+    fractions = counts.numpy() / (images.shape[-2] * images.shape[-1])
     return DeletionInsertion(
         fractions=fractions,
         deletion=deletion,
@@ -126,6 +121,37 @@ def deletion_insertion(
         deletion_area=scipy.integrate.trapezoid(deletion, fractions, axis=1),
         insertion_area=scipy.integrate.trapezoid(insertion, fractions, axis=1),
     )
+
+
+def deletion_area(
+    model: nn.Module,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    targets: _utils.TargetLike,
+    *,
+    steps: int = 100,
+    substrate: SubstrateLike = "black",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    blur_sigma: float | None = None,
+    mean: Sequence[float] | torch.Tensor | None = None,
+) -> np.ndarray:
+    """The deletion area of :func:`deletion_insertion`, float64 (N,), without the insertion curve (half the
+    model's work: it sees N (steps + 1) images)."""
+    images, maps, targets = _check_common(images, maps, targets)
+    counts, ranks = _steps(images, maps, steps, batch_size)
+    removed_onto = _utils.make_substrate(images, substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
+    deletion = _curve(model, ranks, counts, removed_onto, images, targets, batch_size)
+    return scipy.integrate.trapezoid(deletion, counts.numpy() / (images.shape[-2] * images.shape[-1]), axis=1)
+
+
+def _steps(images: torch.Tensor, maps: torch.Tensor, steps: Any, batch_size: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pixel counts (steps + 1,) of the curve's points, pixel ranks of the maps), after checking ``steps``."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise MetricError(f"steps must be a positive integer, got {steps!r}")
+    check_batch_size(batch_size)
+    n_pixels = images.shape[-2] * images.shape[-1]
+    counts = torch.as_tensor(np.rint(np.arange(steps + 1) / steps * n_pixels).astype(np.int64))
+    return counts, pixel_ranks(maps).to(images.device)
 
 
 def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
