@@ -20,12 +20,15 @@ class PlainNet(nn.Module):
                  pools: Sequence[bool], pool_size: int):
         super().__init__()
         self.features = plain_features(kit, in_channels, list(widths), list(pools))
-        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        self.pool = nn.AdaptiveAvgPool2d((pool_size, pool_size))
         self.classifier = kit.linear(widths[-1] * pool_size * pool_size, num_classes, edge=True)
         self.gradcam_layer, self.gradcam_binary_layer = gradcam_names(kit, f"features.{len(widths) - 1}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pool(self.features(x)).flatten(1))
+        features = self.features(x)
+        if features.shape[-2:] != self.pool.output_size:  # pooling to its own size is the identity: skipped,
+            features = self.pool(features)  # its backward pass is slow on the CPU (small-cnn on 28x28)
+        return self.classifier(features.flatten(1))
 
 
 @register_model("small-cnn")

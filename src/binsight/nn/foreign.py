@@ -42,7 +42,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from binsight._utils import preserved_model
-from binsight.nn.layers import SignActivation, _Sign
+from binsight.nn.layers import SignActivation, _Sign, sign_values
 from binsight.nn.surrogates import SurrogateError, get_surrogate
 from binsight.nn.switch import use_surrogate
 
@@ -77,7 +77,7 @@ class _ScaledSign(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, scale: torch.Tensor, surrogate: str) -> torch.Tensor:
         ctx.save_for_backward(x, scale)
         ctx.surrogate = surrogate
-        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+        return sign_values(x)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
