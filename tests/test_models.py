@@ -230,3 +230,17 @@ def test_only_binsight_models_can_be_saved(tmp_path):
     with pytest.raises(CheckpointError, match="only models built by binsight"):
         save_checkpoint(nn.Linear(2, 2), tmp_path / "x")
     assert not list(tmp_path.iterdir())
+
+
+def test_an_adaptive_pool_to_its_own_size_is_skipped_without_changing_the_logits():
+    """small-cnn on 28x28 ends on a 7x7 map and pools to 7x7 (the identity, skipped for speed); on another
+    input size the pool runs. Either way the logits are those of features -> pool -> classifier."""
+    from binsight.models import build_model
+
+    for size in (28, 32):
+        model = build_model("small-cnn", "bnn", input_size=size).eval()
+        x = torch.rand(3, 1, size, size)
+        net = model.net
+        with torch.no_grad():
+            plain = net.classifier(net.pool(net.features(model.normalize(x))).flatten(1))
+            torch.testing.assert_close(model(x), plain, rtol=0, atol=1e-6)
