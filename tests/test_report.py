@@ -319,9 +319,11 @@ def test_findings_block_is_generated_from_the_run_folder_alone(run_dir, tmp_path
 
     block = findings_markdown(run_dir)
     assert "fp-0 90.00 %" in block and "bnn-1 90.00 %" in block and "bnn-0+approx" not in block.split("\n")[0]
-    assert "1. **Gradient: FP and BNN maps look alike**: *partly held, **fragile***. Spearman and SSIM disagree." in block
-    assert "   - spearman: *held*, +0.010 [-0.050, +0.070] (95% interval over 2 FP and 2 BNN models" in block
-    assert "   - ssim: *inconclusive*" in block and "status changes under: surrogate approx" in block
+    assert "1. **Gradient: FP and BNN maps look alike**: *partly held, **fragile***. Reading: maps unstable" in block
+    assert ("   - spearman: *held*, +0.010 [-0.050, +0.070] (bound -0.100); FP-vs-BNN +0.400 [+0.300, +0.500]; "
+            "reading: alike") in block
+    assert "   - ssim: *inconclusive*, -0.090 [-0.200, +0.020]" in block and "status changes under: surrogate approx" in block
+    assert "95% two-level bootstrap interval" in block
     assert "2. **SmoothGrad: BNN maps are noisier**: *not measured*" in block
     readme = f"intro\n{START}\nold findings\n{END}\nafter\n"
     assert replace_block(readme, block) == f"intro\n{START}\n{block}{END}\nafter\n"

@@ -64,27 +64,43 @@ def _basis(models: list[dict[str, Any]], config: Any) -> str:
                      f"images, {config.measures.chance_maps} chance maps of each kind per map.")
     parts.append("BNN maps also under the sign surrogates "
                  f"{', '.join(config.verdicts.robustness_surrogates)} (robustness).")
+    parts.append(f"Every interval is a {config.verdicts.confidence:.0%} two-level bootstrap interval "
+                 f"({config.verdicts.n_resamples} resamples) over the models, resampled within each precision, "
+                 "and the images that hold a value; the report gives each one's counts. Numbers in brackets "
+                 "are intervals; a part's bound is the margin its statistic is compared with.")
     return " ".join(parts)
 
 
 def _verdict(v: Verdict) -> list[str]:
+    """The verdict's line (status, reading), one line per part and check (status, the statistic it decides
+    on, the levels it compares, its reading), the settings that change it, and what the intervals cover."""
     status = v.status.value + (", **fragile**" if v.fragile else "")
-    lines = [f"{v.id}. **{v.title}**: *{status}*. {v.sentence}"]
+    reading = f" Reading: {v.reading}." if v.reading and v.reading != "-" else ""
+    lines = [f"{v.id}. **{v.title}**: *{status}*.{reading}"]
     for part in v.parts:
-        lines.append(f"   - {part.name}: *{part.status.value}*{_estimate(part.estimate)}. {part.sentence}")
+        lines.append(f"   - {_part(part)}")
     for check in v.checks:
-        lines.append(f"   - (check) {check.name}: *{check.status.value}*{_estimate(check.estimate)}. {check.sentence}")
+        lines.append(f"   - check, {_part(check)}")
     changed = [r.setting for r in v.robustness if r.changed]
     if changed:
         lines.append(f"   - status changes under: {', '.join(changed)}")
     return lines
 
 
-def _estimate(e: Estimate | None) -> str:
-    if e is None:
-        return ""
-    return (f", {number(e.value)} [{number(e.low)}, {number(e.high)}] ({e.confidence:.0%} interval over "
-            f"{e.covers})")
+def _part(part: Part) -> str:
+    text = f"{part.name}: *{part.status.value}*"
+    if part.estimate is not None and part.estimate not in part.levels.values():  # not said twice
+        bound = "" if part.bound is None else f" (bound {number(part.bound)})"
+        text += f", {_interval(part.estimate)}{bound}"
+    if part.levels:
+        text += "; " + ", ".join(f"{name} {_interval(e)}" for name, e in part.levels.items())
+    if part.reading:
+        text += f"; reading: {part.reading}"
+    return text
+
+
+def _interval(e: Estimate) -> str:
+    return f"{number(e.value)} [{number(e.low)}, {number(e.high)}]"
 
 
 def _timings(timings: dict[str, Any]) -> str:
