@@ -335,10 +335,10 @@ class NeuroMask(Explainer):
         self._bf16 = fastpath.applies(inputs.device, self.precision)
         self._step_setting = (preset, (height, width))
         results = []
-        parts = batch_slices(inputs.shape[0], self.batch_size)
-        with tqdm(total=len(parts) * self.iterations, desc=f"neuromask ({inputs.shape[0]} images)", unit="step",
+        groups = batch_slices(inputs.shape[0], self.batch_size)
+        with tqdm(total=len(groups) * self.iterations, desc=f"neuromask ({inputs.shape[0]} images)", unit="step",
                   disable=not self.show_progress, leave=False) as self._bar:
-            for done, part in enumerate(parts, start=1):
+            for done, part in enumerate(groups, start=1):
                 group = _Group(substrate[part], inputs[part] - substrate[part], targets[part])
                 w0 = initial_w(w_shape, range(part.start, part.stop), self.seed, inputs.dtype, inputs.device)
                 results.append(self._optimise(group, w0, preset, (height, width)))
