@@ -1,9 +1,9 @@
 """A finished run's findings as Markdown: what the README's "Findings of the default study" block holds.
 
 :func:`findings_markdown` reads a run folder (models.json, config.toml, verdicts.json, timings.json) and
-writes what the numbers rest on (the models with their test accuracy, the images, seeds and surrogates),
-each verdict's status and sentence, each part's status, estimate and interval with what the interval
-covers, and the run's stage times. Nothing is typed by hand: ``python scripts/readme_findings.py RUN_DIR``
+writes what the numbers rest on (the models with their test accuracy, the images, seeds and surrogates,
+what the intervals cover), each verdict's status and reading, each part's status, statistic, bound and the
+levels it compares, with their intervals, and the run's stage times. Nothing is typed by hand: ``python scripts/readme_findings.py RUN_DIR``
 puts the block between the README's markers (:func:`replace_block`).
 """
 
@@ -49,10 +49,13 @@ def _basis(models: list[dict[str, Any]], config: Any) -> str:
     base = [m for m in models if "+" not in m["name"]]
     accuracy = ", ".join(f"{m['name']} {100 * m['accuracy']:.2f} %" for m in base if m.get("accuracy") is not None)
     neuromask = config.methods.table("neuromask")
+    m = config.models
+    origin = ("given as checkpoints or own models" if m.checkpoints or m.own else
+              f"of {m.arch} trained on {config.data.name} (seeds {', '.join(map(str, m.seeds))} per precision)")
+    split = f"on {m.test_subset} test images" if m.test_subset else "on the whole test split"
     parts = [
-        f"Run with `binsight study` (configuration hash in the run's run.json) on {len(base)} models of "
-        f"{config.models.arch} trained on {config.data.name} (seeds {', '.join(map(str, config.models.seeds))} per "
-        f"precision; test accuracy on the whole test split: {accuracy}).",
+        f"Run with `binsight study` (configuration hash in the run's run.json) on {len(base)} models {origin}; "
+        f"test accuracy {split}: {accuracy}.",
         f"{config.data.n_images} {config.data.split} images (drawn with seed {config.data.seed}), each model "
         f"explaining the image's {'true label' if config.methods.target == 'label' else 'predicted class'}.",
     ]
@@ -73,7 +76,7 @@ def _basis(models: list[dict[str, Any]], config: Any) -> str:
 
 def _verdict(v: Verdict) -> list[str]:
     """The verdict's line (status, reading), one line per part and check (status, the statistic it decides
-    on, the levels it compares, its reading), the settings that change it, and what the intervals cover."""
+    on, the levels it compares, its reading), and the settings that change its status."""
     status = v.status.value + (", **fragile**" if v.fragile else "")
     reading = f" Reading: {v.reading}." if v.reading and v.reading != "-" else ""
     lines = [f"{v.id}. **{v.title}**: *{status}*.{reading}"]
