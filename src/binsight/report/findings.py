@@ -17,7 +17,7 @@ from typing import Any
 from binsight.errors import BinsightError
 from binsight.report.verdicts_view import number, read_verdicts
 from binsight.study.config import load_config
-from binsight.study.verdicts import Estimate, Part, Verdict
+from binsight.study.verdicts import Part, Verdict
 
 START = "<!-- findings: written by scripts/readme_findings.py; do not edit by hand -->"
 END = "<!-- end of findings -->"
@@ -94,16 +94,12 @@ def _part(part: Part) -> str:
     text = f"{part.name}: *{part.status.value}*"
     if part.estimate is not None and part.estimate not in part.levels.values():  # not said twice
         bound = "" if part.bound is None else f" (bound {number(part.bound)})"
-        text += f", {_interval(part.estimate)}{bound}"
+        text += f", {part.estimate.text()}{bound}"
     if part.levels:
-        text += "; " + ", ".join(f"{name} {_interval(e)}" for name, e in part.levels.items())
+        text += "; " + ", ".join(f"{name} {e.text()}" for name, e in part.levels.items())
     if part.reading:
         text += f"; reading: {part.reading}"
     return text
-
-
-def _interval(e: Estimate) -> str:
-    return f"{number(e.value)} [{number(e.low)}, {number(e.high)}]"
 
 
 def _timings(timings: dict[str, Any]) -> str:
