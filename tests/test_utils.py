@@ -187,3 +187,15 @@ def test_preserved_model_removes_attributes_hooks_and_restores_state(fail):
     assert not model[0]._forward_hooks
     assert model.training and model[0].weight.requires_grad
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_flat_maps_known_answers():
+    """One flatness rule for the measures' degeneracy and NeuroMask's masks: range vs magnitude (or span)."""
+    from binsight._utils import flat_maps
+
+    offset = torch.full((1, 1, 4, 4), 4.5e-5)
+    noisy = offset + 1e-12 * torch.arange(16.0).view(1, 1, 4, 4)  # sigmoid(-10) everywhere, float noise on top
+    ramp = torch.linspace(0, 1, 16).view(1, 1, 4, 4)
+    small = 1e-4 * ramp  # a small map that ranks its pixels: not flat on its own magnitude...
+    assert flat_maps(torch.cat([offset, noisy, ramp, small])).tolist() == [True, True, False, False]
+    assert flat_maps(small, span=1.0).tolist() == [True]  # ...but flat for a method whose values span [0, 1]

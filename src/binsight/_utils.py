@@ -8,7 +8,8 @@
 * substrates (what a hidden or removed pixel shows): :func:`make_substrate`, :func:`blurred`;
 * randomness: :func:`derived_seed`, :func:`image_generator` (one generator per image, so results do not
   depend on the batch an image is in);
-* batching: :func:`batch_slices`.
+* batching: :func:`batch_slices`;
+* maps: :func:`flat_maps` (a range within float noise: :data:`FLAT_TOLERANCE`).
 
 Every check raises the error class it is given (``error=``; the explainers pass ``ExplainerError``, the
 measures ``MetricError``), always a :class:`~binsight.errors.BinsightError`. This module imports no other
@@ -56,6 +57,16 @@ FLAT_TOLERANCE = 1e-3
 """A map whose range (max - min) is at most this share of its magnitude (max |value|, or of the range its
 method's values can take) counts as flat: its variation is float noise on an offset (e.g. every pixel near
 sigmoid(-10) = 4.5e-5), not a ranking of pixels."""
+
+
+def flat_maps(maps: torch.Tensor, *, span: float | None = None, tolerance: float = FLAT_TOLERANCE) -> torch.Tensor:
+    """Bool (N,): map i's range (max - min) is at most ``tolerance`` x its magnitude max |m|, or x ``span`` (the
+    width of the range its method's values can take, e.g. 1.0 for a mask in [0, 1]) where that is larger.
+    ``maps``: (N, ...) finite values. A constant map (zero range) is flat too."""
+    values = maps.flatten(1)
+    width = values.amax(1) - values.amin(1)
+    magnitude = values.abs().amax(1)
+    return width <= tolerance * (magnitude if span is None else torch.clamp(magnitude, min=span))
 
 
 # -- devices -------------------------------------------------------------------------------------------

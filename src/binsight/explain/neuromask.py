@@ -77,11 +77,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from binsight._utils import (
-    FLAT_TOLERANCE,
     SUBSTRATES,
     BinsightWarning,
     batch_slices,
     call_model,
+    flat_maps,
     image_generator,
     make_substrate,
 )
@@ -345,7 +345,7 @@ class NeuroMask(Explainer):
                 self._bar.update(done * self.iterations - self._bar.n)  # a group that stopped early counts whole
         self._bar = None
         masks, final_loss, keeps, runs, history = (torch.cat(parts) for parts in zip(*results))
-        flat = (masks.amax(dim=(1, 2, 3)) - masks.amin(dim=(1, 2, 3))) <= FLAT_TOLERANCE
+        flat = flat_maps(masks, span=1.0)  # the rule of binsight.metrics.baselines.degeneracy, for [0, 1] masks
         if bool(flat.any()):
             warnings.warn("NeuroMask returned flat masks (range within float noise: every pixel hidden or every "
                           "pixel kept), which rank no pixel; extras['flat'] marks them. More iterations, another "

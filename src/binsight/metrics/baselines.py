@@ -9,7 +9,7 @@ import numpy as np
 import scipy.ndimage
 import torch
 
-from binsight._utils import FLAT_TOLERANCE
+from binsight._utils import FLAT_TOLERANCE, flat_maps
 from binsight.metrics._checks import MetricError, check_maps
 
 
@@ -101,12 +101,10 @@ def degeneracy(maps: torch.Tensor, *, tolerance: float = FLAT_TOLERANCE, span: f
         values = values.clamp(min=0)
     finite = torch.isfinite(values).all(1)
     safe = torch.where(finite[:, None], values, torch.zeros_like(values))
-    width = safe.amax(1) - safe.amin(1)
-    magnitude = safe.abs().amax(1)
-    limit = tolerance * (magnitude if span is None else torch.clamp(magnitude, min=span))
+    constant = (safe == safe[:, :1]).all(1)
     reasons = np.full(values.shape[0], "", dtype=object)
-    for reason, hit in (("flat", width <= limit), ("constant", width == 0), ("all zero", magnitude == 0),
-                        ("not finite", ~finite)):
+    for reason, hit in (("flat", flat_maps(safe, span=span, tolerance=tolerance)), ("constant", constant),
+                        ("all zero", (safe == 0).all(1)), ("not finite", ~finite)):
         reasons[hit.numpy()] = reason  # later, more specific reasons overwrite earlier ones
     return reasons.astype(str)
 
