@@ -9,16 +9,15 @@ import csv
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import processes
 from binsight.explain import EXPLAINERS, Attribution, Explainer, register_explainer
 from binsight.study.config import ConfigError, config_from_dict, tomllib
 from binsight.study.runner import StudyRunner
@@ -75,9 +74,7 @@ def study(config: Path, out: Path, env: dict[str, str], **kw) -> subprocess.Pope
 
 
 def finish(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=900)
-    assert proc.returncode == 0, out
-    return out
+    return processes.finish(proc, timeout=900)
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -97,13 +94,7 @@ def runs(tmp_path_factory):
     log = finish(study(config, whole, env))
 
     killed = root / "killed"
-    proc = study(config, killed, env)
-    deadline = time.monotonic() + 300
-    while len(list(killed.glob("maps/*/*/*.npz"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the study finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    processes.kill_after(study(config, killed, env), killed, "maps/*/*/*.npz", 3, timeout=300)
     before = {p: p.stat().st_mtime_ns for p in killed.glob("maps/*/*/*.npz")}
     assert not (killed / "measurements.csv").exists()
     finish(study(config, killed, env))

@@ -6,15 +6,14 @@ rank."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import processes
 from binsight.study.config import load_config
 from binsight.study.store import RunFolder
 
@@ -65,9 +64,7 @@ def start(config: Path, out: Path, ranks: int, env: dict[str, str]) -> subproces
 
 
 def finish(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-    return out
+    return processes.finish(proc, timeout=600)
 
 
 def maps_of(folder: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -89,13 +86,7 @@ def runs(tmp_path_factory):
     log = finish(start(config, root / "two", 2, env))
 
     killed = root / "killed"
-    proc = start(config, killed, 2, env)
-    deadline = time.monotonic() + 120
-    while len(list(killed.glob("maps/*/*/*.npz"))) < 4 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the study finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    processes.kill_after(start(config, killed, 2, env), killed, "maps/*/*/*.npz", 4, timeout=120, group=True)
     assert not (killed / "measurements.csv").exists()
     finish(start(config, killed, 2, env))
     return {"root": root, "config": config, "env": env, "log": log}
