@@ -247,6 +247,8 @@ def test_colour_scale_is_shared_and_diverging_for_signed_maps():
 def test_flat_maps_are_recognised():
     assert is_flat(np.zeros((4, 4))) and is_flat(np.full((4, 4), 4.54e-5) + 1e-12 * np.arange(16).reshape(4, 4))
     assert not is_flat(np.arange(16.0).reshape(4, 4))
+    # the measures' rule (1e-3 of the magnitude): a range of 5e-4 is flat, one of 2e-3 is not
+    assert is_flat(1.0 + 5e-4 * np.eye(4)) and not is_flat(1.0 + 2e-3 * np.eye(4))
 
 
 def test_partial_run_without_verdicts_or_measurements(run_dir, tmp_path):

@@ -184,8 +184,9 @@ def below_chance(
     the blur of ``blur_sigma`` pixels (default min(H, W) / 14); ROAD imputes ``percentages`` (seeded by
     ``seed``); energy uses the masks grown by ``dilation`` pixels. ``tolerance`` and ``span`` define a
     degenerate map (:func:`binsight.metrics.baselines.degeneracy`); degenerate maps are skipped.
-    Cost: the model sees (2 n_chance + 1) * (4 (steps + 1) + len(percentages)) perturbed images per
-    usable map (deletion also computes the insertion curve), at most ``batch_size`` at a time.
+    Cost: the model sees (2 n_chance + 1) * (2 (steps + 1) + len(percentages)) perturbed images per
+    usable map (two deletion curves and ROAD), at most ``batch_size`` at a time, and ROAD imputes
+    (2 n_chance + 1) * len(percentages) images.
     Returns a :class:`ChanceResult`; the rule is in the module's docstring.
     """
     values = check_maps(maps, finite=False)

@@ -19,7 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
+from binsight._utils import flat_maps  # noqa: E402
 from binsight.report import names  # noqa: E402
 
 WIDTH, DPI, FONT = 12.0, 100, 10
@@ -209,10 +211,9 @@ def colour_scale(maps: Sequence[np.ndarray]) -> tuple[str, float, float]:
 
 
 def is_flat(m: np.ndarray) -> bool:
-    """True when the map's range is within float32 noise of its magnitude (or it is all zero)."""
-    m = np.asarray(m, dtype=np.float64)
-    magnitude = float(np.abs(m).max())
-    return magnitude == 0.0 or float(m.max() - m.min()) <= 1e-4 * magnitude
+    """True when the map's range is within float noise of its magnitude (or it is all zero): the rule of the
+    measures' degenerate maps (:func:`binsight._utils.flat_maps`), for a map they did not mark."""
+    return bool(flat_maps(torch.from_numpy(np.asarray(m, dtype=np.float64))[None])[0])
 
 
 def _as_display(image: np.ndarray) -> np.ndarray:

@@ -253,8 +253,8 @@ class MeasuresConfig:
     non-degenerate maps are tested against chance maps (:func:`binsight.metrics.chance.below_chance`).
     chance_maps: chance maps of each kind per tested map (unstructured, and as many smoothness-matched).
     chance_images: the test runs on the first chance_images images (0 = all); each tested map costs
-    (2 chance_maps + 1) x 2 (curve_steps + 1) forward passes and as many ROAD imputations as
-    there are road_percentages.
+    (2 chance_maps + 1) x (2 (curve_steps + 1) + R) forward passes and (2 chance_maps + 1) x R ROAD
+    imputations, R the number of road_percentages.
     """
 
     similarity: bool = True
