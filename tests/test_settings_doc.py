@@ -189,7 +189,14 @@ VERDICTS = {"verdicts": [
                        "models, well above chance", "status": "partly held", "fragile": True,
      "parts": [{"name": "spearman", "status": "held", "estimate": {"value": -0.158, "low": -0.2, "high": -0.1,
                                                                    "confidence": 0.9}},
-               {"name": "ssim", "status": "not measured", "estimate": None}]},
+               {"name": "ssim", "status": "not measured", "estimate": None},
+               {"name": "top_k_iou", "status": "not held", "reading": "maps unstable across seeds",
+                "estimate": {"value": 0.1, "low": 0.09, "high": 0.11, "confidence": 0.95},
+                "levels": {"FP-vs-BNN": {"value": 0.1, "low": 0.09, "high": 0.11, "confidence": 0.95},
+                           "FP-vs-FP": {"value": 0.2, "low": 0.19, "high": 0.22, "confidence": 0.95}}},
+               {"name": "below chance", "status": "not held", "bound": 0.02, "reading": "not held",
+                "estimate": {"value": -0.023, "low": -0.111, "high": 0.0, "confidence": 0.95},
+                "levels": {"FP": {"value": 0.023, "low": 0.0, "high": 0.111, "confidence": 0.95}}}]},
     {"id": 2, "title": "Some BNN maps are nonsense", "status": "inconclusive", "fragile": False, "parts": []},
 ]}
 
@@ -200,8 +207,14 @@ def test_verdict_table_shows_full_titles_statuses_fragile_and_intervals():
     assert VERDICTS["verdicts"][0]["title"] in lines[1] and lines[1].endswith("partly held, fragile")
     assert lines[2] == "     - spearman: held  -0.158 [-0.200, -0.100] (90% CI)"
     assert lines[3] == "     - ssim: not measured"
-    assert lines[4].startswith("2  Some BNN maps are nonsense ") and lines[4].endswith("  inconclusive")
-    assert "fragile" not in lines[4]
+    # a part that compares levels names each level with its interval, not only FP-vs-BNN's
+    assert lines[4] == "     - top_k_iou: not held (maps unstable across seeds)"
+    assert lines[5] == "         FP-vs-BNN +0.100 [+0.090, +0.110]; FP-vs-FP +0.200 [+0.190, +0.220] (95% CI)"
+    # a part whose statistic is compared with a bound shows both, then its levels
+    assert lines[6] == "     - below chance: not held  -0.023 [-0.111, +0.000] (95% CI), bound +0.020"
+    assert lines[7] == "         FP +0.023 [+0.000, +0.111] (95% CI)"
+    assert lines[8].startswith("2  Some BNN maps are nonsense ") and lines[8].endswith("  inconclusive")
+    assert "fragile" not in lines[8]
 
 
 def test_report_hint_says_where_the_report_is_and_how_to_open_it(tmp_path):

@@ -47,7 +47,9 @@ def report_hint(out: Path) -> str:
 
 def verdict_table(verdicts: dict[str, Any]) -> str:
     """The verdicts (verdicts.json's content) as fixed-width text: number, full title and status (with
-    "fragile" where a robustness setting changes it), then each part's status and estimate [interval]."""
+    "fragile" where a robustness setting changes it), then each part's status and reading; a part that
+    compares levels (FP-vs-BNN, FP-vs-FP, ...) lists every level with its interval on the next line, any
+    other part its statistic [interval] and the bound it is compared with."""
     rows = verdicts.get("verdicts", [])
     width = max([len("finding")] + [len(v["title"]) for v in rows])
     lines = [f"{'#':<2} {'finding':<{width}}  status"]
@@ -55,12 +57,21 @@ def verdict_table(verdicts: dict[str, Any]) -> str:
         status = v["status"] + (", fragile" if v.get("fragile") else "")
         lines.append(f"{v['id']:<2} {v['title']:<{width}}  {status}")
         for part in v.get("parts", []):
-            lines.append(f"     - {part['name']}: {part['status']}{_estimate_text(part.get('estimate'))}")
+            reading = f" ({part['reading']})" if part.get("reading") not in (None, "", part["status"]) else ""
+            levels, estimate = part.get("levels") or {}, part.get("estimate")
+            compared = estimate and (part.get("bound") is not None or not levels)  # a statistic, not a level
+            text = f"  {_interval(estimate)} ({_level(estimate)})" if compared else ""
+            bound = f", bound {part['bound']:+.3f}" if compared and part.get("bound") is not None else ""
+            lines.append(f"     - {part['name']}: {part['status']}{reading}{text}{bound}")
+            if levels:
+                shown = "; ".join(f"{name} {_interval(level)}" for name, level in levels.items())
+                lines.append(f"         {shown} ({_level(next(iter(levels.values())))})")
     return "\n".join(lines)
 
 
-def _estimate_text(estimate: dict[str, Any] | None) -> str:
-    if not estimate:
-        return ""
-    level = f"{estimate.get('confidence', 0.95):.0%} CI"
-    return f"  {estimate['value']:+.3f} [{estimate['low']:+.3f}, {estimate['high']:+.3f}] ({level})"
+def _interval(estimate: dict[str, Any]) -> str:
+    return f"{estimate['value']:+.3f} [{estimate['low']:+.3f}, {estimate['high']:+.3f}]"
+
+
+def _level(estimate: dict[str, Any]) -> str:
+    return f"{estimate.get('confidence', 0.95):.0%} CI"
