@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
 	touch $(STAMP)
 
+# Without a GPU: one process per CPU core, one thread each (torchrun); NPROC=K chooses (scripts/study.sh).
 study: setup
-	$(VENV)/bin/binsight study --out runs/default
+	bash scripts/study.sh $(VENV) --out runs/default
 
 test: setup
 	bash scripts/setup.sh $(VENV) --test-system-deps

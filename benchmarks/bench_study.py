@@ -1,6 +1,7 @@
 """Time the default study (``binsight study``) twice: from nothing cached, then with the models cached.
 
     nice python benchmarks/bench_study.py [--workdir DIR] [--config CONFIG.toml] [--threads N] [--only cached]
+                                          [--nproc K]
 
 Run 1 uses an empty BINSIGHT_CACHE (models trained); run 2 the same cache and a new output folder
 (models reused, every map and measure computed again). Prints each run's stages from timings.json: wall
@@ -9,7 +10,14 @@ work apart from the waiting; with one thread, wall = CPU on an idle machine), th
 whole process against the targets (< 25 min from nothing, < 3 min with cached models, 2 CPU cores),
 the load average before and after, and a probe of the machine's speed (a bare forward and backward pass)
 before and after, to compare runs taken under different loads. ``--only cached`` skips run 1 (the cache in ``--workdir`` must
-already hold the models).
+already hold the models). ``--nproc K`` runs the study under ``torchrun --standalone --nproc-per-node K``
+(one thread per process unless ``--threads``), the same study sharded over K processes.
+
+The floor: the default study's NeuroMask alone makes 3 x 64 x 2,000 forward and backward passes per
+precision (64 images, 3 models, 2,000 steps); the script times bare forward + backward-to-the-input passes of
+small-cnn FP and BNN (batch 64, the machine's threads) and prints how long that many passes take at least,
+with nothing else of the study: a floor that no implementation of the default study can go under on this
+machine.
 
 On a machine shared with other jobs the full default study takes hours of wall time; there,
 ``--config benchmarks/study_reduced.toml --threads 1`` runs the same stages on fewer images (32 of 128;
@@ -30,14 +38,17 @@ import time
 from pathlib import Path
 
 TARGETS_S = {"cold": 25 * 60, "cached": 3 * 60}
+NEUROMASK_PASSES = 3 * 64 * 2000  # per precision: 3 seeds x 64 images x 2,000 steps of the default study
 
 
-def run_study(out: Path, cache: Path, config: str | None, threads: int | None) -> float:
-    """Wall seconds of one ``binsight study`` in a child process (imports and report included)."""
+def run_study(out: Path, cache: Path, config: str | None, threads: int | None, nproc: int = 1) -> float:
+    """Wall seconds of one ``binsight study`` in a child process (imports and report included); with
+    ``nproc`` > 1 under torchrun, one thread per process unless ``threads`` says otherwise."""
     env = {**os.environ, "BINSIGHT_CACHE": str(cache)}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "binsight.cli", "study", *([config] if config else []), "--out", str(out)]
+    if threads or nproc > 1:
+        env["OMP_NUM_THREADS"] = str(threads or 1)
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
+    cmd = [sys.executable, *launcher, "-m", "binsight", "study", *([config] if config else []), "--out", str(out)]
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True)
     return time.perf_counter() - start
@@ -60,6 +71,33 @@ def probe(threads: int | None) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def floor_seconds(threads: int | None, nproc: int = 1) -> dict[str, float]:
+    """Seconds that the default study's NeuroMask passes take at least (see the module docstring), per
+    precision, from the rate of bare forward + backward-to-the-input passes: ``nproc`` child processes at
+    once (the study's layout; one thread each when ``nproc`` > 1 unless ``threads``), their rates summed."""
+    code = (
+        "import sys, time, torch; from binsight.models import build_model\n"
+        "for precision in ('fp', 'bnn'):\n"
+        "    m = build_model('small-cnn', precision).eval(); x = torch.rand(64, 1, 28, 28, requires_grad=True)\n"
+        "    for _ in range(5): torch.autograd.grad(m(x)[:, 0].sum(), x)\n"
+        "    t = time.perf_counter(); n = 0\n"
+        "    while time.perf_counter() - t < 5: torch.autograd.grad(m(x)[:, 0].sum(), x); n += 64\n"
+        "    print(precision, n / (time.perf_counter() - t))\n"
+    )
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads or 1)} if threads or nproc > 1 else {})}
+    children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+                for _ in range(nproc)]
+    rates: dict[str, float] = {}
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode:
+            raise RuntimeError(f"the floor probe failed (exit {child.returncode})")
+        for line in out.strip().splitlines():
+            precision, rate = line.split()
+            rates[precision] = rates.get(precision, 0.0) + float(rate)
+    return {precision: NEUROMASK_PASSES / rate for precision, rate in rates.items()}
+
+
 def print_table(walls: dict[str, float], timings: dict[str, dict]) -> None:
     names = list(walls)
     print(f"{'stage':<16}" + "".join(f"{n + ' wall':>14}{n + ' cpu':>14}" for n in names))
@@ -77,6 +115,7 @@ def main() -> None:
     parser.add_argument("--config", default=None, help="a study TOML (default: the embedded default study)")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the study processes")
     parser.add_argument("--only", choices=("cold", "cached"), default=None, help="run one of the two runs only")
+    parser.add_argument("--nproc", type=int, default=1, help="processes (torchrun) the study runs on")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-study-"))
     cache = work / "cache"
@@ -86,14 +125,18 @@ def main() -> None:
         if args.only and name != args.only:
             continue
         out = work / f"run-{name}"
-        walls[name] = run_study(out, cache, args.config, args.threads)
+        walls[name] = run_study(out, cache, args.config, args.threads, args.nproc)
         timings[name] = json.loads((out / "timings.json").read_text())
     print(f"\ncpu cores: {os.cpu_count()}, threads: {args.threads or 'default'}, load average before: "
           f"{load_before}, after: {os.getloadavg()}")
     print(f"probe (small-cnn BNN forward+backward, batch 64): {speed_before:.0f} img/s before, "
           f"{probe(args.threads):.0f} img/s after")
     print_table(walls, timings)
-    print(f"run folders: {work}")
+    floor = floor_seconds(args.threads, args.nproc)
+    print(f"floor: the default study's NeuroMask passes alone (bare forward + backward to the input, batch 64, "
+          f"{NEUROMASK_PASSES:,} per precision, {args.nproc} process(es)) take at least {floor['fp']:.0f} s (FP) + {floor['bnn']:.0f} s "
+          f"(BNN) = {sum(floor.values()):.0f} s on this machine, against the cached target of {TARGETS_S['cached']} s")
+    print(f"processes: {args.nproc}; run folders: {work}")
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ def study_command(args: argparse.Namespace) -> Path | None:
     from binsight.study.runner import StudyRunner
 
     out = Path(args.out) if args.out else default_out(config)
-    print(f"study: {out} (configuration hash {config_hash(config)})")
     runner = StudyRunner(config, out)
+    if runner.rank == 0:
+        print(f"study: {out} (configuration hash {config_hash(config)}, {runner.ranks} process(es))")
     result = runner.run()
     if runner.rank != 0:  # under torchrun, rank 0 alone prints the verdicts and builds the report
         return None
