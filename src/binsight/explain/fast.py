@@ -25,7 +25,9 @@ float rounding (1e-5).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
+import weakref
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -103,9 +105,21 @@ class StepRunner:
     """
 
     def __init__(self, model: nn.Module, step: Callable[..., Any], fast: str | bool, *, inplace: Sequence[int] = ()):
-        self.model, self.step, self.fast, self.inplace = model, step, fast, tuple(inplace)
+        self.model, self.fast, self.inplace = model, fast, tuple(inplace)
+        # A bound method of the explainer that owns this runner is held weakly: a strong reference would be a
+        # cycle (explainer -> runner -> method -> explainer) that keeps the captured graphs' GPU memory until
+        # Python's cyclic garbage collector happens to run.
+        self._step = weakref.WeakMethod(step) if inspect.ismethod(step) else (lambda: step)
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], Any] | None] = {}
         self._compiled: nn.Module | None = None
+
+    @property
+    def step(self) -> Callable[..., Any]:
+        """The step function (its owner, for a bound method, must still exist)."""
+        step = self._step()
+        if step is None:
+            raise RuntimeError("the explainer that owns this StepRunner no longer exists")
+        return step
 
     def __call__(self, *args: torch.Tensor) -> Any:
         if self.fast == "graph" and args[0].device.type == "cuda":
