@@ -1,4 +1,4 @@
-"""Every speed row of issue 11 in one run: binsight against Captum and the eager floor, fast paths, bf16.
+"""Every GPU speed row of the README in one run: binsight against Captum and the eager floor, fast paths, bf16.
 
 Sections (each row measured in this same run, on the device given):
 
@@ -24,11 +24,13 @@ Untrained weights: speed does not depend on training.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import platform
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -68,6 +70,11 @@ def timed(fn, device: torch.device) -> tuple[float, object]:
 
 
 def model_and_images(label: str, n: int, device: torch.device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    # The previous model's explainers hold their captured CUDA graphs (and the graphs' private memory pools)
+    # in a reference cycle (explainer -> StepRunner -> bound step -> explainer): collect them first.
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     torch.manual_seed(0)
     args = MODELS[label]
     model = build_model(**args).eval().to(device)
@@ -252,19 +259,38 @@ def main(argv=None) -> None:
     sections = {"methods": methods_section, "fast": fast_section, "bf16": bf16_section, "neuromask-full": full_section}
     results: dict = {"device": str(device), "device_name": name, "torch": torch.__version__, "args": vars(args)}
     start = time.perf_counter()
+    failed: list[str] = []
     for section in args.sections:
         t0 = time.perf_counter()
-        results[section] = sections[section](args, device)
+        try:
+            results[section] = sections[section](args, device)
+        except Exception as e:  # noqa: BLE001 - one failing section must not cost the others' numbers
+            traceback.print_exc()
+            results[section] = [dict(section=section, error=f"{type(e).__name__}: {e}")]
+            failed.append(section)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        results.setdefault("section_seconds", {})[section] = time.perf_counter() - t0
         print(f"({section}: {time.perf_counter() - t0:.1f} s)", flush=True)
+        write_results(args.out, results, name)  # after each section: a run stopped later keeps what it measured
     results["total_seconds"] = time.perf_counter() - start
     print(f"\ntotal {results['total_seconds']:.1f} s")
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "bench_gpu.json").write_text(json.dumps(results, indent=1, default=str))
-        md = [f"# bench_gpu: {name}, torch {torch.__version__}\n"]
-        md += [f"## {s}\n\n{table(results[s])}\n" for s in args.sections]
-        (out / "bench_gpu.md").write_text("\n".join(md))
+    write_results(args.out, results, name)
+    if failed:
+        sys.exit(f"failed sections: {', '.join(failed)} (tracebacks above)")
+
+
+def write_results(out: str | None, results: dict, name: str) -> None:
+    """``out``/bench_gpu.json (every row) and ``out``/bench_gpu.md (the tables) of the sections done so far."""
+    if not out:
+        return
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_gpu.json").write_text(json.dumps(results, indent=1, default=str))
+    done = [s for s in results["args"]["sections"] if s in results]
+    md = [f"# bench_gpu: {name}, torch {torch.__version__}\n"]
+    md += [f"## {s}\n\n{table(results[s])}\n" for s in done]
+    (out / "bench_gpu.md").write_text("\n".join(md))
 
 
 if __name__ == "__main__":

@@ -95,7 +95,9 @@ def main() -> None:
     env = {**os.environ, "BINSIGHT_CACHE": str(root / "cache"), "OMP_NUM_THREADS": str(args.threads)}
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; device {args.device}; "
           f"{args.images} images, chunks of {args.chunk}, NeuroMask {args.iterations} iterations")
-    run(config, root / "warm", 1, env)  # trains the models into the cache; not timed
+    warm = root / "warm.toml"  # the same models on a few images: trains them into the cache; not timed
+    warm.write_text(CONFIG.format(images=args.chunk, iterations=1, device=args.device, chunk=args.chunk))
+    run(warm, root / "warm", 1, env)
     results = {}
     for k in args.ranks:
         out = root / f"ranks-{k}"
