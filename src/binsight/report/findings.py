@@ -106,7 +106,9 @@ def _timings(timings: dict[str, Any]) -> str:
     """The stages' wall seconds, as the run recorded them (a continued run adds up its invocations)."""
     stages = timings.get("stages", {})
     listed = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages.items() if seconds >= 1)
-    return f"Stage times of this run (wall, as recorded in timings.json): {listed}."
+    ranks = int(timings.get("ranks", 1))
+    on = f" on {ranks} processes (torchrun)" if ranks > 1 else " in one process"
+    return f"Stage times of this run{on} (wall, as recorded in timings.json): {listed}."
 
 
 def replace_block(text: str, block: str) -> str:
