@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from binsight.nn.surrogates import get_surrogate
 from binsight.nn import (
     SURROGATES,
     BinaryConv2d,
@@ -60,6 +61,20 @@ def test_surrogate_scales_the_incoming_gradient():
     x = torch.tensor([0.5, 3.0], requires_grad=True)
     (grad,) = torch.autograd.grad((sign(x, "ste") * torch.tensor([3.0, 3.0])).sum(), x)
     assert grad.tolist() == [3.0, 0.0]
+
+
+@pytest.mark.parametrize("surrogate", ["ste", "approx", "identity"])
+def test_sign_gradient_keeps_its_inputs_layout_and_values(surrogate):
+    """A channels-first incoming gradient of a channels-last input leaves sign's backward channels-last (the
+    layer before it, a batch norm, is then not pushed onto a slow mixed-layout path), with the same values."""
+    x = torch.randn(4, 3, 5, 5).to(memory_format=torch.channels_last).requires_grad_(True)
+    upstream = torch.randn(4, 3, 5, 5)  # channels-first, as a flatten's backward gives it
+    (grad,) = torch.autograd.grad(sign(x, surrogate), x, upstream)
+    assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
+    assert torch.equal(grad, upstream * get_surrogate(surrogate)(x.detach()))
+    plain = torch.randn(4, 3, 5, 5, requires_grad=True)
+    (grad,) = torch.autograd.grad(sign(plain, surrogate), plain, upstream)
+    assert grad.is_contiguous() and torch.equal(grad, upstream * get_surrogate(surrogate)(plain.detach()))
 
 
 def test_register_surrogate_and_unknown_name():

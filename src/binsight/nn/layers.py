@@ -32,6 +32,11 @@ class _Sign(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (x,) = ctx.saved_tensors
+        if grad_output.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # The gradient in its input's layout: a channels-first gradient of a channels-last tensor (a
+            # flatten's backward gives one) made the batch norm's backward before it take a slow path on the
+            # CPU (BNN training 191 -> 151 ms per batch of 256 on one thread; same values).
+            grad_output = grad_output.contiguous(memory_format=torch.channels_last)
         return grad_output * get_surrogate(ctx.surrogate)(x), None
 
 
