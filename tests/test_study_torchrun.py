@@ -1,7 +1,7 @@
 """The study on two processes (``torchrun``, gloo on the CPU) against one: bit-identical maps, the same
 table and verdicts; a two-process run killed part-way (the whole process group) and started again gives
-the same table with no duplicate rows; a job pointed at a folder another job holds is refused on every
-rank."""
+the same table with no duplicate rows, also when a one-process run is continued on two; a job pointed at
+a folder another job holds is refused on every rank."""
 
 from __future__ import annotations
 
@@ -89,6 +89,10 @@ def runs(tmp_path_factory):
     processes.kill_after(start(config, killed, 2, env), killed, "maps/*/*/*.npz", 4, timeout=120, group=True)
     assert not (killed / "measurements.csv").exists()
     finish(start(config, killed, 2, env))
+
+    changed = root / "changed"  # `make study` picks the process count by machine: a run may continue on another
+    processes.kill_after(start(config, changed, 1, env), changed, "maps/*/*/*.npz", 4, timeout=120, group=True)
+    finish(start(config, changed, 2, env))
     return {"root": root, "config": config, "env": env, "log": log}
 
 
@@ -114,6 +118,13 @@ def test_killed_and_restarted_gives_the_same_table_without_duplicates(runs):
     keys = [line.rsplit(",", 1)[0] for line in lines]
     assert len(keys) == len(set(keys)) and keys
     assert (killed / "verdicts.json").read_text() == (one / "verdicts.json").read_text()
+
+
+def test_a_run_killed_on_one_process_continues_on_two_with_the_same_table(runs):
+    one, changed = runs["root"] / "one", runs["root"] / "changed"
+    for name in ("measurements.csv", "verdicts.json"):
+        assert (changed / name).read_text() == (one / name).read_text(), name
+    assert maps_of(changed).keys() == maps_of(one).keys()
 
 
 def test_a_second_job_on_a_held_folder_is_refused_on_every_rank(runs):
