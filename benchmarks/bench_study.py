@@ -9,15 +9,16 @@ seconds and this process's CPU seconds (on a machine shared with other jobs the 
 work apart from the waiting; with one thread, wall = CPU on an idle machine), the wall time of the
 whole process against the targets (< 25 min from nothing, < 3 min with cached models, 2 CPU cores),
 the load average before and after, and a probe of the machine's speed (a bare forward and backward pass)
-before and after, to compare runs taken under different loads. ``--only cached`` skips run 1 (the cache in ``--workdir`` must
-already hold the models). ``--nproc K`` runs the study under ``torchrun --standalone --nproc-per-node K``
-(one thread per process unless ``--threads``), the same study sharded over K processes.
+before and after, to compare runs taken under different loads. ``--only cached`` skips run 1 (the cache
+in ``--workdir`` must already hold the models); ``--only floor`` measures the floor below and nothing else.
+``--nproc K`` runs the study under ``torchrun --standalone --nproc-per-node K`` (one thread per process
+unless ``--threads``), the same study sharded over K processes.
 
 The floor: the default study's NeuroMask alone makes 3 x 64 x 2,000 forward and backward passes per
 precision (64 images, 3 models, 2,000 steps); the script times bare forward + backward-to-the-input passes of
-small-cnn FP and BNN (batch 64, the machine's threads) and prints how long that many passes take at least,
-with nothing else of the study: a floor that no implementation of the default study can go under on this
-machine.
+small-cnn FP and BNN (the best of batch sizes 32 to 512, float32, PyTorch's own kernels) and prints how long
+that many passes take at least, with nothing else of the study: a floor under which no float32
+implementation of the default study on those kernels can go on this machine.
 
 On a machine shared with other jobs the full default study takes hours of wall time; there,
 ``--config benchmarks/study_reduced.toml --threads 1`` runs the same stages on fewer images (32 of 128;
@@ -73,16 +74,20 @@ def probe(threads: int | None) -> float:
 
 def floor_seconds(threads: int | None, nproc: int = 1) -> dict[str, float]:
     """Seconds that the default study's NeuroMask passes take at least (see the module docstring), per
-    precision, from the rate of bare forward + backward-to-the-input passes: ``nproc`` child processes at
-    once (the study's layout; one thread each when ``nproc`` > 1 unless ``threads``), their rates summed."""
+    precision, from the rate of bare forward + backward-to-the-input passes at the best of batch sizes
+    32 to 512: ``nproc`` child processes at once (the study's layout; one thread each when ``nproc`` > 1
+    unless ``threads``), their rates summed."""
     code = (
         "import sys, time, torch; from binsight.models import build_model\n"
         "for precision in ('fp', 'bnn'):\n"
-        "    m = build_model('small-cnn', precision).eval(); x = torch.rand(64, 1, 28, 28, requires_grad=True)\n"
-        "    for _ in range(5): torch.autograd.grad(m(x)[:, 0].sum(), x)\n"
-        "    t = time.perf_counter(); n = 0\n"
-        "    while time.perf_counter() - t < 5: torch.autograd.grad(m(x)[:, 0].sum(), x); n += 64\n"
-        "    print(precision, n / (time.perf_counter() - t))\n"
+        "    m = build_model('small-cnn', precision).eval(); best = 0.0\n"
+        "    for batch in (32, 64, 128, 256, 512):\n"
+        "        x = torch.rand(batch, 1, 28, 28, requires_grad=True)\n"
+        "        for _ in range(3): torch.autograd.grad(m(x)[:, 0].sum(), x)\n"
+        "        t = time.perf_counter(); n = 0\n"
+        "        while time.perf_counter() - t < 3: torch.autograd.grad(m(x)[:, 0].sum(), x); n += batch\n"
+        "        best = max(best, n / (time.perf_counter() - t))\n"
+        "    print(precision, best)\n"
     )
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads or 1)} if threads or nproc > 1 else {})}
     children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
@@ -96,6 +101,14 @@ def floor_seconds(threads: int | None, nproc: int = 1) -> dict[str, float]:
             precision, rate = line.split()
             rates[precision] = rates.get(precision, 0.0) + float(rate)
     return {precision: NEUROMASK_PASSES / rate for precision, rate in rates.items()}
+
+
+def print_floor(threads: int | None, nproc: int) -> None:
+    floor = floor_seconds(threads, nproc)
+    print(f"floor: the default study's NeuroMask passes alone (bare forward + backward to the input, best of "
+          f"batches 32-512, {NEUROMASK_PASSES:,} per precision, {nproc} process(es)) take at least "
+          f"{floor['fp']:.0f} s (FP) + {floor['bnn']:.0f} s (BNN) = {sum(floor.values()):.0f} s on this machine, "
+          f"against the cached target of {TARGETS_S['cached']} s")
 
 
 def print_table(walls: dict[str, float], timings: dict[str, dict]) -> None:
@@ -114,9 +127,13 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where the cache and run folders go (default: a temp dir)")
     parser.add_argument("--config", default=None, help="a study TOML (default: the embedded default study)")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the study processes")
-    parser.add_argument("--only", choices=("cold", "cached"), default=None, help="run one of the two runs only")
+    parser.add_argument("--only", choices=("cold", "cached", "floor"), default=None,
+                        help="run one of the two runs only, or only measure the floor")
     parser.add_argument("--nproc", type=int, default=1, help="processes (torchrun) the study runs on")
     args = parser.parse_args()
+    if args.only == "floor":
+        print_floor(args.threads, args.nproc)
+        return
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-study-"))
     cache = work / "cache"
     walls, timings = {}, {}
@@ -132,10 +149,7 @@ def main() -> None:
     print(f"probe (small-cnn BNN forward+backward, batch 64): {speed_before:.0f} img/s before, "
           f"{probe(args.threads):.0f} img/s after")
     print_table(walls, timings)
-    floor = floor_seconds(args.threads, args.nproc)
-    print(f"floor: the default study's NeuroMask passes alone (bare forward + backward to the input, batch 64, "
-          f"{NEUROMASK_PASSES:,} per precision, {args.nproc} process(es)) take at least {floor['fp']:.0f} s (FP) + {floor['bnn']:.0f} s "
-          f"(BNN) = {sum(floor.values()):.0f} s on this machine, against the cached target of {TARGETS_S['cached']} s")
+    print_floor(args.threads, args.nproc)
     print(f"processes: {args.nproc}; run folders: {work}")
 
 
