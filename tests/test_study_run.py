@@ -314,3 +314,20 @@ def test_a_toy_method_registered_here_runs_through_a_tiny_study(runs, tmp_path, 
     assert set(SEEDS_SEEN) == {0, 1}  # the chunk's index, chunks of 3 of 6 images
     with np.load(next((tmp_path / "out" / "maps" / "mfp0" / "toy-brightness").glob("*.npz"))) as chunk:
         assert chunk["maps"].min() >= 0 and chunk["maps"].shape[1:] == (1, 28, 28)
+
+
+def test_progress_bars_are_drawn_by_rank_0_alone_and_say_whose_share(tmp_path):
+    """Under torchrun every rank runs the stages; only rank 0 draws bars (two ranks' bars on one terminal
+    garble each other), labelled as its share of the units."""
+    def bar(runner):
+        with runner.progress(3, "maps") as made:
+            return getattr(made, "desc", None), made.disable  # a disabled bar keeps no label
+
+    runner = StudyRunner(config_from_dict({"run": {"device": "cpu", "progress": True}}), tmp_path / "out")
+    assert runner.shows_progress and bar(runner) == ("maps", False)
+    runner.ranks = 2  # as rank 0 of two processes
+    assert bar(runner) == ("maps (process 1 of 2, its share)", False)
+    runner.rank = 1  # as the other rank
+    assert not runner.shows_progress and bar(runner)[1]
+    quiet = StudyRunner(config_from_dict({"run": {"device": "cpu", "progress": False}}), tmp_path / "quiet")
+    assert not quiet.shows_progress and bar(quiet)[1]

@@ -189,8 +189,15 @@ class StudyRunner:
         """run.json's ``invocations``: versions (Python, torch, numpy, binsight), device and threads."""
         self.folder.record_provenance(self.device)
 
+    @property
+    def shows_progress(self) -> bool:
+        """Progress bars on: ``run.progress``, and this is rank 0 (several ranks' bars on one terminal garble)."""
+        return self.config.run.progress and self.rank == 0
+
     def progress(self, total: int, desc: str) -> tqdm:
-        return tqdm(total=total, desc=desc, unit="unit", disable=not self.config.run.progress, leave=False)
+        """A bar of this process's ``total`` units (under torchrun: rank 0's share, said in the label)."""
+        label = desc if self.ranks == 1 else f"{desc} (process 1 of {self.ranks}, its share)"
+        return tqdm(total=total, desc=label, unit="unit", disable=not self.shows_progress, leave=False)
 
     def spec(self, label: str) -> MethodSpec:
         return next(s for s in self.specs if s.label == label)
@@ -273,7 +280,7 @@ class StudyRunner:
         obtained = [self._obtain(spec) for spec in self._model_specs()]
         check_unique_names([spec["name"] for spec, _, _, _ in obtained])
         models = []
-        for spec, module, source, meta in tqdm(obtained, desc="models", disable=not self.config.run.progress, leave=False):
+        for spec, module, source, meta in tqdm(obtained, desc="models", disable=not self.shows_progress, leave=False):
             info = self._record_model(spec, module, source, meta)
             models.append(self._study_model(info, module))
         listed = [m.info for m in models] + [
@@ -341,7 +348,7 @@ class StudyRunner:
             m.arch, spec["precision"], d.name, spec["seed"], epochs or None,
             data_root=d.root or None, train_subset=m.train_subset or None, batch_size=m.train_batch_size or None,
             test_subset=m.test_subset or None, surrogate=m.train_surrogate, first_last_fp=m.first_last_fp,
-            device=str(self.device), progress=self.config.run.progress, data_parallel=False,
+            device=str(self.device), progress=self.shows_progress, data_parallel=False,
         )
         return spec, module, Path(meta["checkpoint"]), meta
 
