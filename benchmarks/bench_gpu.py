@@ -70,8 +70,8 @@ def timed(fn, device: torch.device) -> tuple[float, object]:
 
 
 def model_and_images(label: str, n: int, device: torch.device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    # The previous model's explainers hold their captured CUDA graphs (and the graphs' private memory pools)
-    # in a reference cycle (explainer -> StepRunner -> bound step -> explainer): collect them first.
+    # Free whatever the previous model's explainers left (captured CUDA graphs and their private memory
+    # pools) before the next model: garbage still waiting for a collection, then the allocator's cache.
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
