@@ -10,7 +10,8 @@ set -euo pipefail
 venv="$1"
 shift
 py="$venv/bin/python"
-n="${NPROC:-$("$py" -c 'import os, torch; print(1 if torch.cuda.is_available() else len(os.sched_getaffinity(0)))')}"
+cores='len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)'
+n="${NPROC:-$("$py" -c "import os, torch; print(1 if torch.cuda.is_available() else $cores)")}"
 if ! [[ "$n" =~ ^[1-9][0-9]*$ ]]; then
     echo "scripts/study.sh: NPROC must be a positive whole number of processes, got '$n' (e.g. NPROC=2)" >&2
     exit 2
