@@ -60,7 +60,7 @@ def verdict_table(verdicts: dict[str, Any]) -> str:
         for part in v.get("parts", []):
             reading = f" ({part['reading']})" if part.get("reading") not in (None, "", part["status"]) else ""
             levels, estimate = part.get("levels") or {}, part.get("estimate")
-            compared = estimate and (part.get("bound") is not None or not levels)  # a statistic, not a level
+            compared = estimate and estimate not in levels.values()  # as the README findings: not said twice
             text = f"  {_interval(estimate)} ({_level(estimate)})" if compared else ""
             bound = f", bound {part['bound']:+.3f}" if compared and part.get("bound") is not None else ""
             lines.append(f"     - {part['name']}: {part['status']}{reading}{text}{bound}")
