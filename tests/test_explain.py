@@ -258,6 +258,28 @@ def test_gradcam_equals_captum_binsight_models(small_cnn):
         assert not torch.allclose(binary.maps, exp.maps)
 
 
+def vgg_like(inplace: bool) -> nn.Module:
+    """Conv / ReLU blocks as in VGG and AlexNet, with the ReLUs in place or not (same weights either way)."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=inplace),
+        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(inplace=inplace),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5),
+    )
+
+
+@pytest.mark.parametrize("layer", ["0", "2", None])
+def test_gradcam_survives_inplace_activation_after_the_layer(layer):
+    x = torch.rand(3, 3, 8, 8)
+    t = torch.tensor([0, 2, 4])
+    out_of_place = GradCAM(vgg_like(False), layer=layer).attribute(x, t)
+    model = vgg_like(True)
+    before = model_state(model)
+    in_place = GradCAM(model, layer=layer).attribute(x, t)
+    assert torch.allclose(in_place, out_of_place, rtol=1e-6, atol=1e-7) and in_place.abs().sum() > 0
+    assert_same_state(before, model_state(model))
+
+
 def test_gradcam_rejects_bad_layers(tiny):
     model, _ = tiny
     with pytest.raises(ExplainerError, match=r"no layer called 'features\.9'.*features\.2"):

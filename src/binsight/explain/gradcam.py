@@ -51,14 +51,19 @@ def layer_activation_and_gradient(
     """The layer's output A and d logit_target / d A, both (N, K, h, w), and the targets (N,) used
     (None = the class predicted in this same forward pass); the hook is removed afterwards.
 
-    The hook hands the rest of the network a leaf copy of A that requires grad, so autograd records only
-    the layers after A: nothing below the layer is differentiated or kept for a backward pass.
+    The hook makes A a leaf that requires grad, so autograd records only the layers after A: nothing below
+    the layer is differentiated or kept for a backward pass. The rest of the network gets a copy of that
+    leaf (one activation's memory), so an in-place operation after the layer (``nn.ReLU(inplace=True)`` as
+    in VGG and AlexNet) writes into the copy: A stays as the layer produced it and the gradient flows back
+    through the in-place op, the same maps as the out-of-place model's.
     """
     outputs: list[torch.Tensor] = []
 
     def keep_output(_module: nn.Module, _args: Any, output: Any) -> Any:
         if isinstance(output, torch.Tensor) and output.is_floating_point():
-            output = output.detach().requires_grad_(True)
+            leaf = output.detach().requires_grad_(True)
+            outputs.append(leaf)
+            return leaf.clone()
         outputs.append(output)
         return output
 
