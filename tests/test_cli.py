@@ -15,11 +15,13 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-import binsight.cli as cli
-import binsight.explain.command as command
+import binsight.cli.explain as cli_explain
+import binsight.cli.report as cli_report
+import binsight.explain.files as command
 from binsight.cli import main
+from binsight.cli.explain import parse_params, parse_value, resolve_target
+from binsight.data.images import FITS
 from binsight.explain import ExplainerError
-from binsight.explain.command import parse_params, parse_value, resolve_target
 from binsight.explain.gradient import Gradient
 from binsight.explain.overlay import scale_of
 from binsight.explain.smoothgrad import SmoothGrad
@@ -181,7 +183,7 @@ def test_binsight_warnings_are_one_line(monkeypatch, capsys):
     def warns(args):
         warnings.warn("unit maps/a/0.npz is corrupt;\n set aside under corrupt/", CorruptUnitWarning)
 
-    monkeypatch.setattr(cli, "_cmd_report", warns)
+    monkeypatch.setattr(cli_report, "run", warns)
     assert main(["report", "somewhere"]) == 0
     err = capsys.readouterr().err
     assert err.startswith("warning: unit maps/a/0.npz is corrupt; set aside under corrupt/\n")
@@ -385,7 +387,7 @@ def test_help_shows_defaults_and_names(capsys):
     assert ",".join(models.available()) in text and "(default:small-cnn)" in text
     assert "(default:0)" in text and "(default:auto)" in text
     assert ",".join(data.available()) in help_text(capsys, "data")
-    assert tuple(cli.FITS) == command.FITS
+    assert tuple(cli_explain.FITS) == FITS
 
 
 def test_report_help_does_not_import_torch():

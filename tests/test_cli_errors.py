@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import binsight.cli as cli
+import binsight.cli.data as cli_data
 from binsight.data import DatasetError
 from binsight.errors import BinsightError
 
@@ -46,7 +47,7 @@ def test_an_internal_error_propagates_with_its_traceback(monkeypatch, error):
     def fails(args):
         raise error
 
-    monkeypatch.setattr(cli, "_cmd_data", fails)
+    monkeypatch.setattr(cli_data, "run", fails)
     with pytest.raises(type(error)):
         cli.main(["data", "fashion-mnist"])
 
@@ -55,7 +56,7 @@ def test_a_user_error_is_one_line_and_exit_status_2(monkeypatch, capsys):
     def fails(args):
         raise DatasetError("no such dataset here;\n  look elsewhere")
 
-    monkeypatch.setattr(cli, "_cmd_data", fails)
+    monkeypatch.setattr(cli_data, "run", fails)
     assert cli.main(["data", "fashion-mnist"]) == 2
     err = capsys.readouterr().err
     assert err == "binsight data: error: no such dataset here; look elsewhere\n"
@@ -66,9 +67,9 @@ def run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_in_a_process_a_bug_shows_a_traceback_and_a_user_error_does_not():
-    bug = run("import sys, binsight.cli as c\n"
+    bug = run("import sys, binsight.cli as c, binsight.cli.data as d\n"
               "def f(args): raise KeyError('internal')\n"
-              "c._cmd_data = f\nsys.exit(c.main(['data', 'x']))")
+              "d.run = f\nsys.exit(c.main(['data', 'x']))")
     assert bug.returncode == 1 and "Traceback" in bug.stderr and "KeyError: 'internal'" in bug.stderr
     user = run("import sys, binsight.cli as c\nsys.exit(c.main(['data', 'no-such-dataset', '--no-download']))")
     assert user.returncode == 2 and "Traceback" not in user.stderr
@@ -87,12 +88,12 @@ def test_help_lists_the_registered_names(capsys):
 
 
 def test_explain_a_bug_keeps_its_traceback_and_a_user_error_is_one_line(monkeypatch, tmp_path, capsys):
-    import binsight.explain.command as command
+    import binsight.explain.files as files
 
-    def bug(args, **kw):
+    def bug(*args, **kw):
         raise RuntimeError("an internal bug in explain")
 
-    monkeypatch.setattr(command, "explain_command", bug)
+    monkeypatch.setattr(files, "load_checkpoint_model", bug)
     with pytest.raises(RuntimeError, match="an internal bug in explain"):
         cli.main(["explain", "x.png", "--model", "m"])
     monkeypatch.undo()

@@ -15,7 +15,7 @@ from PIL import Image
 from binsight.cli import main
 from binsight.data.images import ImageReadError
 from binsight.explain.base import ExplainerError
-from binsight.explain.command import as_target, explain_files, load_input
+from binsight.explain.files import as_target, explain_files, load_input
 from binsight.explain.gradient import Gradient
 from binsight.models import build_model
 from binsight.models.checkpoint import load_checkpoint, save_checkpoint
@@ -170,7 +170,7 @@ def test_absurd_input_size_in_a_side_file_is_refused(checkpoints, images, tmp_pa
 def test_a_progress_bar_goes_to_the_methods_that_can_show_one():
     """``explain`` with progress on gives NeuroMask its step bar (its maps take seconds each) and asks no
     other method for an option it does not have; progress off asks nothing."""
-    from binsight.explain.command import _method_options
+    from binsight.explain.files import _method_options
 
     shown = _method_options(["neuromask", "gradient"], None, signed=False, surrogate=None, progress=True)
     assert shown == {"neuromask": {"show_progress": True}, "gradient": {}}

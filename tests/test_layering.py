@@ -54,9 +54,10 @@ def part_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else parts[0]
 
 
-def imports(path: Path, module: str | None = None) -> list[str]:
-    """Every binsight module ``path`` imports, as absolute names: ``import X`` gives X; ``from X import y``
-    gives X.y where that is a module of the package (a submodule), else X.
+def all_imports(path: Path, module: str | None = None) -> list[str]:
+    """Every module ``path`` imports (binsight's and any other, also inside functions), as absolute names:
+    ``import X`` gives X; ``from X import y`` gives X.y where that is a module of the package (a
+    submodule), else X.
 
     ``module``: the file's dotted name (default: from its place under src/binsight).
     """
@@ -73,7 +74,24 @@ def imports(path: Path, module: str | None = None) -> list[str]:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
             names += [f"{base}.{a.name}" if f"{base}.{a.name}" in KNOWN else base for a in node.names]
-    return list(dict.fromkeys(n for n in names if n == "binsight" or n.startswith("binsight.")))
+    return list(dict.fromkeys(names))
+
+
+def imports(path: Path, module: str | None = None) -> list[str]:
+    """The binsight modules among :func:`all_imports`."""
+    return [n for n in all_imports(path, module) if n == "binsight" or n.startswith("binsight.")]
+
+
+COMMAND_LINE_ONLY = ("argparse",)
+"""Modules only the command line (``binsight.cli``) may import: no library function parses arguments."""
+
+
+def command_line_imports(module: str, names: list[str]) -> list[str]:
+    """What is wrong with ``module`` importing ``names``: a command-line-only module outside ``binsight.cli``."""
+    if module == "binsight.cli" or module.startswith("binsight.cli."):
+        return []
+    return [f"{module} imports {name}, which only binsight.cli may import" for name in names
+            if name.split(".")[0] in COMMAND_LINE_ONLY]
 
 
 def violations(module: str, names: list[str]) -> list[str]:
@@ -124,6 +142,11 @@ def test_every_module_is_ranked_and_imports_only_its_own_or_lower_layers(path):
     assert violations(module_name(path), imports(path)) == []
 
 
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_argparse_is_imported_only_under_binsight_cli(path):
+    assert command_line_imports(module_name(path), all_imports(path)) == []
+
+
 def test_the_module_graph_has_no_circle():
     assert circle(module_graph()) is None
 
@@ -138,5 +161,12 @@ def test_the_checks_can_fail(tmp_path):
         "binsight.explain.command (explain) imports binsight.train, a higher layer (train)"
     ]
     assert "has no rank" in violations("binsight.newpart.x", [])[0]
+    parser = tmp_path / "settings.py"
+    parser.write_text("def f():\n    import argparse.foo\nfrom argparse import Namespace\n")
+    assert command_line_imports("binsight.study.settings", all_imports(parser, "binsight.study.settings")) == [
+        "binsight.study.settings imports argparse, which only binsight.cli may import",
+        "binsight.study.settings imports argparse.foo, which only binsight.cli may import",
+    ]
+    assert command_line_imports("binsight.cli.study", ["argparse"]) == []
     assert circle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     assert circle({"a": {"b"}, "b": set()}) is None

@@ -12,7 +12,8 @@ import pytest
 from binsight.cli import main
 from binsight.study import config as cfg
 from binsight.study import settings_doc
-from binsight.study.command import report_hint, verdict_table
+from binsight.cli.study import report_hint
+from binsight.study.command import verdict_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,49 +1,35 @@
-"""``binsight study [CONFIG.toml] [--out DIR] [--print-config]``: run (or continue) the study."""
+"""The study's verdicts as the fixed-width table ``binsight study`` prints (:mod:`binsight.cli.study`)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from binsight.study.config import StudyConfig, config_hash, load_config
-from binsight.study.settings_doc import commented_toml
 
+def study_command(args: Any) -> Path | None:
+    """Temporary: the previous interface of :func:`binsight.cli.study.study` (an object with ``config``,
+    ``out`` and ``print_config`` attributes), kept until its last caller (tests/test_study_run.py) calls
+    that function; the same steps and printing, without the report."""
+    from binsight.study.config import config_hash, load_config
+    from binsight.study.runner import StudyRunner
+    from binsight.study.settings_doc import commented_toml
 
-def default_out(config: StudyConfig) -> Path:
-    """``runs/study-HASH``: rerunning the same configuration without --out continues the same run."""
-    return Path("runs") / f"study-{config_hash(config)[:8]}"
-
-
-def study_command(args: argparse.Namespace) -> Path | None:
-    """Load the configuration, run (or continue) the study, print the verdicts and where the report goes;
-    return the run folder. None on a rank other than 0 under torchrun, and with ``--print-config``, which
-    only prints the resolved configuration, each key under a comment with its description and default."""
     config = load_config(args.config)
     if args.print_config:
         print(commented_toml(config), end="")
         return None
-    from binsight.study.runner import StudyRunner
-
-    out = Path(args.out) if args.out else default_out(config)
+    out = Path(args.out) if args.out else Path("runs") / f"study-{config_hash(config)[:8]}"
     runner = StudyRunner(config, out)
     if runner.rank == 0:
         print(f"study: {out} (configuration hash {config_hash(config)}, {runner.ranks} process(es))")
     result = runner.run()
-    if runner.rank != 0:  # under torchrun, rank 0 alone prints the verdicts and builds the report
+    if runner.rank != 0:
         return None
-    print(verdict_table(result))
-    print(report_hint(out))
-    return out
-
-
-def report_hint(out: Path) -> str:
-    """Where the run's report is (``OUT/report.html``, built from the folder right after the study) and how
-    to open it or build it again."""
     page = (out / "report.html").resolve()
-    return (f"study finished; its report: {page}\n"
-            f"  open it in a web browser, e.g.: python -m webbrowser {page.as_uri()}\n"
-            f"  rebuild it from the run folder at any time: binsight report {out}")
+    print(verdict_table(result))
+    print(f"study finished; its report: {page}\n  open it in a web browser, e.g.: python -m webbrowser "
+          f"{page.as_uri()}\n  rebuild it from the run folder at any time: binsight report {out}")
+    return out
 
 
 def verdict_table(verdicts: dict[str, Any]) -> str:

@@ -1,30 +1,28 @@
-"""``binsight explain IMAGE... (--model CKPT | --factory MOD:FN ...) --method NAME``: overlays and raw maps.
+"""Explain image files: ``NAME.METHOD.png`` overlays and ``NAME.METHOD.npy`` raw maps (``binsight explain``).
 
-For each image file ``dir/NAME.ext`` and each method it writes, in the output folder, ``NAME.METHOD.png``
-(the map over the image, titled with the model, its precision and surrogate, the predicted class and its
-probability and the class explained, with a colour bar of raw values: :mod:`binsight.explain.overlay`)
-and ``NAME.METHOD.npy`` (the raw map, float32 (H, W) at the model's input size); ``METHOD`` is the method
-name with ``:`` replaced by ``-``. Files are written atomically, after every map has been computed.
+For each image file ``dir/NAME.ext`` and each method, :func:`explain_files` writes, in the output folder,
+``NAME.METHOD.png`` (the map over the image, titled with the model, its precision and surrogate, the
+predicted class and its probability and the class explained, with a colour bar of raw values:
+:mod:`binsight.explain.overlay`) and ``NAME.METHOD.npy`` (the raw map, float32 (H, W) at the model's input
+size); ``METHOD`` is the method name with ``:`` replaced by ``-``. Files are written atomically, after every
+map has been computed.
 
 Images are read by :mod:`binsight.data.images` (8/16-bit, palette, pixel limit), converted to the model's
 channels and fitted to its input size (padded by default, keeping the aspect ratio); each conversion or
 resize is reported through ``notify`` (the command line prints ``note: ...`` on stderr). A checkpoint is
-loaded by :mod:`binsight.models.checkpoint` (explaining never imports training code); a user's own model
-by :func:`binsight.models.factory.load_model` from the ``--factory`` flags.
+loaded by :func:`load_checkpoint_model` (:mod:`binsight.models.checkpoint`: explaining never imports
+training code); a user's own model by :func:`load_own_model` from a
+:class:`~binsight.models.factory.ModelSpec`. The command line's flags are read in :mod:`binsight.cli.explain`.
 
-Options that do not apply (``--surrogate`` on a full-precision model, ``--signed`` for a method that has
+Options that do not apply (a surrogate on a full-precision model, signed maps for a method that has
 no sign) and maps that rank no pixel are reported as :class:`ExplainWarning` and the work goes on.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import difflib
 import inspect
-import json
 import os
-import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -36,8 +34,7 @@ import torch
 from torch import nn
 
 from binsight._io import atomic_path
-from binsight.data.images import FITS, MAX_PIXELS, ImageReadError, load_image
-from binsight.distributed import resolve_device
+from binsight.data.images import MAX_PIXELS, load_image
 from binsight.explain.base import ExplainerError, Explanation
 from binsight.explain.overlay import Scale, save_overlay, scale_of, title_lines
 from binsight.explain.registry import explainer_class, get_explainer
@@ -45,15 +42,11 @@ from binsight.models.checkpoint import checkpoint_paths, load_checkpoint
 from binsight.models.factory import ModelSpec, load_model, surrogate_label
 from binsight.nn import get_surrogate, sign_report, use_surrogate_foreign
 
-__all__ = ["FITS", "ExplainWarning", "ImageReadError", "as_target", "explain_command", "explain_files",
-           "load_input", "parse_params", "parse_value", "resolve_target"]
+__all__ = ["ExplainWarning", "LoadedModel", "as_target", "explain_files", "load_checkpoint_model", "load_input",
+           "load_own_model"]
 
 Degeneracy = Callable[[torch.Tensor], np.ndarray]
 """maps (N, 1, H, W) -> array (N,) of str: why each map ranks no pixel, "" for a usable map."""
-
-OWN_MODEL_FLAGS = ("kwargs", "weights", "precision", "gradcam_layer", "mean", "std", "normalize", "input_size")
-"""The ``explain`` options that describe a user's own model; they apply only with ``--factory``."""
-
 
 class ExplainWarning(UserWarning):
     """An option that does not apply, or a map that ranks no pixel; explaining goes on."""
@@ -64,74 +57,6 @@ def _warn(message: str) -> None:
 
 
 # -- options ------------------------------------------------------------------------------------------
-
-
-def parse_value(text: str) -> Any:
-    """A ``--param`` value: ``true``/``false``, ``none``, an int, a float, a JSON list (as a tuple, nested
-    lists too) or object, else the string as given."""
-    word = text.strip()
-    if word.lower() in ("true", "false"):
-        return word.lower() == "true"
-    if word.lower() in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(word)
-        except ValueError:
-            pass
-    if word.startswith(("[", "{")):
-        try:
-            return _tuples(json.loads(word))
-        except json.JSONDecodeError as e:
-            raise ExplainerError(f"--param value {text!r} is not valid JSON ({e.msg}); write a list as "
-                                 "[1,3,3] and an object as {\"key\": 1}") from None
-    return text
-
-
-def _tuples(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    return value
-
-
-def parse_params(items: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``--param`` items ``KEY=VALUE`` (every method) or ``METHOD.KEY=VALUE`` (that method only) -> the
-    keyword options of each method in ``methods``; values by :func:`parse_value`."""
-    options: dict[str, dict[str, Any]] = {m: {} for m in methods}
-    for item in items:
-        key, eq, text = item.partition("=")
-        method, dot, name = key.strip().rpartition(".")
-        if not eq or not name.isidentifier():
-            raise ExplainerError(f"--param {item!r} is not NAME=VALUE (or METHOD.NAME=VALUE); e.g. --param n_samples=50")
-        if dot and method not in options:
-            raise ExplainerError(f"--param {item!r} names method {method!r}, which is not among --method "
-                                 f"{', '.join(methods)}")
-        for m in [method] if dot else methods:
-            if name in options[m]:
-                raise ExplainerError(f"--param {name} is given twice for {m}; give it once")
-            options[m][name] = parse_value(text)
-    return options
-
-
-def resolve_target(text: str | None, class_names: Sequence[str]) -> int | None:
-    """``--target``: None, a class index, or a class name known to the checkpoint (case-insensitive)."""
-    if text is None:
-        return None
-    word = str(text).strip()
-    if re.fullmatch(r"-?\d+", word):
-        return int(word)
-    if not class_names:
-        raise ExplainerError(f"--target {word!r} is not a class index, and the model records no class names; "
-                             "give the class index (0, 1, ...)")
-    lower = [n.lower() for n in class_names]
-    if word.lower() in lower:
-        return lower.index(word.lower())
-    close = difflib.get_close_matches(word.lower(), lower, n=3, cutoff=0.5)
-    hint = f" (did you mean {', '.join(class_names[lower.index(c)] for c in close)}?)" if close else ""
-    raise ExplainerError(f"--target {word!r} is not a class of this model{hint}; its classes are "
-                         f"{', '.join(class_names)}, or give an index")
 
 
 def option_names(method: str) -> list[str]:
@@ -164,7 +89,7 @@ class LoadedModel:
     """A model ready to explain and what the overlays say about it.
 
     meta: ``class_names`` and ``spec`` (``in_channels``, ``input_size``) as in a checkpoint's side file.
-    own: a user's model (``--factory``): its binarized activations are switched by
+    own: a user's model (built from a :class:`ModelSpec`): its binarized activations are switched by
         :func:`binsight.nn.use_surrogate_foreign`.
     """
 
@@ -176,58 +101,18 @@ class LoadedModel:
     class_names: list[str] = field(default_factory=list)
 
 
-def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ExplainerError(f"{flag} {text!r} must be comma-separated numbers, e.g. 0.2860 or 0.485,0.456,0.406") from None
+def load_checkpoint_model(path: str | Path, device: str) -> LoadedModel:
+    """The binsight checkpoint at ``path`` (``X``, ``X.safetensors`` or ``X.json``) on ``device``, named by
+    its file's stem, with the precision and class names its side file records."""
+    model, meta = load_checkpoint(path, device=device)
+    precision = meta.get("precision") or (meta.get("spec") or {}).get("precision") or "fp"
+    name = checkpoint_paths(path)[0].stem
+    return LoadedModel(model, meta, name, precision, False, list(meta.get("class_names") or []))
 
 
-def _input_size(text: str | None) -> tuple[int, int, int] | None:
-    if text is None:
-        return None
-    try:
-        size = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        size = ()
-    if len(size) != 3:
-        raise ExplainerError(f"--input-size {text!r} must be C,H,W (three integers), e.g. 1,28,28")
-    return size
-
-
-def spec_from_args(args: argparse.Namespace) -> ModelSpec:
-    """The :class:`ModelSpec` that ``--factory`` and its flags describe."""
-    try:
-        kwargs = json.loads(args.kwargs) if args.kwargs else {}
-    except json.JSONDecodeError as e:
-        raise ExplainerError(f"--kwargs {args.kwargs!r} is not JSON ({e.msg}); e.g. --kwargs '{{\"width\": 16}}'") from None
-    return ModelSpec(factory=args.factory, kwargs=kwargs, weights=args.weights or "",
-                     precision=args.precision or "fp", gradcam_layer=args.gradcam_layer or "",
-                     mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"),
-                     normalize=args.normalize or "", input_size=_input_size(args.input_size))
-
-
-def load_for_cli(args: argparse.Namespace, device: str) -> LoadedModel:
-    """The model ``--model CHECKPOINT`` or ``--factory`` (with its flags) names, on ``device``."""
-    factory = getattr(args, "factory", None)
-    given = [f for f in OWN_MODEL_FLAGS if getattr(args, f, None) is not None]
-    if factory and args.model:
-        raise ExplainerError("give either --model CHECKPOINT or --factory MODULE:FUNCTION, not both")
-    if not factory:
-        if not args.model:
-            raise ExplainerError("no model given: use --model CHECKPOINT (a binsight checkpoint) or --factory "
-                                 "MODULE:FUNCTION with its flags for your own model (see docs/own-models.md)")
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise ExplainerError(f"{flag} describes your own model and applies only with --factory; "
-                                 "a checkpoint records its own")
-        model, meta = load_checkpoint(args.model, device=device)
-        precision = meta.get("precision") or (meta.get("spec") or {}).get("precision") or "fp"
-        name = checkpoint_paths(args.model)[0].stem
-        return LoadedModel(model, meta, name, precision, False, list(meta.get("class_names") or []))
-    spec = spec_from_args(args)
+def load_own_model(spec: ModelSpec, device: str) -> LoadedModel:
+    """A user's own model built from ``spec`` (its factory module searched for in the working directory
+    first) on ``device``; ``spec.input_size`` (C, H, W) is what it takes."""
     model = load_model(spec, search_path=[os.getcwd()]).to(device)
     channels, height, width = spec.input_size
     meta = {"spec": {"in_channels": channels, "input_size": [height, width]}, "class_names": []}
@@ -477,25 +362,3 @@ def write_outputs(out_dir: Path, m: _Map, scale: Scale) -> list[Path]:
     with atomic_path(png) as tmp:
         save_overlay(tmp, m.pixels, m.raw, title=m.title, scale=scale, degenerate=m.degenerate)
     return [npy, png]
-
-
-def explain_command(args: argparse.Namespace, *, degeneracy: Degeneracy | None = None) -> None:
-    """``binsight explain``: load the model, explain every image with every method, print notices
-    (``note: ...`` on stderr) and where the outputs went (stdout). ``degeneracy`` as in :func:`explain_files`."""
-    device = resolve_device(getattr(args, "device", "auto") or "auto")
-    loaded = load_for_cli(args, device)
-    methods = list(dict.fromkeys(args.method or ["gradient"]))
-    options = parse_params(getattr(args, "param", None) or [], methods)
-    target = resolve_target(args.target, loaded.class_names)
-    out_dir = Path(args.out)
-    quiet = getattr(args, "quiet", False)
-    results = explain_files(
-        args.images, loaded.model, loaded.meta, methods, out_dir, target, args.surrogate, device,
-        fit=getattr(args, "fit", "pad"), options=options, signed=getattr(args, "signed", False),
-        shared_scale=getattr(args, "shared_scale", False), degeneracy=degeneracy, progress=not quiet,
-        loaded=loaded, notify=lambda line: print(f"note: {line}", file=sys.stderr))
-    for path, explanation in results:
-        label = class_label(int(explanation.targets[0]), loaded.class_names)
-        extra = f", surrogate {explanation.surrogate}" if explanation.surrogate else ""
-        tag = explanation.method.replace(":", "-")
-        print(f"{path}: {explanation.method}: {label}{extra} -> {out_dir / f'{path.stem}.{tag}.png'} (+ .npy)")

@@ -1,0 +1,24 @@
+"""``binsight evaluate CHECKPOINT``: test accuracy of a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from binsight.cli.parser import DEVICE_HELP, add_command
+
+
+def add_parser(subparsers: Any) -> None:
+    e = add_command(subparsers, "evaluate", "test accuracy of a checkpoint")
+    e.add_argument("checkpoint", help="checkpoint: X, X.safetensors or X.json (the weights and their side file)")
+    e.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
+    e.add_argument("--data-root", help="explicit path to the dataset's files")
+    e.add_argument("--device", default="auto", help=DEVICE_HELP)
+    e.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    # as cli.train: train.evaluate_command still reads the Namespace (train.py is another helper's)
+    from binsight.train import evaluate_command
+
+    evaluate_command(args)

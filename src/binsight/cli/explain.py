@@ -1,0 +1,222 @@
+"""``binsight explain IMAGE... (--model CKPT | --factory MOD:FN ...) --method NAME``: overlays and raw maps.
+
+The flags become plain arguments of :func:`binsight.explain.files.explain_files`: ``--param`` items the
+methods' keyword options (:func:`parse_params`), ``--target`` a class index (:func:`resolve_target`),
+``--factory`` and its flags a :class:`~binsight.models.factory.ModelSpec` (:func:`own_model_spec`). Notices
+are printed as ``note: ...`` on stderr, each written overlay as one line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from typing import Any, Sequence
+
+from binsight.cli.parser import DEVICE_HELP, add_command
+
+FITS = ("pad", "crop", "stretch", "refuse")
+"""``--fit`` choices: :data:`binsight.data.images.FITS`, spelled here so that building the parser imports no
+torch (``tests/test_cli.py`` checks that both agree)."""
+
+OWN_MODEL_FLAGS = ("kwargs", "weights", "precision", "gradcam_layer", "mean", "std", "normalize", "input_size")
+"""The options that describe a user's own model; they apply only with ``--factory``."""
+
+
+def add_parser(subparsers: Any) -> None:
+    x = add_command(subparsers, "explain",
+                    "saliency maps for image files: a PNG overlay and the raw .npy per image and method")
+    x.add_argument("images", nargs="+", help="image files (png, jpg, tiff, bmp, gif, webp)")
+    x.add_argument("--model", help="checkpoint: X, X.safetensors or X.json (weights and side file)")
+    x.add_argument("--method", action="append", default=None,
+                   help="method (repeat for several; default: gradient): <<methods>>")
+    x.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a method option, e.g. n_samples=50, sliding_window_shapes=[1,3,3]; METHOD.NAME=VALUE for "
+                        "one method only; values: int, float, true/false, none, JSON list or object, else text")
+    x.add_argument("--target", default=None,
+                   help="class to explain: an index or a class name of the checkpoint; default: the predicted class")
+    x.add_argument("--surrogate", default=None, help="sign surrogate for explaining a bnn: <<surrogates>>")
+    x.add_argument("--signed", action="store_true", help="signed maps (methods that can), drawn diverging around 0")
+    x.add_argument("--shared-scale", action="store_true", help="one colour scale for all maps of one image")
+    x.add_argument("--fit", choices=FITS, default="pad",
+                   help="how an image of another size meets the model's: pad (keep the aspect ratio, black "
+                        "borders), crop (centre), stretch, or refuse")
+    x.add_argument("--out", default="explanations", help="output folder")
+    x.add_argument("--device", default="auto", help=DEVICE_HELP)
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    own = x.add_argument_group("your own model (instead of --model; see docs/own-models.md)")
+    own.add_argument("--factory", help="MODULE:FUNCTION returning the nn.Module (the working directory is searched first)")
+    own.add_argument("--kwargs", help="the factory's keyword arguments as JSON, e.g. '{\"width\": 16}'")
+    own.add_argument("--weights", help=".safetensors or state_dict file; default: the weights as built")
+    own.add_argument("--precision", choices=["fp", "bnn"], help="default: fp")
+    own.add_argument("--gradcam-layer", help="module name for GradCAM, as in model.named_modules()")
+    own.add_argument("--mean", help="per-channel mean the model expects, comma-separated (with --std)")
+    own.add_argument("--std", help="per-channel std the model expects, comma-separated (with --mean)")
+    own.add_argument("--normalize", choices=["inside"], help="inside: the model takes [0, 1] pixels as they are")
+    own.add_argument("--input-size", help="C,H,W of the images the model takes, e.g. 1,28,28")
+    x.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load the model, explain every image with every method, print notices (``note: ...`` on stderr) and
+    where the outputs went (stdout)."""
+    from pathlib import Path
+
+    from binsight.distributed import resolve_device
+    from binsight.explain.files import class_label, explain_files
+    from binsight.metrics.baselines import degeneracy
+
+    device = resolve_device(args.device or "auto")
+    loaded = load_model_of(args, device)
+    methods = list(dict.fromkeys(args.method or ["gradient"]))
+    options = parse_params(args.param or [], methods)
+    target = resolve_target(args.target, loaded.class_names)
+    out_dir = Path(args.out)
+    results = explain_files(
+        args.images, loaded.model, loaded.meta, methods, out_dir, target, args.surrogate, device,
+        fit=args.fit, options=options, signed=args.signed, shared_scale=args.shared_scale, degeneracy=degeneracy,
+        progress=not args.quiet, loaded=loaded, notify=lambda line: print(f"note: {line}", file=sys.stderr))
+    for path, explanation in results:
+        label = class_label(int(explanation.targets[0]), loaded.class_names)
+        extra = f", surrogate {explanation.surrogate}" if explanation.surrogate else ""
+        tag = explanation.method.replace(":", "-")
+        print(f"{path}: {explanation.method}: {label}{extra} -> {out_dir / f'{path.stem}.{tag}.png'} (+ .npy)")
+
+
+# -- the model ----------------------------------------------------------------------------------------
+
+
+def _error(message: str) -> Exception:
+    """An :class:`~binsight.explain.base.ExplainerError` with ``message`` (imported when one is raised, so
+    that building the parser imports no torch)."""
+    from binsight.explain.base import ExplainerError
+
+    return ExplainerError(message)
+
+
+def load_model_of(args: argparse.Namespace, device: str):
+    """The :class:`~binsight.explain.files.LoadedModel` that ``--model CHECKPOINT`` or ``--factory`` (with
+    its flags) names, on ``device``."""
+    from binsight.explain.files import load_checkpoint_model, load_own_model
+
+    given = [f for f in OWN_MODEL_FLAGS if getattr(args, f) is not None]
+    if args.factory and args.model:
+        raise _error("give either --model CHECKPOINT or --factory MODULE:FUNCTION, not both")
+    if args.factory:
+        return load_own_model(own_model_spec(args), device)
+    if not args.model:
+        raise _error("no model given: use --model CHECKPOINT (a binsight checkpoint) or --factory "
+                             "MODULE:FUNCTION with its flags for your own model (see docs/own-models.md)")
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise _error(f"{flag} describes your own model and applies only with --factory; "
+                             "a checkpoint records its own")
+    return load_checkpoint_model(args.model, device)
+
+
+def own_model_spec(args: argparse.Namespace):
+    """The :class:`~binsight.models.factory.ModelSpec` that ``--factory`` and its flags describe."""
+    from binsight.models.factory import ModelSpec
+
+    try:
+        kwargs = json.loads(args.kwargs) if args.kwargs else {}
+    except json.JSONDecodeError as e:
+        raise _error(f"--kwargs {args.kwargs!r} is not JSON ({e.msg}); e.g. --kwargs '{{\"width\": 16}}'") from None
+    return ModelSpec(factory=args.factory, kwargs=kwargs, weights=args.weights or "",
+                     precision=args.precision or "fp", gradcam_layer=args.gradcam_layer or "",
+                     mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"),
+                     normalize=args.normalize or "", input_size=_input_size(args.input_size))
+
+
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise _error(f"{flag} {text!r} must be comma-separated numbers, e.g. 0.2860 or 0.485,0.456,0.406") from None
+
+
+def _input_size(text: str | None) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        size = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 3:
+        raise _error(f"--input-size {text!r} must be C,H,W (three integers), e.g. 1,28,28")
+    return size
+
+
+# -- options and targets ------------------------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """A ``--param`` value: ``true``/``false``, ``none``, an int, a float, a JSON list (as a tuple, nested
+    lists too) or object, else the string as given."""
+    word = text.strip()
+    if word.lower() in ("true", "false"):
+        return word.lower() == "true"
+    if word.lower() in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(word)
+        except ValueError:
+            pass
+    if word.startswith(("[", "{")):
+        try:
+            return _tuples(json.loads(word))
+        except json.JSONDecodeError as e:
+            raise _error(f"--param value {text!r} is not valid JSON ({e.msg}); write a list as "
+                                 "[1,3,3] and an object as {\"key\": 1}") from None
+    return text
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def parse_params(items: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--param`` items ``KEY=VALUE`` (every method) or ``METHOD.KEY=VALUE`` (that method only) -> the
+    keyword options of each method in ``methods``; values by :func:`parse_value`."""
+    options: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for item in items:
+        key, eq, text = item.partition("=")
+        method, dot, name = key.strip().rpartition(".")
+        if not eq or not name.isidentifier():
+            raise _error(f"--param {item!r} is not NAME=VALUE (or METHOD.NAME=VALUE); e.g. --param n_samples=50")
+        if dot and method not in options:
+            raise _error(f"--param {item!r} names method {method!r}, which is not among --method "
+                                 f"{', '.join(methods)}")
+        for m in [method] if dot else methods:
+            if name in options[m]:
+                raise _error(f"--param {name} is given twice for {m}; give it once")
+            options[m][name] = parse_value(text)
+    return options
+
+
+def resolve_target(text: str | None, class_names: Sequence[str]) -> int | None:
+    """``--target``: None, a class index, or a class name known to the checkpoint (case-insensitive)."""
+    if text is None:
+        return None
+    word = str(text).strip()
+    if re.fullmatch(r"-?\d+", word):
+        return int(word)
+    if not class_names:
+        raise _error(f"--target {word!r} is not a class index, and the model records no class names; "
+                             "give the class index (0, 1, ...)")
+    lower = [n.lower() for n in class_names]
+    if word.lower() in lower:
+        return lower.index(word.lower())
+    close = difflib.get_close_matches(word.lower(), lower, n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(class_names[lower.index(c)] for c in close)}?)" if close else ""
+    raise _error(f"--target {word!r} is not a class of this model{hint}; its classes are "
+                         f"{', '.join(class_names)}, or give an index")
