@@ -135,6 +135,26 @@ def test_absurd_sizes_are_refused_before_allocating(tmp_path, monkeypatch):
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("changes, words", [
+    ({"spec_in_channels": 10_000_000}, r"in_channels must be a positive integer of at most 4,096, got 10000000"),
+    ({"spec_num_classes": 10**12}, r"num_classes must be a positive integer of at most 1,048,576"),
+    ({"spec_input_size": [10**6, 10**6]}, r"input_size of 1000000x1000000 = 1,000,000,000,000 pixels is more"),
+])
+def test_sizes_in_a_side_file_are_bounded_before_anything_is_allocated(tmp_path, changes, words):
+    import tracemalloc
+
+    path = save_checkpoint(tiny("fp"), tmp_path / "m")
+    edit_side(path, **changes)  # a side file of 1 KB: ten million channels once cost 150 MB of lists
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=words):
+            load_checkpoint(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20
+
+
 def test_missing_checkpoint_names_the_weights_and_any_suffix_works(tmp_path):
     with pytest.raises(CheckpointError, match=r"checkpoint .*none\.safetensors not found"):
         load_checkpoint(tmp_path / "none.json")

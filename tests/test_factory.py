@@ -291,5 +291,16 @@ def test_spec_errors():
     assert "gradcam_layer must be a string, got int 3" in error_of(fp_spec(gradcam_layer=3))
     assert "name must be a string, got int 7" in error_of(fp_spec(name=7))
     assert "num_classes must be an integer >= 2" in error_of(fp_spec(num_classes=1))
+    assert "num_classes must be an integer >= 2 and at most 1,048,576" in error_of(fp_spec(num_classes=10**9))
+
+
+@pytest.mark.parametrize("size, words", [
+    ((100_000_000, 28, 28), "input_size has 100000000 channels, more than binsight takes (4,096)"),
+    ((3, 100_000, 100_000), "input_size of 100000x100000 = 10,000,000,000 pixels is more than binsight takes"),
+])
+def test_declared_sizes_are_bounded_before_the_factory_runs(size, words):
+    called = []
+    message = error_of(fp_spec(factory=lambda: called.append(1), input_size=size))
+    assert words in message and not called
     with pytest.raises(FactoryError, match="is a str, not a torch.nn.Module"):
         model_from_module("model", fp_spec(factory=""))

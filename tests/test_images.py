@@ -129,7 +129,10 @@ def test_fit_pad_keeps_aspect_ratio_with_a_notice():
     assert cropped[0].tolist() == list(range(5, 15))
     with pytest.raises(ImageReadError, match="w.png is 20x10 pixels and the model takes 8x8: the aspect ratios differ"):
         fit_image(white, channels=1, size=(8, 8), fit="refuse", name="w.png")
-    assert fit_image(white, channels=1, size=(5, 10), fit="refuse")[0].shape == (5, 10, 1)
+    with pytest.raises(ImageReadError, match=r"w.png is 20x10 pixels and the model takes 10x5: fit 'refuse' "
+                                             r"does not resize"):
+        fit_image(white, channels=1, size=(5, 10), fit="refuse", name="w.png")
+    assert fit_image(white, channels=1, size=(10, 20), fit="refuse")[0].shape == (10, 20, 1)
     with pytest.raises(ImageReadError, match="fit must be one of pad, crop, stretch, refuse"):
         fit_image(white, channels=1, size=(8, 8), fit="zoom")
 
@@ -160,3 +163,64 @@ def test_only_common_formats_are_decoded(tmp_path):
             read_image(tmp_path / name)
     Image.new("L", (4, 4), 255).save(tmp_path / "x.bmp")
     assert read_image(tmp_path / "x.bmp")[0].min() == 1.0
+
+
+def reference_crop(array: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """The plain definition of fit "crop": resize the whole image to cover ``size``, cut the centre."""
+    from binsight.data.images import _resize
+
+    (h, w), (th, tw) = array.shape[:2], size
+    scale = max(th / h, tw / w)
+    nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+    top, left = (nh - th) // 2, (nw - tw) // 2
+    return _resize(array, nh, nw, nearest)[top:top + th, left:left + tw]
+
+
+@pytest.mark.parametrize("shape", [(10, 20), (37, 23), (7, 7), (50, 9), (3, 40)])
+@pytest.mark.parametrize("nearest", [False, True])
+def test_crop_equals_resize_then_cut(shape, nearest):
+    image = np.random.default_rng(sum(shape)).random((*shape, 3), dtype=np.float32)
+    if nearest:
+        image = image[..., 0]
+    for size in ((8, 8), (16, 12), (5, 30)):
+        got = resize_fit(image, size, fit="crop", nearest=nearest)
+        want = reference_crop(image, size, nearest)
+        assert got.shape == want.shape == (*size, *image.shape[2:])
+        if not nearest:
+            np.testing.assert_allclose(got, want, atol=2e-6)
+            continue
+        # nearest neighbour: a sample point on a pixel boundary (a tie) may round either way
+        rows, cols = (tie_points(n, t, s) for n, t, s in zip(shape, size, cover_size(shape, size)))
+        differ = got != want
+        assert not differ[~rows[:, None] & ~cols[None, :]].any()
+
+
+def cover_size(shape, size):
+    scale = max(size[0] / shape[0], size[1] / shape[1])
+    return max(size[0], round(shape[0] * scale)), max(size[1], round(shape[1] * scale))
+
+
+def tie_points(source: int, target: int, cover: int) -> np.ndarray:
+    """bool (target,): the output pixels of a centre cut whose nearest-neighbour sample lies on a boundary."""
+    at = ((cover - target) // 2 + np.arange(target) + 0.5) * source / cover
+    return np.abs(at - np.round(at)) < 1e-6
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad", "stretch"])
+def test_no_intermediate_image_larger_than_input_or_output(fit):
+    import tracemalloc
+
+    line = np.random.default_rng(0).random((1, 50_000, 1), dtype=np.float32)  # 200 KB; cover-scaled: 51 MB
+    tracemalloc.start()
+    try:
+        out = resize_fit(line, (16, 16), fit=fit)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (16, 16, 1)
+    assert peak < 4 * line.nbytes
+
+
+def test_output_size_is_bounded_by_the_pixel_limit():
+    with pytest.raises(ImageReadError, match=r"100000x100000 .* more than binsight makes"):
+        resize_fit(np.zeros((2, 2, 1), np.float32), (100_000, 100_000), fit="stretch")

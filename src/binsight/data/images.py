@@ -15,8 +15,11 @@
 :func:`fit_image` then converts the channels and brings the pixels to the model's (H, W): ``fit="pad"``
 (default) scales the image to fit inside and pads it with black, centred, keeping the aspect ratio;
 ``"crop"`` scales it to cover and cuts the centre; ``"stretch"`` resizes to (H, W) ignoring the aspect
-ratio; ``"refuse"`` raises unless the aspect ratio already matches. Resizing is bilinear and antialiased
-(on float values, so 16-bit precision survives); masks use nearest neighbour (:func:`resize_fit`).
+ratio; ``"refuse"`` raises unless the image already has the model's size (nothing is resized). Resizing is
+bilinear and antialiased (on float values, so 16-bit precision survives); masks use nearest neighbour
+(:func:`resize_fit`). No image larger than the input or the output is ever made: a crop resamples only the
+part of the image it keeps (the same pixels as scaling the whole image, then cutting), and an output of
+more than :data:`MAX_PIXELS` pixels is refused.
 
 Each step returns notices (one line each, naming the file) for what it changed: a colour conversion, a
 resize, ignored transparency. Callers print them (``binsight explain``) or drop them (datasets).
@@ -190,23 +193,26 @@ def resize_fit(array: np.ndarray, size: tuple[int, int], *, fit: str = "pad", ne
                name: str = "image") -> np.ndarray:
     """``array`` (h, w) or (h, w, C) brought to ``size`` = (H, W) as ``fit`` says; float32.
 
-    Bilinear and antialiased, or nearest neighbour with ``nearest`` (masks). Pad fills with 0.
+    Bilinear and antialiased, or nearest neighbour with ``nearest`` (masks). Pad fills with 0. Memory: the
+    input and the (H, W) output, nothing larger (a crop resamples only the part it keeps).
     """
     if fit not in FITS:
         raise ImageReadError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
     th, tw = (int(s) for s in size)
     h, w = array.shape[:2]
-    if fit == "refuse" and h * tw != w * th:
-        raise ImageReadError(f"{name} is {w}x{h} pixels and the model takes {tw}x{th}: the aspect ratios differ; "
-                             "crop the image, or choose fit 'pad', 'crop' or 'stretch'")
+    if th * tw > MAX_PIXELS:
+        raise ImageReadError(f"{name}: an output of {tw}x{th} = {th * tw:,} pixels is more than binsight makes "
+                             f"({MAX_PIXELS:,}); choose a smaller image size")
+    if fit == "refuse" and (h, w) != (th, tw):
+        why = "the aspect ratios differ" if h * tw != w * th else "fit 'refuse' does not resize"
+        raise ImageReadError(f"{name} is {w}x{h} pixels and the model takes {tw}x{th}: {why}; resize or crop the "
+                             "image yourself, or choose fit 'pad', 'crop' or 'stretch'")
     if fit in ("stretch", "refuse"):
         return _resize(array, th, tw, nearest)
     scale = (min if fit == "pad" else max)(th / h, tw / w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     if fit == "crop":
-        nh, nw = max(th, nh), max(tw, nw)
-        top, left = (nh - th) // 2, (nw - tw) // 2
-        return _resize(array, nh, nw, nearest)[top:top + th, left:left + tw]
+        return _cover_and_cut(array, (th, tw), (max(th, nh), max(tw, nw)), nearest)
     nh, nw = min(th, nh), min(tw, nw)
     out = np.zeros((th, tw, *array.shape[2:]), dtype=np.float32)
     top, left = (th - nh) // 2, (tw - nw) // 2
@@ -214,12 +220,26 @@ def resize_fit(array: np.ndarray, size: tuple[int, int], *, fit: str = "pad", ne
     return out
 
 
-def _resize(array: np.ndarray, h: int, w: int, nearest: bool) -> np.ndarray:
+def _cover_and_cut(array: np.ndarray, size: tuple[int, int], cover: tuple[int, int], nearest: bool) -> np.ndarray:
+    """The centre (H, W) = ``size`` of ``array`` resized to ``cover`` = (nh, nw), computed without making the
+    (nh, nw) image: only the source box that the centre covers is resampled (Pillow's ``box``), with the
+    filter reading the pixels around the box as it would in the whole image."""
+    (th, tw), (nh, nw), (h, w) = size, cover, array.shape[:2]
+    top, left = (nh - th) // 2, (nw - tw) // 2
+    if (nh, nw) == (h, w):
+        return np.array(array[top:top + th, left:left + tw], dtype=np.float32)
+    box = (left * w / nw, top * h / nh, (left + tw) * w / nw, (top + th) * h / nh)
+    return _resize(array, th, tw, nearest, box=box)
+
+
+def _resize(array: np.ndarray, h: int, w: int, nearest: bool,
+            box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """``array`` (or its ``box`` = (x0, y0, x1, y1) in source pixels) resampled to (h, w), one plane at a time."""
     array = np.asarray(array, dtype=np.float32)
-    if array.shape[:2] == (h, w):
+    if array.shape[:2] == (h, w) and box is None:
         return array.copy()
     resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
     planes = array[:, :, None] if array.ndim == 2 else array
-    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[:, :, c])).resize((w, h), resample))
+    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(planes[:, :, c])).resize((w, h), resample, box))
                     for c in range(planes.shape[2])], axis=2)
     return out[:, :, 0] if array.ndim == 2 else out

@@ -39,6 +39,7 @@ from torch import nn
 
 from binsight.models.errors import ModelError
 from binsight.models.kit import PRECISIONS
+from binsight.models.registry import MAX_CHANNELS, MAX_CLASSES, check_input_pixels
 from binsight.nn.foreign import dummy_images, sign_report
 
 INSIDE = "inside"
@@ -262,9 +263,15 @@ def _check_size(spec: ModelSpec) -> None:
             or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size)):
         raise FactoryError(f"model {spec.display_name()!r}: input_size must be three positive integers [C, H, W], "
                            f"got {size!r}")
+    too_large = check_input_pixels(size[1], size[2])
+    if size[0] > MAX_CHANNELS:
+        too_large = f"input_size has {size[0]} channels, more than binsight takes ({MAX_CHANNELS:,})"
+    if too_large:
+        raise FactoryError(f"model {spec.display_name()!r}: {too_large}; give the [C, H, W] the model takes")
     n = spec.num_classes
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 2):
-        raise FactoryError(f"model {spec.display_name()!r}: num_classes must be an integer >= 2, got {n!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_CLASSES):
+        raise FactoryError(f"model {spec.display_name()!r}: num_classes must be an integer >= 2 and at most "
+                           f"{MAX_CLASSES:,}, got {n!r}")
 
 
 def _check_normalisation(spec: ModelSpec) -> None:

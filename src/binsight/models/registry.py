@@ -9,12 +9,22 @@ import torch
 from torch import nn
 
 from binsight._registry import Registry
+from binsight.data.images import MAX_PIXELS
 from binsight.models.errors import ModelError
 from binsight.models.kit import PRECISIONS, LayerKit
 from binsight.models.normalize import Normalize, resolve_stats
 from binsight.nn import get_surrogate
 
 DEFAULT_MODEL = "small-cnn"
+
+# Bounds on the sizes a spec (a checkpoint's side file, an own model's table) may declare, checked before
+# anything of that size is made: a side file of a kilobyte must not cost gigabytes before it is refused.
+MAX_CHANNELS = 4096
+"""Most input channels a model may take (hyperspectral images have a few hundred)."""
+MAX_CLASSES = 2**20
+"""Most classes (logits) a model may have: 1,048,576."""
+MAX_INPUT_PIXELS = MAX_PIXELS
+"""Most pixels (H x W) of a model's input: the image reader's limit, 67,108,864."""
 
 #: name -> constructor ``(kit, in_channels, num_classes, **options) -> nn.Module`` (the body, after
 #: normalisation). A body sets ``gradcam_layer`` and ``gradcam_binary_layer`` (names inside the body).
@@ -84,8 +94,8 @@ def build_model(
     constructor = ARCHITECTURES.get(name)
     if precision not in PRECISIONS:
         raise ModelError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    _check_positive_int("in_channels", in_channels)
-    _check_positive_int("num_classes", num_classes)
+    _check_positive_int("in_channels", in_channels, most=MAX_CHANNELS)
+    _check_positive_int("num_classes", num_classes, most=MAX_CLASSES)
     size = _resolve_size(input_size)
     get_surrogate(surrogate)
     mean_list, std_list = resolve_stats(in_channels, mean, std)
@@ -110,9 +120,18 @@ def build_from_spec(spec: dict[str, Any]) -> Classifier:
     return build_model(**spec, **options)
 
 
-def _check_positive_int(what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ModelError(f"{what} must be a positive integer, got {value!r}")
+def _check_positive_int(what: str, value: Any, *, most: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (most is not None and value > most):
+        bound = "" if most is None else f" of at most {most:,}"
+        raise ModelError(f"{what} must be a positive integer{bound}, got {value!r}")
+
+
+def check_input_pixels(height: int, width: int) -> str:
+    """"" when an input of ``height`` x ``width`` pixels is within :data:`MAX_INPUT_PIXELS`, else why not."""
+    if height * width <= MAX_INPUT_PIXELS:
+        return ""
+    return (f"input_size of {height}x{width} = {height * width:,} pixels is more than binsight takes "
+            f"({MAX_INPUT_PIXELS:,})")
 
 
 def _resolve_size(input_size: int | Sequence[int]) -> list[int]:
@@ -121,4 +140,7 @@ def _resolve_size(input_size: int | Sequence[int]) -> list[int]:
         raise ModelError(f"input_size must be an int or (H, W), got {input_size!r}")
     for s in size:
         _check_positive_int("input_size", s)
+    too_large = check_input_pixels(*size)
+    if too_large:
+        raise ModelError(f"{too_large}; give the (H, W) the model is trained on")
     return size
