@@ -304,3 +304,14 @@ def test_declared_sizes_are_bounded_before_the_factory_runs(size, words):
     assert words in message and not called
     with pytest.raises(FactoryError, match="is a str, not a torch.nn.Module"):
         model_from_module("model", fp_spec(factory=""))
+
+
+def test_a_float64_model_is_explained_as_its_float32_copy():
+    model = reference_fp()
+    double = model_from_module(reference_fp().double(), fp_spec(factory=""))
+    x = torch.rand(3, *SIZE, generator=torch.Generator().manual_seed(1))
+    for method in ("gradient", "gradcam"):
+        want = get_explainer(method, model).explain(x)
+        got = get_explainer(method, double).explain(x)
+        assert got.maps.dtype == torch.float32 and torch.equal(got.targets, want.targets)
+        assert torch.allclose(got.maps, want.maps, rtol=1e-4, atol=1e-6)

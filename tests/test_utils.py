@@ -108,6 +108,26 @@ def test_call_model_checks_the_logits():
         _utils.call_model(lambda_module(lambda x: (x, x)), torch.rand(2, 3, 5, 5), error=Oops)
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
+def test_call_model_refuses_logits_that_are_not_floating_point(dtype):
+    model = lambda_module(lambda x: x.flatten(1)[:, :3].to(dtype))
+    with pytest.raises(Oops, match=rf"the model returned logits of dtype {dtype}; binsight needs floating-point "
+                                   "logits"):
+        _utils.call_model(model, torch.rand(2, 3, 5, 5), error=Oops)
+
+
+def test_float64_logits_are_float32_with_their_gradient():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(18, 4))
+    double = lambda_module(lambda x: model(x).double())
+    x = torch.rand(2, 3, 5, 5, requires_grad=True)
+    logits = _utils.call_model(double, x, error=Oops)
+    assert logits.dtype == torch.float32 and torch.allclose(logits, model(x))
+    (grad,) = torch.autograd.grad(logits[:, 1].sum(), x)
+    (want,) = torch.autograd.grad(model(x)[:, 1].sum(), x)
+    assert grad.dtype == torch.float32 and torch.allclose(grad, want)
+
+
 def lambda_module(fn):
     class Wrap(nn.Module):
         def forward(self, x):

@@ -227,8 +227,10 @@ def _restore_values(model: nn.Module, tensors: dict[torch.Tensor, tuple[int, int
 def call_model(model: nn.Module, x: torch.Tensor, *, error: Error = BinsightError) -> torch.Tensor:
     """``model(x)`` checked to be logits (N, K) for the N images of ``x``.
 
-    A model that fails on the inputs (e.g. a wrong channel count) or returns anything but a (N, K) tensor
-    raises ``error`` naming the problem; the model's own exception is chained.
+    A model that fails on the inputs (e.g. a wrong channel count) or returns anything but a floating-point
+    (N, K) tensor (integer logits have no gradient) raises ``error`` naming the problem; the model's own
+    exception is chained. Float64 logits are returned as float32 (differentiably), the precision of every
+    map and measure.
     """
     try:
         out = model(x)
@@ -246,7 +248,10 @@ def call_model(model: nn.Module, x: torch.Tensor, *, error: Error = BinsightErro
     n = x.shape[0]
     if out.dim() != 2 or out.shape[0] != n:
         raise error(f"the model returned shape {tuple(out.shape)} for {n} images; expected logits (N, num_classes) = ({n}, K)")
-    return out
+    if not out.is_floating_point():
+        raise error(f"the model returned logits of dtype {out.dtype}; binsight needs floating-point logits (their "
+                    "gradient is what is explained): return the scores before any rounding, argmax or cast")
+    return out.float() if out.dtype == torch.float64 else out
 
 
 def all_finite(values: torch.Tensor) -> bool:

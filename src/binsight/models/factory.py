@@ -158,8 +158,13 @@ class Normalized(nn.Module):
         return f"model.{self._layer}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of pixels ``x`` (N, C, H, W) in [0, 1]; ``x`` is cast (differentiably) to the floating dtype
+        of the user's model (its first floating parameter or buffer, e.g. float64 for a ``.double()`` model)."""
         if self.mean is not None:
             x = (x - self.mean) / self.std
+        dtype = _floating_dtype(self.model)
+        if dtype is not None and x.dtype != dtype:
+            x = x.to(dtype)
         return self.model(x)
 
     def extra_repr(self) -> str:
@@ -168,6 +173,12 @@ class Normalized(nn.Module):
         else:
             norm = f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
         return f"name={self.spec.display_name()!r}, precision={self.spec.precision!r}, {norm}"
+
+
+def _floating_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of ``model``'s first floating-point parameter or buffer; None when it has none."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    return next((t.dtype for t in tensors if t.is_floating_point()), None)
 
 
 def declared_gradcam_layer(model: nn.Module) -> str | None:
