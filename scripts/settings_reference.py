@@ -1,8 +1,8 @@
-"""Write docs/settings.md, the reference of every study setting, from the configuration's own docstrings.
+"""Write docs/settings.md, the reference of every study setting, from where each study setting is declared.
 
     python scripts/settings_reference.py [--check]
 
-The text comes from :func:`binsight.study.settings_doc.markdown` (the configuration's dataclasses and the
+The text comes from :func:`binsight.study.settings_reference.markdown` (the configuration's dataclasses and the
 registered explainers' options). ``--check`` writes nothing and exits 1 when docs/settings.md differs from
 what the configuration gives now.
 """
@@ -13,13 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from binsight.study.settings_doc import markdown
+from binsight.study.settings_reference import markdown
 
 TARGET = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="write docs/settings.md from the study configuration's docstrings")
+    parser = argparse.ArgumentParser(description="write docs/settings.md from where each study setting is declared")
     parser.add_argument("--check", action="store_true", help="only check that docs/settings.md is up to date")
     args = parser.parse_args(argv)
     text = markdown()

@@ -33,7 +33,7 @@ def study(config_path: str | Path | None, out: str | Path | None = None, *, prin
     rank other than 0 under torchrun, and with ``print_config``, which only prints the resolved
     configuration, each key under a comment with its description and default."""
     from binsight.study.config import config_hash, load_config
-    from binsight.study.settings_doc import commented_toml
+    from binsight.study.settings_reference import commented_toml
 
     config = load_config(config_path)
     if print_config:

@@ -12,7 +12,7 @@ def study_command(args: Any) -> Path | None:
     that function; the same steps and printing, without the report."""
     from binsight.study.config import config_hash, load_config
     from binsight.study.runner import StudyRunner
-    from binsight.study.settings_doc import commented_toml
+    from binsight.study.settings_reference import commented_toml
 
     config = load_config(args.config)
     if args.print_config:

@@ -11,16 +11,12 @@ import pytest
 
 from binsight.cli import main
 from binsight.study import config as cfg
-from binsight.study import settings_doc
+from binsight.explain.options import option_help
+from binsight.study import settings_reference as settings_doc
 from binsight.cli.study import report_hint
 from binsight.study.command import verdict_table
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Fields config.py's docstrings do not describe yet (reported to the configuration's owner). The test below
-# fails when a field is added to or removed from this set: describe a new field in its class's docstring,
-# and drop a name here once its field is described.
-
 
 def config_classes(cls: type = cfg.StudyConfig) -> list[type]:
     """StudyConfig and every dataclass reachable through its fields (in lists and dict values too)."""
@@ -49,9 +45,8 @@ def test_every_field_of_every_section_is_in_the_reference():
 
 def test_every_field_has_a_description():
     sections = [c for c in config_classes() if c is not cfg.StudyConfig]
-    blank = {f"{c.__name__}.{name}" for c in sections for name, text in settings_doc.field_descriptions(c).items()
-             if not text.strip()}
-    assert not blank, f"undocumented study settings: {sorted(blank)}; describe each as 'name: text' in its class's docstring"
+    blank = {f"{c.__name__}.{f.name}" for c in sections for f in dataclasses.fields(c) if not cfg.help_of(f).strip()}
+    assert not blank, f"undocumented study settings: {sorted(blank)}; declare each with setting(..., help=...)"
 
 
 def test_each_registered_explainers_options_are_listed_with_a_description():
@@ -71,37 +66,19 @@ def test_each_registered_explainers_options_are_listed_with_a_description():
 
 @dataclass
 class Toy:
-    """Summary naming ``quiet``.
+    """Summary."""
 
-    alpha: first thing (0 = none). beta / gamma: both of these; delta: after a semicolon. Margins:
-    wide_margin (how wide (in pixels)), thin_margin (how thin). Limits: the limit each uses
-    (low_limit: the lower one). Counting: ``count`` items, seeded with ``seed``.
-    """
-
-    alpha: int = 0
-    beta: int = 0
-    gamma: int = 0
-    delta: int = 0
-    wide_margin: float = 0.0
-    thin_margin: float = 0.0
-    high_limit: int = 0
-    low_limit: int = 0
-    count: int = 0
-    seed: int = 0
+    alpha: int = cfg.setting(0, help="first thing (0 = none).")
+    items: list[int] = cfg.setting([1], help="a list, one copy per instance.")
     quiet: bool = False
-    noise: bool = False
 
 
-def test_field_descriptions_read_each_way_a_docstring_names_a_field():
-    d = settings_doc.field_descriptions(Toy)
-    assert d["alpha"] == "first thing (0 = none)."
-    assert d["beta"] == d["gamma"] == "both of these"
-    assert d["delta"] == "after a semicolon."
-    assert d["wide_margin"] == "how wide (in pixels)" and d["thin_margin"] == "how thin"
-    assert d["high_limit"] == "the limit each uses" and d["low_limit"] == "the lower one"
-    # a field named only in passing is not described by that passage (it was: data.split once read "how many
-    # images of `split` are explained"); each field is described as ``name: text``
-    assert d["count"] == d["seed"] == d["quiet"] == d["noise"] == ""
+def test_a_fields_description_is_the_help_it_is_declared_with():
+    fields = {f.name: f for f in dataclasses.fields(Toy)}
+    assert cfg.help_of(fields["alpha"]) == "first thing (0 = none)." and cfg.help_of(fields["quiet"]) == ""
+    a, b = Toy(), Toy()
+    a.items.append(2)
+    assert b.items == [1] and Toy().alpha == 0
 
 
 class Base:
@@ -118,15 +95,15 @@ class Derived:
     """Derived.
 
     Args:
-        size: as :class:`tests.test_settings_doc.Base` (and more).
+        size: as :class:`tests.test_settings_reference.Base` (and more).
         **rest: any other option.
     """
 
 
-def test_args_descriptions_read_google_style_blocks_and_follow_as_class_references():
-    assert settings_doc.args_descriptions(Base) == {"size": "the size, over two lines.", "a": "shared text.",
+def test_option_help_reads_google_style_blocks_and_follows_as_class_references():
+    assert option_help(Base) == {"size": "the size, over two lines.", "a": "shared text.",
                                                     "b": "shared text."}
-    assert settings_doc.args_descriptions(Derived) == {"size": "the size, over two lines. (and more)",
+    assert option_help(Derived) == {"size": "the size, over two lines. (and more)",
                                                        "rest": "any other option."}
 
 

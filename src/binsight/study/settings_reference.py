@@ -1,34 +1,30 @@
-"""A reference of every study setting, read from the configuration's own dataclasses and docstrings.
+"""A reference of every study setting, read from where each is declared.
 
 :func:`settings` lists each key of a study's TOML file: the sections of :class:`StudyConfig`, the generic
 keys of a method table ``[methods.NAME]``, and the keyword options of each registered explainer, each with
-its type, its default and the description its class's docstring gives. Two outputs:
+its type, its default and its description: a configuration field's ``help``
+(:func:`binsight.study.config.setting`), an explainer option's entry in the ``Args:`` block of its class
+docstring (:func:`binsight.explain.options.option_help`). A section's summary is its class docstring's
+first paragraph. Two outputs:
 
 * :func:`markdown`: docs/settings.md (written by ``scripts/settings_reference.py``);
 * :func:`commented_toml`: a resolved configuration as TOML with each key preceded by a
   ``# description (default: ...)`` comment (``binsight study --print-config``); it loads back unchanged.
-
-Dataclass docstrings describe fields in prose: ``name: text.`` (also ``a / b: text`` for two fields,
-``a (text)`` in a list, or a capitalised group label such as ``Margins: ...`` for the fields ending in
-``_margin``). Explainer options come from
-the ``Args:`` block of the explainer's class docstring (``name: text``, ``a, b: as :class:`Other```).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import re
 import textwrap
 from dataclasses import dataclass
 from typing import Any
 
+from binsight.explain.options import keyword_options, markdown_text, option_help
 from binsight.study import config as cfg
 
 GENERATOR = "python scripts/settings_reference.py"
-_LABEL = re.compile(r"([A-Za-z_]\w*(?:\s*[/,]\s*[A-Za-z_]\w*)*):\s")
-_ROLE = re.compile(r":\w+:`~?([\w.]+)`")
 _UNSET = inspect.Parameter.empty
 
 
@@ -48,112 +44,6 @@ class Setting:
 
 
 # --------------------------------------------------------------------------------------------------------
-# reading docstrings
-
-
-def _clean(text: str) -> str:
-    """One line; Sphinx roles and double backticks as plain Markdown code."""
-    text = _ROLE.sub(lambda m: f"`{m.group(1).split('.')[-1]}`", " ".join(text.split()))
-    return text.replace("``", "`").strip()
-
-
-def _close_parens(text: str) -> str:
-    """``text`` cut at its first unmatched ")" and stripped of trailing punctuation or a dangling "("."""
-    depth = 0
-    for i, ch in enumerate(text):
-        depth += (ch == "(") - (ch == ")")
-        if depth < 0:
-            text = text[:i]
-            break
-    return text.strip().rstrip(";,(").strip()
-
-
-def _body(doc: str) -> tuple[str, str]:
-    """(summary line, the rest as one line) of a docstring."""
-    lines = inspect.cleandoc(doc or "").split("\n\n", 1)
-    return _clean(lines[0]), _clean(lines[1]) if len(lines) > 1 else ""
-
-
-def _segments(text: str, names: list[str]) -> list[tuple[str, str]]:
-    """``(label, text)`` pieces of prose written as ``label: text``: a label is field names (``a / b``,
-    ``a, b``) or one capitalised word, and starts the text or follows ". ", "; " or "("."""
-    marks = [m for m in _LABEL.finditer(text) if _is_label(m.group(1), names)
-             and (not text[:m.start()].strip() or text[:m.start()].rstrip()[-1] in ".;(")]
-    out = []
-    for m, nxt in zip(marks, marks[1:] + [None]):
-        out.append((m.group(1), _close_parens(text[m.end():nxt.start() if nxt else len(text)])))
-    return out
-
-
-def _is_label(label: str, names: list[str]) -> bool:
-    parts = _parts(label)
-    return all(p in names for p in parts) or (len(parts) == 1 and parts[0][:1].isupper())
-
-
-def _parts(label: str) -> list[str]:
-    return [p.strip() for p in re.split(r"[/,]", label)]
-
-
-def _parenthesised(text: str, name: str) -> str:
-    """The text in balanced parentheses right after ``name`` in ``text`` ("" if none)."""
-    m = re.search(rf"(?<![\w`]){re.escape(name)}\s*\(", text)
-    return _close_parens(text[m.end():]) if m else ""
-
-
-def field_descriptions(cls: type) -> dict[str, str]:
-    """Field name -> description from the dataclass's docstring ("" for a field it does not describe)."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    summary, body = _body(cls.__doc__ or "")
-    found: dict[str, str] = {}
-    groups: dict[str, str] = {}
-    for label, text in _segments(body, names):
-        parts = _parts(label)
-        if all(p in names for p in parts):
-            found.update({p: text for p in parts if p not in found})
-        elif len(parts) == 1 and parts[0][:1].isupper():
-            groups[parts[0].lower().rstrip("s")] = text
-    for name in names:
-        found[name] = found.get(name) or _parenthesised(body, name) or _group(groups, name)
-    return found
-
-
-def _group(groups: dict[str, str], name: str) -> str:
-    """A group label's text (``Margins: ...``) for a field ending in ``_margin``."""
-    return next((text for word, text in groups.items() if name.rstrip("s").endswith("_" + word)), "")
-
-
-def args_descriptions(cls: type) -> dict[str, str]:
-    """Option name -> description from the ``Args:`` block of a class docstring; ``as :class:`Other```
-    entries take Other's description of the same option, followed by what the entry adds."""
-    doc = inspect.cleandoc(cls.__doc__ or "")
-    block = re.search(r"^Args:\n((?:[ \t]+\S.*\n?)+)", doc, re.M)
-    if not block:
-        return {}
-    entries = re.split(r"\n(?=\S)", textwrap.dedent(block.group(1)))
-    out: dict[str, str] = {}
-    for entry in entries:
-        label, _, text = entry.partition(":")
-        for name in (n.strip().lstrip("*") for n in label.split(",")):
-            out[name] = _borrowed(text, name) or _clean(text)
-    return out
-
-
-def _borrowed(text: str, name: str) -> str:
-    """For ``... as :class:`path.Other` (more)``: Other's description of ``name`` plus "(more)"; else ""."""
-    m = re.search(r"\bas (?:in )?:class:`~?([\w.]+)`(.*)", " ".join(text.split()))
-    if not m or "." not in m.group(1):
-        return ""
-    module, _, attr = m.group(1).rpartition(".")
-    try:
-        other = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return ""
-    base = args_descriptions(other).get(name, "")
-    rest = _clean(m.group(2)).strip(" .;")
-    return f"{base} {rest}".strip() if base else ""
-
-
-# --------------------------------------------------------------------------------------------------------
 # the settings
 
 
@@ -164,7 +54,7 @@ def _text(value: Any) -> str:
     if isinstance(value, tuple):
         value = list(value)
     try:
-        return cfg._toml_value(value)
+        return cfg.toml_value(value)
     except TypeError:
         return repr(value)
 
@@ -188,7 +78,7 @@ def _section(name: str, value: Any) -> list[Setting]:
     """The keys of one dataclass section, then the methods' tables and a list of tables as sections of
     their own."""
     cls = type(value)
-    docs = field_descriptions(cls)
+    docs = {f.name: cfg.help_of(f) for f in dataclasses.fields(cls)}
     out: list[Setting] = []
     nested: list[Setting] = []
     for f in dataclasses.fields(cls):
@@ -213,14 +103,15 @@ def explainer_settings() -> list[Setting]:
     out: list[Setting] = []
     for name, cls in _explainers():
         allowed, free = cfg.explainer_options(cls)
-        docs = args_descriptions(cls)
-        params = inspect.signature(cls.__init__).parameters
-        section = f"methods.{cfg._toml_key(name)}"
-        for option in (p for p in params if p in allowed):
-            default = params[option].default
-            out.append(Setting(section, option, str(params[option].annotation), "" if default is _UNSET else
+        docs = option_help(cls)
+        options = keyword_options(cls)
+        section = f"methods.{cfg.toml_key(name)}"
+        for option in (p for p in options if p in allowed):
+            default = options[option].default
+            out.append(Setting(section, option, str(options[option].annotation), "" if default is _UNSET else
                                _text(default), docs.get(option, ""), f"explainer {name}", option))
         if free:
+            params = inspect.signature(cls.__init__).parameters
             extra = next((docs[p] for p in params if params[p].kind is params[p].VAR_KEYWORD and docs.get(p)),
                          "any other keyword option")
             out.append(Setting(section, "OPTION", "any", "the wrapped class's", extra, f"explainer {name}",
@@ -280,13 +171,18 @@ def _heading(s: Setting) -> str:
 
 
 def _summaries() -> dict[str, str]:
-    """Section (or explainer owner) -> the summary line of its class docstring."""
-    out = {name: _body(type(value).__doc__)[0] for name, value in vars(cfg.StudyConfig()).items()}
-    out["methods.NAME"] = _body(cfg.MethodConfig.__doc__)[0]
-    out["[models.checkpoints]"] = _body(cfg.CheckpointConfig.__doc__)[0]
+    """Section (or explainer owner) -> the summary of its class docstring."""
+    out = {name: _summary(type(value)) for name, value in vars(cfg.StudyConfig()).items()}
+    out["methods.NAME"] = _summary(cfg.MethodConfig)
+    out["[models.checkpoints]"] = _summary(cfg.CheckpointConfig)
     for name, cls in _explainers():
-        out[f"explainer {name}"] = _body(cls.__doc__)[0]
+        out[f"explainer {name}"] = _summary(cls)
     return out
+
+
+def _summary(cls: type) -> str:
+    """The first paragraph of ``cls``'s docstring, as one line of Markdown."""
+    return markdown_text(inspect.cleandoc(cls.__doc__ or "").split("\n\n", 1)[0])
 
 
 def _cell(text: str) -> str:
@@ -343,9 +239,9 @@ def _keys(config: cfg.StudyConfig, by_section: dict[str, dict[str, Setting]]):
     for name, table in config.methods.tables.items():
         explainer = table.explainer or name
         family = explainer.split(":")[0] + ":NAME" if ":" in explainer else explainer
-        options = by_section.get(f"methods.{cfg._toml_key(family)}", {})
+        options = by_section.get(f"methods.{cfg.toml_key(family)}", {})
         for key, s in list(by_section["methods.NAME"].items()) + list(options.items()):
-            yield (f"methods.{cfg._toml_key(name)}", key), s
+            yield (f"methods.{cfg.toml_key(name)}", key), s
 
 
 _STUDY_DEFAULTS = cfg.default_method_tables()

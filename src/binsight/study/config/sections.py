@@ -1,0 +1,238 @@
+"""The study's configuration sections: dataclasses whose defaults are the embedded default study.
+
+Each field is documented where it is declared, by :func:`setting` (``help`` in the field's metadata, one
+line of Markdown); docs/settings.md and ``binsight study --print-config`` read that text
+(:mod:`binsight.study.settings_reference`). A class's docstring is its section's summary. Reading,
+checking, writing and hashing a configuration: :mod:`binsight.study.config`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from binsight.errors import BinsightError
+from binsight.models import PRECISIONS
+
+
+class ConfigError(BinsightError):
+    """A study configuration that cannot be used; the message names the key and what to do."""
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, factory: Callable[[], Any] | None = None) -> Any:
+    """A configuration field with its description ``help`` (one line, Markdown). ``default``: the value (a
+    list or dict is copied for each instance); ``factory``: a function building it instead."""
+    if factory is None and isinstance(default, (list, dict)):
+        factory = functools.partial(copy.deepcopy, default)  # one copy per instance
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def help_of(f: dataclasses.Field) -> str:
+    """The description a field was declared with ("" for a field without one, such as a section)."""
+    return f.metadata.get("help", "")
+
+
+@dataclass
+class DataConfig:
+    """Which images are explained."""
+
+    name: str = setting("fashion-mnist", help='a registered dataset ("fashion-mnist", "cifar-10", "image-folder", '
+                                              '...).')
+    split: str = setting("test", help='the split the images are drawn from ("test" or "train").')
+    root: str = setting("", help="the dataset's files (\"\" = the default place, downloading where allowed).")
+    download: bool = setting(True, help="fetch a missing dataset into the cache (where the dataset has a download).")
+    masks: str = setting("", help="image-folder only, a side file of foreground masks or boxes.")
+    image_size: int = setting(0, help="image-folder only (0 = the reader's default).")
+    channels: int = setting(0, help="image-folder only (0 = the reader's default).")
+    n_images: int = setting(128, help="how many images of `split` are explained.")
+    seed: int = setting(0, help="the seed the images are drawn with, without replacement.")
+
+
+@dataclass
+class CheckpointConfig:
+    """A user's own model, used instead of training: a binsight checkpoint (.safetensors + .json)."""
+
+    path: str = setting("", help="the checkpoint (`X`, `X.safetensors` or `X.json`; a relative path is taken from "
+                                 "the working directory).")
+    name: str = setting("", help="the model's label in tables, `[A-Za-z0-9][A-Za-z0-9_.-]*` (at most 64 characters, "
+                                 "unique, not of the automatic form \"fp-N\" / \"bnn-N\"); \"\" = precision and position, "
+                                 "e.g. \"bnn-1\".")
+    precision: str = setting("", help='"fp" or "bnn" ("" = the one recorded in the checkpoint).')
+
+
+@dataclass
+class ModelsConfig:
+    """The networks compared: ``arch`` trained once per (precision, seed), or the user's checkpoints."""
+
+    arch: str = setting("small-cnn", help="the registered architecture trained (see `binsight train --help`).")
+    precisions: list[str] = setting(list(PRECISIONS), help='"fp", "bnn" or both.')
+    seeds: list[int] = setting([0, 1, 2], help="one model per precision and seed; the FP and BNN models of one seed "
+                                               "share no initialisation and no data order (training seeds from "
+                                               "(seed, precision)).")
+    epochs_fp: int = setting(0, help="training epochs (0 = the precision's recipe).")
+    epochs_bnn: int = setting(0, help="training epochs (0 = the precision's recipe).")
+    train_subset: int = setting(0, help="train on this many images (0 = all).")
+    train_batch_size: int = setting(0, help="training batch (0 = the recipe's).")
+    test_subset: int = setting(0, help="the accuracy recorded at training time, and that of checkpoints and own "
+                                       "models, is measured on this many images of the split (0 = all).")
+    train_surrogate: str = setting("ste", help="the sign surrogate a BNN is trained with.")
+    first_last_fp: bool = setting(True, help="keep a BNN's first and last layers full precision.")
+    explain_surrogate: str = setting("", help='the surrogate a BNN is explained with ("" = the one it was trained '
+                                              'with).')
+    checkpoints: list[CheckpointConfig] = setting([], help="`[[models.checkpoints]]` tables, binsight checkpoints "
+                                                           "used instead of training.")
+    own: list[dict[str, Any]] = setting([], help="`[[models.own]]` tables, the user's own models built by their own "
+                                                 "code (keys of `SPEC_KEYS`: factory, kwargs, weights, precision, "
+                                                 "name, group, gradcam_layer, mean, std or normalize = \"inside\", "
+                                                 "input_size, num_classes; input_size and num_classes default to "
+                                                 "the dataset's).")
+    own_dir: str = setting("", help="the folder relative `weights` paths and factory modules are looked up in (set "
+                                    "by `load_config` to the configuration file's folder). Checkpoints and own "
+                                    "models replace training.")
+
+
+@dataclass
+class MethodConfig:
+    """One method's table ``[methods.NAME]``: generic study keys, then the explainer's options."""
+
+    explainer: str = setting("", help="the registered explainer (\"\" = the table's name).")
+    n_images: int = setting(0, help="explain only the first n_images of the study's images (0 = all).")
+    sanity: bool = setting(False, help="take part in the cascading randomisation check.")
+    sanity_options: dict[str, Any] = setting({}, help="options overridden in that check (e.g. fewer iterations).")
+    robustness: bool = setting(False, help="BNNs are also explained under each of `verdicts.robustness_surrogates`.")
+    convergence: dict[str, Any] = setting({}, help="options overridden for a convergence check on the first "
+                                                   "`measures.convergence_images` images ({} = no check).")
+    convergence_label: str = setting("", help="the method label the convergence check's maps are stored under.")
+    options: dict[str, Any] = setting({}, help="every other key, passed to the explainer.")
+
+
+def default_method_tables() -> dict[str, MethodConfig]:
+    """The default study's method tables."""
+    return {
+        "gradient": MethodConfig(sanity=True, robustness=True),
+        "smoothgrad": MethodConfig(sanity=True, robustness=True, convergence={"n_samples": 200},
+                                   convergence_label="smoothgrad-n200",
+                                   options={"n_samples": 50, "noise_level": 0.15}),
+        "gradcam": MethodConfig(sanity=True, robustness=True),
+        "neuromask": MethodConfig(n_images=64, options={"iterations": 2000, "return_history": False}),
+    }
+
+
+@dataclass
+class MethodsConfig:
+    """Which methods are run (``run``, in order), what they explain, and each one's table."""
+
+    run: list[str] = setting(["gradient", "smoothgrad", "gradcam", "neuromask"],
+                             help="the registered explainers run, in order (`binsight explain --help` lists them).")
+    target: str = setting("label", help="\"label\" (every model explains the image's true class) or \"predicted\" (each "
+                                        "model its own predicted class).")
+    tables: dict[str, MethodConfig] = setting(factory=default_method_tables,
+                                              help="`[methods.NAME]` by name (see `MethodConfig`).")
+
+    def table(self, name: str) -> MethodConfig:
+        """The table of method ``name`` (an empty table when it has none)."""
+        return self.tables.get(name) or MethodConfig()
+
+
+@dataclass
+class MeasuresConfig:
+    """Which families of measures are taken, and their parameters."""
+
+    similarity: bool = setting(True, help="FP-vs-BNN and within-precision map similarity of every pair of models.")
+    noise: bool = setting(True, help="total variation and high-frequency energy of every map.")
+    faithfulness: bool = setting(True, help="deletion / insertion and ROAD of every map.")
+    localisation: bool = setting(True, help="pointing game and energy on the object mask (where the dataset has "
+                                            "masks).")
+    sanity: bool = setting(True, help="the cascading randomisation check.")
+    baselines: bool = setting(True, help='also "explain" with the chance maps (methods "random" and '
+                                         '"smooth-random").')
+    top_k: float = setting(0.1, help="fraction of pixels in the top-k IoU.")
+    curve_steps: int = setting(14, help="points of the deletion / insertion curves.")
+    road_percentages: list[float] = setting([10.0, 30.0, 50.0, 70.0, 90.0], help="percent of pixels imputed by ROAD.")
+    mask_dilation: int = setting(2, help="pixels the object mask grows by for localisation and object-restricted "
+                                         "similarity.")
+    sanity_images: int = setting(8, help="images in the cascading randomisation check.")
+    convergence_images: int = setting(16, help="images of each method's convergence check.")
+    chance_methods: list[str] = setting(["gradient", "smoothgrad", "gradcam", "neuromask"],
+                                        help="methods whose non-degenerate maps are tested against chance maps "
+                                             "(`below_chance`).")
+    chance_maps: int = setting(20, help="chance maps of each kind per tested map (unstructured, and as many "
+                                        "smoothness-matched).")
+    chance_images: int = setting(16, help="the test runs on the first chance_images images (0 = all); each tested "
+                                          "map costs (2 chance_maps + 1) x (2 (curve_steps + 1) + R) forward passes "
+                                          "and (2 chance_maps + 1) x R ROAD imputations, R the number of "
+                                          "road_percentages.")
+
+
+@dataclass
+class VerdictsConfig:
+    """How the verdicts are decided (read by :class:`binsight.study.verdicts.VerdictSettings`)."""
+
+    similarity_measures: list[str] = setting(["spearman", "ssim", "top_k_iou"],
+                                             help="the measures verdicts 1, 2 and 4 use (each gives its own "
+                                                  "reading; each one alone is also a robustness setting).")
+    noise_measures: list[str] = setting(["total_variation", "high_frequency_energy"],
+                                        help="the measures verdicts 1, 2 and 4 use (each gives its own reading; "
+                                             "each one alone is also a robustness setting).")
+    faithfulness_measures: list[str] = setting(["road_morf", "road_lerf", "deletion_blur_auc", "insertion_blur_auc"],
+                                               help="the measures verdicts 1, 2 and 4 use (each gives its own "
+                                                    "reading; each one alone is also a robustness setting).")
+    lower_is_better: list[str] = setting(["road_morf", "deletion_blur_auc"],
+                                         help="the faithfulness measures where lower is better.")
+    similarity_method: str = setting("gradient", help="the method of verdict 1 (maps alike).")
+    noise_method: str = setting("smoothgrad", help="the method of verdict 2 (noisier).")
+    convergence_method: str = setting("smoothgrad-n200", help="the noise method's convergence variant.")
+    gradcam_method: str = setting("gradcam", help="the method of verdict 3.")
+    faithfulness_method: str = setting("neuromask", help="the method of verdict 4.")
+    similarity_margin: float = setting(0.1, help='FP-vs-BNN at most this far below a within-precision baseline '
+                                                 'counts as "as similar"')
+    chance_margin: float = setting(0.1, help="how far above the image-shuffled chance level a similarity must be")
+    noise_margin: float = setting(0.05, help="BNN-minus-FP noise as a fraction of FP noise that counts as noisier")
+    below_chance_margin: float = setting(0.02, help="a difference of below-chance fractions that counts")
+    faithfulness_margin: float = setting(0.01, help="a faithfulness difference, in the measure's units, that counts "
+                                                    "as better")
+    confidence: float = setting(0.95, help="the level of every interval (two-level bootstrap: models, then images).")
+    n_resamples: int = setting(2000, help="bootstrap resamples.")
+    seed: int = setting(0, help="the bootstrap's seed.")
+    robustness_surrogates: list[str] = setting(["ste", "approx", "identity"],
+                                               help="the sign surrogates each BNN is also explained with (for the "
+                                                    "methods whose table sets `robustness`); every verdict is "
+                                                    "recomputed under each.")
+
+
+@dataclass
+class RunConfig:
+    """Where and how the work runs."""
+
+    device: str = setting("auto", help='"auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:N" or "mps".')
+    batch_size: int = setting(256, help="images through a model at once (hashed: it changes results by float "
+                                        "rounding).")
+    chunk_size: int = setting(32, help="images per work unit (the most a stop can lose).")
+    threads: int = setting(0, help="torch's CPU threads (0 = torch's default; at most the machine's cores).")
+    progress: bool = setting(True, help="progress bars on the terminal.")
+
+
+@dataclass
+class StudyConfig:
+    """The whole study. Defaults = the embedded default study of ``binsight study``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    methods: MethodsConfig = field(default_factory=MethodsConfig)
+    measures: MeasuresConfig = field(default_factory=MeasuresConfig)
+    verdicts: VerdictsConfig = field(default_factory=VerdictsConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def method_names(self) -> list[str]:
+        """Every method label of the table: the methods, their convergence variants, then the chance maps."""
+        from binsight.study.measures import chance_labels
+
+        labels = list(self.methods.run)
+        labels += [self.methods.table(m).convergence_label for m in self.methods.run
+                   if self.methods.table(m).convergence]
+        return labels + (chance_labels() if self.measures.baselines else [])
