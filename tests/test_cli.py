@@ -23,7 +23,7 @@ from binsight.cli.explain import parse_params, parse_value, resolve_target
 from binsight.data.images import FITS
 from binsight.explain import ExplainerError
 from binsight.explain.gradient import Gradient
-from binsight.explain.overlay import scale_of
+from binsight.explain.colour_scale import has_negative, scale_of
 from binsight.explain.smoothgrad import SmoothGrad
 from binsight.models import ModelSpec, load_checkpoint, load_model
 from binsight.nn import use_surrogate_foreign
@@ -200,6 +200,26 @@ def test_scales_known_answers():
     assert scale_of([np.array([[-3.0, 1.0]])], signed=True) == command.Scale(-3.0, 3.0, True)
     assert scale_of([np.zeros((2, 2))], signed=False) == command.Scale(0.0, 1.0, False)
     assert scale_of([np.array([[np.nan, 5.0]])], signed=False).vmax == 5.0
+
+
+def test_has_negative_known_answers_on_both_sides_of_float_noise():
+    assert has_negative([np.array([[-1e-5, 1.0]])]) and has_negative([np.array([[-3.0, 0.0]])])
+    assert not has_negative([np.array([[-1e-7, 1.0]])])  # below -1e-6 of the magnitude only: float noise
+    assert not has_negative([np.zeros((2, 2))]) and not has_negative([])
+    assert not has_negative([np.array([[np.nan, -np.inf, 2.0]])])  # non-finite values ignored
+
+
+def test_the_report_figures_colour_scale_is_the_explain_rule():
+    from binsight.report.figures import colour_scale
+
+    rng = np.random.default_rng(0)
+    cases = [[], [np.zeros((3, 3))], [np.array([[0.0, 2.0]]), np.array([[1.0, 4.0]])],
+             [np.array([[-1e-8, 1.0]])], [np.array([[-2.0, 1.0]])], [np.full((2, 2), -1.0)]]
+    cases += [[rng.normal(size=(4, 4)) * 10.0 ** rng.integers(-8, 3) + rng.choice([0.0, 5.0]) for _ in range(2)]
+              for _ in range(50)]
+    for maps in cases:
+        scale = scale_of(maps, signed=has_negative(maps))
+        assert colour_scale(maps) == (scale.cmap, scale.vmin, scale.vmax), maps
 
 
 @pytest.fixture()

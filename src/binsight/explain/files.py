@@ -21,7 +21,6 @@ no sign) and maps that rank no pixel are reported as :class:`ExplainWarning` and
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import sys
 import warnings
@@ -36,7 +35,9 @@ from torch import nn
 from binsight._io import atomic_path
 from binsight.data.images import MAX_PIXELS, load_image
 from binsight.explain.base import ExplainerError, Explanation
-from binsight.explain.overlay import Scale, save_overlay, scale_of, title_lines
+from binsight.explain.colour_scale import Scale, scale_of
+from binsight.explain.options import keyword_options
+from binsight.explain.overlay import save_overlay, title_lines
 from binsight.explain.registry import explainer_class, get_explainer
 from binsight.models.checkpoint import checkpoint_paths, load_checkpoint
 from binsight.models.factory import ModelSpec, load_model, surrogate_label
@@ -60,11 +61,8 @@ def _warn(message: str) -> None:
 
 
 def option_names(method: str) -> list[str]:
-    """The keyword options of ``method``'s explainer (the model and a family's member name left out)."""
-    cls = explainer_class(method)
-    skip = {"self", "model", cls.member_option}
-    return [p.name for p in inspect.signature(cls).parameters.values()
-            if p.name not in skip and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    """The keyword options of ``method``'s explainer (:func:`binsight.explain.options.keyword_options`)."""
+    return list(keyword_options(explainer_class(method)))
 
 
 def build_explainer(method: str, model: nn.Module, options: dict[str, Any], *, several: bool = False):

@@ -1,13 +1,10 @@
 """The overlay PNG ``binsight explain`` writes: a saliency map over its image, with a colour bar of raw values.
 
-A map is drawn on a colour scale (``vmin``, ``vmax``) in its own units, so that two overlays drawn on one
-scale (``binsight explain --shared-scale``) can be compared by eye:
-
-* a signed map (values of both signs carry meaning) uses the diverging map ``RdBu_r`` centred at 0
-  (``vmin = -vmax``): red positive, blue negative, white 0;
-* an unsigned map uses ``inferno`` from 0 to its maximum;
-* a degenerate map (all zero, constant, flat, not finite) is drawn flat, one gray over the image, and
-  labelled with the reason, with no colour bar: it ranks no pixel.
+A map is drawn on a colour scale (:class:`~binsight.explain.colour_scale.Scale`, the rule of
+:mod:`binsight.explain.colour_scale`) in its own units, so that two overlays drawn on one scale
+(``binsight explain --shared-scale``) can be compared by eye. A degenerate map (all zero, constant, flat,
+not finite) is drawn flat, one gray over the image, and labelled with the reason, with no colour bar: it
+ranks no pixel.
 
 The title names the image, the model, its precision and surrogate, the predicted class with its
 probability, and the class explained.
@@ -15,40 +12,14 @@ probability, and the class explained.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from binsight.explain.colour_scale import Scale
+
 ALPHA = 0.55
 """Opacity of the map over the image."""
-
-
-@dataclass(frozen=True)
-class Scale:
-    """The colour scale of a map: raw values ``vmin`` .. ``vmax``; ``signed`` maps are centred at 0."""
-
-    vmin: float
-    vmax: float
-    signed: bool
-
-    @property
-    def cmap(self) -> str:
-        return "RdBu_r" if self.signed else "inferno"
-
-
-def scale_of(maps: list[np.ndarray], *, signed: bool) -> Scale:
-    """One scale covering every map in ``maps`` (float arrays (H, W)): symmetric about 0 when ``signed``,
-    else 0 .. max (or min .. max when a value is below 0). A scale of zero width is widened to 1."""
-    finite = [m[np.isfinite(m)] for m in maps]
-    values = np.concatenate([f.ravel() for f in finite]) if finite else np.zeros(1)
-    if values.size == 0:
-        values = np.zeros(1)
-    if signed:
-        top = float(np.abs(values).max()) or 1.0
-        return Scale(-top, top, True)
-    low, high = min(0.0, float(values.min())), float(values.max())
-    return Scale(low, high if high > low else low + 1.0, False)
 
 
 def title_lines(*, image: str, method: str, model: str, precision: str, surrogate: str | None,
