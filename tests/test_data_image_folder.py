@@ -108,7 +108,7 @@ def test_bad_side_files(tmp_path, side, words):
 
 
 def test_bad_folders_and_files(tmp_path):
-    with pytest.raises(DatasetError, match="needs a root folder"):
+    with pytest.raises(DatasetError, match=r"needs a root folder, .*\(give it as --root / --data-root, or data.root"):
         load_dataset("image-folder")
     with pytest.raises(DatasetError, match="is not a folder"):
         load_dataset("image-folder", root=tmp_path / "missing")

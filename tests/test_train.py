@@ -10,6 +10,7 @@ import torch
 import binsight.data
 from binsight.cli import main
 import binsight.train as train_module
+from binsight._utils import BinsightWarning
 from binsight.errors import BinsightError
 from binsight.train import (
     RECIPES,
@@ -166,11 +167,68 @@ def test_augmentation_is_seeded_and_keeps_shapes():
         assert torch.equal(got, orig) or torch.equal(got, orig.flip(2))
 
 
-@pytest.mark.parametrize("bad,match", [(dict(epochs=0), "epochs"), (dict(precision="int4"), "precision"),
-                                       (dict(lr=-1.0), "lr")])
+@pytest.mark.parametrize("bad,match", [
+    (dict(epochs=0), "epochs"), (dict(precision="int4"), "precision"), (dict(lr=-1.0), "lr"),
+    (dict(seed=-1), r"seed must be an integer from 0 to 2\*\*63 - 1, got -1"),
+    (dict(seed=2**64), "seed must be an integer from 0"), (dict(seed=1.5), "seed must be an integer"),
+    (dict(seed=True), "seed must be an integer"),
+    (dict(lr=1e308), r"lr must be a number in \(0, 10\], got 1e\+308"), (dict(lr=float("inf")), "lr must be"),
+    (dict(lr=float("nan")), "lr must be"), (dict(lr="0.1"), "lr must be"),
+    (dict(train_subset=0), "train_subset must be a positive integer or None"),
+])
 def test_bad_configuration_is_clear(bad, match):
     with pytest.raises(TrainError, match=match):
         TrainConfig(**bad).resolved()
+
+
+def test_a_non_finite_loss_stops_training_with_one_line(small_splits, monkeypatch):
+    poisoned = small_splits["train"].images.clone()
+    poisoned[:, :, 0, 0] = float("nan")
+    data = {**small_splits, "train": replace(small_splits["train"], images=poisoned)}
+    monkeypatch.setattr(binsight.data, "load_dataset", lambda name, split="test", root=None, **kw: data[split])
+    with pytest.raises(TrainError, match=r"the train loss became nan in epoch 1 of 2 \(lr 0\.2\); lower the "
+                                         r"learning rate") as info:
+        train(TrainConfig(precision="fp", **{**TINY, "epochs": 2}))
+    assert "\n" not in str(info.value)
+
+
+def test_training_warns_when_the_loss_diverges_and_the_model_ends_near_chance():
+    with pytest.warns(BinsightWarning) as caught:
+        _, result = train(TrainConfig(precision="fp", lr=10.0, **TINY))
+    said = [str(w.message) for w in caught]
+    assert any("the train loss diverged" in m and "lower the learning rate" in m for m in said)
+    assert any("near chance" in m for m in said) and result.warnings == said
+
+
+def test_the_default_recipe_on_a_small_subset_does_not_warn():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BinsightWarning)
+        _, result = train(TrainConfig(precision="fp", **{**TINY, "epochs": 3, "train_subset": 256}))
+    assert result.warnings == [] and result.test_accuracy > 0.3
+
+
+@pytest.mark.parametrize("accuracy, chance, near", [(0.19, 0.1, True), (0.22, 0.1, True), (0.25, 0.1, False),
+                                                    (0.55, 0.5, True), (0.6, 0.5, False), (1.0, 1.0, False)])
+def test_near_chance_rule_both_sides(accuracy, chance, near):
+    assert train_module.near_chance(accuracy, chance) is near
+
+
+@pytest.mark.parametrize("first, final, diverged", [(2.4, 17.7, True), (2.4, 4.9, True), (2.4, 4.7, False),
+                                                    (2.4, 1.6, False)])
+def test_diverged_rule_both_sides(first, final, diverged):
+    assert train_module.diverged(first, final) is diverged
+
+
+def test_a_cached_model_repeats_its_training_warnings(tmp_path):
+    kwargs = dict(arch="small-cnn", precision="fp", seed=0, cache=tmp_path, **{**TINY, "lr": 10.0})
+    with pytest.warns(BinsightWarning, match="diverged"):
+        _, meta = cached_model(**kwargs)
+    assert meta["training_warnings"]
+    with pytest.warns(BinsightWarning, match=r"cached model .* diverged"):
+        _, again = cached_model(**kwargs)
+    assert again["from_cache"]
 
 
 def test_train_error_is_a_binsight_error():

@@ -8,12 +8,26 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from binsight.errors import BinsightError
+
+
+class CacheError(BinsightError):
+    """The cache folder cannot be made or used; the message names it and what to set."""
+
 
 def cache_dir(sub: str = "") -> Path:
-    """The binsight cache: ``$BINSIGHT_CACHE`` or ``~/.cache/binsight``, with an optional subfolder."""
+    """The binsight cache: ``$BINSIGHT_CACHE`` or ``~/.cache/binsight``, with an optional subfolder, made if
+    missing; a path that is a file, or that cannot be made, raises :class:`CacheError`."""
     root = Path(os.environ.get("BINSIGHT_CACHE") or Path.home() / ".cache" / "binsight")
     path = root / sub if sub else root
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CacheError(f"cannot use {root} as binsight's cache folder (it is a file); set BINSIGHT_CACHE to a "
+                         "folder, or move the file") from None
+    except OSError as e:
+        raise CacheError(f"cannot make binsight's cache folder {path} ({e.strerror or e}); set BINSIGHT_CACHE to a "
+                         "folder you can write") from None
     return path
 
 

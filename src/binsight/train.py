@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -111,6 +112,18 @@ RECIPES: dict[str, Recipe] = {
 #: The random streams of one training run, each seeded by :func:`derived_seed`.
 STREAMS = ("init", "data", "subset")
 
+MAX_LR = 10.0
+"""Largest learning rate accepted: the recipes use 0.2 (SGD) and 0.002 (Adam); far larger rates only diverge
+(and above float32's range, about 3.4e38, the optimiser's step overflows)."""
+MAX_SEED = 2**63 - 1
+"""Largest seed accepted (seeds are non-negative: numpy's generators refuse negative ones)."""
+NEAR_CHANCE = 0.15
+"""A model is near chance when its test accuracy covers less than this share of the way from the chance
+level (the share of the test split's most common class) to 100 %: below 23.5 % for 10 balanced classes."""
+DIVERGED = 2.0
+"""The train loss diverged when the last epoch's mean exceeds this multiple of the first batch's loss (the
+untrained model's, about ln(classes))."""
+
 
 class TrainError(BinsightError):
     """A training configuration that cannot work; the message says which setting and why."""
@@ -161,20 +174,34 @@ class TrainConfig:
             lr=recipe.lr if self.lr is None else self.lr,
             batch_size=recipe.batch_size if self.batch_size is None else self.batch_size,
         )
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "train_subset", "test_subset"):
             value = getattr(config, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise TrainError(f"{name} must be a positive integer, got {value!r}")
-        if not config.lr > 0:
-            raise TrainError(f"lr must be positive, got {config.lr!r}")
-        if config.pad < 0:
-            raise TrainError(f"pad must be >= 0, got {config.pad!r}")
+            if (value is not None or name in ("epochs", "batch_size")) and not _is_int(value, 1):
+                none = " or None" if name.endswith("subset") else ""
+                raise TrainError(f"{name} must be a positive integer{none}, got {value!r}")
+        if not _is_int(config.seed, 0, MAX_SEED):
+            raise TrainError(f"seed must be an integer from 0 to 2**63 - 1, got {config.seed!r}")
+        lr = config.lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= MAX_LR:
+            raise TrainError(f"lr must be a number in (0, {MAX_LR:g}], got {lr!r}; the recipes use "
+                             f"{RECIPES['fp'].lr:g} (fp) and {RECIPES['bnn'].lr:g} (bnn)")
+        if not _is_int(config.pad, 0):
+            raise TrainError(f"pad must be an integer >= 0, got {config.pad!r}")
         return config
+
+
+def _is_int(value: Any, low: int, high: int | None = None) -> bool:
+    """``value`` is an int (not a bool) in [low, high] (no upper end when ``high`` is None)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return low <= value and (high is None or value <= high)
 
 
 @dataclass
 class TrainResult:
-    """What training measured. ``history``: one dict per epoch (train loss and accuracy, seconds)."""
+    """What training measured. ``history``: one dict per epoch (train loss and accuracy, the first batch's
+    loss, seconds). ``warnings``: what makes the model doubtful (:func:`training_warnings`), each also
+    issued as a :class:`~binsight._utils.BinsightWarning`."""
 
     test_accuracy: float
     train_seconds: float
@@ -185,6 +212,7 @@ class TrainResult:
     num_test: int
     classes: list[str]
     world_size: int = 1
+    warnings: list[str] = field(default_factory=list)
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -309,7 +337,7 @@ def train_epoch(model, optimizer, schedule, data, config: TrainConfig, generator
     rank, world = ranks
     unwrapped = getattr(model, "module", model)
     smoothing = RECIPES[config.precision].label_smoothing
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, first_loss = 0.0, 0, 0, None
     for index in _batches(len(data), config.batch_size, generator, shards=world):
         flip, shifts = draw_augmentation(len(index), config.pad, generator)
         mine = shard(torch.arange(len(index)), rank, world)
@@ -326,13 +354,15 @@ def train_epoch(model, optimizer, schedule, data, config: TrainConfig, generator
         schedule.step()
         if config.precision == "bnn":
             clip_latent_weights(unwrapped)
-        total_loss += float(loss.detach()) * len(index) / world
+        batch_loss = float(loss.detach()) / world  # summed over the ranks: the whole batch's mean loss
+        first_loss = batch_loss if first_loss is None else first_loss
+        total_loss += batch_loss * len(index)
         correct += int((logits.argmax(1) == labels).sum())
         seen += len(mine)
         bar.update(1)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-    total_loss, correct, seen = _sum([total_loss, correct, seen], world)
-    return {"train_loss": total_loss / seen, "train_accuracy": correct / seen}
+    total_loss, correct, seen, first_loss = _sum([total_loss, correct, seen, first_loss or 0.0], world)
+    return {"train_loss": total_loss / seen, "train_accuracy": correct / seen, "first_batch_loss": first_loss}
 
 
 def _count_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: str) -> int:
@@ -419,6 +449,7 @@ def train(config: TrainConfig, *, data_parallel: bool = True) -> tuple[nn.Module
             with tqdm(total=steps_per_epoch, desc=desc, disable=not progress, leave=False) as bar:
                 stats = train_epoch(net, optimizer, schedule, train_data, config, generator, bar, ranks=ranks)
             history.append({"epoch": epoch + 1, **stats, "seconds": time.perf_counter() - start})
+            _check_finite(stats["train_loss"], epoch, config)
     train_seconds = time.perf_counter() - start
     model.to(memory_format=torch.contiguous_format)
     if world > 1:
@@ -428,9 +459,50 @@ def train(config: TrainConfig, *, data_parallel: bool = True) -> tuple[nn.Module
     result = TrainResult(
         test_accuracy=accuracy, train_seconds=train_seconds, config=asdict(config), recipe=asdict(recipe),
         history=history, num_train=len(train_data), num_test=len(test_data), classes=list(train_data.classes),
-        world_size=world,
+        world_size=world, warnings=training_warnings(history, accuracy, chance_level(test_data.labels), config),
     )
+    for message in result.warnings:
+        warnings.warn(message, BinsightWarning, stacklevel=2)
     return model, result
+
+
+def _check_finite(loss: float, epoch: int, config: TrainConfig) -> None:
+    """Stop training (TrainError) once an epoch's mean train loss is NaN or infinite. Checked per epoch on
+    the loss summed over the ranks, so every rank of a process group stops at the same point."""
+    if not math.isfinite(loss):
+        raise TrainError(f"the train loss became {loss} in epoch {epoch + 1} of {config.epochs} (lr {config.lr:g}); "
+                         "lower the learning rate (--lr), or check the data for NaN or infinite pixels")
+
+
+def chance_level(labels: torch.Tensor) -> float:
+    """The accuracy of always answering the most common class of ``labels`` (N,): 1/K when balanced."""
+    return float(torch.bincount(labels).max()) / len(labels) if len(labels) else 0.0
+
+
+def near_chance(accuracy: float, chance: float) -> bool:
+    """True when ``accuracy`` covers less than :data:`NEAR_CHANCE` of the way from ``chance`` to 1."""
+    return chance < 1 and (accuracy - chance) / (1 - chance) < NEAR_CHANCE
+
+
+def diverged(first_loss: float, final_loss: float) -> bool:
+    """True when the final mean train loss is above :data:`DIVERGED` x the first batch's loss."""
+    return final_loss > DIVERGED * first_loss
+
+
+def training_warnings(history: list[dict[str, float]], accuracy: float, chance: float,
+                      config: TrainConfig) -> list[str]:
+    """One line per reason to doubt a trained model: its loss diverged, its test accuracy is near chance."""
+    found = []
+    first, final = history[0]["first_batch_loss"], history[-1]["train_loss"]
+    what = f"{config.model} ({config.precision}, seed {config.seed})"
+    if diverged(first, final):
+        found.append(f"{what}: the train loss diverged ({first:.3g} on the first batch, {final:.3g} in the last "
+                     f"epoch, lr {config.lr:g}); lower the learning rate (--lr) or keep the recipe's")
+    if near_chance(accuracy, chance):
+        found.append(f"{what} is near chance: test accuracy {accuracy:.1%}, chance {chance:.1%}; its maps explain "
+                     "next to nothing: train longer (--epochs), on more images (--train-subset), or at the "
+                     "recipe's learning rate")
+    return found
 
 
 # -- checkpoints and the cache ------------------------------------------------------------------------
@@ -452,6 +524,7 @@ def checkpoint_meta(result: TrainResult) -> dict[str, Any]:
         "seeds": {stream: derived_seed(config["seed"], config["precision"], stream) for stream in STREAMS},
         "world_size": result.world_size,
         "history": result.history,
+        "training_warnings": result.warnings,
     }
 
 
@@ -514,6 +587,8 @@ def load_or_train(config: TrainConfig, cache: str | Path | None = None, *,
     if from_cache:
         try:
             model, meta = load_checkpoint(weights, device=distributed.device_for_rank(config.device))
+            for message in meta.get("training_warnings") or []:
+                warnings.warn(f"cached model {weights.name}: {message}", BinsightWarning, stacklevel=2)
             return model, {**meta, "checkpoint": str(weights), "from_cache": True}
         except CheckpointError as e:  # e.g. a save cut short: the cache is ours, so train again
             if _ranks(data_parallel)[1] > 1:

@@ -41,7 +41,8 @@ MASKS_FILE = "masks.json"
 def splits(root) -> list[str]:
     """["train", "test"] when ``root`` has both subfolders, else ["all"]."""
     if root is None:
-        raise DatasetError("image-folder needs a root folder (--root PATH): root/class_name/*.png|jpg|tif")
+        raise DatasetError("image-folder needs a root folder, laid out as root/class_name/*.png|jpg|tif (give it "
+                           "as --root / --data-root, or data.root in a study)")
     root = Path(root).expanduser()
     return ["train", "test"] if (root / "train").is_dir() and (root / "test").is_dir() else ["all"]
 
