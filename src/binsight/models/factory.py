@@ -40,7 +40,7 @@ from torch import nn
 from binsight.models.errors import ModelError
 from binsight.models.kit import PRECISIONS
 from binsight.models.registry import MAX_CHANNELS, MAX_CLASSES, check_input_pixels
-from binsight.nn.foreign import dummy_images, sign_report
+from binsight.nn.foreign import dummy_images, sign_report, warn_if_no_gradient
 
 INSIDE = "inside"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -211,7 +211,9 @@ def load_model(spec: ModelSpec, *, search_path: Sequence[str | os.PathLike] = ()
     Checks, in order (each failure a :class:`FactoryError`): the spec itself; the factory imports and
     accepts ``kwargs``; the weights file reads and its keys and shapes fit the model (missing and
     unexpected keys named); one forward pass of two dummy images of ``input_size`` runs and returns
-    logits (2, num_classes); the GradCAM layer exists and outputs feature maps (N, K, h, w).
+    logits (2, num_classes); the GradCAM layer exists and outputs feature maps (N, K, h, w). A model whose
+    backward pass carries no gradient to its input (a BNN binarizing with ``torch.sign``) is loaded with a
+    :class:`~binsight._utils.BinsightWarning` (:func:`binsight.nn.foreign.warn_if_no_gradient`).
     """
     check_spec(spec, need_factory=True)
     factory = resolve_factory(spec.factory, search_path=search_path)
@@ -231,6 +233,7 @@ def model_from_module(module: nn.Module, spec: ModelSpec) -> Normalized:
     wrapped = Normalized(module, spec, layer or None, spec.input_size)
     wrapped.eval()
     check_forward(wrapped)
+    warn_if_no_gradient(wrapped, name=f"model {spec.display_name()!r}")
     return wrapped
 
 

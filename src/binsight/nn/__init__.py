@@ -1,6 +1,14 @@
 """Binarized building blocks: sign with surrogate gradients, binary layers, surrogate switching."""
 
-from binsight.nn.foreign import OWN, SignReport, describe_surrogate, sign_report, use_surrogate_foreign
+from binsight.nn.foreign import (
+    OWN,
+    SignReport,
+    describe_surrogate,
+    no_input_gradient,
+    sign_report,
+    use_surrogate_foreign,
+    warn_if_no_gradient,
+)
 from binsight.nn.layers import (
     BinaryConv2d,
     BinaryLinear,
@@ -35,6 +43,7 @@ __all__ = [
     "clip_latent_weights",
     "describe_surrogate",
     "get_surrogate",
+    "no_input_gradient",
     "register_surrogate",
     "sign",
     "sign_activations",
@@ -43,4 +52,5 @@ __all__ = [
     "surrogates",
     "use_surrogate",
     "use_surrogate_foreign",
+    "warn_if_no_gradient",
 ]

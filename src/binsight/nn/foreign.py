@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -41,7 +42,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from binsight._utils import preserved_model
+from binsight._utils import BinsightWarning, preserved_model
 from binsight.nn.layers import SignActivation, _Sign, sign_values
 from binsight.nn.surrogates import SurrogateError, get_surrogate
 from binsight.nn.switch import use_surrogate
@@ -235,6 +236,40 @@ def _report(nodes: Any, brevitas_called: list[nn.Module]) -> SignReport:
     surrogate = names[0] if len(names) == 1 else (f"mixed ({'; '.join(names)})" if names else "")
     sources = tuple(f"{n} x {kind} ({s})" for (s, kind), n in sorted(counts.items()))
     return SignReport(surrogate, bool(names) and OWN not in names, sources)
+
+
+def no_input_gradient(model: nn.Module, inputs: torch.Tensor | None = None) -> bool:
+    """True when the model's backward pass carries no gradient to its input: the gradient of the logits
+    (each image's logits weighted by fixed random weights, so no class cancels another) with respect to
+    ``inputs`` is exactly zero on every image and pixel.
+
+    A BNN whose sign has a zero derivative almost everywhere (``torch.sign``, a rounding) gives True: its
+    Gradient and SmoothGrad maps are all zero. ``inputs``: a batch (N, C, H, W) the model takes; None = the
+    dummy batch of :func:`sign_report` (two uniform images of ``model.input_size``). One forward and one
+    backward pass; the model is left exactly as found.
+    """
+    x = _dummy_batch(model, inputs).clone().requires_grad_(True)
+    with preserved_model(model), torch.enable_grad():
+        logits = model(x)
+        weights = torch.rand(logits.shape, generator=torch.Generator().manual_seed(0)).to(logits)
+        if not logits.requires_grad:
+            return True
+        (grad,) = torch.autograd.grad((logits * weights).sum(), x, allow_unused=True)
+    return grad is None or not bool(grad.ne(0).any())
+
+
+def warn_if_no_gradient(model: nn.Module, inputs: torch.Tensor | None = None, *, name: str = "the model") -> bool:
+    """:func:`no_input_gradient`, with a :class:`~binsight._utils.BinsightWarning` naming ``name`` and the
+    remedy when it holds; returns whether it warned (a caller such as the study flags the model's maps)."""
+    if not no_input_gradient(model, inputs):
+        return False
+    n = len(_dummy_batch(model, inputs))
+    warnings.warn(f"{name}: its backward pass carries no gradient to the input (the input gradient of the logits "
+                  f"on {n} images is zero everywhere), so every Gradient and SmoothGrad map of it is zero; a sign "
+                  "like torch.sign has a zero derivative almost everywhere: binarize with a straight-through sign "
+                  "(binsight.nn.SignActivation, or an autograd.Function whose backward passes the gradient on)",
+                  BinsightWarning, stacklevel=2)
+    return True
 
 
 def describe_surrogate(model: nn.Module, inputs: torch.Tensor | None = None) -> str:
