@@ -411,3 +411,19 @@ def test_settings_defaults_agree_with_the_configuration_defaults():
     for name in shared:
         value = getattr(config, name)
         assert (tuple(value) if isinstance(value, list) else value) == getattr(settings, name), name
+
+
+def test_each_verdict_setting_is_declared_once_in_the_configuration():
+    """VerdictSettings is derived from VerdictsConfig: the same fields in the same order (verdicts.json's),
+    but the runner's robustness_surrogates, plus chance_map_methods; a new configuration field appears here."""
+    config_fields = [f.name for f in dataclasses.fields(VerdictsConfig)]
+    settings_fields = [f.name for f in dataclasses.fields(VerdictSettings)]
+    expected = [n for n in config_fields if n != "robustness_surrogates"]
+    expected.insert(expected.index("faithfulness_method") + 1, "chance_map_methods")
+    assert settings_fields == expected
+    assert VerdictSettings().chance_map_methods == ("random", "smooth-random")
+    assert VerdictSettings().margins() == ("similarity_margin", "chance_margin", "noise_margin", "below_chance_margin",
+                                           "faithfulness_margin")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        VerdictSettings().seed = 1
+    assert list(json.loads(StudyVerdicts.to_json(compute_verdicts([], make_models(), SETTINGS)))["settings"]) == expected

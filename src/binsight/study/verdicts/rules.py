@@ -1,0 +1,92 @@
+"""Deciding: a comparison's status from where its interval lies against a bound, a part's from its
+comparisons, a verdict's from its parts (:func:`combine`), and the sentences that say so."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from binsight.study.stats import Estimate
+from binsight.study.verdicts.records import (HELD, INCONCLUSIVE, NOT_HELD, NOT_MEASURED, PARTLY_HELD, Part, Status,
+                                             Verdict)
+
+def at_least(est: Estimate | None, bound: float) -> Status:
+    """held if the whole interval is above ``bound``; not held if none of it is (it lies at or below);
+    inconclusive if it straddles the bound."""
+    if est is None:
+        return NOT_MEASURED
+    if est.low > bound:
+        return HELD
+    if est.high <= bound:
+        return NOT_HELD
+    return INCONCLUSIVE
+
+
+def invert(status: Status) -> Status:
+    """The status of the opposite statement (held <-> not held)."""
+    return {HELD: NOT_HELD, NOT_HELD: HELD}.get(status, status)
+
+
+def combine(statuses: Sequence[Status]) -> Status:
+    """The status of several parts: held if all hold, not held if none does, partly held if some hold and
+    some do not, inconclusive otherwise (some inconclusive, no disagreement); parts not measured are left
+    out (all not measured: not measured)."""
+    measured = [s for s in statuses if s != NOT_MEASURED]
+    if not measured:
+        return NOT_MEASURED
+    if all(s == HELD for s in measured):
+        return HELD
+    if all(s == NOT_HELD for s in measured):
+        return NOT_HELD
+    if HELD in measured and NOT_HELD in measured or PARTLY_HELD in measured:
+        return PARTLY_HELD
+    return INCONCLUSIVE
+
+
+def conjunction(statuses: Sequence[Status]) -> Status:
+    """The status of "all of these": held if all hold, not held if any does not, else inconclusive
+    (not measured left out)."""
+    measured = [s for s in statuses if s != NOT_MEASURED]
+    if not measured:
+        return NOT_MEASURED
+    if NOT_HELD in measured:
+        return NOT_HELD
+    return HELD if all(s == HELD for s in measured) else INCONCLUSIVE
+
+
+def words(status: Status) -> str:
+    return {HELD: "held", NOT_HELD: "did not hold", PARTLY_HELD: "partly held", INCONCLUSIVE: "was inconclusive",
+            NOT_MEASURED: "was not measured"}[status]
+
+
+def comparison(name: str, question: str, est: Estimate | None, bound: float, *, below: bool = False,
+               describe: str = "") -> Part:
+    """A part that asks whether ``est`` lies above ``bound`` (``below``: below it); its sentence names the
+    estimate ``describe`` (default: ``name``)."""
+    status = at_least(est, bound)
+    status = invert(status) if below else status
+    if est is None:
+        return Part(name, question, NOT_MEASURED, None, bound, f"{describe or name}: not measured.")
+    side = "below" if below else "above"
+    sentence = f"{describe or name} = {est.text()} ({est.confidence:.0%} interval over {est.covers}), {side} {bound:+.3g}? {words(status)}."
+    return Part(name, question, status, est, bound, sentence)
+
+
+def reading_of(parts: Sequence[Part]) -> str:
+    readings = {p.reading for p in parts if p.reading}
+    if not readings:
+        return ""
+    if len(readings) == 1:
+        return readings.pop()
+    return "measures disagree: " + "; ".join(f"{p.name} {p.reading}" for p in parts)
+
+
+def make_verdict(number: int, title: str, finding: str, parts: Sequence[Part], reading: str, why_missing: str,
+             checks: Sequence[Part] = ()) -> Verdict:
+    status = combine([p.status for p in parts])
+    if status == NOT_MEASURED:
+        return Verdict(number, title, finding, NOT_MEASURED, tuple(parts), "", f"Not measured: {why_missing}.", checks=tuple(checks))
+    counted = [p for p in parts if p.status != NOT_MEASURED]
+    summary = ", ".join(f"{p.name} {p.status.value}" for p in counted)
+    reading_text = f" Reading: {reading}." if reading else ""
+    sentence = f"The finding {words(status)} ({summary}).{reading_text}"
+    return Verdict(number, title, finding, status, tuple(parts), reading, sentence, checks=tuple(checks))
