@@ -138,3 +138,11 @@ def test_bad_split_and_seed_are_clear_errors():
         load_dataset("fashion-mnist-decoy", split="val", root=DEBIAN)
     with pytest.raises(DatasetError, match="seed must be a whole number"):
         load_dataset("fashion-mnist-decoy", split="test", root=DEBIAN, seed=-1)
+
+
+@needs_data
+def test_garment_masks_are_the_garments_own_without_the_pattern(base, decoy):
+    garments = planted.garment_masks(decoy.images, decoy.masks)
+    assert not (garments & decoy.masks).any()
+    off = ~(base.masks & decoy.masks).flatten(1).any(1)  # where the pattern overlaps a garment, holes may differ
+    assert off.float().mean() > 0.99 and torch.equal(garments[off], base.masks[off])

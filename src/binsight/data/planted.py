@@ -35,8 +35,7 @@ none off the garment: there the pattern covers the garment's faintest 4 x 4 wind
 Ground truth: ``ImageDataset.masks`` holds, per image, the pattern's 4 x 4 window (bool (N, 1, 28, 28), 16
 pixels): exactly the pixels the planting set, its bright and its dark ones (the dark pixels tell one
 pattern from another too). Every other pixel is the Fashion-MNIST image's own. In the decoy dataset the
-mask is the irrelevant pattern, not the evidence; the garment's foreground mask is
-:func:`binsight.data.fashion_mnist.foreground_masks` of the images.
+mask is the irrelevant pattern, not the evidence; the garment's own mask is :func:`garment_masks`.
 
 Random streams: the labels (shortcut) or pattern classes (decoy) and the places are drawn from a
 generator seeded by ``(seed, scenario, split)``, so the two splits and the two datasets draw unrelated
@@ -229,3 +228,15 @@ def pattern_classes(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     matches = (windows.unsqueeze(1) == patterns().to(windows.dtype).unsqueeze(0)).flatten(2).all(2)  # (N, K)
     return torch.where(matches.any(1), matches.float().argmax(1), torch.full_like(rows, -1))
 
+
+
+def garment_masks(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The garments' filled foreground masks (Fashion-MNIST's rule) with the planted windows left out.
+
+    images: float (N, 1, H, W) planted images in [0, 1]; masks: their planted windows, bool (N, 1, H, W).
+    Returns bool (N, 1, H, W): the decoy's evidence region (where a model of the garment looks).
+    """
+    pixels = (images.detach().cpu()[:, 0] * 255).round().to(torch.uint8)
+    pixels[masks[:, 0].cpu()] = 0
+    garments = torch.from_numpy(fashion_mnist.foreground_masks(pixels.numpy())).unsqueeze(1)
+    return garments & ~masks.cpu()

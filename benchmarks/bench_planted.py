@@ -1,0 +1,104 @@
+"""Train FP and BNN models on the planted datasets and test by intervention what they rely on.
+
+For each precision and seed, three models of the architecture are taken from the model cache, or trained
+there by ``binsight.train.cached_model`` with the precision's recipe (so the study reuses them):
+on ``fashion-mnist-shortcut``, on ``fashion-mnist-decoy`` and, as the decoy's peer measured in the same
+run, on plain ``fashion-mnist``. Each planted model is tested on its dataset's whole test split by
+:func:`binsight.metrics.evidence.intervention_test` (pattern kept, removed, swapped).
+
+Targets (issue #22):
+- shortcut: accuracy with the pattern >= 98 %, without it <= 20 %, follows a swapped pattern >= 90 %;
+- decoy: test accuracy within 1 point of the plain Fashion-MNIST model of the same precision and seed,
+  and removing the pattern changes <= 2 % of the predictions.
+
+The training time is the one recorded in each model's side file when it was trained (a model found in
+the cache keeps the time of its own training; the table says which).
+
+    nice .venv/bin/python benchmarks/bench_planted.py                  # seed 0, FP and BNN
+    nice .venv/bin/python benchmarks/bench_planted.py --seeds 0 1 2 --json planted.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from binsight.data import load_dataset, planted
+from binsight.metrics.evidence import intervention_test
+from binsight.train import cached_model
+
+SHORTCUT_ACCURACY_MIN = 0.98
+SHORTCUT_REMOVED_MAX = 0.20
+SHORTCUT_FOLLOWS_MIN = 0.90
+DECOY_ACCURACY_GAP_MAX = 0.01
+DECOY_CHANGED_MAX = 0.02
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="small-cnn")
+    p.add_argument("--precision", nargs="+", default=["fp", "bnn"], choices=["fp", "bnn"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    return p.parse_args()
+
+
+def trained(args: argparse.Namespace, dataset: str, precision: str, seed: int) -> tuple[torch.nn.Module, dict]:
+    start = time.perf_counter()
+    model, meta = cached_model(args.model, precision, dataset, seed, progress=False, data_parallel=False, device="cpu")
+    note = "from the cache" if meta["from_cache"] else f"trained now, {time.perf_counter() - start:.0f} s wall"
+    print(f"  {dataset} {precision} seed {seed}: test accuracy {meta['test_accuracy']:.2%}, training "
+          f"{meta['train_seconds']:.0f} s ({note})", flush=True)
+    return model, meta
+
+
+def verdicts(row: dict) -> list[str]:
+    """The targets of the row's scenario, each 'name value bound met|NOT met'."""
+    if row["scenario"] == "shortcut":
+        targets = [("accuracy", row["accuracy"], ">=", SHORTCUT_ACCURACY_MIN),
+                   ("accuracy_removed", row["accuracy_removed"], "<=", SHORTCUT_REMOVED_MAX),
+                   ("follows_swap", row["follows_swap"], ">=", SHORTCUT_FOLLOWS_MIN)]
+    else:
+        targets = [("|accuracy - plain|", abs(row["accuracy"] - row["plain_accuracy"]), "<=", DECOY_ACCURACY_GAP_MAX),
+                   ("changed_by_removal", row["changed_by_removal"], "<=", DECOY_CHANGED_MAX)]
+    out = []
+    for name, value, op, bound in targets:
+        met = value >= bound if op == ">=" else value <= bound
+        out.append(f"{name} {value:.2%} {op} {bound:.0%} {'met' if met else 'NOT met'}")
+    return out
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    tests = {name: load_dataset(name, split="test") for name in planted.SCENARIOS}
+    rows = []
+    for seed in args.seeds:
+        for precision in args.precision:
+            _, plain = trained(args, "fashion-mnist", precision, seed)
+            for name, data in tests.items():
+                model, meta = trained(args, name, precision, seed)
+                start = time.perf_counter()
+                result = intervention_test(model, data.images, data.labels, data.masks, planted.SCENARIOS[name])
+                row = {"dataset": name, "precision": precision, "seed": seed, **result.to_json(),
+                       "plain_accuracy": plain["test_accuracy"], "train_seconds": meta["train_seconds"],
+                       "from_cache": meta["from_cache"], "test_seconds": time.perf_counter() - start}
+                rows.append(row)
+                print(f"{name} {precision} seed {seed} ({result.n_images} test images, {row['test_seconds']:.0f} s): "
+                      f"accuracy {result.accuracy:.2%} with the pattern, {result.accuracy_removed:.2%} removed, "
+                      f"{result.accuracy_swapped:.2%} swapped; follows the swap {result.follows_swap:.2%}; "
+                      f"changed by removal {result.changed_by_removal:.2%}, by swap {result.changed_by_swap:.2%}; "
+                      f"intervention test {result.status}", flush=True)
+                for line in verdicts(row):
+                    print(f"    {line}", flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
