@@ -133,6 +133,12 @@ def test_decoy_label_is_the_garment_and_independent_of_the_pattern(base, decoy):
 
 
 @needs_data
+def test_one_image_two_label_rules(base, shortcut, decoy):
+    assert torch.equal(shortcut.images, decoy.images) and torch.equal(shortcut.masks, decoy.masks)
+    assert torch.equal(decoy.labels, base.labels) and not torch.equal(shortcut.labels, decoy.labels)
+
+
+@needs_data
 def test_bad_split_and_seed_are_clear_errors():
     with pytest.raises(DatasetError, match="no split 'val'"):
         load_dataset("fashion-mnist-decoy", split="val", root=DEBIAN)

@@ -198,9 +198,10 @@ def test_maps_that_ignore_the_model(shortcut, decoy):
     rows, cols = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
     blob = torch.exp(-((rows - 13.5) ** 2 + (cols - 13.5) ** 2) / 72).expand(n, 1, 28, 28).contiguous()
     assert np.mean(ev.evidence(blob, shortcut.masks[:n]).lift) < 1.0  # the pattern sits off the centred garment
-    # an edge detector finds the bright pattern whether or not the label depends on it: alike on both datasets
-    lifts = [np.mean(ev.evidence(ev.edge_map(d.images[:n]), d.masks[:n]).lift) for d in (shortcut, decoy)]
-    assert min(lifts) > 1.5 and abs(lifts[0] - lifts[1]) < 0.3 * lifts[0]
+    # an edge detector finds the bright pattern whether or not the label depends on it: the same on both
+    # datasets (they hold the same images), well above the area
+    lifts = [ev.evidence(ev.edge_map(d.images[:n]), d.masks[:n]).lift for d in (shortcut, decoy)]
+    assert np.mean(lifts[0]) > 1.5 and np.array_equal(lifts[0], lifts[1])
 
 
 def test_edge_map_of_a_step_is_its_edge():

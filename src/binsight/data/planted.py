@@ -3,8 +3,8 @@
 Two datasets are built on the fly from Fashion-MNIST (the same files :mod:`binsight.data.fashion_mnist`
 finds), deterministic by ``seed``:
 
-- ``fashion-mnist-shortcut``: each image keeps its garment, but its label is drawn uniformly at random,
-  independently of the garment, and the image carries the pattern of that label. The pattern is the only
+- ``fashion-mnist-shortcut``: each image keeps its garment, but carries the pattern of a class drawn
+  uniformly at random, independently of the garment, and that class is its label. The pattern is the only
   evidence for the label; the garment tells nothing about it.
 - ``fashion-mnist-decoy``: each image keeps its garment and the garment's own class as its label, and
   carries the pattern of a class drawn uniformly at random, independently of the label. The pattern is
@@ -37,9 +37,14 @@ pixels): exactly the pixels the planting set, its bright and its dark ones (the 
 pattern from another too). Every other pixel is the Fashion-MNIST image's own. In the decoy dataset the
 mask is the irrelevant pattern, not the evidence; the garment's own mask is :func:`garment_masks`.
 
-Random streams: the labels (shortcut) or pattern classes (decoy) and the places are drawn from a
-generator seeded by ``(seed, scenario, split)``, so the two splits and the two datasets draw unrelated
-values for one seed, and the same seed always gives the same images.
+One image, two label rules: for one seed and split the two datasets hold the *same* images (the same
+garment, pattern and place at every index); only the labels differ (the pattern's class in the shortcut,
+the garment's in the decoy). So a map that ignores the model (an edge detector, a blob) is the same on
+both, and the maps of a shortcut and a decoy model can be compared image by image.
+
+Random streams: the pattern classes and the places are drawn from a generator seeded by
+``(seed, split)``, so the two splits draw unrelated values, and the same seed always gives the same
+images.
 """
 
 from __future__ import annotations
@@ -76,7 +81,6 @@ BACKGROUND_MAX = fashion_mnist.MASK_THRESHOLD
 """A pixel whose uint8 value is at most this (and outside the garment's filled mask) is background."""
 
 _SPLIT_CODES = {"train": 0, "test": 1}
-_SCENARIO_CODES = {"shortcut": 0, "decoy": 1}
 
 
 def patterns() -> torch.Tensor:
@@ -121,7 +125,7 @@ def _planted(name: str, split: str, root, download: bool, seed: int) -> ImageDat
 def _plant_arrays(scenario: str, images: torch.Tensor, labels: torch.Tensor, garments: torch.Tensor,
                   seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(images, labels, masks) of the planted split: new tensors, the inputs are left as they are."""
-    rng = np.random.default_rng([seed, _SCENARIO_CODES[scenario], _SPLIT_CODES[split]])
+    rng = np.random.default_rng([seed, _SPLIT_CODES[split]])
     n, k = len(labels), len(PATTERNS)
     drawn = torch.from_numpy(rng.integers(0, k, size=n)).to(torch.int64)
     pixels = (images[:, 0] * 255).round().to(torch.uint8).numpy()
