@@ -4,7 +4,11 @@ For each precision and seed, three models of the architecture are taken from the
 there by ``binsight.train.cached_model`` with the precision's recipe (so the study reuses them):
 on ``fashion-mnist-shortcut``, on ``fashion-mnist-decoy`` and, as the decoy's peer measured in the same
 run, on plain ``fashion-mnist``. Each planted model is tested on its dataset's whole test split by
-:func:`binsight.metrics.evidence.intervention_test` (pattern kept, removed, swapped).
+:func:`binsight.metrics.evidence.intervention_test` (pattern kept, removed, swapped). As a preview of the
+evidence measures, the Gradient maps of each planted model on the first ``--map-images`` test images (the
+label explained) are scored on the pattern's window (:func:`binsight.metrics.evidence.evidence`: mass
+share, area, lift = mass / area, pointing game), beside maps that ignore the model (an edge detector of
+the image, a centred blob, uniform noise), which are the same on both datasets (they hold the same images).
 
 Targets (issue #22):
 - shortcut: accuracy with the pattern >= 98 %, without it <= 20 %, follows a swapped pattern >= 90 %;
@@ -24,10 +28,13 @@ import argparse
 import json
 import time
 
+import numpy as np
 import torch
 
 from binsight.data import load_dataset, planted
-from binsight.metrics.evidence import intervention_test
+from binsight.explain import get_explainer
+from binsight.metrics.baselines import gaussian_map
+from binsight.metrics.evidence import edge_map, evidence, intervention_test
 from binsight.train import cached_model
 
 SHORTCUT_ACCURACY_MIN = 0.98
@@ -43,6 +50,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--precision", nargs="+", default=["fp", "bnn"], choices=["fp", "bnn"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--map-images", type=int, default=500, help="test images whose Gradient maps are scored")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     return p.parse_args()
 
@@ -72,11 +80,36 @@ def verdicts(row: dict) -> list[str]:
     return out
 
 
+def scored(maps: torch.Tensor, masks: torch.Tensor) -> dict:
+    """Mean mass share, area, lift and pointing game of ``maps`` on the planted windows ``masks``."""
+    found = evidence(maps, masks)
+    return {"mass": float(np.nanmean(found.mass)), "area": float(np.mean(found.area)),
+            "lift": float(np.nanmean(found.lift)), "pointing": float(np.nanmean(found.pointing))}
+
+
+def describe_scores(label: str, scores: dict) -> str:
+    return (f"  {label}: mass on the pattern {scores['mass']:.3f} (area {scores['area']:.3f}, lift "
+            f"{scores['lift']:.1f}), pointing game {scores['pointing']:.3f}")
+
+
+def model_free_scores(data, n: int) -> dict:
+    """Scores of maps that ignore the model on the first ``n`` images of ``data``."""
+    images, masks = data.images[:n], data.masks[:n]
+    noise = torch.rand(masks.shape, generator=torch.Generator().manual_seed(0))
+    blob = gaussian_map(masks.shape)
+    return {name: scored(maps, masks) for name, maps in
+            (("edge map", edge_map(images)), ("centred blob", blob), ("uniform noise", noise))}
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     tests = {name: load_dataset(name, split="test") for name in planted.SCENARIOS}
     rows = []
+    baselines = model_free_scores(tests[planted.SHORTCUT], args.map_images)
+    print(f"maps that ignore the model, first {args.map_images} test images (same on both datasets):")
+    for name, scores in baselines.items():
+        print(describe_scores(name, scores))
     for seed in args.seeds:
         for precision in args.precision:
             _, plain = trained(args, "fashion-mnist", precision, seed)
@@ -95,9 +128,13 @@ def main() -> None:
                       f"intervention test {result.status}", flush=True)
                 for line in verdicts(row):
                     print(f"    {line}", flush=True)
+                n = args.map_images
+                maps = get_explainer("gradient", model).attribute(data.images[:n], data.labels[:n])
+                row["gradient_evidence"] = scored(maps, data.masks[:n])
+                print(describe_scores(f"Gradient maps, first {n} test images", row["gradient_evidence"]), flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
+            json.dump({"model_free": baselines, "models": rows}, f, indent=2)
 
 
 if __name__ == "__main__":
