@@ -1,9 +1,11 @@
-"""Data flows one way: data -> models -> explain -> metrics -> study -> report, on a shared bottom.
+"""Data flows one way: data -> models -> explain -> metrics -> study -> report -> cli, on a shared bottom.
 
 Every module under src/binsight belongs to a part with a rank (a module whose part has no rank fails the
-test). A module may import its own part and parts of LOWER rank, never a higher one. Imports are read
+test). A module may import its own part and parts of LOWER rank, never a higher one; inside the study, each
+module has a rank of its own (STUDY_RANK) and imports study modules of its rank or lower. Imports are read
 statically (ast), including imports inside functions, and relative imports are resolved. A second test
-checks that the module import graph has no circle.
+checks that the module import graph has no circle, a third that argparse is imported only under
+binsight/cli (no library function parses arguments).
 """
 
 from __future__ import annotations
@@ -33,6 +35,30 @@ RANK = {
     "report": 9,
     "cli": 10,
     "__main__": 11,  # python -m binsight: the command line
+}
+
+
+#: rank of each module (or subpackage) directly under binsight.study: a study module may import the study
+#: modules of its own rank or lower (the module graph test keeps those of one rank from importing in a circle).
+STUDY_RANK = {
+    "study": 0,  # binsight.study itself (the package's __init__)
+    "errors": 0,
+    "stats": 0,  # the two-level bootstrap
+    "inference": 0,  # the verdicts' statistics (#21)
+    "measures": 0,  # the per-map and per-pair values, the chance maps
+    "names": 1,  # names shared by the study, the verdicts and the report
+    "formats": 2,
+    "records": 2,
+    "config": 3,  # the configuration (sections, check, toml)
+    "settings_reference": 4,  # docs/settings.md, --print-config
+    "store": 4,  # the run folder
+    "plan": 5,
+    "verdicts": 5,
+    "context": 6,
+    "launch": 6,
+    "stages": 7,
+    "runner": 8,
+    "command": 9,
 }
 
 
@@ -94,11 +120,22 @@ def command_line_imports(module: str, names: list[str]) -> list[str]:
             if name.split(".")[0] in COMMAND_LINE_ONLY]
 
 
+def study_module_of(module: str) -> str:
+    """The module or subpackage directly under binsight.study that ``module`` is or belongs to ("study"
+    for the package itself)."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 else "study"
+
+
 def violations(module: str, names: list[str]) -> list[str]:
-    """What is wrong with ``module`` importing ``names``: an unranked part, or a higher layer."""
+    """What is wrong with ``module`` importing ``names``: an unranked part, or a higher layer (inside the
+    study: an unranked study module, or a study module of higher rank)."""
     own = part_of(module)
     if own not in RANK:
         return [f"{module}: part {own!r} has no rank; add it to RANK in tests/test_layering.py"]
+    if own == "study" and study_module_of(module) not in STUDY_RANK:
+        return [f"{module}: study module {study_module_of(module)!r} has no rank; add it to STUDY_RANK in "
+                "tests/test_layering.py"]
     found = []
     for name in names:
         part = part_of(name)
@@ -106,7 +143,20 @@ def violations(module: str, names: list[str]) -> list[str]:
             found.append(f"{module} imports {name}: part {part!r} has no rank")
         elif part != own and RANK[part] > RANK[own]:
             found.append(f"{module} ({own}) imports {name}, a higher layer ({part})")
+        elif part == own == "study":
+            found += _study_violations(module, name)
     return found
+
+
+def _study_violations(module: str, name: str) -> list[str]:
+    """``module`` (of the study) importing study module ``name``: unranked, or of a higher rank."""
+    mine, theirs = study_module_of(module), study_module_of(name)
+    if theirs not in STUDY_RANK:
+        return [f"{module} imports {name}: study module {theirs!r} has no rank"]
+    if STUDY_RANK[theirs] > STUDY_RANK[mine]:
+        return [f"{module} (study rank {STUDY_RANK[mine]}) imports {name}, a higher study module "
+                f"({theirs}, rank {STUDY_RANK[theirs]})"]
+    return []
 
 
 def circle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -161,6 +211,11 @@ def test_the_checks_can_fail(tmp_path):
         "binsight.explain.command (explain) imports binsight.train, a higher layer (train)"
     ]
     assert "has no rank" in violations("binsight.newpart.x", [])[0]
+    assert violations("binsight.study.store", ["binsight.study.runner", "binsight.study.config.sections"]) == [
+        "binsight.study.store (study rank 4) imports binsight.study.runner, a higher study module (runner, rank 8)"
+    ]
+    assert "study module 'newstage' has no rank" in violations("binsight.study.newstage", [])[0]
+    assert violations("binsight.study.verdicts.noise", ["binsight.study.verdicts.rules", "binsight.study.stats"]) == []
     parser = tmp_path / "settings.py"
     parser.write_text("def f():\n    import argparse.foo\nfrom argparse import Namespace\n")
     assert command_line_imports("binsight.study.settings", all_imports(parser, "binsight.study.settings")) == [

@@ -15,12 +15,13 @@ import typing
 from typing import Any
 
 from binsight.study.config import VerdictsConfig, setting
+from binsight.study.measures import chance_labels
 
 CONFIG_ONLY = frozenset({"robustness_surrogates"})
 """VerdictsConfig fields the verdicts do not read."""
 
 _CHANCE_MAP_METHODS = ("chance_map_methods", tuple[str, ...],
-                       setting(("random", "smooth-random"), help="the chance maps' method labels."))
+                       setting(tuple(chance_labels()), help="the chance maps' method labels."))
 
 
 def _fields() -> list[tuple[str, Any, dataclasses.Field]]:
