@@ -94,7 +94,8 @@ def load_shortcut(split: str = "test", root: str | os.PathLike | None = None, do
     """``fashion-mnist-shortcut``: labels drawn independently of the garment, carried by the pattern only.
 
     Args: as :func:`binsight.data.fashion_mnist.load` (``root``, ``download``: where Fashion-MNIST is
-    found), and ``seed``, the seed the labels and places are drawn with.
+    found), and ``seed``, the seed the pattern classes and places are drawn with (the decoy of the same
+    seed and split holds the same images).
     Returns (N, 1, 28, 28) images in [0, 1], labels (N,), masks bool (N, 1, 28, 28) on the pattern.
     """
     return _planted(SHORTCUT, split, root, download, seed)
