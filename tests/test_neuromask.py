@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -12,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from binsight._utils import BinsightWarning
 from binsight.data import DatasetError, load_dataset
 from binsight.explain import get_explainer
 from binsight.explain.neuromask import (
+    NEAR_START,
     NeuroMask,
     NeuroMaskError,
     initial_w,
@@ -24,6 +28,8 @@ from binsight.explain.neuromask import (
     preset_for_size,
     regulariser_terms,
     rmsprop_step_,
+    start_correlation,
+    start_seed,
 )
 from binsight.models import build_model
 
@@ -154,7 +160,7 @@ def test_batched_run_matches_a_plain_one_image_reference():
     x = torch.rand(3, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     targets = [0, 3, 7]
     ex = NeuroMask(model, iterations=3, seed=5).explain(x, targets)
-    w0 = initial_w((12, 12), range(3), seed=5, dtype=torch.float64)
+    w0 = initial_w((12, 12), range(3), seed=start_seed(5, model), dtype=torch.float64)
     for i in range(3):
         w, ms = w0[i:i + 1].clone(), torch.ones_like(w0[i:i + 1])
         for _ in range(3):
@@ -237,7 +243,7 @@ def test_first_loss_with_low_res_mask_and_substrates(substrate):
     x = torch.rand(3, 3, 28, 28, generator=torch.Generator().manual_seed(6))
     ex = NeuroMask(model, iterations=1, mask_size=7, substrate=substrate, blur_sigma=2.0, seed=3).explain(x)
     assert ex.maps.shape == (3, 1, 28, 28)
-    w0 = initial_w((7, 7), range(3), seed=3)
+    w0 = initial_w((7, 7), range(3), seed=start_seed(3, model))
     s = {"black": torch.zeros_like(x), "mean": x.mean((2, 3), keepdim=True).expand_as(x),
          "blur": torch.from_numpy(scipy.ndimage.gaussian_filter(x.double().numpy(), (0, 0, 2, 2))).float()}[substrate]
     for i in range(3):
@@ -348,3 +354,60 @@ def test_a_model_without_input_gradient_gets_a_clear_error():
 
     with pytest.raises(NeuroMaskError, match="differentiably"):
         NeuroMask(Detached(), iterations=2).explain(torch.rand(2, 1, 8, 8))
+
+
+# -- the random start: measured, and different for different models ---------------------------------------
+
+def row_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
+def test_start_correlation_known_answers():
+    g = torch.Generator().manual_seed(0)
+    start = torch.rand(3, 1, 12, 12, generator=g)
+    other = torch.rand(3, 1, 12, 12, generator=g)
+    flat = torch.zeros(3, 1, 12, 12)
+    assert torch.allclose(start_correlation(start, start), torch.ones(3, dtype=torch.float64))
+    assert torch.allclose(start_correlation(0.5 * start + 0.1, start), torch.ones(3, dtype=torch.float64))
+    assert (start_correlation(other, start).abs() < 0.25).all()
+    assert torch.equal(start_correlation(flat, start), torch.zeros(3, dtype=torch.float64))  # a flat mask moved
+    near = 0.8 * start + 0.2 * other
+    assert (start_correlation(near, start) > NEAR_START).all()
+    assert not (start_correlation(0.2 * start + 0.8 * other, start) > NEAR_START).any()
+
+
+def test_20_iterations_leave_the_masks_at_their_random_start_and_warn():
+    x = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(BinsightWarning, match=r"3 of 3 NeuroMask masks are still near their random start .* after 20 "
+                                             r"iterations.*raise iterations"):
+        ex = NeuroMask(tiny_cnn(), iterations=20).explain(x)
+    assert ex.extras["near_start"].all() and (ex.extras["start_correlation"] > 0.9).all()
+
+
+def test_the_default_iterations_leave_the_start_without_a_warning():
+    """The default 2,000 iterations (about 2.5 s here): the masks keep no trace of their start."""
+    x = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ex = NeuroMask(tiny_cnn()).explain(x)
+    assert not [w for w in caught if "random start" in str(w.message)]
+    assert not ex.extras["near_start"].any() and (ex.extras["start_correlation"].abs() < 0.2).all()
+
+
+def test_different_models_start_from_different_draws_identical_models_from_one():
+    x = torch.rand(4, 1, 12, 12, generator=torch.Generator().manual_seed(2))
+    first, second = tiny_cnn(seed=0), tiny_cnn(seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BinsightWarning)  # 20 iterations: near the start, on purpose
+        a = NeuroMask(first, iterations=20).attribute(x, 0)
+        b = NeuroMask(second, iterations=20).attribute(x, 0)
+        a_other_seed = NeuroMask(first, iterations=20, seed=1).attribute(x, 0)
+        a_copy = NeuroMask(copy.deepcopy(first), iterations=20).attribute(x, 0)
+        shared = [NeuroMask(m, iterations=20, shared_start=True).attribute(x, 0) for m in (first, second)]
+    between_models = row_correlation(a, b)
+    between_starts = row_correlation(a, a_other_seed)
+    assert (between_models.abs() < 0.3).all() and (between_starts.abs() < 0.3).all()
+    assert torch.equal(a, a_copy)  # identical weights: the same start
+    assert (row_correlation(*shared) > 0.9).all()  # shared_start: one draw for every model

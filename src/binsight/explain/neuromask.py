@@ -16,10 +16,22 @@ eps 1e-10, mean square initialised to ONES). The final M is the saliency map.
 
 Batching: the loss is SUMMED over the images of a group, so the gradient with respect to image i's w is exactly
 the gradient of image i's own loss (a mean would scale it by 1/N). RMSProp acts elementwise, so the update of
-image i depends on its gradients only. Image i's initial w comes from a generator seeded with ``(seed, i)``
+image i depends on its gradients only. Image i's initial w comes from a generator seeded with ``(s, i)``
 (i its index in the call), so its mask does not depend on the other images or on ``batch_size`` (up to float
 rounding of the model's batched kernels). The model must treat samples independently (true of every classifier
 in eval mode, BatchNorm included).
+
+The start: ``s = start_seed(seed, model)`` mixes ``seed`` with a digest of the model's weights
+(:func:`binsight._utils.model_digest`), so two different models never start from the same draw (their masks
+would look alike while they are near the start), and identical weights (a copy, another surrogate of one BNN)
+start from one draw. ``shared_start=True`` uses ``s = seed`` for every model: one draw, for comparisons
+that must be paired by the start.
+
+How far a mask left its start is measured, not guessed from ``iterations``: ``start_correlation`` is the
+Pearson correlation over pixels between the final mask and the start mask ``sigmoid(w0 / T)``; above
+:data:`NEAR_START` the mask still shows its random start more than the model (20 iterations: 0.99; 300:
+about 0.4; 1,000 and the default 2,000: below 0.2 on Fashion-MNIST and on tiny test models), and a
+:class:`~binsight._utils.BinsightWarning` says so.
 
 Presets (the reference code's two demos), chosen by input size unless ``preset`` is given:
 
@@ -58,6 +70,9 @@ Extras returned in ``Explanation.extras`` (tensors on the inputs' device, one ro
   mask's [0, 1] span: every pixel hidden, or every pixel kept), so it ranks no pixel; a
   :class:`~binsight._utils.BinsightWarning` says when any mask is flat.
 * ``preset``: the name of the preset used (str).
+* ``start_correlation`` float64 (N,): the final mask's correlation with its start mask (0 for a flat mask).
+* ``near_start`` bool (N,): ``start_correlation > NEAR_START``: the mask has not left its random start; a
+  study marks results resting on such masks.
 
 ``show_progress=True`` draws a progress bar of the optimisation steps (on stderr, updated every
 :data:`_PROGRESS_EVERY` steps of each group of ``batch_size`` images); it changes no result.
@@ -82,8 +97,10 @@ from binsight._utils import (
     batch_slices,
     call_model,
     flat_maps,
+    derived_seed,
     image_generator,
     make_substrate,
+    model_digest,
 )
 from binsight.explain import fast as fastpath
 from binsight.explain.base import Attribution, Explainer, ExplainerError
@@ -97,6 +114,8 @@ ITERATIONS = 2000  # both reference demos
 IMAGENET_MIN_SIDE = 128  # min(H, W) at or above this selects the "imagenet" preset
 _STOP_CHECK_EVERY = 10  # early stopping: how often (iterations) stopped images leave the batch (one sync each)
 _PROGRESS_EVERY = 50  # show_progress: steps between two updates of the bar
+NEAR_START = 0.3
+"""A mask whose correlation with its random start mask is above this has not left the start."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +230,23 @@ def initial_w(shape: tuple[int, int], indices: range | list[int], seed: int,
     return w.to(dtype=dtype, device=device)
 
 
+def start_seed(seed: int, model: nn.Module | None) -> int:
+    """The seed of the initial w of ``model``'s masks: ``seed`` mixed with the digest of the model's weights
+    (:func:`binsight._utils.model_digest`); ``model=None``: ``seed`` itself (the start shared by every model)."""
+    return seed if model is None else derived_seed(seed, model_digest(model))
+
+
+def start_correlation(masks: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation over pixels of each mask with its start mask: float64 (N,) from (N, 1, H, W) each.
+
+    1: the mask is (an affine copy of) its start; near 0: no trace of it. A flat mask (or start) gives 0: it
+    holds nothing of the start."""
+    a, b = masks.flatten(1).double(), start.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(norms > 0, (a * b).sum(1) / norms.clamp_min(1e-300), torch.zeros_like(norms))
+
+
 @dataclass
 class _Group:
     """One optimisation group: the constants of the problem for n images (tensors on the inputs' device)."""
@@ -231,7 +267,9 @@ class NeuroMask(Explainer):
         model: any classifier mapping (N, C, H, W) pixels to logits (N, K).
         preset: ``"cifar"``, ``"imagenet"`` or None (chosen by input size, see the module docstring).
         iterations: RMSProp steps (reference: 2000).
-        seed: seeds each image's initial w together with the image's index in the call.
+        seed: seeds each image's initial w together with the image's index in the call and the model's
+            weights (:func:`start_seed`).
+        shared_start: the initial w depends on ``seed`` and the image index only, the same for every model.
         mask_size: None (full resolution, reference) or (h, w) / int for a low-resolution w, upsampled.
         substrate: ``"black"`` (reference), ``"blur"`` or ``"mean"``.
         blur_sigma: Gaussian sigma in pixels for the blur substrate.
@@ -255,6 +293,7 @@ class NeuroMask(Explainer):
         preset: str | None = None,
         iterations: int = ITERATIONS,
         seed: int = 0,
+        shared_start: bool = False,
         mask_size: int | tuple[int, int] | None = None,
         substrate: str = "black",
         blur_sigma: float = 5.0,
@@ -291,6 +330,7 @@ class NeuroMask(Explainer):
         self.preset = preset
         self.iterations = iterations
         self.seed = seed
+        self.shared_start = bool(shared_start)
         self.mask_size = _parse_mask_size(mask_size)
         self.substrate = substrate
         self.blur_sigma = float(blur_sigma)
@@ -306,6 +346,7 @@ class NeuroMask(Explainer):
             "preset": self.preset,
             "iterations": self.iterations,
             "seed": self.seed,
+            "shared_start": self.shared_start,
             "mask_size": list(self.mask_size) if self.mask_size else None,
             "substrate": self.substrate,
             "blur_sigma": self.blur_sigma,
@@ -334,14 +375,16 @@ class NeuroMask(Explainer):
         substrate = make_substrate(inputs, self.substrate, blur_sigma=self.blur_sigma, error=NeuroMaskError)
         self._bf16 = fastpath.applies(inputs.device, self.precision)
         self._step_setting = (preset, (height, width))
-        results = []
+        results, starts = [], []
+        seed = start_seed(self.seed, None if self.shared_start else self.model)
         groups = batch_slices(inputs.shape[0], self.batch_size)
         with tqdm(total=len(groups) * self.iterations, desc=f"neuromask ({inputs.shape[0]} images)", unit="step",
                   disable=not self.show_progress, leave=False) as self._bar:
             for done, part in enumerate(groups, start=1):
                 group = _Group(substrate[part], inputs[part] - substrate[part], targets[part])
-                w0 = initial_w(w_shape, range(part.start, part.stop), self.seed, inputs.dtype, inputs.device)
-                results.append(self._optimise(group, w0, preset, (height, width)))
+                w0 = initial_w(w_shape, range(part.start, part.stop), seed, inputs.dtype, inputs.device)
+                starts.append(_mask(w0, preset, (height, width)))
+                results.append(self._optimise(group, w0, preset, (height, width)))  # moves w0 in place
                 self._bar.update(done * self.iterations - self._bar.n)  # a group that stopped early counts whole
         self._bar = None
         masks, final_loss, keeps, runs, history = (torch.cat(parts) for parts in zip(*results))
@@ -350,8 +393,16 @@ class NeuroMask(Explainer):
             warnings.warn("NeuroMask returned flat masks (range within float noise: every pixel hidden or every "
                           "pixel kept), which rank no pixel; extras['flat'] marks them. More iterations, another "
                           "preset or substrate may give a usable mask", BinsightWarning, stacklevel=3)
+        correlation = start_correlation(masks, torch.cat(starts))
+        near = correlation > NEAR_START
+        if bool(near.any()):
+            warnings.warn(f"{int(near.sum())} of {len(near)} NeuroMask masks are still near their random start "
+                          f"(correlation with the start mask above {NEAR_START}, highest {float(correlation.max()):.2f}) "
+                          f"after {self.iterations} iterations: they show the start more than the model; raise "
+                          f"iterations (reference: {ITERATIONS}); extras['near_start'] marks them",
+                          BinsightWarning, stacklevel=3)
         extras: dict[str, Any] = dict(final_loss=final_loss, keeps_target=keeps, iterations_run=runs, flat=flat,
-                                      preset=preset_name)
+                                      preset=preset_name, start_correlation=correlation, near_start=near)
         if self.return_history:
             extras["loss_history"] = history
         return Attribution(masks, targets, extras)
@@ -443,9 +494,7 @@ class NeuroMask(Explainer):
     def _forward(self, group: _Group, w: torch.Tensor, preset: Preset, image_size: tuple[int, int],
                  model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (n, K) of the masked images and the masks (n, 1, H, W) for w (n, 1, h, w)."""
-        if w.shape[2:] != image_size:
-            w = F.interpolate(w, size=image_size, mode="bilinear", align_corners=False)
-        mask = torch.sigmoid(w / preset.temperature)
+        mask = _mask(w, preset, image_size)
         masked = fastpath.model_input(torch.addcmul(group.substrate, group.difference, mask), self._bf16)
         with fastpath.autocast(self._bf16):
             logits = call_model(model or self.model, masked, error=NeuroMaskError)
@@ -469,6 +518,13 @@ class NeuroMask(Explainer):
         with torch.no_grad():
             regular, regular_grad = regulariser_terms(w, preset.kernel_size, preset.l_sparse, preset.l_smooth)
             return preset.l_pred * ce.detach() + regular, grad.add_(regular_grad)
+
+
+def _mask(w: torch.Tensor, preset: Preset, image_size: tuple[int, int]) -> torch.Tensor:
+    """M = sigmoid(w / T), w (n, 1, h, w) upsampled bilinearly to ``image_size`` first: (n, 1, H, W)."""
+    if w.shape[2:] != image_size:
+        w = F.interpolate(w, size=image_size, mode="bilinear", align_corners=False)
+    return torch.sigmoid(w / preset.temperature)
 
 
 def _parse_mask_size(mask_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
