@@ -306,6 +306,16 @@ def test_declared_sizes_are_bounded_before_the_factory_runs(size, words):
         model_from_module("model", fp_spec(factory=""))
 
 
+def test_integer_logits_are_refused_when_the_model_is_loaded():
+    message = error_of(fp_spec(factory=lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10), Rounded())))
+    assert "returned logits of dtype torch.int64; binsight needs floating-point logits" in message
+
+
+class Rounded(nn.Module):
+    def forward(self, x):
+        return (100 * x).long()
+
+
 def test_a_float64_model_is_explained_as_its_float32_copy():
     model = reference_fp()
     double = model_from_module(reference_fp().double(), fp_spec(factory=""))

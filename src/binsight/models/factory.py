@@ -477,7 +477,7 @@ def _few(names: Sequence[str]) -> str:
 
 def check_forward(model: Normalized) -> None:
     """One forward pass of two uniform [0, 1] images of ``model.input_size`` (on the model's device): it
-    must run and return logits (2, num_classes), and the declared GradCAM layer must exist and output
+    must run and return floating-point logits (2, num_classes), and the declared GradCAM layer must exist and output
     feature maps (N, K, h, w)."""
     spec, what = model.spec, model.spec.display_name()
     batch = (2, *model.input_size)
@@ -497,6 +497,10 @@ def check_forward(model: Normalized) -> None:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise FactoryError(f"model {what!r} returned {shape} for a batch of shape {batch}; a classifier must return "
                            "logits (N, classes): make forward return only the logits")
+    if not out.is_floating_point():
+        raise FactoryError(f"model {what!r} returned logits of dtype {out.dtype}; binsight needs floating-point "
+                           "logits (their gradient is what is explained): return the scores before any rounding, "
+                           "argmax or cast")
     if spec.num_classes is not None and out.shape[1] != spec.num_classes:
         raise FactoryError(f"model {what!r} returned {out.shape[1]} logits per image, the data have "
                            f"{spec.num_classes} classes; build it with {spec.num_classes} outputs")

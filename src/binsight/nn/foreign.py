@@ -265,9 +265,10 @@ def warn_if_no_gradient(model: nn.Module, inputs: torch.Tensor | None = None, *,
         return False
     n = len(_dummy_batch(model, inputs))
     warnings.warn(f"{name}: its backward pass carries no gradient to the input (the input gradient of the logits "
-                  f"on {n} images is zero everywhere), so every Gradient and SmoothGrad map of it is zero; a sign "
-                  "like torch.sign has a zero derivative almost everywhere: binarize with a straight-through sign "
-                  "(binsight.nn.SignActivation, or an autograd.Function whose backward passes the gradient on)",
+                  f"on {n} images is zero everywhere), so every Gradient and SmoothGrad map of it is zero; a step "
+                  "like torch.sign or torch.round has a zero derivative almost everywhere: in a BNN, binarize with a "
+                  "straight-through sign (binsight.nn.SignActivation, or an autograd.Function whose backward passes "
+                  "the gradient on)",
                   BinsightWarning, stacklevel=2)
     return True
 
