@@ -396,8 +396,9 @@ class NeuroMask(Explainer):
         correlation = start_correlation(masks, torch.cat(starts))
         near = correlation > NEAR_START
         if bool(near.any()):
+            highest = float(correlation.max())
             warnings.warn(f"{int(near.sum())} of {len(near)} NeuroMask masks are still near their random start "
-                          f"(correlation with the start mask above {NEAR_START}, highest {float(correlation.max()):.2f}) "
+                          f"(correlation with the start mask above {NEAR_START}, highest {highest:.2f}) "
                           f"after {self.iterations} iterations: they show the start more than the model; raise "
                           f"iterations (reference: {ITERATIONS}); extras['near_start'] marks them",
                           BinsightWarning, stacklevel=3)
