@@ -101,6 +101,26 @@ def model_free_scores(data, n: int) -> dict:
             (("edge map", edge_map(images)), ("centred blob", blob), ("uniform noise", noise))}
 
 
+def planted_row(args: argparse.Namespace, name: str, data, precision: str, seed: int) -> dict:
+    """Train (or reuse) one planted model, test it by intervention and score its Gradient maps; print."""
+    model, meta = trained(args, name, precision, seed)
+    start = time.perf_counter()
+    result = intervention_test(model, data.images, data.labels, data.masks, planted.SCENARIOS[name])
+    row = {"dataset": name, "precision": precision, "seed": seed, **result.to_json(),
+           "train_seconds": meta["train_seconds"], "from_cache": meta["from_cache"],
+           "test_seconds": time.perf_counter() - start}
+    print(f"{name} {precision} seed {seed} ({result.n_images} test images, {row['test_seconds']:.0f} s): "
+          f"accuracy {result.accuracy:.2%} with the pattern, {result.accuracy_removed:.2%} removed, "
+          f"{result.accuracy_swapped:.2%} swapped; follows the swap {result.follows_swap:.2%}; "
+          f"changed by removal {result.changed_by_removal:.2%}, by swap {result.changed_by_swap:.2%}; "
+          f"intervention test {result.status}", flush=True)
+    n = args.map_images
+    maps = get_explainer("gradient", model).attribute(data.images[:n], data.labels[:n])
+    row["gradient_evidence"] = scored(maps, data.masks[:n])
+    print(describe_scores(f"Gradient maps, first {n} test images", row["gradient_evidence"]), flush=True)
+    return row
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -112,26 +132,14 @@ def main() -> None:
         print(describe_scores(name, scores))
     for seed in args.seeds:
         for precision in args.precision:
-            _, plain = trained(args, "fashion-mnist", precision, seed)
-            for name, data in tests.items():
-                model, meta = trained(args, name, precision, seed)
-                start = time.perf_counter()
-                result = intervention_test(model, data.images, data.labels, data.masks, planted.SCENARIOS[name])
-                row = {"dataset": name, "precision": precision, "seed": seed, **result.to_json(),
-                       "plain_accuracy": plain["test_accuracy"], "train_seconds": meta["train_seconds"],
-                       "from_cache": meta["from_cache"], "test_seconds": time.perf_counter() - start}
-                rows.append(row)
-                print(f"{name} {precision} seed {seed} ({result.n_images} test images, {row['test_seconds']:.0f} s): "
-                      f"accuracy {result.accuracy:.2%} with the pattern, {result.accuracy_removed:.2%} removed, "
-                      f"{result.accuracy_swapped:.2%} swapped; follows the swap {result.follows_swap:.2%}; "
-                      f"changed by removal {result.changed_by_removal:.2%}, by swap {result.changed_by_swap:.2%}; "
-                      f"intervention test {result.status}", flush=True)
+            ours = [planted_row(args, name, data, precision, seed) for name, data in tests.items()]
+            _, plain = trained(args, "fashion-mnist", precision, seed)  # the decoy's peer, after the planted models
+            print(f"targets, {precision} seed {seed}:")
+            for row in ours:
+                row["plain_accuracy"] = plain["test_accuracy"]
                 for line in verdicts(row):
-                    print(f"    {line}", flush=True)
-                n = args.map_images
-                maps = get_explainer("gradient", model).attribute(data.images[:n], data.labels[:n])
-                row["gradient_evidence"] = scored(maps, data.masks[:n])
-                print(describe_scores(f"Gradient maps, first {n} test images", row["gradient_evidence"]), flush=True)
+                    print(f"  {row['dataset']}: {line}", flush=True)
+            rows += ours
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"model_free": baselines, "models": rows}, f, indent=2)
