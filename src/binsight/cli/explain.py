@@ -13,6 +13,7 @@ import difflib
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from binsight.cli.parser import DEVICE_HELP, add_command
@@ -62,8 +63,6 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> None:
     """Load the model, explain every image with every method, print notices (``note: ...`` on stderr) and
     where the outputs went (stdout)."""
-    from pathlib import Path
-
     from binsight.distributed import resolve_device
     from binsight.explain.files import class_label, explain_files
     from binsight.metrics.baselines import degeneracy
