@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from binsight.metrics._checks import MetricError
-from binsight.metrics.chance import MEASURES, _decide, _empty_result, below_chance, chance_maps
+from binsight.metrics.chance import (CONTROLS, MEASURES, _decide, _empty_result, below_chance, chance_maps, control_maps,
+                                    control_test, controls_behaved)
 
 # -- chance maps ---------------------------------------------------------------------------------------------
 
@@ -196,3 +197,109 @@ def test_a_ring_just_outside_the_object_is_judged_by_the_model_not_by_the_backgr
         assert not result.below.any()
     worse = [result.fraction[m] == 1.0 for m in result.measures]
     assert not np.any(np.sum(worse, axis=0) >= 2)  # blur, mean and ROAD: the model reacts to the contour
+
+
+# -- the nonsensical test: rank p-values, degenerate maps counted, planted controls ------------------------------
+
+GRID = 16  # 16 x 16 images: a 4 x 4 grid of 4 x 4 cells, each image's 3 x 3 bright square in a cell of its own
+
+
+class BrightModel(nn.Module):
+    """Two classes; class 1's logit is 30 (the sum over pixels of relu(x - 0.5), over that of a 9-pixel
+    square at 1.0, minus 0.75): it counts bright pixels wherever they are."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = 30 * (torch.relu(x - 0.5).sum(dim=(1, 2, 3)) / (0.5 * 9) - 0.75)
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+def placed_squares(n: int = 12):
+    """Images (n, 1, 16, 16) with a bright 3 x 3 square in cell i of the grid on a dim textured background,
+    and the squares' masks."""
+    rng = np.random.default_rng(0)
+    images = 0.3 * rng.random((n, 1, GRID, GRID))
+    masks = np.zeros(images.shape, dtype=bool)
+    for i in range(n):
+        row, col = divmod(i, 4)
+        masks[i, 0, 4 * row:4 * row + 3, 4 * col + 1:4 * col + 4] = True
+    images[masks] = 1.0
+    return torch.from_numpy(images).float(), torch.from_numpy(masks)
+
+
+OPTIONS = dict(n_chance=10, steps=5, percentages=(50,))
+
+
+def test_uninformative_maps_are_flagged_on_90_percent_and_the_object_mask_on_at_most_5():
+    images, masks = placed_squares()
+    n = len(images)
+    mask_maps = masks.double()
+    white = torch.from_numpy(np.random.default_rng(1).random(mask_maps.shape))
+    controls = control_maps(mask_maps, images, seed=0)
+    kinds = {"object mask": mask_maps, "white noise": white, "inverted": controls["inverted"],
+             "other image": controls["other image"]}
+    model = BrightModel()
+    rates = {}
+    for name, maps in kinds.items():  # on the model's responses alone (no localisation measure)
+        result = below_chance(model, images, maps, 1, None, **OPTIONS)
+        rates[name] = result.rates()["nonsensical"]
+        assert not result.degenerate.any()
+    assert rates["object mask"] <= 0.05 and min(rates["white noise"], rates["inverted"], rates["other image"]) >= 0.9
+    with_masks = below_chance(model, images, mask_maps, 1, masks, **OPTIONS)
+    assert with_masks.rates()["nonsensical"] <= 0.05 and with_masks.measures == MEASURES
+    assert not below_chance(model, images, white, 1, None, **OPTIONS).below.any()  # the former rule: no power
+    assert n == 12
+
+
+def test_empty_maps_are_all_nonsensical_and_counted():
+    images, masks = placed_squares(4)
+    maps = torch.cat([torch.zeros(3, 1, GRID, GRID, dtype=torch.float64), masks[3:].double()])
+    result = below_chance(BrightModel(), images, maps, 1, masks, **OPTIONS)
+    assert list(result.nonsensical) == [True, True, True, False] and list(result.not_better) == [False] * 4
+    assert result.rates() == {"not_better": 0.0, "degenerate": 0.75, "nonsensical": 0.75}
+    table = result.table_values()
+    assert list(table["nonsensical"]) == [1, 1, 1, 0] and np.isnan(table["not_better_chance"][:3]).all()
+    empty = below_chance(BrightModel(), images[:3], maps[:3], 1, masks[:3], **OPTIONS)
+    assert empty.rates()["nonsensical"] == 1.0
+
+
+def test_rank_p_values_count_ties_against_the_map_and_the_majority_rule_on_both_sides():
+    chance = {m: np.array([0.4, 0.5, 0.6, 0.7]) for m in MEASURES}  # 4 chance maps: p from 1/5 to 5/5
+    good = {"deletion_blur": 0.1, "deletion_mean": 0.1, "road_morf": 0.65}
+    r = rule_on(good, chance)
+    assert r.p_value["deletion_blur"][0] == pytest.approx(0.2) and r.p_value["road_morf"][0] == pytest.approx(0.8)
+    r.level = 0.25
+    assert not _decide(r).nonsensical[0]  # better on 2 of 3 at level 0.25
+    r = rule_on({**good, "deletion_mean": 0.45}, chance)
+    r.level = 0.25
+    assert _decide(r).nonsensical[0]  # better on 1 of 3: not better on a majority
+    tied = rule_on({"deletion_blur": 0.4, "deletion_mean": 0.4, "road_morf": 0.4}, chance)
+    assert tied.p_value["deletion_blur"][0] == pytest.approx(0.4)  # the tie with 0.4 counts against the map
+
+
+def test_controls_behave_on_a_model_that_reads_the_image_and_cannot_decide_on_one_that_does_not():
+    images, masks = placed_squares()
+    results = control_test(BrightModel(), images, masks.double(), 1, None, **OPTIONS)
+    assert set(results) == set(CONTROLS)
+    rates = {name: r.rates()["nonsensical"] for name, r in results.items()}
+    check = controls_behaved(rates)
+    assert check.ok and rates["inverted"] >= 0.9 and rates["other image"] >= 0.9 and rates["edges"] <= 0.5
+
+    class Blind(nn.Module):  # ignores the image: every map ties with its chance maps
+        def forward(self, x):
+            return torch.zeros(len(x), 2) + torch.tensor([0.0, 1.0])
+
+    blind = {name: r.rates()["nonsensical"] for name, r in control_test(Blind(), images[:4], masks[:4].double(), 1,
+                                                                        None, **OPTIONS).items()}
+    verdict = controls_behaved(blind)
+    assert not verdict.ok and blind["edges"] == 1.0 and any("edges" in p for p in verdict.problems)
+    weak = controls_behaved({"inverted": 0.5, "other image": 0.95, "edges": 0.1})
+    assert not weak.ok and "no power" not in weak.problems[0] and "inverted" in weak.problems[0]
+    assert not controls_behaved({"edges": 0.0}).ok  # nothing shows the test can flag a map
+
+
+def test_a_level_that_no_rank_can_reach_is_refused():
+    images, masks = placed_squares(2)
+    with pytest.raises(MetricError, match="n_chance >= 10"):
+        below_chance(BrightModel(), images, masks.double(), 1, n_chance=5)
+    with pytest.raises(MetricError, match="level"):
+        below_chance(BrightModel(), images, masks.double(), 1, n_chance=20, level=0.0)

@@ -24,11 +24,26 @@ Pixels of equal value (a binary mask, a map clipped at 0) are not ranked by the 
 ROAD they are ordered at random (seeded), in the map and in its chance maps alike, instead of in row-major
 order, which would sweep through a tied region like a structured map.
 
-For each measure, the fraction of the 2 ``n_chance`` chance maps that do strictly better than the map is
-recorded. The rule (:func:`below_chance`): a map is below chance when it does worse than every chance
-map (fraction 1) on a strict majority of the applicable measures - 2 of 3 without masks, 3 of 4 with.
-Degenerate maps (:func:`binsight.metrics.baselines.degeneracy`) are not tested: they are counted apart
-and never called below chance.
+For each measure, the map's rank among its 2 ``n_chance`` chance maps is a p-value: p = (1 + the number of
+chance maps that do at least as well as the map) / (1 + 2 ``n_chance``), ties counted against the map; a
+map is *better than chance* on a measure when p <= ``level`` (default :data:`LEVEL`, 0.05; the smallest p
+is 1 / (1 + 2 ``n_chance``), so ``n_chance`` must be at least 10 at 0.05). The rule (:func:`below_chance`,
+``ChanceResult.nonsensical``): a map is **nonsensical** when it is *not better* than chance on a strict
+majority of the applicable measures (2 of 3 without masks, 3 of 4 with), or when it is degenerate
+(:func:`binsight.metrics.baselines.degeneracy`: no ranking of pixels at all). Degenerate maps are counted,
+never dropped: :meth:`ChanceResult.rates` gives the not-better rate, the degenerate rate and their sum.
+
+The former rule is kept beside it until the verdicts read the new one (``ChanceResult.below``): worse
+than every chance map (the fraction of chance maps doing strictly better is 1) on a strict majority of
+the measures, degenerate maps never below chance. It flags an uninformative map at most a few percent of
+the time, so it cannot tell an uninformative method from a good one.
+
+**Controls** (:func:`control_maps`, :func:`control_test`, :func:`controls_behaved`): maps whose answer is
+known, scored by the same test next to a method's maps: the map inverted (its order reversed) and the map
+of another image of the batch must be flagged; the Sobel edges of the image (a model-ignorant map that
+points at the object's contours, :func:`binsight.metrics.evidence.edge_map`) should mostly not be; a
+centred Gaussian blob is reported (it points at the object only where objects are centred). A run whose
+controls do not behave so cannot decide whether its maps are nonsensical.
 """
 
 from __future__ import annotations
@@ -43,7 +58,8 @@ from torch import nn
 
 from binsight.metrics import faithfulness
 from binsight.metrics._checks import MetricError, check_images, check_maps, check_masks
-from binsight.metrics.baselines import FLAT_TOLERANCE, degeneracy
+from binsight.metrics.baselines import FLAT_TOLERANCE, degeneracy, derangement, gaussian_map
+from binsight.metrics.evidence import edge_map
 from binsight.metrics.localisation import DEFAULT_DILATION, energy_inside
 from binsight.metrics.noise import total_variation
 
@@ -57,6 +73,9 @@ HIGHER_IS_BETTER = {"deletion_blur": False, "deletion_mean": False, "road_morf":
 
 DEFAULT_PERCENTAGES = (10.0, 30.0, 50.0, 70.0, 90.0)
 """Percent of pixels ROAD imputes by default in the chance test."""
+
+LEVEL = 0.05
+"""A map is better than chance on a measure when its rank p-value among its chance maps is at most this."""
 
 
 @dataclass
@@ -77,8 +96,12 @@ class ChanceMaps:
 class ChanceResult:
     """The below-chance test of N maps.
 
-    below: bool (N,), the map does worse than every chance map on a strict majority of the applicable
-        measures; False for a degenerate map.
+    nonsensical: bool (N,), degenerate or not better than chance on a strict majority of the applicable
+        measures (the rule of the module docstring); not_better: bool (N,), the latter part (False for a
+        degenerate map); p_value: measure -> float64 (N,), the map's rank p-value (NaN where degenerate);
+        level: the p-value at or below which a map is better than chance on a measure.
+    below: bool (N,), the former rule: the map does worse than every chance map on a strict majority of
+        the applicable measures; False for a degenerate map.
     degenerate: bool (N,); reasons: str (N,), :func:`binsight.metrics.baselines.degeneracy` ("" if usable).
     measures: the measures applied (energy only with masks), in :data:`MEASURES` order.
     fraction: measure -> float64 (N,), fraction of the 2 K chance maps that do strictly better than the map,
@@ -100,13 +123,30 @@ class ChanceResult:
     worse_count: np.ndarray
     sigma: np.ndarray
     n_chance: int
+    nonsensical: np.ndarray
+    not_better: np.ndarray
+    p_value: dict[str, np.ndarray]
+    level: float = LEVEL
 
     def table_values(self) -> dict[str, np.ndarray]:
-        """The study's per-image values, float64 (N,): "below_chance" (0/1) and "chance_fraction_M" per measure
-        (NaN for degenerate maps, which the table leaves out)."""
-        values = {"below_chance": np.where(self.degenerate, np.nan, self.below.astype(np.float64))}
+        """The study's per-image values, float64 (N,): "nonsensical" (0/1, 1 for a degenerate map: never
+        left out), "not_better_chance" (0/1), "below_chance" (0/1, the former rule), "chance_p_M" and
+        "chance_fraction_M" per measure (the last four NaN for degenerate maps, which the table leaves out)."""
+        values = {"nonsensical": self.nonsensical.astype(np.float64),
+                  "not_better_chance": np.where(self.degenerate, np.nan, self.not_better.astype(np.float64)),
+                  "below_chance": np.where(self.degenerate, np.nan, self.below.astype(np.float64))}
+        values.update({f"chance_p_{m}": self.p_value[m] for m in self.measures})
         values.update({f"chance_fraction_{m}": self.fraction[m] for m in self.measures})
         return values
+
+    def rates(self) -> dict[str, float]:
+        """Fractions of all N maps: "not_better" (not better than chance), "degenerate", and
+        "nonsensical" (their sum: a map is one or the other or neither). NaN for no map."""
+        n = len(self.nonsensical)
+        if n == 0:
+            return {"not_better": float("nan"), "degenerate": float("nan"), "nonsensical": float("nan")}
+        return {"not_better": float(self.not_better.mean()), "degenerate": float(self.degenerate.mean()),
+                "nonsensical": float(self.nonsensical.mean())}
 
 
 def chance_maps(maps: torch.Tensor, *, n_chance: int = 20, seed: int = 0,
@@ -176,6 +216,7 @@ def below_chance(
     tolerance: float = FLAT_TOLERANCE,
     span: float | None = None,
     batch_size: int = faithfulness.DEFAULT_BATCH_SIZE,
+    level: float = LEVEL,
 ) -> ChanceResult:
     """Test each map (N, 1, H, W) of ``images`` (N, C, H, W) in [0, 1] against its chance maps.
 
@@ -183,7 +224,9 @@ def below_chance(
     None (then no energy measure). The deletion measures use ``steps`` steps (``steps`` + 1 points) and
     the blur of ``blur_sigma`` pixels (default min(H, W) / 14); ROAD imputes ``percentages`` (seeded by
     ``seed``); energy uses the masks grown by ``dilation`` pixels. ``tolerance`` and ``span`` define a
-    degenerate map (:func:`binsight.metrics.baselines.degeneracy`); degenerate maps are skipped.
+    degenerate map (:func:`binsight.metrics.baselines.degeneracy`); degenerate maps are not scored (they
+    are nonsensical). ``level``: the p-value at or below which a map is better than chance on a measure;
+    1 / (2 n_chance + 1) must not exceed it.
     Cost: the model sees (2 n_chance + 1) * (2 (steps + 1) + len(percentages)) perturbed images per
     usable map (two deletion curves and ROAD), at most ``batch_size`` at a time, and ROAD imputes
     (2 n_chance + 1) * len(percentages) images.
@@ -193,11 +236,13 @@ def below_chance(
     images = check_images(images, n=values.shape[0])
     if masks is not None:
         masks = check_masks(masks, values.shape)
+    _check_count(n_chance)
+    _check_level(level, n_chance)
     reasons = degeneracy(values, tolerance=tolerance, span=span)
     usable = np.flatnonzero(reasons == "")
     measures = MEASURES if masks is not None else MEASURES[:-1]
     n = values.shape[0]
-    result = _empty_result(n, n_chance, measures, reasons)
+    result = _empty_result(n, n_chance, measures, reasons, level)
     if usable.size:
         keep = torch.from_numpy(usable)
         made = chance_maps(values[keep], n_chance=n_chance, seed=seed, indices=usable)
@@ -218,6 +263,14 @@ def _check_count(n_chance: int) -> None:
         raise MetricError(f"n_chance is the number of chance maps of each kind, a positive int; got {n_chance!r}")
 
 
+def _check_level(level: float, n_chance: int) -> None:
+    if not 0 < level < 1:
+        raise MetricError(f"level is a p-value in (0, 1), got {level!r}")
+    if 1 / (2 * n_chance + 1) > level:
+        raise MetricError(f"with n_chance = {n_chance} no map can be better than chance at level {level} (the "
+                          f"smallest p-value is 1 / {2 * n_chance + 1}); use n_chance >= {int(np.ceil((1 / level - 1) / 2))}")
+
+
 def _targets_of(targets, n: int) -> torch.Tensor:
     if isinstance(targets, (int, np.integer)) and not isinstance(targets, bool):
         return torch.full((n,), int(targets), dtype=torch.long)
@@ -227,12 +280,15 @@ def _targets_of(targets, n: int) -> torch.Tensor:
     return t.detach().cpu().long().flatten()
 
 
-def _empty_result(n: int, n_chance: int, measures: tuple[str, ...], reasons: np.ndarray) -> ChanceResult:
+def _empty_result(n: int, n_chance: int, measures: tuple[str, ...], reasons: np.ndarray,
+                  level: float = LEVEL) -> ChanceResult:
+    degenerate = reasons != ""
     return ChanceResult(
-        below=np.zeros(n, dtype=bool), degenerate=reasons != "", reasons=reasons, measures=measures,
+        below=np.zeros(n, dtype=bool), degenerate=degenerate, reasons=reasons, measures=measures,
         fraction={m: np.full(n, np.nan) for m in measures}, value={m: np.full(n, np.nan) for m in measures},
         chance={m: np.full((n, 2 * n_chance), np.nan) for m in measures}, worse_count=np.zeros(n, dtype=np.int64),
-        sigma=np.full(n, np.nan), n_chance=n_chance,
+        sigma=np.full(n, np.nan), n_chance=n_chance, nonsensical=degenerate.copy(),
+        not_better=np.zeros(n, dtype=bool), p_value={m: np.full(n, np.nan) for m in measures}, level=level,
     )
 
 
@@ -275,14 +331,95 @@ def _scores(model, images, stacked, targets, *, steps, percentages, blur_sigma, 
 
 
 def _decide(result: ChanceResult) -> ChanceResult:
-    """Fill fraction, worse_count and below from value and chance (the rule of the module docstring)."""
+    """Fill p_value, not_better, nonsensical, and the former rule's fraction, worse_count and below, from
+    value and chance (the rules of the module docstring)."""
     applicable = np.zeros(len(result.below), dtype=np.int64)
+    not_better = np.zeros(len(result.below), dtype=np.int64)
     for m in result.measures:
         own, chance = result.value[m][:, None], result.chance[m]
         better = chance > own if HIGHER_IS_BETTER[m] else chance < own
+        as_good = chance >= own if HIGHER_IS_BETTER[m] else chance <= own
         defined = np.isfinite(result.value[m])
         result.fraction[m] = np.where(defined, better.mean(axis=1), np.nan)
+        result.p_value[m] = np.where(defined, (1 + as_good.sum(axis=1)) / (1 + chance.shape[1]), np.nan)
         result.worse_count += (defined & (result.fraction[m] == 1.0)).astype(np.int64)
+        not_better += (defined & (result.p_value[m] > result.level)).astype(np.int64)
         applicable += defined.astype(np.int64)
     result.below = (~result.degenerate) & (2 * result.worse_count > applicable)
+    result.not_better = (~result.degenerate) & (2 * not_better > applicable)
+    result.nonsensical = result.degenerate | result.not_better
     return result
+
+
+# ------------------------------------------------------------------------------------------------------
+# controls
+
+CONTROLS = ("inverted", "other image", "edges", "blob")
+"""The control maps scored next to a method's maps (:func:`control_maps`)."""
+
+NEGATIVE_CONTROLS = ("inverted", "other image")
+"""Controls the test must flag as nonsensical: they point away from what the model uses."""
+
+POSITIVE_CONTROLS = ("edges",)
+"""Controls the test should mostly not flag: model-ignorant maps that point at the image's structure."""
+
+
+def control_maps(maps: torch.Tensor, images: torch.Tensor, *, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The control maps of N maps (N, 1, H, W) of ``images`` (N, C, H, W), float64, by :data:`CONTROLS` name.
+
+    inverted: max + min - map (the order reversed, the range kept); other image: the map of image
+    ``derangement(N, seed)[i]`` (absent for N < 2); edges: :func:`binsight.metrics.evidence.edge_map` of
+    the image; blob: :func:`binsight.metrics.baselines.gaussian_map` (centred, sigma min(H, W) / 4).
+    """
+    values = check_maps(maps, finite=False).double()
+    images = check_images(images, n=values.shape[0])
+    low = values.amin(dim=(1, 2, 3), keepdim=True)
+    high = values.amax(dim=(1, 2, 3), keepdim=True)
+    out = {"inverted": high + low - values}
+    if len(values) >= 2:
+        out["other image"] = values[torch.from_numpy(derangement(len(values), seed))]
+    out["edges"] = edge_map(images).double()
+    out["blob"] = gaussian_map(values.shape).double()
+    return out
+
+
+def control_test(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets, masks: torch.Tensor | None = None,
+                 *, seed: int = 0, **options) -> dict[str, ChanceResult]:
+    """:func:`below_chance` of each control of ``maps`` (:func:`control_maps`, with ``seed``), with the same
+    ``seed`` and ``options`` as the maps' own test (the same chance maps' noise per image index)."""
+    return {name: below_chance(model, images, control, targets, masks, seed=seed, **options)
+            for name, control in control_maps(maps, images, seed=seed).items()}
+
+
+@dataclass(frozen=True)
+class ControlCheck:
+    """Whether the controls behaved: ``ok``; ``problems``: one sentence per control that did not; rates:
+    each control's nonsensical rate."""
+
+    ok: bool
+    problems: tuple[str, ...]
+    rates: dict[str, float]
+
+
+def controls_behaved(rates: dict[str, float], *, negative_at_least: float = 0.8,
+                     positive_at_most: float = 0.5) -> ControlCheck:
+    """Check the controls' nonsensical rates (control name -> fraction of its maps flagged).
+
+    Every negative control present (:data:`NEGATIVE_CONTROLS`) must be flagged on at least
+    ``negative_at_least`` of its maps (else the test has no power: it cannot find a map nonsensical);
+    every positive control present (:data:`POSITIVE_CONTROLS`) on at most ``positive_at_most`` (else the
+    test flags maps that point at the image's structure: it is too harsh). Other controls are reported
+    only. With no negative control present the check fails (nothing shows the test can flag a map).
+    """
+    problems = []
+    for name in NEGATIVE_CONTROLS:
+        if name in rates and not rates[name] >= negative_at_least:
+            problems.append(f"{name} maps flagged on {rates[name]:.0%} (expected at least {negative_at_least:.0%}): "
+                            "the test cannot find nonsensical maps")
+    for name in POSITIVE_CONTROLS:
+        if name in rates and not rates[name] <= positive_at_most:
+            problems.append(f"{name} maps flagged on {rates[name]:.0%} (expected at most {positive_at_most:.0%}): "
+                            "the test flags maps that follow the image")
+    if not any(name in rates for name in NEGATIVE_CONTROLS):
+        problems.append("no negative control was scored")
+    return ControlCheck(not problems, tuple(problems), dict(rates))
