@@ -327,10 +327,11 @@ def test_findings_block_is_generated_from_the_run_folder_alone(run_dir, tmp_path
     assert "   - ssim: *inconclusive*, -0.090 [-0.200, +0.020]" in block and "status changes under: surrogate approx" in block
     assert "95% two-level bootstrap interval" in block
     assert "2. **SmoothGrad: BNN maps are noisier**: *not measured*" in block
-    from binsight.report.findings import _timings
-    assert _timings({"stages": {"maps": 3.2, "verdicts": 0.1}, "ranks": 2}) == (
+    from binsight.report.findings import timings_sentence
+    from binsight.study.records import Timings
+    assert timings_sentence(Timings.from_json({"stages": {"maps": 3.2, "verdicts": 0.1}, "ranks": 2})) == (
         "Stage times of this run on 2 processes (torchrun) (wall, as recorded in timings.json): maps 3 s.")
-    assert "this run in one process (wall" in _timings({"stages": {"maps": 3.2}})
+    assert "this run in one process (wall" in timings_sentence(Timings.from_json({"stages": {"maps": 3.2}}))
     readme = f"intro\n{START}\nold findings\n{END}\nafter\n"
     assert replace_block(readme, block) == f"intro\n{START}\n{block}{END}\nafter\n"
     for broken in ("no markers", f"{END}\n{START}", f"{START}\n{START}\n{END}"):

@@ -119,7 +119,7 @@ def test_a_study_of_own_models_from_factories(own_folder, tmp_path):
     assert models["my-bnn"]["gradcam_layer"] == "model.bn3" and models["my-bnn"]["normalisation"]["mean"] == MEAN
     assert (tmp_path / "run" / "models" / "my-bnn.safetensors").is_file()
     recorded = StudyVerdicts.from_json((tmp_path / "run" / "verdicts.json").read_text())
-    assert len(recorded.verdicts) == len(verdicts["verdicts"]) == 4
+    assert len(recorded.verdicts) == len(verdicts.verdicts) == 4
     table = read_table(tmp_path / "run" / "measurements.csv")
     pairs = {(r["model"], r["model_b"], r["method"]) for r in table if r["measure"] == "spearman"}
     assert ("my-fp", "my-bnn", "gradient") in pairs and ("my-fp", "my-bnn+approx", "gradcam") in pairs
@@ -148,12 +148,12 @@ def test_verdicts_record_the_foreign_surrogate_and_rows_that_do_not_apply(own_fo
     assert listed == {"fp-mine": "", "bnn-brev": "brevitas-ste", "bnn-own": "own", "bnn-brev+ste": "ste",
                       "bnn-brev+approx": "approx"}
     text = (tmp_path / "run" / "verdicts.json").read_text()
-    assert StudyVerdicts.from_json(text).verdicts and json.loads(text) == result
-    applied = [r for v in result["verdicts"] for r in v.get("robustness", [])
-               if r["setting"] == "BNNs explained with another surrogate"]
-    measured = [v for v in result["verdicts"] if v["status"] != "not measured"]
+    assert StudyVerdicts.from_json(text).verdicts and text == result.to_json()  # the typed verdicts returned
+    applied = [r for v in result.verdicts for r in v.robustness
+               if r.setting == "BNNs explained with another surrogate"]
+    measured = [v for v in result.verdicts if v.status.value != "not measured"]
     assert len(applied) == len(measured) >= 1
-    assert all("does not apply to bnn-own" in r["reading"] and r["status"] == "not measured" for r in applied)
+    assert all("does not apply to bnn-own" in r.reading and r.status.value == "not measured" for r in applied)
     assert fp.training and not bnn.training  # modes as the caller left them
     for name, m in (("fp", fp), ("bnn", bnn)):
         after = m.state_dict()

@@ -20,7 +20,10 @@ import torch
 import processes
 from binsight.explain import EXPLAINERS, Attribution, Explainer, register_explainer
 from binsight.study.config import ConfigError, config_from_dict, tomllib
-from binsight.study.runner import StudyRunner
+from binsight.study.context import RunContext
+from binsight.study.plan import make_plan
+from binsight.study.runner import run_study
+from binsight.study.store import RunFolder
 from binsight.study.verdicts import StudyVerdicts
 
 pytestmark = pytest.mark.slow
@@ -64,8 +67,7 @@ VARIANTS = ["bnn-0+approx", "bnn-1+approx"]
 
 
 # the study command without the report (built by the CLI above it, tested with the report)
-STUDY = ("import argparse, sys; from binsight.study.command import study_command; "
-         "study_command(argparse.Namespace(config=sys.argv[1], out=sys.argv[2], print_config=False))")
+STUDY = ("import sys; from binsight.cli.study import study; study(sys.argv[1], sys.argv[2])")
 
 
 def study(config: Path, out: Path, env: dict[str, str], **kw) -> subprocess.Popen:
@@ -252,8 +254,7 @@ def test_automatic_names_of_checkpoints(runs, tmp_path):
                                     {"path": str(models / "fp-1.safetensors"), "name": "mine"}])
     raw["methods"] = {"run": ["gradient"]}
     raw["measures"].update({"chance_methods": ["gradient"], "sanity": False, "faithfulness": False, "baselines": False})
-    runner = StudyRunner(config_from_dict(raw), tmp_path / "out")
-    runner.run()
+    run_study(config_from_dict(raw), tmp_path / "out")
     listed = json.loads((tmp_path / "out" / "models.json").read_text())
     assert [m["name"] for m in listed] == ["bnn-0", "fp-1", "mine", "bnn-0+approx"]
     assert [m["group"] for m in listed[:3]] == ["0", "1", "2"]
@@ -264,7 +265,7 @@ def test_cuda_on_a_machine_without_one_is_refused_before_anything_is_written(run
     raw = tomllib.loads(TINY)
     raw["run"]["device"] = "cuda"
     with pytest.raises(ConfigError, match="run.device: device 'cuda' asked for"):
-        StudyRunner(config_from_dict(raw), tmp_path / "out")
+        run_study(config_from_dict(raw), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -305,7 +306,7 @@ def test_a_toy_method_registered_here_runs_through_a_tiny_study(runs, tmp_path, 
                       "toy-brightness": {"power": 2.0, "robustness": True, "sanity": True}}
     raw["measures"].update({"chance_methods": ["toy-brightness"], "sanity_images": 2})
     SEEDS_SEEN.clear()
-    StudyRunner(config_from_dict(raw), tmp_path / "out").run()
+    run_study(config_from_dict(raw), tmp_path / "out")
     table = read_table(tmp_path / "out" / "measurements.csv")
     toy = [r for r in table if r["method"] == "toy-brightness"]
     assert {r["model"] for r in toy if r["model_b"] == ""} >= {"mfp0", "mfp1", "mbnn0", "mbnn0+approx"}
@@ -319,15 +320,19 @@ def test_a_toy_method_registered_here_runs_through_a_tiny_study(runs, tmp_path, 
 def test_progress_bars_are_drawn_by_rank_0_alone_and_say_whose_share(tmp_path):
     """Under torchrun every rank runs the stages; only rank 0 draws bars (two ranks' bars on one terminal
     garble each other), labelled as its share of the units."""
-    def bar(runner):
-        with runner.progress(3, "maps") as made:
+    def bar(ctx):
+        with ctx.progress(3, "maps") as made:
             return getattr(made, "desc", None), made.disable  # a disabled bar keeps no label
 
-    runner = StudyRunner(config_from_dict({"run": {"device": "cpu", "progress": True}}), tmp_path / "out")
-    assert runner.shows_progress and bar(runner) == ("maps", False)
-    runner.ranks = 2  # as rank 0 of two processes
-    assert bar(runner) == ("maps (process 1 of 2, its share)", False)
-    runner.rank = 1  # as the other rank
-    assert not runner.shows_progress and bar(runner)[1]
-    quiet = StudyRunner(config_from_dict({"run": {"device": "cpu", "progress": False}}), tmp_path / "quiet")
+    def context(progress: bool, out: Path, **place) -> RunContext:
+        plan = make_plan(config_from_dict({"run": {"device": "cpu", "progress": progress}}))
+        return RunContext(plan, RunFolder(out), torch.device("cpu"), **place)
+
+    ctx = context(True, tmp_path / "out")
+    assert ctx.shows_progress and bar(ctx) == ("maps", False)
+    ctx = context(True, tmp_path / "out", rank=0, ranks=2)  # as rank 0 of two processes
+    assert bar(ctx) == ("maps (process 1 of 2, its share)", False)
+    ctx = context(True, tmp_path / "out", rank=1, ranks=2)  # as the other rank
+    assert not ctx.shows_progress and bar(ctx)[1]
+    quiet = context(False, tmp_path / "quiet")
     assert not quiet.shows_progress and bar(quiet)[1]

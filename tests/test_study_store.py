@@ -19,9 +19,9 @@ import torch
 from binsight.errors import BinsightError
 from binsight.study import store
 from binsight.study.config import StudyConfig, to_toml
-from binsight.study.store import (CorruptUnit, CorruptUnitWarning, Row, RunFolder, RunFolderError, check_unique_names,
-                                  decode_part, encode_part, inside, provenance, split_variant, validate_model_name,
-                                  variant_name)
+from binsight.study.names import check_unique_names, split_variant, validate_model_name, variant_name
+from binsight.study.store import (CorruptUnit, CorruptUnitWarning, Row, RunFolder, RunFolderError, decode_part,
+                                  encode_part, inside, provenance)
 
 CONFIG = StudyConfig()
 ROWS = [Row("spearman", "gradient", "fp-0", "bnn-0", 0, 3, 0.5), Row("spearman", "gradient", "fp-0", "bnn-0", 0, 4, -0.25)]

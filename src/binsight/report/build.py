@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import os
 from collections import defaultdict
-from itertools import combinations
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,9 +20,9 @@ import numpy as np
 from binsight import __version__
 from binsight._io import atomic_write_bytes, atomic_write_text
 from binsight.report import figures, names
-from binsight.report.data import UNDEFINED, RunData, Table, example_maps, load_run, mean_curves, stored_methods
-from binsight.report.verdicts_view import (covers_of, css_class, number, parts_confidence, read_verdicts,
-                                           robustness_table, verdict_view)
+from binsight.report.data import (UNDEFINED, RunData, Table, example_maps, load_run, mean_curves, read_verdicts,
+                                  stored_methods)
+from binsight.report.render import covers_of, css_class, number, parts_confidence, robustness_table, verdict_view
 from binsight.study import verdicts
 from binsight.study.store import RunFolder
 from binsight.study.verdicts import ModelInfo, StudyVerdicts
@@ -119,8 +118,8 @@ def _examples(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
     if not run.examples or not run.images:
         return {}
     shown = [m for m in methods if m not in CHANCE and m not in _convergence_labels(run)]
-    indices = [int(i) for i in run.images["indices"][: len(run.examples["labels"])]]
-    classes = run.images.get("classes", [])
+    indices = [int(i) for i in run.images.indices[: len(run.examples["labels"])]]
+    classes = list(run.images.classes)
     predicted = _predictions(run.table)
     degenerate = run.table.where(measure="degenerate")
     flat = {(m, meth, int(i)) for m, meth, i, v in zip(degenerate["model"], degenerate["method"], degenerate["image"],
@@ -130,7 +129,7 @@ def _examples(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
     out = {}
     for e, index in enumerate(indices):
         label = int(run.examples["labels"][e])
-        title = f"image #{index} of the {run.images.get('split', '')} split, true class: {_class(classes, label)}"
+        title = f"image #{index} of the {run.images.split} split, true class: {_class(classes, label)}"
         model_titles = {model: _model_title(model, run, classes, predicted.get((model, index))) for model in run.base_models}
         per_image = {k: v[e] for k, v in maps.items() if v is not None}
         out[f"examples_{e}"] = figures.example_grid(
@@ -145,8 +144,8 @@ def overlay_png(run_dir: str | os.PathLike, *, method: str = "gradient", example
     run = load_run(RunFolder.existing(run_dir), examples=example + 1)
     if not run.images or not run.examples or example >= len(run.examples["labels"]):
         return None
-    index = int(run.images["indices"][example])
-    classes = run.images.get("classes", [])
+    index = int(run.images.indices[example])
+    classes = list(run.images.classes)
     predicted = _predictions(run.table)
     maps = {}
     for model in run.base_models:
@@ -166,8 +165,8 @@ def _class(classes: list[str], index: int) -> str:
 
 
 def _model_title(model: str, run: RunData, classes: list[str], predicted: int | None) -> str:
-    info = next((m for m in run.models if m["name"] == model), {})
-    head = f"{model} ({info.get('precision', '?').upper()})"
+    record = run.model(model)
+    head = f"{model} ({(record.precision if record is not None else '?').upper()})"
     return head if predicted is None else f"{head}\npredicts {_class(classes, predicted)}"
 
 
@@ -323,8 +322,7 @@ def derived(run: RunData, sv: StudyVerdicts | None) -> StudyVerdicts | None:
     verdicts yet) the same functions of the verdicts module applied to the rows found so far."""
     if sv is not None or not run.rows or not run.models:
         return sv
-    models = [ModelInfo(m["name"], m.get("precision", "?"), str(m.get("group", "")), m.get("surrogate") or "")
-              for m in run.models]
+    models = [ModelInfo(m.name, m.precision or "?", str(m.group), m.surrogate or "") for m in run.models]
     table = verdicts.Table(run.rows)
     return StudyVerdicts((), tuple(verdicts.per_pair_values(table, models)), verdicts.predictions(table, models),
                          tuple(verdicts.undefined_counts(table)), verdicts.VerdictSettings())
@@ -418,7 +416,7 @@ def _context(run: RunData, methods: list[str], sv: StudyVerdicts | None, verdict
         "undefined": undefined_view(run, extra),
         "measure_names": _measure_names(run),
         "method_label": names.method_label,
-        "variants": [m["name"] for m in run.models if "+" in m["name"]],
+        "variants": [m.name for m in run.models if m.is_variant],
         "method_images": [(m, n) for m in run.setting("methods", "run", default=[]) or []
                           if (n := run.setting("methods", m, "n_images", default=0))],
         "sanity_methods": [m for m in methods if m in set(run.table.where(np.char.startswith(run.table["measure"],
@@ -429,8 +427,8 @@ def _context(run: RunData, methods: list[str], sv: StudyVerdicts | None, verdict
 def _gradcam_layers(run: RunData) -> list[dict[str, str]]:
     """[{"model", "layer"}]: the GradCAM layer of each base model, as models.json records it."""
     configured = str(run.setting("methods", "gradcam", "layer", default="") or "")
-    return [{"model": m["name"], "layer": str(configured or m.get("gradcam_layer") or "not recorded in models.json")}
-            for m in run.models if "+" not in m["name"]]
+    return [{"model": m.name, "layer": str(configured or m.gradcam_layer or "not recorded in models.json")}
+            for m in run.models if not m.is_variant]
 
 
 def _measure_names(run: RunData) -> list[tuple[str, str]]:

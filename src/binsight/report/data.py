@@ -18,9 +18,14 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from binsight.study.store import COLUMNS, CorruptUnit, Row, RunFolder, decode_part
+from binsight.study.names import UNDEFINED
+from binsight.study.records import ImageSet, ModelRecord, Timings
+from binsight.study.errors import CorruptUnit
+from binsight.study.formats import COLUMNS, Row
+from binsight.study.store import RunFolder, decode_part
+from binsight.study.verdicts import StudyVerdicts
 
-UNDEFINED = ":undefined"
+__all__ = ["UNDEFINED", "Table", "RunData", "load_run", "read_verdicts", "example_maps", "mean_curves", "stored_methods"]
 
 
 class Table:
@@ -77,11 +82,11 @@ class RunData:
     folder: RunFolder
     config_text: str
     config: dict[str, Any]
-    models: list[dict[str, Any]]
-    images: dict[str, Any] | None
+    models: list[ModelRecord]
+    images: ImageSet | None
     rows: list[Row]
     table: Table
-    timings: dict[str, Any] | None
+    timings: Timings | None
     complete: bool
     examples: dict[str, np.ndarray] = field(default_factory=dict)
     sanity_layers: dict[str, list[str]] = field(default_factory=dict)
@@ -93,11 +98,15 @@ class RunData:
     @property
     def base_models(self) -> list[str]:
         """Models of the default set (not the ``base+surrogate`` robustness variants)."""
-        return [m["name"] for m in self.models if "+" not in m["name"]]
+        return [m.name for m in self.models if not m.is_variant]
 
     @property
     def precisions(self) -> dict[str, str]:
-        return {m["name"]: m.get("precision", "?") for m in self.models}
+        return {m.name: m.precision or "?" for m in self.models}
+
+    def model(self, name: str) -> ModelRecord | None:
+        """The record of model ``name`` (None where models.json does not list it)."""
+        return next((m for m in self.models if m.name == name), None)
 
     def setting(self, *path: str, default: Any = None) -> Any:
         """A value of config.toml, e.g. ``setting("methods", "neuromask", "iterations")``."""
@@ -113,17 +122,26 @@ def load_run(folder: RunFolder, *, examples: int) -> RunData:
     """Read what the report needs from ``folder``; ``examples``: how many example images to keep."""
     root = folder.root
     config_text = (root / "config.toml").read_text(encoding="utf-8")
-    models = folder.read_json("models.json") or []
+    models = folder.read_models() or []
     rows = folder.read_measurements()
     data = RunData(
         folder=folder, config_text=config_text, config=tomllib.loads(config_text), models=models,
-        images=folder.read_json("images.json"), rows=rows, table=Table.from_rows(rows), timings=folder.read_json("timings.json"),
+        images=folder.read_images(), rows=rows, table=Table.from_rows(rows), timings=folder.read_timings(),
         complete=(root / "verdicts.json").is_file(),
     )
     data.examples = _read_examples(root, examples)
-    data.sanity_layers = {m["name"]: layers for m in models
-                          if (layers := folder.read_json(f"sanity_layers_{m['name']}.json"))}
+    data.sanity_layers = {m.name: layers for m in models if (layers := folder.read_sanity_layers(m.name))}
     return data
+
+
+def read_verdicts(path: Path) -> tuple[StudyVerdicts | None, str]:
+    """(the verdicts in ``path``, "") or (None, why not); the reason is "" when the file does not exist."""
+    if not path.is_file():
+        return None, ""
+    try:
+        return StudyVerdicts.from_json(path.read_text(encoding="utf-8")), ""
+    except ValueError as e:  # VerdictError (a BinsightError): names the problem and what to do
+        return None, str(e)
 
 
 def _read_examples(root: Path, n: int) -> dict[str, np.ndarray]:

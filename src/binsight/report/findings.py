@@ -9,15 +9,16 @@ puts the block between the README's markers (:func:`replace_block`).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from binsight.errors import BinsightError
-from binsight.report.verdicts_view import number, read_verdicts
+from binsight.report.data import read_verdicts
+from binsight.report.render import verdict_markdown
 from binsight.study.config import load_config
-from binsight.study.verdicts import Part, Verdict
+from binsight.study.records import ModelRecord, Timings
+from binsight.study.store import RunFolder
 
 START = "<!-- findings: written by scripts/readme_findings.py; do not edit by hand -->"
 END = "<!-- end of findings -->"
@@ -33,21 +34,22 @@ def findings_markdown(run_dir: str | os.PathLike) -> str:
     verdicts, problem = read_verdicts(root / "verdicts.json")
     if verdicts is None:
         raise FindingsError(problem or f"{root} has no verdicts.json: finish the study first (binsight study --out {root})")
-    models = json.loads((root / "models.json").read_text(encoding="utf-8"))
+    folder = RunFolder(root)
+    models = folder.read_models() or []
     config = load_config(root / "config.toml")
     lines = [_basis(models, config), ""]
     for v in verdicts.verdicts:
-        lines += _verdict(v)
-    timings = root / "timings.json"
-    if timings.is_file():
-        lines += ["", _timings(json.loads(timings.read_text(encoding="utf-8")))]
+        lines += verdict_markdown(v)
+    timings = folder.read_timings()
+    if timings is not None:
+        lines += ["", timings_sentence(timings)]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _basis(models: list[dict[str, Any]], config: Any) -> str:
+def _basis(models: list[ModelRecord], config: Any) -> str:
     """One paragraph: the models (test accuracy), images, methods' image counts, surrogates."""
-    base = [m for m in models if "+" not in m["name"]]
-    accuracy = ", ".join(f"{m['name']} {100 * m['accuracy']:.2f} %" for m in base if m.get("accuracy") is not None)
+    base = [m for m in models if not m.is_variant]
+    accuracy = ", ".join(f"{m.name} {100 * m.accuracy:.2f} %" for m in base if m.accuracy is not None)
     neuromask = config.methods.table("neuromask")
     m = config.models
     origin = ("given as checkpoints or own models" if m.checkpoints or m.own else
@@ -74,39 +76,10 @@ def _basis(models: list[dict[str, Any]], config: Any) -> str:
     return " ".join(parts)
 
 
-def _verdict(v: Verdict) -> list[str]:
-    """The verdict's line (status, reading), one line per part and check (status, the statistic it decides
-    on, the levels it compares, its reading), and the settings that change its status."""
-    status = v.status.value + (", **fragile**" if v.fragile else "")
-    reading = f" Reading: {v.reading}." if v.reading and v.reading != "-" else ""
-    lines = [f"{v.id}. **{v.title}**: *{status}*.{reading}"]
-    for part in v.parts:
-        lines.append(f"   - {_part(part)}")
-    for check in v.checks:
-        lines.append(f"   - check, {_part(check)}")
-    changed = [r.setting for r in v.robustness if r.changed]
-    if changed:
-        lines.append(f"   - status changes under: {', '.join(changed)}")
-    return lines
-
-
-def _part(part: Part) -> str:
-    text = f"{part.name}: *{part.status.value}*"
-    if part.estimate is not None and part.estimate not in part.levels.values():  # not said twice
-        bound = "" if part.bound is None else f" (bound {number(part.bound)})"
-        text += f", {part.estimate.text()}{bound}"
-    if part.levels:
-        text += "; " + ", ".join(f"{name} {e.text()}" for name, e in part.levels.items())
-    if part.reading:
-        text += f"; reading: {part.reading}"
-    return text
-
-
-def _timings(timings: dict[str, Any]) -> str:
+def timings_sentence(timings: Timings) -> str:
     """The stages' wall seconds, as the run recorded them (a continued run adds up its invocations)."""
-    stages = timings.get("stages", {})
-    listed = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages.items() if seconds >= 1)
-    ranks = int(timings.get("ranks", 1))
+    listed = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.stages.items() if seconds >= 1)
+    ranks = timings.ranks
     on = f" on {ranks} processes (torchrun)" if ranks > 1 else " in one process"
     return f"Stage times of this run{on} (wall, as recorded in timings.json): {listed}."
 

@@ -7,7 +7,7 @@ configuration checks its measure names against these, and the runner loops over 
 
 Every function returns float64 values (N,) per measure name; a value that is undefined for a map (NaN,
 e.g. the Spearman correlation of a constant map) stays NaN here and becomes a ``"MEASURE:undefined"``
-row in the table (:func:`binsight.study.runner.to_rows`).
+row in the table (:func:`binsight.study.formats.to_rows`).
 """
 
 from __future__ import annotations

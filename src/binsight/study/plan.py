@@ -1,4 +1,10 @@
-"""What a study computes, derived from its configuration alone: the method labels and the model variants.
+"""What a study computes, resolved once from its configuration: the :class:`StudyPlan`.
+
+:func:`make_plan` turns a :class:`~binsight.study.config.StudyConfig` (and the caller's own models) into a
+plan before anything is written or any process group is set up: the device (refused here if this
+machine lacks it), the configuration's hash, the method labels (:class:`MethodSpec`), the base models to
+obtain (:class:`ModelSource`) and the image set to draw (:class:`ImageChoice`). Every stage reads the
+plan; none reads the configuration's dicts again.
 
 A :class:`MethodSpec` is one method label of the tidy table: the explainer it calls (from the registry),
 its keyword options, how many of the study's images it explains, and which checks it joins. The study's
@@ -13,15 +19,16 @@ A BNN whose surrogate can be switched is, besides itself, explained under every 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from torch import nn
 
-from binsight.study.config import StudyConfig, explainer_class
-from binsight.study.store import variant_name
-
-FOREIGN_SURROGATE = "own"
-"""The surrogate recorded for a BNN whose sign cannot be switched (not a binsight BNN)."""
+from binsight.models.factory import FactoryError, ModelSpec
+from binsight.nn import surrogate_of
+from binsight.study.config import StudyConfig, config_hash, explainer_class, own_specs, resolve_device
+from binsight.study.measures import chance_labels
+from binsight.study.names import FOREIGN_SURROGATE, check_unique_names, is_variant, validate_model_name, variant_name
+from binsight.study.records import ModelRecord
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,67 @@ class MethodSpec:
     chance: bool = False
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """One base model of the study and where it comes from: trained here (``seed``), a binsight checkpoint
+    (``path``, at ``position`` among the checkpoints) or the user's own model (``own``: the module or None,
+    and its :class:`~binsight.models.factory.ModelSpec`). ``name`` and ``precision`` may be "" for a
+    checkpoint (then its position and recorded precision decide)."""
+
+    name: str
+    precision: str
+    group: str
+    seed: int | None = None
+    path: str = ""
+    position: int = 0
+    own: tuple[nn.Module | None, ModelSpec] | None = field(default=None, compare=False)
+
+    @property
+    def trained(self) -> bool:
+        """Whether the model is trained (or taken from the training cache) rather than given."""
+        return not self.path and self.own is None
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """Which images are explained: ``n`` of dataset ``name``'s ``split``, drawn with ``seed``;
+    ``options``: the reader's keyword options (root, download, masks, size, channels)."""
+
+    name: str
+    split: str
+    n: int
+    seed: int
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """The configuration resolved once: ``device`` (as ``run.device`` resolves on this machine; a rank of a
+    torchrun job computes on its own GPU, see :func:`binsight.study.launch.start`), ``hash`` (the
+    configuration hash), ``methods``, ``sources`` (the base models), ``images``, and ``chunk_size``
+    (images per work unit) and ``batch_size`` (images through a model at once)."""
+
+    config: StudyConfig
+    device: str
+    hash: str
+    methods: tuple[MethodSpec, ...]
+    sources: tuple[ModelSource, ...]
+    images: ImageChoice
+
+    @property
+    def chunk_size(self) -> int:
+        return self.config.run.chunk_size
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.run.batch_size
+
+    @property
+    def own_models(self) -> dict[str, tuple[nn.Module | None, ModelSpec]]:
+        """The own models by name (module or None, spec)."""
+        return {s.name: s.own for s in self.sources if s.own is not None}
+
+
 @dataclass
 class StudyModel:
     """A model of the table: name, precision, group, the surrogate it is explained with ("" for FP),
@@ -51,17 +119,46 @@ class StudyModel:
     surrogate: str
     module: nn.Module
     base: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
+    record: ModelRecord | None = None
 
     @property
     def is_variant(self) -> bool:
-        return bool(self.base) and self.base != self.name
+        return is_variant(self.name)
+
+
+def make_plan(config: StudyConfig, *, models: Sequence[Any] = ()) -> StudyPlan:
+    """The plan of ``config`` with the caller's own ``models`` (each a ModelSpec, or (module, ModelSpec));
+    raises :class:`~binsight.study.config.ConfigError` for a device this machine lacks and
+    :class:`~binsight.study.store.RunFolderError` for model names that are unsafe or repeat, before
+    anything is written."""
+    device = resolve_device(config.run.device)
+    own = [*[(None, spec) for spec in own_specs(config.models)], *(own_pair(m) for m in models)]
+    check_unique_names([validate_model_name(ck.name) for ck in config.models.checkpoints if ck.name]
+                       + [validate_model_name(spec.display_name()) for _, spec in own])
+    return StudyPlan(config, device, config_hash(config), tuple(method_specs(config)),
+                     tuple(model_sources(config, own)), image_choice(config))
+
+
+def model_sources(config: StudyConfig, own: Sequence[tuple[nn.Module | None, ModelSpec]]) -> list[ModelSource]:
+    """The base models: the checkpoints and own models where given, else one per precision and seed."""
+    m = config.models
+    given = [ModelSource(spec.display_name(), spec.precision, spec.group, own=(module, spec)) for module, spec in own]
+    if m.checkpoints or given:
+        return [ModelSource(ck.name, ck.precision, str(i), path=ck.path, position=i)
+                for i, ck in enumerate(m.checkpoints)] + given
+    return [ModelSource(f"{p}-{s}", p, str(s), seed=s) for p in m.precisions for s in m.seeds]
+
+
+def image_choice(config: StudyConfig) -> ImageChoice:
+    d = config.data
+    options = {key: value for key, value in (("masks", d.masks), ("size", d.image_size), ("channels", d.channels))
+               if value}
+    return ImageChoice(d.name, d.split, d.n_images, d.seed,
+                       {"root": d.root or None, "download": d.download, **options})
 
 
 def method_specs(config: StudyConfig) -> list[MethodSpec]:
     """Every method label of the study, in table order (see the module docstring)."""
-    from binsight.study.measures import chance_labels
-
     me, n = config.methods, config.data.n_images
     specs = []
     for name in me.run:
@@ -83,23 +180,35 @@ def method_specs(config: StudyConfig) -> list[MethodSpec]:
     return specs
 
 
-def variants(model: StudyModel, surrogates: list[str]) -> list[StudyModel]:
+def variants(model: StudyModel, surrogates: Sequence[str]) -> list[StudyModel]:
     """``model`` explained under each other surrogate: binsight BNNs only (their sign can be switched)."""
     if model.precision != "bnn" or model.surrogate in ("", FOREIGN_SURROGATE):
         return []
-    return [StudyModel(variant_name(model.name, s), "bnn", model.group, s, model.module, base=model.name,
-                       info=model.info)
-            for s in surrogates if s != model.surrogate]
+    out = []
+    for s in surrogates:
+        if s != model.surrogate:
+            name = variant_name(model.name, s)
+            record = None if model.record is None else model.record.variant(name, s)
+            out.append(StudyModel(name, "bnn", model.group, s, model.module, base=model.name, record=record))
+    return out
 
 
 def explain_surrogate(config: StudyConfig, module: nn.Module, precision: str) -> str:
     """The surrogate a model is explained with: "" for FP; the configured or trained one for a binsight
     BNN; "own" for a BNN without switchable sign activations."""
-    from binsight.nn import surrogate_of
-
     if precision == "fp":
         return ""
     trained = surrogate_of(module)
     if trained is None:
         return FOREIGN_SURROGATE
     return config.models.explain_surrogate or trained
+
+
+def own_pair(item: Any) -> tuple[nn.Module | None, ModelSpec]:
+    """(module or None, spec) of one entry of ``models``: a ModelSpec, or (module, ModelSpec)."""
+    if isinstance(item, ModelSpec):
+        return None, item
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], ModelSpec):
+        return item[0], item[1]
+    raise FactoryError(f"models: expected a ModelSpec or (module, ModelSpec), got {type(item).__name__}; "
+                       "describe each model with binsight.models.ModelSpec")

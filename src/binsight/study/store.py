@@ -11,13 +11,17 @@ Layout of a run folder::
     curves/MODEL/METHOD/CHUNK.npz      deletion and insertion curves, float64 (n, steps)
     units/KIND/PART/.../PART.csv       the measurement rows of one finished work unit
     corrupt/...          stored units that failed to read or verify, set aside to be recomputed
-    measurements.csv     every row of every unit, merged and sorted (see :data:`COLUMNS`);
+    measurements.csv     every row of every unit, merged and sorted (see :data:`binsight.study.formats.COLUMNS`);
     measurements.csv.sha256            its checksum (``sha256sum -c`` format)
     verdicts.json, figures/*.png, report.html, timings.json
 
-Names: a model name is ``[A-Za-z0-9][A-Za-z0-9_.-]*`` (at most 64 characters, see
-:func:`validate_model_name`); ``BASE+SURROGATE`` names a BNN explained with another surrogate
-(:func:`variant_name`). Other parts of a path (method labels such as ``captum:IntegratedGradients``) are
+Records: models.json, images.json and timings.json are written and read here alone, as the typed records
+of :mod:`binsight.study.records` (:meth:`RunFolder.write_models` / :meth:`RunFolder.read_models`, ...);
+verdicts.json as the verdicts' own JSON (:meth:`RunFolder.write_verdicts`). The rows' and units' file
+formats are :mod:`binsight.study.formats`.
+
+Names: a model name follows :func:`binsight.study.names.validate_model_name`; ``BASE+SURROGATE`` names a
+BNN explained with another surrogate (:func:`binsight.study.names.variant_name`). Other parts of a path (method labels such as ``captum:IntegratedGradients``) are
 escaped reversibly by :func:`encode_part`, one path component each, so two different keys never share a
 file. Every path written is checked to lie inside the run folder (:func:`inside`).
 
@@ -36,9 +40,7 @@ anything in it is created, changed or deleted.
 
 from __future__ import annotations
 
-import csv
 import fcntl
-import hashlib
 import io
 import json
 import math
@@ -46,131 +48,36 @@ import os
 import platform
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
+import torch
 
 from binsight import __version__
 from binsight._io import atomic_path, atomic_write_text
-from binsight.errors import BinsightError
 from binsight.study.config import StudyConfig, config_hash, load_config, to_toml
-
-COLUMNS = ("image", "model", "model_b", "method", "measure", "step", "value")
-"""Columns of the tidy table. One row per image x model x method x measure.
-
-image: index of the image in the dataset split. model: the model's name (e.g. "fp-0"). model_b: the
-second model of a similarity pair ("" otherwise). method: explanation method or baseline map. measure:
-e.g. "spearman", "deletion_auc". step: for curves (sanity), the number of layers randomised (1, 2, ...);
-0 otherwise. value: a finite float.
-"""
+from binsight.study.errors import CorruptUnit, CorruptUnitWarning, RunFolderError
+from binsight.study.formats import (Row, load_npz, read_measurements_file, read_unit, rows_to_csv, save_npz, sha256_text,
+                                    try_read, unit_text)
+from binsight.study.names import split_variant, validate_model_name
+from binsight.study.records import ImageSet, ModelRecord, Timings
 
 FORMAT = 2
 """Version of the run folder's layout; a folder of another format is refused (never half-read)."""
 MARKER = "study run"
 LOCK_NAME = ".binsight.lock"
 MANIFEST = "run.json"
-MAX_NAME = 64
-VARIANT_SEP = "+"
 OWN_DIRS = ("maps", "curves", "units", "models", "figures", "corrupt")
 """The run's own subfolders: the only places (with the folder's top level) where leftovers are cleaned."""
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _KIND = re.compile(r"[a-z][a-z0-9_-]*")
 _SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-+")
 _TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.part")  # the temporary names of binsight._io.atomic_path
-_SUM_KEY = "_sha256"
-_UNIT_HEADER = re.compile(r"# binsight unit sha256=([0-9a-f]{64})")
-
-
-class RunFolderError(BinsightError):
-    """A run folder that cannot be used as asked (another configuration, another run holding it, ...)."""
-
-
-class CorruptUnit(RunFolderError):
-    """A stored unit that cannot be read or does not match its checksum; ``path`` names the file."""
-
-    def __init__(self, path: Path, reason: str):
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"stored unit {path} is corrupt ({reason}); run `binsight study` on this folder again to "
-                         "recompute it")
-
-
-class CorruptUnitWarning(UserWarning):
-    """A corrupt stored unit was found (and set aside, or skipped when only reading)."""
-
-
-@dataclass(frozen=True, order=True)
-class Row:
-    """One measurement; see :data:`COLUMNS`. Field order = sort order of ``measurements.csv``."""
-
-    measure: str
-    method: str
-    model: str
-    model_b: str
-    step: int
-    image: int
-    value: float
-
-    def as_csv(self) -> list[str]:
-        fields = {"image": str(self.image), "model": self.model, "model_b": self.model_b, "method": self.method,
-                  "measure": self.measure, "step": str(self.step), "value": repr(float(self.value))}
-        return [fields[c] for c in COLUMNS]
 
 
 # ------------------------------------------------------------------------------------------------------
 # names and paths
-
-
-def validate_model_name(name: object) -> str:
-    """``name`` if it is a safe model name: ``[A-Za-z0-9][A-Za-z0-9_.-]*``, at most 64 characters, no
-    ``..``; raises :class:`RunFolderError` naming the problem otherwise. ``+`` is reserved for variants."""
-    if not isinstance(name, str) or not name:
-        raise RunFolderError(f"model name {name!r}: give a non-empty name of letters, digits, '_', '.' and '-'")
-    if len(name) > MAX_NAME:
-        raise RunFolderError(f"model name {name[:20]!r}...: {len(name)} characters, at most {MAX_NAME} allowed")
-    if VARIANT_SEP in name:
-        raise RunFolderError(f"model name {name!r}: '+' is reserved for surrogate variants (BASE+SURROGATE); "
-                             "choose a name without it")
-    if not _NAME.fullmatch(name) or ".." in name:
-        raise RunFolderError(f"model name {name!r}: use only letters, digits, '_', '.' and '-', starting with a letter "
-                             "or digit (a name is never a path)")
-    return name
-
-
-def variant_name(base: str, surrogate: str) -> str:
-    """The table name ``BASE+SURROGATE`` of model ``base`` explained with sign surrogate ``surrogate``."""
-    validate_model_name(base)
-    if not isinstance(surrogate, str) or not re.fullmatch(r"[a-z][a-z0-9_-]*", surrogate):
-        raise RunFolderError(f"surrogate {surrogate!r}: expected a surrogate name such as 'ste' or 'approx'")
-    return f"{base}{VARIANT_SEP}{surrogate}"
-
-
-def split_variant(name: str) -> tuple[str, str]:
-    """(base, surrogate) of a variant name; (name, "") for a plain model name. Validates both parts."""
-    base, sep, surrogate = name.partition(VARIANT_SEP)
-    if sep:
-        return base, variant_name(base, surrogate)[len(base) + 1:]
-    return validate_model_name(name), ""
-
-
-def check_unique_names(names: Iterable[str]) -> list[str]:
-    """The names (validated) if no two are equal, also ignoring case (they would share a file on a
-    case-insensitive disk); raises :class:`RunFolderError` naming the clash otherwise."""
-    seen: dict[str, tuple[int, str]] = {}
-    out = []
-    for i, name in enumerate(names):
-        split_variant(name)
-        key = name.casefold()
-        if key in seen:
-            j, other = seen[key]
-            same = "the same name" if other == name else f"names equal but for case ({other!r})"
-            raise RunFolderError(f"models {j + 1} and {i + 1} have {same} {name!r}; give every model a unique name "
-                                 "(automatic names are PRECISION-POSITION, e.g. 'fp-1')")
-        seen[key] = (i, name)
-        out.append(name)
-    return out
 
 
 def encode_part(part: str | int) -> str:
@@ -221,7 +128,7 @@ class RunFolder:
 
     # -- claiming and opening --------------------------------------------------------------------------
     @classmethod
-    def create(cls, root: str | os.PathLike, config: StudyConfig) -> "RunFolder":
+    def create(cls, root: str | os.PathLike, config: StudyConfig, *, hash_: str | None = None) -> "RunFolder":
         """Claim ``root`` for running ``config`` and hold its lock until :meth:`close` (or the process ends).
 
         ``root`` may not exist yet, be empty, or hold a run of the very same configuration (finished,
@@ -230,7 +137,7 @@ class RunFolder:
         files of writes cut short by a kill are removed (top level and the run's own subfolders only).
         """
         folder = cls(root)
-        want = config_hash(config)
+        want = hash_ or config_hash(config)
         folder._claimable(want)
         folder._make_root()
         folder._lock()
@@ -247,12 +154,13 @@ class RunFolder:
         return folder
 
     @classmethod
-    def open_for_rank(cls, root: str | os.PathLike, config: StudyConfig) -> "RunFolder":
+    def open_for_rank(cls, root: str | os.PathLike, config: StudyConfig, *, hash_: str | None = None) -> "RunFolder":
         """Join a folder that another process (rank 0 of the same job) has claimed with :meth:`create`:
-        write units without taking the lock or cleaning anything. Call it after rank 0's create."""
+        write units without taking the lock or cleaning anything. Call it after rank 0's create.
+        ``hash_``: the configuration's hash where the caller has it (else computed)."""
         folder = cls(root)
         info = folder._manifest()
-        if info is None or info.get("config_hash") != config_hash(config):
+        if info is None or info.get("config_hash") != (hash_ or config_hash(config)):
             raise RunFolderError(f"{folder.root} has not been claimed for this configuration by rank 0; "
                                  "call RunFolder.create on rank 0 before the other ranks open it")
         return folder
@@ -415,6 +323,44 @@ class RunFolder:
         except (OSError, ValueError) as e:
             raise CorruptUnit(path, f"not valid JSON: {e}") from None
 
+    # -- the records: models, images, timings, verdicts ------------------------------------------------------
+    def write_models(self, models: Iterable[ModelRecord]) -> None:
+        """models.json: every model of the table, base models first, then the surrogate variants."""
+        self.write_json("models.json", [m.to_json() for m in models])
+
+    def read_models(self) -> list[ModelRecord] | None:
+        """The records of models.json (None where the run has not recorded its models yet)."""
+        listed = self.read_json("models.json")
+        return None if listed is None else [ModelRecord.from_json(m) for m in listed]
+
+    def write_images(self, images: ImageSet) -> None:
+        self.write_json("images.json", images.to_json())
+
+    def read_images(self) -> ImageSet | None:
+        recorded = self.read_json("images.json")
+        return None if recorded is None else ImageSet.from_json(recorded)
+
+    def write_timings(self, timings: Timings) -> None:
+        self.write_json("timings.json", timings.to_json())
+
+    def read_timings(self) -> Timings | None:
+        recorded = self.read_json("timings.json")
+        return None if recorded is None else Timings.from_json(recorded)
+
+    def write_sanity_layers(self, model: str, layers: Iterable[str]) -> None:
+        """sanity_layers_MODEL.json: the layers the cascading randomisation test randomised, in order."""
+        self.write_json(f"sanity_layers_{validate_model_name(model)}.json", list(layers))
+
+    def read_sanity_layers(self, model: str) -> list[str] | None:
+        return self.read_json(f"sanity_layers_{model}.json")
+
+    def write_verdicts(self, verdicts: Any) -> str:
+        """verdicts.json: the verdicts (a :class:`binsight.study.verdicts.StudyVerdicts`) as their strict
+        JSON; returns the text written."""
+        text = verdicts.to_json()
+        atomic_write_text(self.path("verdicts.json"), text)
+        return text
+
     def model_path(self, name: str) -> Path:
         """Where the run keeps its copy of model ``name``'s checkpoint (models/NAME.safetensors)."""
         return self.path("models", f"{validate_model_name(name)}.safetensors")
@@ -432,23 +378,23 @@ class RunFolder:
 
     def save_maps(self, model: str, method: str, chunk: int, maps: np.ndarray, targets: np.ndarray, images: np.ndarray) -> None:
         """Write one chunk of maps (n, 1, H, W) with their targets (n,) and dataset indices (n,)."""
-        _save_npz(self.maps_path(model, method, chunk), maps=np.asarray(maps, np.float32),
+        save_npz(self.maps_path(model, method, chunk), maps=np.asarray(maps, np.float32),
                   targets=np.asarray(targets, np.int64), images=np.asarray(images, np.int64))
 
     def save_curves(self, model: str, method: str, chunk: int, **curves: np.ndarray) -> None:
-        _save_npz(self.curves_path(model, method, chunk), **curves)
+        save_npz(self.curves_path(model, method, chunk), **curves)
 
     def maps_done(self, model: str, method: str, chunk: int) -> bool:
         """Whether the chunk is stored and verifies; a corrupt one is reported, set aside and counts as not done."""
-        return self._verified(self.maps_path(model, method, chunk), _load_npz)
+        return self._verified(self.maps_path(model, method, chunk), load_npz)
 
     def curves_done(self, model: str, method: str, chunk: int) -> bool:
         """Like :meth:`maps_done`, for the chunk's deletion / insertion curves."""
-        return self._verified(self.curves_path(model, method, chunk), _load_npz)
+        return self._verified(self.curves_path(model, method, chunk), load_npz)
 
     def load_maps(self, model: str, method: str, chunk: int) -> dict[str, np.ndarray]:
         """One chunk: {"maps", "targets", "images"}; raises :class:`CorruptUnit` if it fails to verify."""
-        return _load_npz(self.maps_path(model, method, chunk))
+        return load_npz(self.maps_path(model, method, chunk))
 
     def read_all_maps(self, model: str, method: str) -> dict[str, np.ndarray]:
         """Every verified chunk of ``model`` and ``method``, concatenated in chunk order ({} if none);
@@ -461,14 +407,14 @@ class RunFolder:
 
     def _read_all(self, area: str, model: str, method: str) -> dict[str, np.ndarray]:
         folder = self._chunk_path(area, model, method, 0).parent
-        parts = [p for p in (_try(_load_npz, f) for f in sorted(folder.glob("*.npz"))) if p is not None]
+        parts = [p for p in (try_read(load_npz, f) for f in sorted(folder.glob("*.npz"))) if p is not None]
         if not parts:
             return {}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def save_examples(self, images: np.ndarray, labels: np.ndarray) -> None:
         """A few explained images (E, C, H, W) and labels (E,), so the report needs no dataset."""
-        _save_npz(self.path("examples.npz"), images=np.asarray(images, np.float32), labels=np.asarray(labels, np.int64))
+        save_npz(self.path("examples.npz"), images=np.asarray(images, np.float32), labels=np.asarray(labels, np.int64))
 
     # -- work units and the tidy table ----------------------------------------------------------------------
     def unit_path(self, kind: str, parts: tuple[str | int, ...] | str) -> Path:
@@ -482,7 +428,7 @@ class RunFolder:
 
     def unit_done(self, kind: str, parts: tuple[str | int, ...] | str) -> bool:
         """Whether the unit is stored and verifies; a corrupt one is reported, set aside, and not done."""
-        return self._verified(self.unit_path(kind, parts), _read_unit)
+        return self._verified(self.unit_path(kind, parts), read_unit)
 
     def save_unit(self, kind: str, parts: tuple[str | int, ...] | str, rows: Iterable[Row]) -> None:
         """Record a finished unit with its rows (possibly none): the unit is done once this returns.
@@ -495,15 +441,14 @@ class RunFolder:
         if bad is not None:
             raise RuntimeError(f"non-finite value in unit {kind} {parts}: {bad}; write a '{bad.measure}:undefined' "
                                "row of value 1.0 instead")
-        body = _rows_to_csv(rows)
-        atomic_write_text(self.unit_path(kind, parts), f"# binsight unit sha256={_sha256(body)}\n{body}")
+        atomic_write_text(self.unit_path(kind, parts), unit_text(rows))
 
     def read_rows(self, *, strict: bool = False) -> list[Row]:
         """Every row of every verified unit, sorted (what measurements.csv holds). A corrupt unit raises
         :class:`CorruptUnit` when ``strict``, else it is skipped with a :class:`CorruptUnitWarning`."""
         rows: list[Row] = []
         for path in self._unit_files():
-            got = _read_unit(path) if strict else _try(_read_unit, path)
+            got = read_unit(path) if strict else try_read(read_unit, path)
             rows.extend(got or [])
         return sorted(rows)
 
@@ -516,9 +461,9 @@ class RunFolder:
     def merge_measurements(self) -> list[Row]:
         """Rebuild measurements.csv (and its .sha256) from the unit files, all verified; returns its rows."""
         rows = self.read_rows(strict=True)
-        text = _rows_to_csv(rows)
+        text = rows_to_csv(rows)
         atomic_write_text(self.path("measurements.csv"), text)
-        atomic_write_text(self.path("measurements.csv.sha256"), f"{_sha256(text)}  measurements.csv\n")
+        atomic_write_text(self.path("measurements.csv.sha256"), f"{sha256_text(text)}  measurements.csv\n")
         return rows
 
     def read_measurements(self) -> list[Row]:
@@ -528,7 +473,7 @@ class RunFolder:
         if not path.is_file():
             return self.read_rows()
         try:
-            return _read_measurements(path)
+            return read_measurements_file(path)
         except CorruptUnit as e:
             if not self._unit_files():
                 raise
@@ -567,8 +512,6 @@ class RunFolder:
 def provenance(device: Any) -> dict[str, Any]:
     """What ran a study: Python, torch, numpy and binsight versions, platform, device (and its name on
     CUDA), torch's intra-op thread count, CUDA and cuDNN versions where present."""
-    import torch
-
     dev = torch.device(device)
     out: dict[str, Any] = {
         "binsight": __version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -582,111 +525,7 @@ def provenance(device: Any) -> dict[str, Any]:
     return out
 
 
-def _sha256(text: str | bytes) -> str:
-    return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()
-
-
-def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 of the arrays' names, dtypes, shapes and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode("utf-8"))
-        digest.update(a.tobytes())
-    return digest.hexdigest()
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays, **{_SUM_KEY: np.array(_arrays_digest(arrays))})
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of a stored .npz, verified against its checksum; :class:`CorruptUnit` otherwise."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as e:  # noqa: BLE001 - whatever the bytes are, a file that does not load is corrupt
-        raise CorruptUnit(path, f"unreadable: {type(e).__name__}: {e}") from None
-    stored = arrays.pop(_SUM_KEY, None)
-    if stored is None or stored.shape != () or stored.dtype.kind != "U":
-        raise CorruptUnit(path, "no checksum")
-    if str(stored) != _arrays_digest(arrays):
-        raise CorruptUnit(path, "content does not match its checksum")
-    return arrays
-
-
-def _read_unit(path: Path) -> list[Row]:
-    """Rows of a unit CSV, verified against its ``# binsight unit sha256=`` line."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CorruptUnit(path, f"unreadable: {e}") from None
-    first, _, body = text.partition("\n")
-    found = _UNIT_HEADER.fullmatch(first)
-    if found is None:
-        raise CorruptUnit(path, "no checksum line")
-    if found.group(1) != _sha256(body):
-        raise CorruptUnit(path, "content does not match its checksum")
-    return _parse_rows(path, body)
-
-
-def _read_measurements(path: Path) -> list[Row]:
-    side = path.with_name(path.name + ".sha256")
-    try:
-        data, recorded = path.read_bytes(), side.read_text(encoding="utf-8").split()[0]
-    except (OSError, UnicodeDecodeError, IndexError):
-        raise CorruptUnit(path, f"no readable checksum in {side.name}") from None
-    if recorded != _sha256(data):
-        raise CorruptUnit(path, f"content does not match its checksum in {side.name}")
-    return _parse_rows(path, data.decode("utf-8"))
-
-
-def _try(read, path: Path):
-    """``read(path)``, or None with a :class:`CorruptUnitWarning` naming the file if it is corrupt."""
-    try:
-        return read(path)
-    except CorruptUnit as e:
-        warnings.warn(f"{path} is corrupt ({e.reason}); skipped", CorruptUnitWarning, stacklevel=3)
-        return None
-
-
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         return
     path.unlink(missing_ok=True)
-
-
-def _rows_to_csv(rows: Iterable[Row]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows(r.as_csv() for r in rows)
-    return buf.getvalue()
-
-
-def _parse_rows(path: Path, text: str) -> list[Row]:
-    """Rows of a tidy-table CSV; :class:`CorruptUnit` naming ``path`` for a wrong header, a short row or
-    a value that is not a finite number."""
-    reader = csv.reader(io.StringIO(text))
-    if tuple(next(reader, ())) != COLUMNS:
-        raise CorruptUnit(path, f"the header is not {','.join(COLUMNS)}")
-    rows = []
-    for line, fields in enumerate(reader, start=2):
-        try:
-            d = dict(zip(COLUMNS, fields, strict=True))
-            row = Row(measure=d["measure"], method=d["method"], model=d["model"], model_b=d["model_b"],
-                      step=int(d["step"]), image=int(d["image"]), value=float(d["value"]))
-        except ValueError as e:
-            raise CorruptUnit(path, f"line {line}: {e}") from None
-        if not math.isfinite(row.value):
-            raise CorruptUnit(path, f"line {line}: value {row.value} is not finite")
-        rows.append(row)
-    return rows
-
-
-def iter_chunks(n: int, size: int) -> Iterator[tuple[int, slice]]:
-    """(chunk index, slice of positions) covering range(n) in pieces of ``size``."""
-    for c, start in enumerate(range(0, n, size)):
-        yield c, slice(start, min(start + size, n))

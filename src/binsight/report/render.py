@@ -1,0 +1,166 @@
+"""The verdicts as text, from the typed :class:`~binsight.study.verdicts.StudyVerdicts`, for every surface in
+one place: the terminal table ``binsight study`` prints (:func:`verdict_table`), the README's findings
+(:func:`verdict_markdown`) and the HTML report's rows (:func:`verdict_view`, plain dicts of display
+strings for the page's template).
+
+One rule says when a part's own statistic is shown beside the levels it compares
+(:func:`shows_statistic`); every number goes through :func:`number` (the page, the findings) or
+:meth:`~binsight.study.stats.Estimate.text` (intervals), so that an undefined value reads "undefined",
+never "nan"; statuses are shown exactly as computed (the :class:`~binsight.study.verdicts.Status` value).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from binsight.report import names
+from binsight.study.verdicts import Estimate, Part, StudyVerdicts, Verdict
+
+
+def number(value: Any, digits: int = 3, *, signed: bool = True) -> str:
+    """A number for the page: fixed precision, "undefined" for a missing or non-finite one."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "undefined"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def shows_statistic(part: Part) -> bool:
+    """Whether a part's own statistic is shown: it has one and it is not one of the levels it compares
+    (a similarity part's FP-vs-BNN mean is a level; said once)."""
+    return part.estimate is not None and part.estimate not in part.levels.values()
+
+
+# ------------------------------------------------------------------------------------------------------
+# the terminal
+
+
+def verdict_table(verdicts: StudyVerdicts) -> str:
+    """The verdicts as fixed-width text: number, full title and status (with "fragile" where a robustness
+    setting changes it), then each part's status and reading; a part that compares levels (FP-vs-BNN,
+    FP-vs-FP, ...) lists every level with its interval on the next line, any other part its statistic
+    [interval] and the bound it is compared with."""
+    rows = verdicts.verdicts
+    width = max([len("finding")] + [len(v.title) for v in rows])
+    lines = [f"{'#':<2} {'finding':<{width}}  status"]
+    for v in rows:
+        status = v.status.value + (", fragile" if v.fragile else "")
+        lines.append(f"{v.id:<2} {v.title:<{width}}  {status}")
+        for part in v.parts:
+            lines += _table_part(part)
+    return "\n".join(lines)
+
+
+def _table_part(part: Part) -> list[str]:
+    reading = f" ({part.reading})" if part.reading not in ("", part.status.value) else ""
+    compared = shows_statistic(part)
+    text = f"  {part.estimate.text()} ({_level(part.estimate)})" if compared else ""
+    bound = f", bound {part.bound:+.3f}" if compared and part.bound is not None else ""
+    lines = [f"     - {part.name}: {part.status.value}{reading}{text}{bound}"]
+    if part.levels:
+        shown = "; ".join(f"{name} {level.text()}" for name, level in part.levels.items())
+        lines.append(f"         {shown} ({_level(next(iter(part.levels.values())))})")
+    return lines
+
+
+def _level(estimate: Estimate) -> str:
+    return f"{estimate.confidence:.0%} CI"
+
+
+# ------------------------------------------------------------------------------------------------------
+# the README's findings (Markdown)
+
+
+def verdict_markdown(v: Verdict) -> list[str]:
+    """The verdict's line (status, reading), one line per part and check (status, the statistic it decides
+    on, the levels it compares, its reading), and the settings that change its status."""
+    status = v.status.value + (", **fragile**" if v.fragile else "")
+    reading = f" Reading: {v.reading}." if v.reading and v.reading != "-" else ""
+    lines = [f"{v.id}. **{v.title}**: *{status}*.{reading}"]
+    for part in v.parts:
+        lines.append(f"   - {_markdown_part(part)}")
+    for check in v.checks:
+        lines.append(f"   - check, {_markdown_part(check)}")
+    changed = [r.setting for r in v.robustness if r.changed]
+    if changed:
+        lines.append(f"   - status changes under: {', '.join(changed)}")
+    return lines
+
+
+def _markdown_part(part: Part) -> str:
+    text = f"{part.name}: *{part.status.value}*"
+    if shows_statistic(part):
+        bound = "" if part.bound is None else f" (bound {number(part.bound)})"
+        text += f", {part.estimate.text()}{bound}"
+    if part.levels:
+        text += "; " + ", ".join(f"{name} {e.text()}" for name, e in part.levels.items())
+    if part.reading:
+        text += f"; reading: {part.reading}"
+    return text
+
+
+# ------------------------------------------------------------------------------------------------------
+# the HTML report (display strings for the template)
+
+
+def estimate_view(e: Estimate | None) -> dict[str, Any] | None:
+    """{"value", "low", "high", "confidence", "covers", "effect", "n_images"} as display strings (None if absent)."""
+    if e is None:
+        return None
+    return {"value": number(e.value), "low": number(e.low), "high": number(e.high),
+            "confidence": f"{e.confidence:.0%}", "covers": e.covers,
+            "effect": None if e.effect is None else number(e.effect, 2), "n_images": e.n_images}
+
+
+def part_view(part: Part) -> dict[str, Any]:
+    return {
+        "name": part.name, "label": _part_label(part.name), "question": part.question, "status": part.status.value,
+        "estimate": estimate_view(part.estimate), "bound": None if part.bound is None else number(part.bound),
+        "sentence": part.sentence, "reading": part.reading,
+        "levels": [(name, estimate_view(e)) for name, e in part.levels.items()],
+        "comparisons": [part_view(c) for c in part.comparisons],
+    }
+
+
+def _part_label(name: str) -> str:
+    """A part named after a measure ("road_lerf") gets the measure's reader name too."""
+    label = names.label(name)
+    return name if label == name else f"{names.short_label(name)} ({name})"
+
+
+def verdict_view(v: Verdict) -> dict[str, Any]:
+    return {
+        "id": v.id, "title": v.title, "finding": v.finding, "status": v.status.value, "reading": v.reading,
+        "sentence": v.sentence, "fragile": v.fragile,
+        "parts": [part_view(p) for p in v.parts], "checks": [part_view(p) for p in v.checks],
+        "robustness": [{"setting": r.setting, "status": r.status.value, "reading": r.reading, "changed": r.changed}
+                       for r in v.robustness],
+    }
+
+
+def covers_of(parts: list[dict[str, Any]]) -> set[str]:
+    """Every distinct "covers" text of these parts' views and their comparisons."""
+    found = set()
+    for p in parts:
+        if p["estimate"]:
+            found.add(p["estimate"]["covers"])
+        found |= covers_of(p["comparisons"])
+    return found
+
+
+def parts_confidence(parts: list[dict[str, Any]]) -> str:
+    """The confidence level of the parts' intervals ("95%"), or "" if none has one."""
+    return next((p["estimate"]["confidence"] for p in parts if p["estimate"]), "")
+
+
+def robustness_table(verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """{"settings": [...], "rows": [{"id", "title", "status", "fragile", "cells": {setting: robustness row}}]}."""
+    settings = list(dict.fromkeys(r["setting"] for v in verdicts for r in v["robustness"]))
+    rows = [{"id": v["id"], "title": v["title"], "status": v["status"], "fragile": v["fragile"],
+             "cells": {r["setting"]: r for r in v["robustness"]}} for v in verdicts]
+    return {"settings": settings, "rows": [r for r in rows if r["cells"]]}
+
+
+def css_class(status: str) -> str:
+    """"partly held" -> "partly-held" (the page colours statuses by class)."""
+    return status.replace(" ", "-")

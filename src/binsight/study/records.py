@@ -1,0 +1,155 @@
+"""One typed record per concept of a run folder: the models (models.json), the images (images.json) and the
+stage times (timings.json). :class:`binsight.study.store.RunFolder` alone writes and reads them; the
+runner, the report and the findings hold these records, never the files' dicts.
+
+Each record's ``to_json`` gives the file's dict with its keys in the order they have always been written
+(so the files stay byte for byte as they were), and ``from_json`` reads one back (a key an older run lacks
+keeps its default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from binsight.study.names import is_variant
+
+OWN_KIND = "own"
+"""``kind`` of a user's own model (built by its own factory); the others are ``"binsight"`` checkpoints."""
+_OWN_ONLY = ("factory", "kwargs", "sign", "switchable", "normalisation")
+_ORDER = ("name", "precision", "seed", "group", "arch", "kind", "factory", "kwargs", "checkpoint", "source",
+          "trained_here", "accuracy", "accuracy_images", "surrogate_trained", "surrogate", "sign", "switchable",
+          "gradcam_layer", "normalisation", "first_last_fp", "epochs", "base")
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model of the run's table, as models.json lists it.
+
+    name: its table name (``BASE+SURROGATE`` for a surrogate variant). precision: "fp" or "bnn". seed:
+    the training seed (None for a given model). group: its seed or position, as a string. arch: the
+    network's name. kind: "binsight" (a binsight checkpoint) or "own" (built by the user's factory).
+    checkpoint: its copy in the run folder (relative path). source: where it came from. trained_here:
+    trained by this study. accuracy, accuracy_images: top-1 accuracy on that many images of the split.
+    surrogate_trained: the sign surrogate it was trained with (None for FP and own models). surrogate: the
+    one its maps are computed with ("" for FP). gradcam_layer: the layer GradCAM uses (None: the
+    model's default). first_last_fp, epochs: the training recipe (None where not trained by binsight).
+    Own models only: factory, kwargs, sign (the surrogate its sign uses backward), switchable,
+    normalisation (mean and std, or "inside"). base: the base model of a variant ("" otherwise).
+    """
+
+    name: str
+    precision: str
+    group: str
+    surrogate: str
+    kind: str = "binsight"
+    seed: int | None = None
+    arch: str = ""
+    checkpoint: str = ""
+    source: str = ""
+    trained_here: bool = False
+    accuracy: float | None = None
+    accuracy_images: int = 0
+    surrogate_trained: str | None = None
+    gradcam_layer: Any = None
+    first_last_fp: bool | None = None
+    epochs: int | None = None
+    factory: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    sign: str = ""
+    switchable: bool = False
+    normalisation: Any = None
+    base: str = ""
+
+    @property
+    def is_variant(self) -> bool:
+        """Whether this is a BNN explained with another surrogate (not a model of the default set)."""
+        return is_variant(self.name)
+
+    @property
+    def is_own(self) -> bool:
+        return self.kind == OWN_KIND
+
+    def variant(self, name: str, surrogate: str) -> "ModelRecord":
+        """The record of this model explained with ``surrogate`` under the table name ``name``."""
+        return dataclasses.replace(self, name=name, surrogate=surrogate, base=self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        """models.json's entry: the own-model keys only for an own model, ``base`` only for a variant."""
+        skip = set() if self.is_own else set(_OWN_ONLY)
+        if not self.base:
+            skip.add("base")
+        return {key: getattr(self, key) for key in _ORDER if key not in skip}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ModelRecord":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("group", "")
+        values.setdefault("surrogate", "")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The explained images, as images.json records them: dataset, split and where it was read from,
+    how many, the sha256 of their pixels and labels, whether they have object masks, the class names and
+    the images' indices in the split (sorted)."""
+
+    dataset: str
+    split: str
+    source: str
+    n: int
+    checksum: str
+    has_masks: bool
+    classes: tuple[str, ...]
+    indices: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "split": self.split, "source": self.source, "n": self.n,
+                "checksum": self.checksum, "has_masks": self.has_masks, "classes": list(self.classes),
+                "indices": list(self.indices)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ImageSet":
+        return cls(dataset=data.get("dataset", ""), split=data.get("split", ""), source=data.get("source", ""),
+                   n=int(data.get("n", len(data.get("indices", [])))), checksum=data.get("checksum", ""),
+                   has_masks=bool(data.get("has_masks", False)), classes=tuple(data.get("classes", ())),
+                   indices=tuple(int(i) for i in data.get("indices", ())))
+
+
+@dataclass
+class Timings:
+    """timings.json: this invocation's wall seconds per stage (``stages``, of rank 0) and CPU seconds
+    (``cpu``, of rank 0's process; ``cpu_by_method``: maps and measures per method), the processes that
+    ran it (``ranks``) and the earlier invocations' stages (``history``)."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+    ranks: int = 1
+    cpu_by_method: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def add_stage(self, name: str, wall: float, cpu: float) -> None:
+        self.stages[name] = self.stages.get(name, 0.0) + wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+
+    def add_method_cpu(self, name: str, cpu: float) -> None:
+        self.cpu_by_method[name] = self.cpu_by_method.get(name, 0.0) + cpu
+
+    def continued(self, earlier: "Timings | None") -> "Timings":
+        """These timings with ``earlier``'s invocations (its history, then its stages) as history."""
+        if earlier is not None:
+            self.history = list(earlier.history) + ([earlier.stages] if earlier.stages else [])
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stages": self.stages, "cpu": self.cpu, "ranks": self.ranks, "cpu_by_method": self.cpu_by_method,
+                "history": self.history}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Timings":
+        return cls(stages=dict(data.get("stages") or {}), cpu=dict(data.get("cpu") or {}),
+                   ranks=int(data.get("ranks", 1)), cpu_by_method=dict(data.get("cpu_by_method") or {}),
+                   history=list(data.get("history", [])))

@@ -1,0 +1,95 @@
+"""Stage ``maps``: the maps of every model x method x chunk not yet in maps/.
+
+Base models get every method; surrogate variants only the methods in the robustness check; the chance
+maps ("explained" by :data:`binsight.study.measures.CHANCE_MAPS`) only the base models. The runner knows
+no method by name: it loops over the plan's method labels (:class:`~binsight.study.plan.MethodSpec`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+import binsight.explain as explain_registry
+from binsight.errors import BinsightError
+from binsight.study.config import ConfigError, surrogate_names
+from binsight.study.context import RunContext
+from binsight.study.formats import iter_chunks
+from binsight.study.measures import CHANCE_MAPS
+from binsight.study.plan import MethodSpec, StudyModel, StudyPlan
+
+MapUnit = tuple[StudyModel, MethodSpec, int, slice]
+"""(model, method, chunk index, positions of the chunk's images among the study's)."""
+
+
+class MapsStage:
+    name = "maps"
+
+    def run(self, ctx: RunContext) -> None:
+        data = ctx.images
+        todo = [u for u in ctx.mine(map_units(ctx.plan, ctx.models))
+                if not ctx.folder.maps_done(u[0].name, u[1].label, u[2])]
+        with ctx.progress(len(todo), "maps") as bar:
+            for m, spec, c, s in todo:
+                bar.set_postfix_str(f"{m.name} {spec.label}")
+                with ctx.clock(f"maps/{spec.label}"):
+                    maps, targets = explain(ctx, m, spec, data.images[s].to(ctx.device), data.labels[s], chunk=c)
+                ctx.folder.save_maps(m.name, spec.label, c, maps.cpu().numpy(), targets.cpu().numpy(), data.indices[s])
+                bar.update()
+
+
+def map_units(plan: StudyPlan, models: Sequence[StudyModel]) -> list[MapUnit]:
+    """(model, method, chunk, positions): base models get every method; surrogate variants only the
+    methods in the robustness check."""
+    units = []
+    for m in models:
+        for spec in plan.methods:
+            if m.is_variant and not spec.robustness:
+                continue
+            units += [(m, spec, c, s) for c, s in iter_chunks(spec.n_images, plan.chunk_size)]
+    return units
+
+
+def explain(ctx: RunContext, model: StudyModel, spec: MethodSpec, x: torch.Tensor, labels: torch.Tensor, chunk: int,
+            options: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(maps (n, 1, H, W), targets (n,)) of ``spec`` for images ``x``: the true labels explained by
+    default (``methods.target``), else each model's predicted class."""
+    targets = labels.to(x.device) if ctx.config.methods.target == "label" else None
+    if spec.chance:
+        with torch.no_grad():
+            targets = model.module(x).argmax(1) if targets is None else targets
+        seed = ctx.config.data.seed * 100_003 + chunk
+        maps = CHANCE_MAPS.get(spec.label)((x.shape[0], 1, x.shape[2], x.shape[3]), seed)
+        return maps.to(x.device), targets
+    explanation = create_explainer(spec, model, chunk=chunk, batch_size=ctx.plan.batch_size,
+                                   options=options).explain(x, targets)
+    return explanation.maps, explanation.targets
+
+
+def create_explainer(spec: MethodSpec, model: StudyModel, *, chunk: int, batch_size: int,
+                     options: dict[str, Any] | None = None):
+    """The registered explainer of ``spec`` for ``model``: the method's options (or ``options``), the
+    model's surrogate, ``batch_size`` and, for a seeded explainer, the chunk's index as seed. An option
+    the explainer refuses is a :class:`ConfigError` naming the method's table."""
+    kwargs = dict(spec.options if options is None else options)
+    kwargs["batch_size"] = batch_size
+    if model.surrogate in surrogate_names():  # binsight's surrogates; a foreign BNN's own one is left as it is
+        kwargs["surrogate"] = model.surrogate
+    if spec.seeded:
+        kwargs["seed"] = chunk
+    try:
+        return explain_registry.get_explainer(spec.explainer, model.module, **kwargs)
+    except ConfigError:
+        raise
+    except BinsightError as e:
+        raise ConfigError(f"methods.{spec.label}: {e}") from None
+
+
+def check_explainers(plan: StudyPlan, models: Sequence[StudyModel]) -> None:
+    """Build every method's explainer once for each model before any map is computed, so that an option
+    an explainer refuses (e.g. a GradCAM layer a model lacks) is reported before hours of work."""
+    for spec in plan.methods:
+        if not spec.chance:
+            for m in models:
+                create_explainer(spec, m, chunk=0, batch_size=plan.batch_size)

@@ -1,0 +1,97 @@
+"""Stage ``measures``: degeneracy, noise, faithfulness, localisation and the below-chance test of every map
+chunk not yet measured (one unit per model x method x chunk, as the maps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from binsight.metrics import chance, faithfulness
+from binsight.study.context import RunContext
+from binsight.study.formats import Row, to_rows
+from binsight.study.measures import map_values
+from binsight.study.plan import MethodSpec, StudyModel
+from binsight.study.stages.maps import map_units
+
+
+class MeasuresStage:
+    name = "measures"
+
+    def run(self, ctx: RunContext) -> None:
+        data = ctx.images
+        todo = [(m, spec, c, s) for m, spec, c, s in ctx.mine(map_units(ctx.plan, ctx.models))
+                if not measured(ctx, m, spec, c)]
+        with ctx.progress(len(todo), "measures") as bar:
+            for m, spec, c, s in todo:
+                bar.set_postfix_str(f"{m.name} {spec.label}")
+                stored = ctx.folder.load_maps(m.name, spec.label, c)
+                masks = None if data.masks is None else data.masks[s]
+                with ctx.clock(f"measures/{spec.label}"):
+                    rows = measure_chunk(ctx, m, spec, c, stored, data.images[s], masks)
+                ctx.folder.save_unit("measures", (m.name, spec.label, c), rows)
+                bar.update()
+
+
+def measured(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: int) -> bool:
+    """Whether a chunk's measures are done: its rows stored and, with faithfulness, its curves too."""
+    return (ctx.folder.unit_done("measures", (model.name, spec.label, chunk))
+            and (not ctx.config.measures.faithfulness or ctx.folder.curves_done(model.name, spec.label, chunk)))
+
+
+def measure_chunk(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: int, stored: dict[str, np.ndarray],
+                  images: torch.Tensor, masks: torch.Tensor | None) -> list[Row]:
+    """Rows of every single-map measure for one chunk; writes the chunk's deletion / insertion curves."""
+    ms = ctx.config.measures
+    maps, targets = torch.from_numpy(stored["maps"]), torch.from_numpy(stored["targets"])
+    values = map_values(maps, masks, noise_measures=ms.noise, localisation=ms.localisation, dilation=ms.mask_dilation)
+    if ms.faithfulness:
+        values.update(faithfulness_values(ctx, model, spec.label, chunk, images, maps, targets))
+    rows = to_rows(values, stored["images"], method=spec.label, model=model.name)
+    tested = chance_positions(ctx, spec, chunk, len(stored["images"]))
+    if tested.numel():
+        found = chance_test(ctx, model, chunk, images[tested], maps[tested], targets[tested],
+                            None if masks is None else masks[tested])
+        rows += to_rows(found, stored["images"][tested.numpy()], method=spec.label, model=model.name,
+                        omit_undefined=True)
+    return rows
+
+
+def chance_positions(ctx: RunContext, spec: MethodSpec, chunk: int, n: int) -> torch.Tensor:
+    """Positions within a chunk of ``n`` images whose maps get the below-chance test: methods in
+    ``measures.chance_methods``, on the first ``measures.chance_images`` images of the study."""
+    if not spec.chance_test:
+        return torch.zeros(0, dtype=torch.long)
+    first = chunk * ctx.plan.chunk_size
+    limit = ctx.config.measures.chance_images or ctx.config.data.n_images
+    return torch.arange(n)[torch.arange(first, first + n) < limit]
+
+
+def chance_test(ctx: RunContext, model: StudyModel, chunk: int, images: torch.Tensor, maps: torch.Tensor,
+                targets: torch.Tensor, masks: torch.Tensor | None) -> dict[str, np.ndarray]:
+    """``below_chance`` and ``chance_fraction_M`` per map (NaN, left out of the table, for degenerate
+    maps): ``measures.chance_maps`` unstructured and smoothness-matched chance maps of each map."""
+    ms, dev = ctx.config.measures, ctx.device
+    result = chance.below_chance(model.module, images.to(dev), maps.to(dev), targets.to(dev), masks,
+                                 n_chance=ms.chance_maps, seed=chunk, percentages=ms.road_percentages,
+                                 dilation=ms.mask_dilation, batch_size=ctx.plan.batch_size)
+    return result.table_values()
+
+
+def faithfulness_values(ctx: RunContext, model: StudyModel, label: str, chunk: int, images: torch.Tensor,
+                        maps: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
+    """Deletion / insertion areas onto black (reference) and onto a blurred copy (curves saved to
+    curves/), and ROAD most- and least-relevant-first."""
+    ms, batch = ctx.config.measures, ctx.plan.batch_size
+    x, mp, t = images.to(ctx.device), maps.to(ctx.device), targets.to(ctx.device)
+    curves = {substrate: faithfulness.deletion_insertion(model.module, x, mp, t, steps=ms.curve_steps,
+                                                         substrate=substrate, insertion_substrate=substrate,
+                                                         batch_size=batch)
+              for substrate in ("black", "blur")}
+    ctx.folder.save_curves(model.name, label, chunk, fractions=curves["blur"].fractions,
+                           deletion=curves["blur"].deletion, insertion=curves["blur"].insertion,
+                           deletion_black=curves["black"].deletion, insertion_black=curves["black"].insertion)
+    road = {order: faithfulness.road(model.module, x, mp, t, percentages=ms.road_percentages, order=order,
+                                     seed=chunk, batch_size=batch) for order in ("morf", "lerf")}
+    return {"deletion_auc": curves["black"].deletion_area, "insertion_auc": curves["black"].insertion_area,
+            "deletion_blur_auc": curves["blur"].deletion_area, "insertion_blur_auc": curves["blur"].insertion_area,
+            "road_morf": road["morf"].area, "road_lerf": road["lerf"].area}

@@ -1,0 +1,208 @@
+"""Stage ``models``: the run's models, ready to explain.
+
+From the run folder if already recorded (models.json: binsight checkpoints from the run folder's copies,
+own models rebuilt from their specs); else each :class:`~binsight.study.plan.ModelSource` obtained (the
+cached trained model, the user's checkpoint or own model), copied into models/ and recorded. Names are
+checked unique before anything of the models is written. models.json lists every model of the table:
+the base models, then each BNN's surrogate variants (``"base"`` names their model). Several processes:
+missing models are trained spread over the ranks (model j by rank j % K, alone, into the cache), then
+rank 0 records them and the others load them from the run folder.
+
+Before any map is computed, every method's explainer is built once for each model, so that an option an
+explainer refuses (e.g. a GradCAM layer a model lacks) is reported before hours of work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from binsight._io import atomic_path
+from binsight.models.checkpoint import checkpoint_paths, load_checkpoint
+from binsight.models.factory import ModelSpec, declared_gradcam_layer, load_model, model_from_module, surrogate_label
+from binsight.nn import surrogate_of
+from binsight.nn.foreign import sign_report
+from binsight.study.context import RunContext
+from binsight.study.errors import RunFolderError
+from binsight.study.names import check_unique_names
+from binsight.study.plan import ModelSource, StudyModel, explain_surrogate, variants
+from binsight.study.records import OWN_KIND, ModelRecord
+from binsight.study.stages.images import dataset
+from binsight.study.stages.maps import check_explainers
+from binsight.train import cached_model, evaluate
+
+
+@dataclass
+class Obtained:
+    """A model as obtained: its source with name and precision filled in, the module, its checkpoint
+    file (None for an own model) and the checkpoint's metadata."""
+
+    source: ModelSource
+    module: nn.Module
+    checkpoint: Path | None
+    meta: dict[str, Any]
+
+
+class ModelsStage:
+    """Sets ``ctx.base`` (the base models) and ``ctx.models`` (with the surrogate variants)."""
+
+    name = "models"
+
+    def run(self, ctx: RunContext) -> None:
+        recorded = ctx.folder.read_models()
+        if recorded is None and ctx.ranks > 1:
+            for source in ctx.mine([s for s in ctx.plan.sources if s.trained]):
+                obtain(ctx, source)
+            ctx.sync()
+            if ctx.main:
+                record_models(ctx)
+            ctx.sync()
+            recorded = ctx.folder.read_models()
+        ctx.base = record_models(ctx) if recorded is None else reload(ctx, recorded)
+        surrogates = ctx.config.verdicts.robustness_surrogates
+        ctx.models = ctx.base + [v for m in ctx.base for v in variants(m, surrogates)]
+        check_explainers(ctx.plan, ctx.models)
+
+
+def reload(ctx: RunContext, recorded: list[ModelRecord]) -> list[StudyModel]:
+    """The base models listed in models.json: binsight checkpoints from the run folder's copies, own
+    models rebuilt from their specs (the same names as recorded, else refused)."""
+    check_unique_names([r.name for r in recorded])
+    base = [r for r in recorded if not r.is_variant]
+    own = ctx.plan.own_models
+    if sorted(own) != sorted(r.name for r in base if r.is_own):
+        raise RunFolderError(f"the own models given ({', '.join(sorted(own)) or 'none'}) are not those this run "
+                             f"started with (models.json in {ctx.folder.root}); give the same models or a new --out")
+    models = []
+    for record in base:
+        if record.is_own:
+            module = build_own(ctx, own[record.name])
+        else:
+            module = load_checkpoint(ctx.folder.path(record.checkpoint))[0]
+        models.append(study_model(ctx, record, module))
+    return models
+
+
+def record_models(ctx: RunContext) -> list[StudyModel]:
+    """Obtain every base model, copy it into models/ and write models.json (base models, then variants)."""
+    obtained = [obtain(ctx, source) for source in ctx.plan.sources]
+    check_unique_names([o.source.name for o in obtained])
+    models = []
+    for o in tqdm(obtained, desc="models", disable=not ctx.shows_progress, leave=False):
+        record = record_own(ctx, o) if o.source.own is not None else record_checkpoint(ctx, o)
+        models.append(study_model(ctx, record, o.module))
+    listed = [m.record for m in models] + [v.record for m in models
+                                           for v in variants(m, ctx.config.verdicts.robustness_surrogates)]
+    check_unique_names([r.name for r in listed])
+    ctx.folder.write_models(listed)
+    return models
+
+
+def study_model(ctx: RunContext, record: ModelRecord, module: nn.Module) -> StudyModel:
+    return StudyModel(record.name, record.precision, record.group, record.surrogate, ready(ctx, module),
+                      base=record.name, record=record)
+
+
+def ready(ctx: RunContext, module: nn.Module) -> nn.Module:
+    return module.to(ctx.device).eval()
+
+
+def obtain(ctx: RunContext, source: ModelSource) -> Obtained:
+    """The user's own model or checkpoint, or the cached (trained) model. Training seeds from (seed,
+    precision), so FP and BNN share no initialisation."""
+    if source.own is not None:
+        return Obtained(source, build_own(ctx, source.own), None, {})
+    if source.path:
+        path = Path(source.path).expanduser()
+        module, meta = load_checkpoint(path)
+        precision = source.precision or ("bnn" if surrogate_of(module) is not None else "fp")
+        named = dataclasses.replace(source, precision=precision, name=source.name or f"{precision}-{source.position}")
+        return Obtained(named, module, path, meta)
+    m, d = ctx.config.models, ctx.config.data
+    epochs = m.epochs_fp if source.precision == "fp" else m.epochs_bnn
+    module, meta = cached_model(
+        m.arch, source.precision, d.name, source.seed, epochs or None,
+        data_root=d.root or None, train_subset=m.train_subset or None, batch_size=m.train_batch_size or None,
+        test_subset=m.test_subset or None, surrogate=m.train_surrogate, first_last_fp=m.first_last_fp,
+        device=str(ctx.device), progress=ctx.shows_progress, data_parallel=False,
+    )
+    return Obtained(source, module, Path(meta["checkpoint"]), meta)
+
+
+def build_own(ctx: RunContext, own: tuple[nn.Module | None, ModelSpec]) -> nn.Module:
+    """A user's own model ready for the study (:class:`binsight.models.factory.Normalized`): built by its
+    factory (modules looked up in ``models.own_dir`` first) or the given module prepared; input_size
+    and num_classes default to the images' (the images stage runs first)."""
+    module, spec = own
+    spec = dataclasses.replace(spec, input_size=spec.input_size or tuple(ctx.images.images.shape[1:]),
+                               num_classes=spec.num_classes or len(ctx.images.classes))
+    if module is not None:
+        return model_from_module(module, spec)
+    own_dir = ctx.config.models.own_dir
+    return load_model(spec, search_path=[own_dir] if own_dir else [])
+
+
+def record_checkpoint(ctx: RunContext, o: Obtained) -> ModelRecord:
+    """Copy the checkpoint into models/ and describe the model (incl. its test accuracy and the surrogate
+    it is explained with)."""
+    target = ctx.folder.model_path(o.source.name)
+    for src, dst in zip(checkpoint_paths(o.checkpoint), checkpoint_paths(target)):  # weights, then the side file
+        copy_atomic(src, dst)
+    accuracy, n = model_accuracy(ctx, o.module, o.meta, trained=o.source.trained)
+    spec_of = getattr(o.module, "binsight_spec", {}) or {}
+    return ModelRecord(
+        name=o.source.name, precision=o.source.precision, seed=o.source.seed, group=o.source.group,
+        arch=spec_of.get("name", type(o.module).__name__), kind="binsight",
+        checkpoint=str(target.relative_to(ctx.folder.root)), source=str(o.checkpoint), trained_here=o.source.trained,
+        accuracy=accuracy, accuracy_images=n, surrogate_trained=surrogate_of(o.module),
+        surrogate=explain_surrogate(ctx.config, o.module, o.source.precision),
+        gradcam_layer=getattr(o.module, "gradcam_layer", None), first_last_fp=spec_of.get("first_last_fp"),
+        epochs=o.meta.get("epochs"))
+
+
+def record_own(ctx: RunContext, o: Obtained) -> ModelRecord:
+    """An own model's record: its weights as used (models/NAME.safetensors), its factory and
+    normalisation, and the surrogate its BNN sign uses backward ("own" where binsight cannot switch it)."""
+    module, user = o.module, o.source.own[1]
+    target = ctx.folder.model_path(o.source.name)
+    with atomic_path(target) as tmp:
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in module.model.state_dict().items()}, str(tmp))
+    accuracy, n = model_accuracy(ctx, module, {}, trained=False)
+    report = sign_report(module) if user.precision == "bnn" else None
+    factory = user.factory if isinstance(user.factory, str) else getattr(user.factory, "__qualname__", "")
+    return ModelRecord(
+        name=o.source.name, precision=user.precision, seed=None, group=user.group, arch=type(module.model).__name__,
+        kind=OWN_KIND, factory=factory or "(module given)", kwargs=dict(user.kwargs),
+        checkpoint=str(target.relative_to(ctx.folder.root)), source=str(user.weights) or "(weights as built)",
+        trained_here=False, accuracy=accuracy, accuracy_images=n, surrogate_trained=None,
+        surrogate=surrogate_label(module), sign=report.surrogate if report else "",
+        switchable=bool(report and report.switchable), gradcam_layer=declared_gradcam_layer(module),
+        normalisation=({"mean": list(user.mean), "std": list(user.std)} if user.mean is not None else "inside"),
+        first_last_fp=None, epochs=None)
+
+
+def model_accuracy(ctx: RunContext, module: nn.Module, meta: dict[str, Any], trained: bool) -> tuple[float, int]:
+    """(top-1 accuracy, images): on the split the study draws from (not only the explained images;
+    ``models.test_subset`` images of it, drawn with seed 0, where set); for a model trained here on
+    the test split, the accuracy measured at training time."""
+    if trained and ctx.plan.images.split == "test" and meta.get("test_accuracy") is not None:
+        return float(meta["test_accuracy"]), int(meta.get("num_test", 0))
+    ds = dataset(ctx.plan.images)
+    subset = ctx.config.models.test_subset
+    if 0 < subset < len(ds):
+        ds = ds.subset(subset, seed=0)
+    return evaluate(ready(ctx, module), ds, batch_size=ctx.plan.batch_size, device=str(ctx.device)), len(ds)
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    if not source.is_file():
+        raise RunFolderError(f"checkpoint file {source} not found")
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
