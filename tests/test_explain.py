@@ -3,6 +3,8 @@ leave the model untouched, and reject bad input clearly."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -25,7 +27,8 @@ from binsight.explain.captum_adapter import CaptumExplainer
 from binsight.explain.gradcam import GradCAM
 from binsight.explain.gradient import Gradient
 from binsight.explain.neuromask import NeuroMask
-from binsight.explain.smoothgrad import SmoothGrad
+from binsight._utils import BinsightWarning
+from binsight.explain.smoothgrad import RELIABLE, SmoothGrad, split_half_reliability
 from binsight.models import build_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
@@ -348,6 +351,46 @@ def test_smoothgrad_noise_scale_and_seed(tiny):
     assert abs(float(SmoothGrad(model, n_samples=400, noise_std=0.3).noise(x, 1).std()) / 0.3 - 1) < 0.05
     assert torch.equal(sg.noise(x, 0), sg.noise(x, 0))
     assert not torch.equal(sg.noise(x, 0), SmoothGrad(model, n_samples=400, noise_level=0.2, seed=1).noise(x, 0))
+
+
+class Wiggly(nn.Module):
+    """logit_k = sum_p w_kp sin(40 x_p): at noise std 0.15 a copy's gradient is almost pure noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(3 * 12 * 12, 5)
+
+    def forward(self, x):
+        return self.head(torch.sin(40 * x).flatten(1))
+
+
+def test_smoothgrad_split_half_check_both_sides(tiny):
+    model, x = tiny
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 12, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BinsightWarning)
+        steady = SmoothGrad(linear, n_samples=2).explain(x)  # a constant gradient: both halves agree exactly
+    assert torch.allclose(steady.extras["split_half_reliability"], torch.ones(4, dtype=torch.float64))
+    assert not steady.extras["unconverged"].any()
+    torch.manual_seed(0)
+    with pytest.warns(BinsightWarning, match=r"SmoothGrad maps are not converged at n_samples=20 \(split-half "
+                                             r"reliability below 0.7: .*\); raise n_samples"):
+        noisy = SmoothGrad(Wiggly(), n_samples=20).explain(x)
+    assert noisy.extras["unconverged"].all() and (noisy.extras["split_half_reliability"] < 0.5).all()
+    single = SmoothGrad(linear, n_samples=1).explain(x)  # nothing to split: not measured
+    assert torch.isnan(single.extras["split_half_reliability"]).all() and not single.extras["unconverged"].any()
+
+
+@pytest.mark.parametrize("r, reliability", [(1.0, 1.0), (0.5, 2 / 3), (0.6, 0.75), (0.0, 0.0)])
+def test_split_half_reliability_is_spearman_brown(r, reliability):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(1, 4000, generator=g, dtype=torch.float64)
+    noise = torch.randn(1, 4000, generator=g, dtype=torch.float64)
+    noise = noise - (noise * a).sum() / (a * a).sum() * a  # orthogonal to a: the correlation is exactly r
+    b = r * a / a.std() + (1 - r * r) ** 0.5 * noise / noise.std() if r < 1 else a
+    got = split_half_reliability(a, b)
+    assert got.item() == pytest.approx(reliability, abs=0.02)
+    assert bool(got < RELIABLE) is (reliability < RELIABLE)
 
 
 def test_smoothgrad_agrees_with_noise_tunnel_in_expectation(tiny):

@@ -260,6 +260,17 @@ def input_gradients(
     return grad, targets
 
 
+def pixel_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation over pixels of each pair of maps: float64 (N,) from two (N, ...) tensors.
+
+    Where a row of either is flat (zero variance), 1.0 if the two rows are equal and 0.0 otherwise."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    da, db = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    norms = da.norm(dim=1) * db.norm(dim=1)
+    flat = torch.where((a == b).all(1), 1.0, 0.0).to(norms)
+    return torch.where(norms > 0, (da * db).sum(1) / norms.clamp_min(1e-300), flat)
+
+
 # -- channel reduction and layers, shared by the gradient methods and the Captum adapter --------------------
 
 

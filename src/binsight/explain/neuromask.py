@@ -103,7 +103,7 @@ from binsight._utils import (
     model_digest,
 )
 from binsight.explain import fast as fastpath
-from binsight.explain.base import Attribution, Explainer, ExplainerError
+from binsight.explain.base import Attribution, Explainer, ExplainerError, pixel_correlation
 from binsight.explain.registry import register_explainer
 
 INIT_BOUND = 10.0  # B: w ~ Uniform(-B, B); the sparsity term pulls w towards -B
@@ -239,12 +239,9 @@ def start_seed(seed: int, model: nn.Module | None) -> int:
 def start_correlation(masks: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     """Pearson correlation over pixels of each mask with its start mask: float64 (N,) from (N, 1, H, W) each.
 
-    1: the mask is (an affine copy of) its start; near 0: no trace of it. A flat mask (or start) gives 0: it
-    holds nothing of the start."""
-    a, b = masks.flatten(1).double(), start.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    norms = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(norms > 0, (a * b).sum(1) / norms.clamp_min(1e-300), torch.zeros_like(norms))
+    1: the mask is (an affine copy of) its start; near 0: no trace of it. A flat mask gives 0: it holds nothing
+    of the (random, never flat) start (:func:`~binsight.explain.base.pixel_correlation`)."""
+    return pixel_correlation(masks, start)
 
 
 @dataclass
@@ -396,12 +393,11 @@ class NeuroMask(Explainer):
         correlation = start_correlation(masks, torch.cat(starts))
         near = correlation > NEAR_START
         if bool(near.any()):
-            highest = float(correlation.max())
-            warnings.warn(f"{int(near.sum())} of {len(near)} NeuroMask masks are still near their random start "
-                          f"(correlation with the start mask above {NEAR_START}, highest {highest:.2f}) "
-                          f"after {self.iterations} iterations: they show the start more than the model; raise "
-                          f"iterations (reference: {ITERATIONS}); extras['near_start'] marks them",
-                          BinsightWarning, stacklevel=3)
+            # the same text for every call of one setting, so that a study's many calls warn once
+            warnings.warn(f"NeuroMask masks are still near their random start after {self.iterations} iterations "
+                          f"(correlation with the start mask above {NEAR_START}): they show the start more than the "
+                          f"model; raise iterations (reference: {ITERATIONS}); extras['near_start'] marks them and "
+                          "extras['start_correlation'] says how near", BinsightWarning, stacklevel=3)
         extras: dict[str, Any] = dict(final_loss=final_loss, keeps_target=keeps, iterations_run=runs, flat=flat,
                                       preset=preset_name, start_correlation=correlation, near_start=near)
         if self.return_history:

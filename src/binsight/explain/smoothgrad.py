@@ -15,6 +15,15 @@ with NumPy's ``SeedSequence``, so the maps of one call do not depend on ``batch_
 draw different noise for the same seed). An image explained in another call at another position i gets
 other noise unless the seed is tied to it (e.g. explain it alone, or pass the same batch).
 
+Convergence, measured: the copies of each image are split into halves (copies ``j < n // 2`` and the rest),
+each half gives its own map, and the Spearman-Brown reliability of the whole map, ``2 r / (1 + r)`` with r
+the Pearson correlation of the two half maps over pixels, estimates how well two runs with other seeds
+would agree (free: no extra pass). Below :data:`RELIABLE` the map is mostly noise and a
+:class:`~binsight._utils.BinsightWarning` says so. Measured on Fashion-MNIST (8 images, small-cnn trained
+one epoch): FP 0.3-0.6 at n = 10, 0.80-0.93 at n = 50, 0.93-0.97 at n = 200; BNN (STE) about 0.1-0.3 at
+n = 50 and 0.4-0.7 at n = 200. Extras: ``split_half_reliability`` float64 (N,) (NaN for n = 1: nothing to
+split) and ``unconverged`` bool (N,) (reliability below :data:`RELIABLE`).
+
 Speed: all images x copies go through the model in one forward and one backward pass (or chunks of at
 most ``batch_size`` noisy copies, to bound memory); the sums are kept in float64. ``fast="graph"`` replays
 the forward + backward pass of a chunk as a CUDA graph (kept across calls while the model's tensors stay
@@ -25,18 +34,35 @@ the same), ``fast="compile"`` runs it through ``torch.compile``; on the CPU ``"g
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from binsight._utils import batch_slices, call_model, image_generator
+from binsight._utils import BinsightWarning, batch_slices, call_model, image_generator
 from binsight.explain import fast as fastpath
-from binsight.explain.base import Attribution, Explainer, ExplainerError, check_reduction, reduce_map
+from binsight.explain.base import (
+    Attribution,
+    Explainer,
+    ExplainerError,
+    check_reduction,
+    pixel_correlation,
+    reduce_map,
+)
 from binsight.explain.registry import register_explainer
 
 VARIANTS = ("smoothgrad", "squared", "vargrad")
+RELIABLE = 0.7
+"""Split-half reliability below which a SmoothGrad map counts as not converged (mostly noise)."""
+
+
+def split_half_reliability(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Spearman-Brown reliability ``2 r / (1 + r)`` of maps averaged from two halves whose own maps (N, ...)
+    correlate by r (:func:`~binsight.explain.base.pixel_correlation`): float64 (N,), 1 for identical halves."""
+    r = pixel_correlation(first, second).clamp_min(-1 + 1e-12)
+    return 2 * r / (1 + r)
 
 
 def image_noise(
@@ -129,11 +155,26 @@ class SmoothGrad(Explainer):
 
     def _explain(self, inputs: torch.Tensor, wanted: torch.Tensor | None) -> Attribution:
         targets = self.resolve_targets(inputs, wanted)
-        return Attribution(self._reduced(inputs, targets), targets)
+        (total, first) = self._gradient_sums(inputs, targets)
+        k, half = self.n_samples, self.n_samples // 2
+        maps = self._reduced(total[0] / k, total[1] / k)
+        reliability = torch.full((inputs.shape[0],), float("nan"), dtype=torch.float64, device=inputs.device)
+        if half:
+            second = [(t - f) / (k - half) for t, f in zip(total, first)]
+            reliability = split_half_reliability(self._reduced(first[0] / half, first[1] / half),
+                                                 self._reduced(*second))
+        unconverged = reliability < RELIABLE
+        if bool(unconverged.any()):
+            # the same text for every call of one setting, so that a study's many calls warn once
+            warnings.warn(f"SmoothGrad maps are not converged at n_samples={k} (split-half reliability below "
+                          f"{RELIABLE}: two halves of the noisy copies give maps that disagree); raise n_samples; "
+                          "extras['unconverged'] marks them and extras['split_half_reliability'] says how far",
+                          BinsightWarning, stacklevel=3)
+        return Attribution(maps, targets, {"split_half_reliability": reliability, "unconverged": unconverged})
 
-    def _reduced(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The chosen variant, reduced over channels: (N, 1, H, W)."""
-        mean, mean_sq = self._gradient_moments(inputs, targets)
+    def _reduced(self, mean: torch.Tensor, mean_sq: torch.Tensor) -> torch.Tensor:
+        """The chosen variant of the gradient's mean and mean square (float64 (N, C, H, W)), reduced over
+        channels: (N, 1, H, W)."""
         if self.variant == "smoothgrad":
             values = mean
         elif self.variant == "squared":
@@ -142,12 +183,13 @@ class SmoothGrad(Explainer):
             values = (mean_sq - mean.square()).clamp_min(0)
         return reduce_map(values.float(), self.reduction, self.signed)
 
-    def _gradient_moments(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and mean square over the copies of each image's gradient: two float64 (N, C, H, W)."""
-        k = self.n_samples
+    def _gradient_sums(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ...]:
+        """Sums of each image's gradient and squared gradient over all its copies, and over its first
+        ``n_samples // 2`` copies: ((sum, sum of squares), (first-half sum, first-half sum of squares)),
+        each float64 (N, C, H, W)."""
+        k, half = self.n_samples, self.n_samples // 2
         stds = self.noise_stds(inputs)
-        grad_sum = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
-        grad_sq_sum = torch.zeros_like(grad_sum)
+        sums = [torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device) for _ in range(4)]
         noise_cache: dict[int, torch.Tensor] = {}
         self._bf16 = fastpath.applies(inputs.device, self.precision)
         for part in batch_slices(inputs.shape[0] * k, self.batch_size):
@@ -155,9 +197,11 @@ class SmoothGrad(Explainer):
             copies = self._noisy_copies(inputs, stds, copy_ids, noise_cache)
             image_ids = (copy_ids // k).to(inputs.device)
             grads = self._runner(copies, targets[image_ids]).double()
-            grad_sum.index_add_(0, image_ids, grads)
-            grad_sq_sum.index_add_(0, image_ids, grads.square())
-        return grad_sum / k, grad_sq_sum / k
+            in_first = ((copy_ids % k) < half).to(inputs.device).view(-1, *([1] * (grads.dim() - 1)))
+            for total, values in ((0, grads), (1, grads.square())):
+                sums[total].index_add_(0, image_ids, values)
+                sums[total + 2].index_add_(0, image_ids, values * in_first)
+        return (sums[0], sums[1]), (sums[2], sums[3])
 
     def _gradient_step(self, model: nn.Module, copies: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """d logit_target / d copy (n, C, H, W) for checked targets (n,): one forward and one backward pass,
