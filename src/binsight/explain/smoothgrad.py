@@ -19,9 +19,9 @@ Convergence, measured: the copies of each image are split into halves (copies ``
 each half gives its own map, and the Spearman-Brown reliability of the whole map, ``2 r / (1 + r)`` with r
 the Pearson correlation of the two half maps over pixels, estimates how well two runs with other seeds
 would agree (free: no extra pass). Below :data:`RELIABLE` the map is mostly noise and a
-:class:`~binsight._utils.BinsightWarning` says so. Measured on Fashion-MNIST (8 images, small-cnn trained
-one epoch): FP 0.3-0.6 at n = 10, 0.80-0.93 at n = 50, 0.93-0.97 at n = 200; BNN (STE) about 0.1-0.3 at
-n = 50 and 0.4-0.7 at n = 200. Extras: ``split_half_reliability`` float64 (N,) (NaN for n = 1: nothing to
+:class:`~binsight._utils.BinsightWarning` says so. Measured on 8 Fashion-MNIST test images (min-max over the
+images, small-cnn trained one epoch, three FP and two BNN checkpoints): FP 0.28-0.65 at n = 10, 0.44-0.91
+at n = 50, 0.75-0.97 at n = 200; BNN (STE) 0.06-0.35 at n = 50 and 0.41-0.70 at n = 200. Extras: ``split_half_reliability`` float64 (N,) (NaN for n = 1: nothing to
 split) and ``unconverged`` bool (N,) (reliability below :data:`RELIABLE`).
 
 Speed: all images x copies go through the model in one forward and one backward pass (or chunks of at
