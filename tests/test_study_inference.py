@@ -122,6 +122,8 @@ def coverage(regime: str, studies: int = 2000, n_images: int = 24, seed: int = 0
         est = crossed_interval(stat.values, design)
         hits += est.low <= truth <= est.high
         shares.append(list(est.split.shares().values()))
+        assert min(est.split.models, est.split.images, est.split.residual) >= 0
+        assert est.split.total == pytest.approx(est.se**2)
     return hits / studies, np.mean(shares, axis=0)
 
 

@@ -170,6 +170,7 @@ def crossed_interval(values: np.ndarray, design: JackknifeDesign, confidence: fl
         if v_m > v_mk:  # a model part below zero is set to zero (its terms leave the sum)
             model_part += v_m - v_mk
             terms += [(v_m, len(idx) - 1), (-v_mk, (len(idx) - 1) * (k - 1))]
+    residual = min(residual, v_images)  # the split keeps every part >= 0 and sums to the variance
     images_part = v_images - residual
     variance = model_part + v_images
     se = float(np.sqrt(max(variance, 0.0)))
