@@ -14,7 +14,9 @@ from binsight.study import config as cfg
 from binsight.explain.options import option_help
 from binsight.study import settings_reference as settings_doc
 from binsight.cli.study import report_hint
-from binsight.study.command import verdict_table
+from binsight.report.render import verdict_table
+from binsight.study.stats import Estimate
+from binsight.study.verdicts import Part, Predictions, Status, StudyVerdicts, Verdict, VerdictSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,27 +164,33 @@ def test_print_config_comments_give_the_description_and_the_default_study_value(
     assert "\n[[models.checkpoints]]\n" in printed and '# "fp" or "bnn"' not in printed.split("[methods]")[1]
 
 
-VERDICTS = {"verdicts": [
-    {"id": 1, "title": "FP and BNN maps of the same image are as similar as two FP maps of differently seeded "
-                       "models, well above chance", "status": "partly held", "fragile": True,
-     "parts": [{"name": "spearman", "status": "held", "estimate": {"value": -0.158, "low": -0.2, "high": -0.1,
-                                                                   "confidence": 0.9}},
-               {"name": "ssim", "status": "not measured", "estimate": None},
-               {"name": "top_k_iou", "status": "not held", "reading": "maps unstable across seeds",
-                "estimate": {"value": 0.1, "low": 0.09, "high": 0.11, "confidence": 0.95},
-                "levels": {"FP-vs-BNN": {"value": 0.1, "low": 0.09, "high": 0.11, "confidence": 0.95},
-                           "FP-vs-FP": {"value": 0.2, "low": 0.19, "high": 0.22, "confidence": 0.95}}},
-               {"name": "below chance", "status": "not held", "bound": 0.02, "reading": "not held",
-                "estimate": {"value": -0.023, "low": -0.111, "high": 0.0, "confidence": 0.95},
-                "levels": {"FP": {"value": 0.023, "low": 0.0, "high": 0.111, "confidence": 0.95}}}]},
-    {"id": 2, "title": "Some BNN maps are nonsense", "status": "inconclusive", "fragile": False, "parts": []},
-]}
+def estimate(value: float, low: float, high: float, confidence: float = 0.95) -> Estimate:
+    return Estimate(value, low, high, confidence, "2 FP and 2 BNN models, 6 images", 6, 200)
+
+
+def part(name: str, status: str, est: Estimate | None, *, reading: str = "", bound: float | None = None,
+         levels: dict[str, Estimate] | None = None) -> Part:
+    return Part(name, "?", Status(status), est, bound, "", reading, levels or {})
+
+
+TOP_K = {"FP-vs-BNN": estimate(0.1, 0.09, 0.11), "FP-vs-FP": estimate(0.2, 0.19, 0.22)}
+VERDICTS = StudyVerdicts((
+    Verdict(1, "FP and BNN maps of the same image are as similar as two FP maps of differently seeded models, well "
+               "above chance", "", Status.PARTLY_HELD, (
+                   part("spearman", "held", estimate(-0.158, -0.2, -0.1, 0.9)),
+                   part("ssim", "not measured", None),
+                   part("top_k_iou", "not held", TOP_K["FP-vs-BNN"], reading="maps unstable across seeds",
+                        levels=TOP_K),
+                   part("below chance", "not held", estimate(-0.023, -0.111, 0.0), reading="not held", bound=0.02,
+                        levels={"FP": estimate(0.023, 0.0, 0.111)})), "", "", fragile=True),
+    Verdict(2, "Some BNN maps are nonsense", "", Status.INCONCLUSIVE, (), "", ""),
+), (), Predictions(None, 0, (), {}), (), VerdictSettings())
 
 
 def test_verdict_table_shows_full_titles_statuses_fragile_and_intervals():
     table = verdict_table(VERDICTS)
     lines = table.splitlines()
-    assert VERDICTS["verdicts"][0]["title"] in lines[1] and lines[1].endswith("partly held, fragile")
+    assert VERDICTS.verdicts[0].title in lines[1] and lines[1].endswith("partly held, fragile")
     assert lines[2] == "     - spearman: held  -0.158 [-0.200, -0.100] (90% CI)"
     assert lines[3] == "     - ssim: not measured"
     # a part that compares levels names each level with its interval, not only FP-vs-BNN's

@@ -32,24 +32,26 @@ def study(config_path: str | Path | None, out: str | Path | None = None, *, prin
     :func:`default_out`), print the verdicts and where the report goes; return the run folder. None on a
     rank other than 0 under torchrun, and with ``print_config``, which only prints the resolved
     configuration, each key under a comment with its description and default."""
-    from binsight.study.config import config_hash, load_config
+    from binsight.study.config import load_config
     from binsight.study.settings_reference import commented_toml
 
     config = load_config(config_path)
     if print_config:
         print(commented_toml(config), end="")
         return None
-    from binsight.study.command import verdict_table
-    from binsight.study.runner import StudyRunner
+    from binsight.report.render import verdict_table
+    from binsight.study.plan import make_plan
+    from binsight.study.runner import open_run, run_stages
 
-    folder = Path(out) if out else default_out(config_hash(config))
-    runner = StudyRunner(config, folder)
-    if runner.rank == 0:
-        print(f"study: {folder} (configuration hash {config_hash(config)}, {runner.ranks} process(es))")
-    result = runner.run()
-    if runner.rank != 0:  # under torchrun, rank 0 alone prints the verdicts and builds the report
+    plan = make_plan(config)
+    folder = Path(out) if out else default_out(plan.hash)
+    with open_run(plan, folder) as ctx:
+        if ctx.main:
+            print(f"study: {folder} (configuration hash {plan.hash}, {ctx.ranks} process(es))")
+        verdicts = run_stages(ctx)
+    if verdicts is None:  # under torchrun, rank 0 alone prints the verdicts and builds the report
         return None
-    print(verdict_table(result))
+    print(verdict_table(verdicts))
     print(report_hint(folder))
     return folder
 
