@@ -44,21 +44,20 @@ STUDY_RANK = {
     "study": 0,  # binsight.study itself (the package's __init__)
     "errors": 0,
     "stats": 0,  # the two-level bootstrap
-    "inference": 0,  # the verdicts' statistics (#21)
     "measures": 0,  # the per-map and per-pair values, the chance maps
     "names": 1,  # names shared by the study, the verdicts and the report
-    "formats": 2,
-    "records": 2,
-    "config": 3,  # the configuration (sections, check, toml)
-    "settings_reference": 4,  # docs/settings.md, --print-config
-    "store": 4,  # the run folder
-    "plan": 5,
-    "verdicts": 5,
-    "context": 6,
-    "launch": 6,
-    "stages": 7,
-    "runner": 8,
-    "command": 9,
+    "formats": 2,  # the run folder's file formats (Row, ...)
+    "records": 2,  # one typed record per concept of the run folder
+    "config": 2,  # the configuration (sections, check, toml)
+    "store": 3,  # the run folder
+    "plan": 4,  # the configuration resolved once
+    "verdicts": 4,
+    "inference": 4,  # the verdicts' statistics (#21)
+    "context": 5,
+    "launch": 5,
+    "stages": 6,  # each stage one module; stages may import each other
+    "runner": 7,
+    "settings_reference": 8,  # docs/settings.md, --print-config
 }
 
 
@@ -212,7 +211,7 @@ def test_the_checks_can_fail(tmp_path):
     ]
     assert "has no rank" in violations("binsight.newpart.x", [])[0]
     assert violations("binsight.study.store", ["binsight.study.runner", "binsight.study.config.sections"]) == [
-        "binsight.study.store (study rank 4) imports binsight.study.runner, a higher study module (runner, rank 8)"
+        "binsight.study.store (study rank 3) imports binsight.study.runner, a higher study module (runner, rank 7)"
     ]
     assert "study module 'newstage' has no rank" in violations("binsight.study.newstage", [])[0]
     assert violations("binsight.study.verdicts.noise", ["binsight.study.verdicts.rules", "binsight.study.stats"]) == []
