@@ -181,7 +181,7 @@ def test_an_unknown_method_table_default_is_empty():
 def test_an_option_value_the_explainer_refuses_names_the_method_table():
     from binsight.models import build_model
     from binsight.study.plan import StudyModel
-    from binsight.study.runner import create_explainer
+    from binsight.study.stages.maps import create_explainer
 
     config = config_from_dict({"methods": {"smoothgrad": {"n_samples": "50"}}})
     spec = next(s for s in method_specs(config) if s.label == "smoothgrad")

@@ -31,15 +31,16 @@ findings, and :func:`compute_verdicts`). A new verdict is a module with its find
 line in :data:`VERDICTS`. Every name below is importable from ``binsight.study.verdicts``.
 """
 
+from binsight.study.names import PRECISIONS, UNDEFINED
 from binsight.study.stats import Estimate
 from binsight.study.verdicts.compute import FINDINGS, VERDICTS, check_models, compute_verdicts
 from binsight.study.verdicts.faithfulness import faithfulness_part, method_difference, other_methods, verdict_faithfulness
 from binsight.study.verdicts.gradcam import fraction_difference, verdict_gradcam
 from binsight.study.verdicts.noise import convergence_check, noise_difference, noise_part, verdict_noise
 from binsight.study.verdicts.records import (ALIKE, CANNOT_TELL, DIFFER, HELD, INCONCLUSIVE, MODEL_PROPERTY, MONTE_CARLO,
-                                             NOT_HELD, NOT_MEASURED, PARTLY_HELD, PRECISIONS, UNDECIDED, UNDEFINED,
-                                             UNSTABLE, ModelInfo, PairAgreement, PairValue, Part, Predictions,
-                                             Robustness, Status, StudyVerdicts, UndefinedCount, Verdict, VerdictError)
+                                             NOT_HELD, NOT_MEASURED, PARTLY_HELD, UNDECIDED, UNSTABLE, ModelInfo,
+                                             PairAgreement, PairValue, Part, Predictions, Robustness, Status,
+                                             StudyVerdicts, UndefinedCount, Verdict, VerdictError)
 from binsight.study.verdicts.robustness import alternatives, with_robustness
 from binsight.study.verdicts.rules import at_least, combine, comparison, conjunction, invert, make_verdict, reading_of
 from binsight.study.verdicts.settings import VerdictSettings

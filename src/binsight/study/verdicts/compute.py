@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from binsight.study.config import VerdictsConfig
-from binsight.study.store import Row
+from binsight.study.formats import Row
 from binsight.study.verdicts import faithfulness, gradcam, noise, similarity
-from binsight.study.verdicts.records import PRECISIONS, ModelInfo, StudyVerdicts, Verdict, VerdictError
+from binsight.study.names import PRECISIONS
+from binsight.study.verdicts.records import ModelInfo, StudyVerdicts, Verdict, VerdictError
 from binsight.study.verdicts.robustness import with_robustness
 from binsight.study.verdicts.settings import VerdictSettings
 from binsight.study.verdicts.summary import per_pair_values, predictions, undefined_counts

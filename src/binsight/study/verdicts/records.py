@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 
 from binsight.errors import BinsightError
+from binsight.study.names import is_variant
 from binsight.study.stats import Estimate
 from binsight.study.verdicts.settings import VerdictSettings
 
-UNDEFINED = ":undefined"
-PRECISIONS = ("fp", "bnn")
 
 
 class VerdictError(BinsightError):
@@ -54,7 +53,7 @@ class ModelInfo:
     """A model of the study as the table names it.
 
     precision: "fp" or "bnn". group: its seed or group label. surrogate: the sign surrogate its maps were
-    computed with ("" for FP, "own" for a BNN whose sign cannot be switched). A BNN explained with another
+    computed with ("" for FP, :data:`~binsight.study.names.FOREIGN_SURROGATE` for a BNN whose sign cannot be switched). A BNN explained with another
     surrogate is a variant named ``f"{base}+{surrogate}"``.
     """
 
@@ -65,7 +64,8 @@ class ModelInfo:
 
     @property
     def is_variant(self) -> bool:
-        return "+" in self.name
+        """Whether this model is a surrogate variant (:func:`binsight.study.names.is_variant`)."""
+        return is_variant(self.name)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from binsight.study.names import FOREIGN_SURROGATE
 from binsight.study.verdicts.records import NOT_MEASURED, Robustness, Verdict
 from binsight.study.verdicts.table import Context
 
@@ -37,7 +38,7 @@ def with_robustness(verdict: Verdict, compute: Callable[[Context], Verdict], ctx
         v = compute(alt)
         changed = v.status != NOT_MEASURED and v.status != verdict.status
         rows.append(Robustness(setting, v.status, v.reading, changed))
-    own = sorted(m.name for m in ctx.models if m.precision == "bnn" and not m.is_variant and m.surrogate == "own")
+    own = sorted(m.name for m in ctx.models if m.precision == "bnn" and not m.is_variant and m.surrogate == FOREIGN_SURROGATE)
     if own:  # a foreign BNN's sign cannot be switched: the surrogate rows leave it out
         rows.append(Robustness("BNNs explained with another surrogate", NOT_MEASURED,
                                f"does not apply to {', '.join(own)}: the sign's backward is the model's own, "

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from binsight.study.verdicts.records import (PRECISIONS, ModelInfo, PairAgreement, PairValue, Predictions,
-                                             UndefinedCount)
+from binsight.study.names import PRECISIONS
+from binsight.study.verdicts.records import ModelInfo, PairAgreement, PairValue, Predictions, UndefinedCount
 from binsight.study.verdicts.table import Table
 
 def per_pair_values(table: Table, models: Sequence[ModelInfo]) -> list[PairValue]:

@@ -9,8 +9,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from binsight.study.stats import Draws, Estimate, Stat, draw, estimate
-from binsight.study.store import Row
-from binsight.study.verdicts.records import UNDEFINED, ModelInfo
+from binsight.study.formats import Row
+from binsight.study.names import UNDEFINED
+from binsight.study.verdicts.records import ModelInfo
 from binsight.study.verdicts.settings import VerdictSettings
 
 class Table:
