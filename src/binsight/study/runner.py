@@ -17,7 +17,6 @@ results do not depend on the number of processes.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -30,10 +29,9 @@ from binsight.study.context import RunContext
 from binsight.study.launch import claim_folder, join_processes
 from binsight.study.plan import StudyPlan, make_plan
 from binsight.study.stages import STAGES
-from binsight.study.stages.maps import create_explainer  # noqa: F401 - temporary: tests/test_study_config.py imports it here
 from binsight.study.verdicts import StudyVerdicts
 
-__all__ = ["run_study", "open_run", "run_stages", "StudyRunner"]
+__all__ = ["run_study", "open_run", "run_stages"]
 
 
 def run_study(config: StudyConfig | str | Path | None, out: str | Path, *,
@@ -89,21 +87,3 @@ def run_stages(ctx: RunContext, stages: Sequence[Any] = STAGES) -> StudyVerdicts
     ctx.timings.cpu["total_this_run"] = sum(ctx.timings.cpu.values())
     ctx.save_timings()
     return ctx.verdicts if ctx.main else None
-
-
-class StudyRunner:
-    """Temporary: the previous interface (the constructor claims the folder, ``run()`` returns
-    verdicts.json's content as a dict on every rank), kept until binsight.cli.study calls
-    :func:`open_run` and :func:`run_stages`."""
-
-    def __init__(self, config: StudyConfig, out: str | Path, *, models: Sequence[Any] = ()):
-        self._stack = contextlib.ExitStack()
-        self.context = self._stack.enter_context(open_run(make_plan(config, models=models), out))
-        self.rank, self.ranks = self.context.rank, self.context.ranks
-
-    def run(self) -> dict[str, Any]:
-        with self._stack:
-            verdicts = run_stages(self.context)
-            text = (verdicts.to_json() if verdicts is not None
-                    else self.context.folder.path("verdicts.json").read_text(encoding="utf-8"))
-        return json.loads(text)
