@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -130,8 +131,9 @@ def test_the_model_is_left_as_it_was(shortcut):
 def test_record_is_json_ready():
     checks = (ev.decide("accuracy", 9, 10, 0.2, below=False),)
     result = ev.InterventionResult("decoy", 10, 0.1, 0.9, 0.9, 0.9, 0.1, 0.0, 0.0, checks, "passed", 0)
-    record = result.to_json()
+    record = json.loads(json.dumps(result.to_json()))
     assert record["checks"][0]["name"] == "accuracy" and record["status"] == "passed"
+    assert ev.InterventionResult.from_json(record) == result
 
 
 # -- the interventions ----------------------------------------------------------------------------------

@@ -125,10 +125,15 @@ class InterventionResult:
         return self.status == "passed"
 
     def to_json(self) -> dict:
-        """A JSON-ready dict (checks as a list of dicts)."""
+        """A JSON-ready dict (checks as a list of dicts); :meth:`from_json` reads it back."""
         record = asdict(self)
         record["checks"] = [asdict(c) for c in self.checks]
         return record
+
+    @classmethod
+    def from_json(cls, record: dict) -> InterventionResult:
+        """The result :meth:`to_json` wrote (e.g. read back from a run folder's models.json)."""
+        return cls(**{**record, "checks": tuple(Check(**c) for c in record["checks"])})
 
 
 def remove_pattern(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
