@@ -205,7 +205,7 @@ def test_the_default_recipe_on_a_small_subset_does_not_warn():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", BinsightWarning)
-        _, result = train(TrainConfig(precision="fp", **{**TINY, "epochs": 3, "train_subset": 256}))
+        _, result = train(TrainConfig(precision="fp", **{**TINY, "epochs": 2, "train_subset": 256}))
     assert result.warnings == [] and result.test_accuracy > 0.3
 
 
