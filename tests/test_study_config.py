@@ -118,6 +118,18 @@ def test_bad_configurations_name_the_key(raw, message):
     assert isinstance(info.value, BinsightError)
 
 
+def test_chance_maps_are_enough_for_the_chance_test_level():
+    """With N chance maps of each kind the smallest p-value is 1 / (2 N + 1): 10 is the fewest at level 0.05."""
+    from binsight.metrics.chance import LEVEL
+    from binsight.study.config.check import min_chance_maps
+
+    assert LEVEL == 0.05 and min_chance_maps() == 10
+    assert config_from_dict({"measures": {"chance_maps": 10}}).measures.chance_maps == 10
+    with pytest.raises(ConfigError, match=r"measures.chance_maps: must be at least 10 .*; got 9"):
+        config_from_dict({"measures": {"chance_maps": 9}})
+    assert config_from_dict({"measures": {"chance_maps": 0, "chance_methods": []}}).measures.chance_maps == 0
+
+
 def test_float_field_accepts_an_int():
     assert config_from_dict({"verdicts": {"noise_margin": 0}}).verdicts.noise_margin == 0.0
 

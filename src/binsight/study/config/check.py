@@ -212,8 +212,10 @@ def _validate_measures(ms: MeasuresConfig, me: MethodsConfig) -> None:
         _positive(f"measures.{name}", getattr(ms, name))
     if ms.mask_dilation < 0:
         raise ConfigError(f"measures.mask_dilation: pixels, must be >= 0, got {ms.mask_dilation}")
-    if ms.chance_methods and ms.chance_maps < 1:
-        raise ConfigError("measures.chance_maps: must be a positive integer while measures.chance_methods is set")
+    if ms.chance_methods and ms.chance_maps < min_chance_maps():
+        raise ConfigError(f"measures.chance_maps: must be at least {min_chance_maps()} while measures.chance_methods "
+                          f"is set (with N chance maps of each kind a map's smallest p-value is 1 / (2 N + 1), which "
+                          f"must not exceed the test's level {_chance_level()}); got {ms.chance_maps}")
     if ms.chance_images < 0:
         raise ConfigError(f"measures.chance_images: must be >= 0 (0 = every image), got {ms.chance_images}")
     for i, p in enumerate(ms.road_percentages):
@@ -222,6 +224,18 @@ def _validate_measures(ms: MeasuresConfig, me: MethodsConfig) -> None:
     for i, name in enumerate(ms.chance_methods):
         _one_of(f"measures.chance_methods[{i}]", name, tuple(me.run))
     _unique("measures.chance_methods", ms.chance_methods)
+
+
+def _chance_level() -> float:
+    from binsight.metrics.chance import LEVEL
+
+    return LEVEL
+
+
+def min_chance_maps() -> int:
+    """The fewest chance maps of each kind with which a map can be better than chance at the test's level
+    (:data:`binsight.metrics.chance.LEVEL`): the smallest p-value, 1 / (2 N + 1), at most the level (10 at 0.05)."""
+    return math.ceil((1 / _chance_level() - 1) / 2)
 
 
 def _validate_verdicts(v: VerdictsConfig) -> None:

@@ -162,7 +162,8 @@ class MeasuresConfig:
                                         help="methods whose non-degenerate maps are tested against chance maps "
                                              "(`below_chance`).")
     chance_maps: int = setting(20, help="chance maps of each kind per tested map (unstructured, and as many "
-                                        "smoothness-matched).")
+                                        "smoothness-matched); at least 10, so that a map can be better than chance "
+                                        "at the test's level 0.05 (its smallest p-value is 1 / (2 chance_maps + 1)).")
     chance_images: int = setting(16, help="the test runs on the first chance_images images (0 = all); each tested "
                                           "map costs (2 chance_maps + 1) x (2 (curve_steps + 1) + R) forward passes "
                                           "and (2 chance_maps + 1) x R ROAD imputations, R the number of "
