@@ -8,7 +8,8 @@
 Shared conventions. ``images`` are float (N, C, H, W) pixels in [0, 1] as the model takes them; ``maps``
 float (N, 1, H, W), finite; ``targets`` int class indices (N,) (or one int for all). A "pixel" is a
 position (i, j): removing it changes all C channels at once. Pixels are ranked by their map value, highest
-first; equal values are ranked in row-major order (lower index first), so results are deterministic. The
+first; equal values are ranked in row-major order (lower index first), so results are deterministic; with
+``tie_seed`` (an int) they are ordered at random instead, by a seeded key (:func:`pixel_ranks`). The
 model is any ``nn.Module`` mapping images to logits (N, K); the curves follow the softmax probability of
 the target class. Perturbed images of many steps and many images go through the model together, at most
 ``batch_size`` at a time (this bounds memory and never changes the result). While a measure runs the model
@@ -22,18 +23,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.integrate
-import scipy.linalg
 import torch
 from torch import nn
 
 from binsight import _utils
 from binsight._utils import SubstrateLike, batch_slices, call_model, check_target_range, preserved_model
 from binsight.metrics._checks import MetricError, check_batch_size, check_images, check_maps, check_targets
+from binsight.metrics.imputation import ROAD_NOISE, noisy_linear_imputation
 
 DEFAULT_BATCH_SIZE = 512
-ROAD_NOISE = 0.01
-"""Standard deviation of the Gaussian noise added to imputed pixels, in pixel units ([0, 1]) - the
-default of Rong et al.'s reference code (and of Quantus' ``noisy_linear_imputation``)."""
+IMPUTATION_ELEMENTS = 2**22
+"""About how many pixel values (images x channels x H x W) ROAD imputes in one solve: each solve holds about
+a dozen float64 tensors of this size (about 400 MB at the default). A call's (image, percentage) pairs are
+imputed in chunks of at most that many (a whole number of model batches, at least one); the chunking never
+changes the result."""
 
 
 @dataclass
@@ -89,6 +92,7 @@ def deletion_insertion(
     batch_size: int = DEFAULT_BATCH_SIZE,
     blur_sigma: float | None = None,
     mean: Sequence[float] | torch.Tensor | None = None,
+    tie_seed: int | None = None,
 ) -> DeletionInsertion:
     """Deletion and insertion curves (Petsiuk et al. 2018) of each image, and their normalised areas.
 
@@ -103,11 +107,12 @@ def deletion_insertion(
     or, when None, each image's own; a tensor broadcastable to (N, C, H, W) is used as given
     (:func:`binsight._utils.make_substrate`).
 
+    Equal map values are ordered by ``tie_seed`` (:func:`pixel_ranks`; None: row-major order).
     Returns a :class:`DeletionInsertion`. ``steps`` trades resolution for time: the model sees
     2 N (steps + 1) images.
     """
     images, maps, targets = _check_common(images, maps, targets)
-    counts, ranks = _steps(images, maps, steps, batch_size)
+    counts, ranks = _steps(images, maps, steps, batch_size, tie_seed)
     removed_onto = _utils.make_substrate(images, substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
     inserted_onto = _utils.make_substrate(images, insertion_substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
     deletion = _curve(model, ranks, counts, removed_onto, images, targets, batch_size)
@@ -133,36 +138,54 @@ def deletion_area(
     batch_size: int = DEFAULT_BATCH_SIZE,
     blur_sigma: float | None = None,
     mean: Sequence[float] | torch.Tensor | None = None,
+    tie_seed: int | None = None,
 ) -> np.ndarray:
     """The deletion area of :func:`deletion_insertion`, float64 (N,), without the insertion curve (half the
     model's work: it sees N (steps + 1) images)."""
     images, maps, targets = _check_common(images, maps, targets)
-    counts, ranks = _steps(images, maps, steps, batch_size)
+    counts, ranks = _steps(images, maps, steps, batch_size, tie_seed)
     removed_onto = _utils.make_substrate(images, substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
     deletion = _curve(model, ranks, counts, removed_onto, images, targets, batch_size)
     return scipy.integrate.trapezoid(deletion, counts.numpy() / (images.shape[-2] * images.shape[-1]), axis=1)
 
 
-def _steps(images: torch.Tensor, maps: torch.Tensor, steps: Any, batch_size: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _steps(images: torch.Tensor, maps: torch.Tensor, steps: Any, batch_size: Any,
+           tie_seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(pixel counts (steps + 1,) of the curve's points, pixel ranks of the maps), after checking ``steps``."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise MetricError(f"steps must be a positive integer, got {steps!r}")
     check_batch_size(batch_size)
     n_pixels = images.shape[-2] * images.shape[-1]
     counts = torch.as_tensor(np.rint(np.arange(steps + 1) / steps * n_pixels).astype(np.int64))
-    return counts, pixel_ranks(maps).to(images.device)
+    return counts, pixel_ranks(maps, tie_seed).to(images.device)
 
 
-def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
-    """Rank of every pixel of each map, 0 for the most salient: int64 (N, 1, H, W).
+def pixel_ranks(maps: torch.Tensor, tie_seed: int | None = None) -> torch.Tensor:
+    """Rank of every pixel of each map, 0 for the most salient: int64 (N, 1, H, W), on the maps' device.
 
-    Highest value first; equal values in row-major order (a stable sort), so the ranking is deterministic.
+    Highest value first. Equal values: with ``tie_seed`` None in row-major order (a stable sort), so the
+    ranking is deterministic; with an int, in the order of a random key per pixel, uniform [0, 1) from
+    ``torch.Generator().manual_seed(tie_seed)`` drawn for the whole (N, H W) call on the CPU (so the key of
+    map i depends on the seed and i's position in the call, never on the device). Ties only: pixels of
+    different values keep their order.
     """
     values = maps.flatten(1)
-    order = torch.sort(values, dim=1, descending=True, stable=True).indices
+    if tie_seed is None:
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices
+    else:
+        key = torch.rand(values.shape, generator=torch.Generator().manual_seed(_check_tie_seed(tie_seed)))
+        shuffled = torch.argsort(key.to(values.device), dim=1)
+        by_value = torch.sort(values.gather(1, shuffled), dim=1, descending=True, stable=True).indices
+        order = shuffled.gather(1, by_value)
     ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(values.shape[1]).expand_as(order).contiguous())
+    ranks.scatter_(1, order, torch.arange(values.shape[1], device=values.device).expand_as(order).contiguous())
     return ranks.view(maps.shape).to(torch.int64)
+
+
+def _check_tie_seed(tie_seed: Any) -> int:
+    if isinstance(tie_seed, bool) or not isinstance(tie_seed, (int, np.integer)) or tie_seed < 0:
+        raise MetricError(f"tie_seed must be None (ties in row-major order) or an int >= 0, got {tie_seed!r}")
+    return int(tie_seed)
 
 
 def _curve(
@@ -229,14 +252,18 @@ def road(
     noise: float = ROAD_NOISE,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    tie_seed: int | None = None,
 ) -> RoadCurves:
     """ROAD (Rong et al. 2022): remove p% of the pixels and impute them by noisy linear imputation.
 
     For each p in ``percentages`` the round(p / 100 * H * W) most relevant pixels (``order="morf"``) or least
     relevant ones (``"lerf"``) of each image are removed and replaced by :func:`noisy_linear_imputation`
     (noise std ``noise``, drawn from ``numpy.random.default_rng(seed)``: the same seed gives the same result).
-    The model then sees every imputed image. Imputed pixels are not clipped to [0, 1] (as in the reference
-    code), so they may leave that range by about ``noise``.
+    Equal map values are ordered by ``tie_seed`` (:func:`pixel_ranks`; None: row-major order).
+    Every (image, percentage) pair of the call is imputed in one batched solve on the images' device
+    (:mod:`binsight.metrics.imputation`; in chunks of :data:`IMPUTATION_ELEMENTS` pixel values, which
+    changes nothing), then the model sees every imputed image, ``batch_size`` at a time. Imputed pixels
+    are not clipped to [0, 1] (as in the reference code), so they may leave that range by about ``noise``.
 
     Returns a :class:`RoadCurves`.
     """
@@ -250,18 +277,12 @@ def road(
         raise MetricError(f"noise is a standard deviation and must be >= 0, got {noise}")
     check_batch_size(batch_size)
     n, n_steps = images.shape[0], percentages.size
-    n_pixels = images.shape[-2] * images.shape[-1]
-    counts = torch.as_tensor(np.rint(percentages / 100 * n_pixels).astype(np.int64))
-    ranks = pixel_ranks(maps if order == "morf" else -maps).to(images.device)
+    counts = torch.as_tensor(np.rint(percentages / 100 * images.shape[-2] * images.shape[-1]).astype(np.int64))
+    if (counts >= images.shape[-2] * images.shape[-1]).any():
+        raise MetricError("cannot impute an image whose every pixel is removed; use percentages below 100")
+    ranks = pixel_ranks(maps if order == "morf" else -maps, tie_seed).to(images.device)
     image_index = torch.arange(n).repeat_interleave(n_steps)
-    step_index = torch.arange(n_steps).repeat(n)
-    rng = np.random.default_rng(seed)
-
-    def imputed(pairs: torch.Tensor) -> torch.Tensor:
-        i, s = image_index[pairs], step_index[pairs]
-        removed = ranks[i] < counts[s].view(-1, 1, 1, 1).to(ranks.device)
-        return noisy_linear_imputation(images[i], removed, noise=noise, rng=rng)
-
+    imputed = _ImputedPairs(images, ranks, counts.to(images.device), noise, np.random.default_rng(seed), batch_size)
     probs, predicted = target_probabilities(model, imputed, image_index, targets, batch_size)
     probability = probs.reshape(n, n_steps)
     correct = predicted.reshape(n, n_steps) == targets.cpu().numpy()[:, None]
@@ -274,102 +295,31 @@ def road(
     )
 
 
-# The 8 neighbours of a pixel and their weights in the imputation (Rong et al.'s reference code):
-# direct neighbours 1/6, diagonal ones 1/12.
-_NEIGHBOURS = (
-    ((0, 1), 1 / 6),
-    ((0, -1), 1 / 6),
-    ((1, 0), 1 / 6),
-    ((-1, 0), 1 / 6),
-    ((1, 1), 1 / 12),
-    ((1, -1), 1 / 12),
-    ((-1, 1), 1 / 12),
-    ((-1, -1), 1 / 12),
-)
+class _ImputedPairs:
+    """ROAD's imputed images, pair m = (image m // P, percentage m % P), made a chunk of pairs at a time.
 
-
-def noisy_linear_imputation(
-    images: torch.Tensor,
-    removed: torch.Tensor,
-    *,
-    noise: float = ROAD_NOISE,
-    rng: np.random.Generator | None = None,
-) -> torch.Tensor:
-    """Replace the removed pixels of each image by the weighted mean of their neighbours, plus noise.
-
-    images: float (N, C, H, W); removed: bool (N, 1, H, W), True where a pixel is to be imputed.
-    Each removed pixel's value is the weighted mean of its 8 neighbours inside the image (weights 1/6 for
-    the direct neighbours, 1/12 for the diagonal ones, renormalised at the border), whether those are kept
-    or themselves imputed: one sparse linear system per image, all images solved at once as one
-    block-diagonal system; every channel is a right-hand side. The system is symmetric positive definite and,
-    with the unknowns in row-major order, banded (no unknown couples to one more than W + 1 places away),
-    so it is solved as a banded Cholesky system (``scipy.linalg.solveh_banded``, O(M W^2) for M unknowns).
-    Then Gaussian noise of std ``noise`` is added to each imputed value (``rng``, default seed 0).
-    A removed region with no kept pixel around it has no defined value: the system is singular and a
-    :class:`MetricError` is raised (this happens only when every pixel is removed).
-    Returns the imputed images, same shape, dtype and device as ``images``.
-    Reference: Rong et al. 2022, ``NoisyLinearImputer`` of github.com/tleemann/road_evaluation.
+    Called with consecutive pair indices that never straddle a chunk (chunks are whole model batches):
+    the chunk holding them is imputed in one solve the first time it is asked for, with the noise drawn
+    from ``rng`` in chunk order (the same stream as one solve of every pair).
     """
-    images = check_images(images)
-    if not isinstance(removed, torch.Tensor) or removed.dtype != torch.bool:
-        raise MetricError("removed must be a bool tensor (N, 1, H, W), True where a pixel is to be imputed")
-    n, channels, height, width = images.shape
-    if tuple(removed.shape) != (n, 1, height, width):
-        raise MetricError(
-            f"removed has shape {tuple(removed.shape)}; for these images it must be {(n, 1, height, width)}"
-        )
-    pixels = images.detach().cpu().double().numpy().reshape(n, channels, height * width)
-    holes = removed.detach().cpu().numpy().reshape(n, height * width)
-    if holes.all(axis=1).any():
-        raise MetricError("cannot impute an image whose every pixel is removed; use percentages below 100")
-    rng = rng if rng is not None else np.random.default_rng(0)
-    system, rhs, hole_image, hole_pixel = _imputation_system(pixels, holes, height, width)
-    if hole_image.size == 0:
-        return images.clone()
-    solution = scipy.linalg.solveh_banded(system, rhs, check_finite=False).reshape(hole_image.size, channels)
-    solution = solution + noise * rng.standard_normal(solution.shape)
-    out = pixels.copy()
-    out[hole_image, :, hole_pixel] = solution
-    return torch.from_numpy(out.reshape(n, channels, height, width)).to(images.device, images.dtype)
 
+    def __init__(self, images: torch.Tensor, ranks: torch.Tensor, counts: torch.Tensor, noise: float,
+                 rng: np.random.Generator, batch_size: int):
+        self.images, self.ranks, self.counts, self.noise, self.rng = images, ranks, counts, noise, rng
+        per_pair = images[0].numel()
+        self.chunk = batch_size * max(1, IMPUTATION_ELEMENTS // (batch_size * per_pair))
+        self.start, self.done = -1, torch.empty(0)
 
-def _imputation_system(pixels: np.ndarray, holes: np.ndarray, height: int, width: int):
-    """The block-diagonal system A v = b for every removed pixel of every image.
-
-    pixels: float64 (N, C, H*W); holes: bool (N, H*W). Row u (one per removed pixel, numbered image by image
-    in row-major order) reads: (sum of the weights of u's neighbours inside the image) * v_u
-    - sum over removed neighbours r of w_r v_r = sum over kept neighbours k of w_k x_k.
-    A is symmetric (a neighbour's weight is the same both ways) and diagonally dominant, positive definite
-    when every image keeps a pixel. Returns (A in the upper banded form of ``scipy.linalg.solveh_banded``,
-    (bandwidth + 1, M), b (M, C), the image and pixel index of each unknown).
-    """
-    hole_image, hole_pixel = np.nonzero(holes)
-    unknown_id = np.full(holes.shape, -1, dtype=np.int64)
-    unknown_id[hole_image, hole_pixel] = np.arange(hole_image.size)
-    rows, cols = np.divmod(hole_pixel, width)
-    diagonal = np.zeros(hole_image.size)
-    rhs = np.zeros((hole_image.size, pixels.shape[1]))
-    entries_row, entries_col, entries_val = [], [], []
-    for (dy, dx), weight in _NEIGHBOURS:
-        y, x = rows + dy, cols + dx
-        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-        diagonal[inside] += weight
-        u = np.nonzero(inside)[0]
-        neighbour = y[u] * width + x[u]
-        neighbour_id = unknown_id[hole_image[u], neighbour]
-        is_unknown = neighbour_id >= 0
-        entries_row.append(u[is_unknown])
-        entries_col.append(neighbour_id[is_unknown])
-        entries_val.append(np.full(is_unknown.sum(), -weight))
-        kept = u[~is_unknown]
-        rhs[kept] += weight * pixels[hole_image[kept], :, neighbour[~is_unknown]]
-    row, col, value = (np.concatenate(e) for e in (entries_row, entries_col, entries_val))
-    upper = row < col  # A is symmetric: its upper triangle and diagonal say everything
-    bandwidth = int((col[upper] - row[upper]).max(initial=0))
-    banded = np.zeros((bandwidth + 1, hole_image.size))
-    banded[bandwidth + row[upper] - col[upper], col[upper]] = value[upper]  # ab[bw + i - j, j] = A[i, j]
-    banded[bandwidth] = diagonal
-    return banded, rhs, hole_image, hole_pixel
+    def __call__(self, pairs: torch.Tensor) -> torch.Tensor:
+        start = int(pairs[0]) // self.chunk * self.chunk
+        if start != self.start:
+            total = self.images.shape[0] * self.counts.numel()
+            chunk = torch.arange(start, min(start + self.chunk, total), device=self.images.device)
+            i, s = chunk // self.counts.numel(), chunk % self.counts.numel()
+            removed = self.ranks[i] < self.counts[s].view(-1, 1, 1, 1)
+            self.done = noisy_linear_imputation(self.images[i], removed, noise=self.noise, rng=self.rng)
+            self.start = start
+        return self.done[pairs.to(self.images.device) - start]
 
 
 # -- checks ------------------------------------------------------------------------------------------
