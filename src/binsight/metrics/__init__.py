@@ -15,7 +15,14 @@ from binsight.metrics.faithfulness import (
     road,
 )
 from binsight.metrics.localisation import boxes_to_masks, energy_inside, pointing_game
-from binsight.metrics.noise import entropy, gini, high_frequency_energy, total_variation
+from binsight.metrics.noise import (
+    entropy,
+    gini,
+    high_frequency_energy,
+    rank_high_frequency_energy,
+    rank_total_variation,
+    total_variation,
+)
 from binsight.metrics.sanity import SanityResult, explain_with, randomisation_test
 from binsight.metrics.similarity import cosine, spearman, ssim, top_k_iou
 
@@ -39,6 +46,8 @@ __all__ = [
     "pointing_game",
     "random_map",
     "randomisation_test",
+    "rank_high_frequency_energy",
+    "rank_total_variation",
     "road",
     "spearman",
     "ssim",

@@ -100,3 +100,12 @@ def safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     ok = np.isfinite(den) & (den != 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ok, num / np.where(ok, den, 1.0), np.nan)
+
+
+def tie_key(shape: tuple[int, ...], tie_seed) -> np.ndarray:
+    """The random order of tied pixels: uniform [0, 1) keys, float64 of ``shape`` (N, P), from
+    ``numpy.random.default_rng(tie_seed)`` (:class:`MetricError` unless ``tie_seed`` is an int >= 0).
+    Drawn for a whole call, so the key of map i depends on the seed and i's position in the call."""
+    if isinstance(tie_seed, bool) or not isinstance(tie_seed, (int, np.integer)) or tie_seed < 0:
+        raise MetricError(f"tie_seed must be None (ties in row-major order) or an int >= 0, got {tie_seed!r}")
+    return np.random.default_rng(int(tie_seed)).random(shape)

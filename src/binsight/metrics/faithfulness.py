@@ -28,7 +28,7 @@ from torch import nn
 
 from binsight import _utils
 from binsight._utils import SubstrateLike, batch_slices, call_model, check_target_range, preserved_model
-from binsight.metrics._checks import MetricError, check_batch_size, check_images, check_maps, check_targets
+from binsight.metrics._checks import MetricError, check_batch_size, check_images, check_maps, check_targets, tie_key
 from binsight.metrics.imputation import ROAD_NOISE, noisy_linear_imputation
 
 DEFAULT_BATCH_SIZE = 512
@@ -164,28 +164,21 @@ def pixel_ranks(maps: torch.Tensor, tie_seed: int | None = None) -> torch.Tensor
     """Rank of every pixel of each map, 0 for the most salient: int64 (N, 1, H, W), on the maps' device.
 
     Highest value first. Equal values: with ``tie_seed`` None in row-major order (a stable sort), so the
-    ranking is deterministic; with an int, in the order of a random key per pixel, uniform [0, 1) from
-    ``torch.Generator().manual_seed(tie_seed)`` drawn for the whole (N, H W) call on the CPU (so the key of
-    map i depends on the seed and i's position in the call, never on the device). Ties only: pixels of
-    different values keep their order.
+    ranking is deterministic; with an int, in the order of a random key per pixel
+    (:func:`binsight.metrics._checks.tie_key`: uniform [0, 1) from ``numpy.random.default_rng(tie_seed)``
+    for the whole (N, H W) call, on the CPU). Only ties move: pixels of different values keep their order.
     """
     values = maps.flatten(1)
     if tie_seed is None:
         order = torch.sort(values, dim=1, descending=True, stable=True).indices
     else:
-        key = torch.rand(values.shape, generator=torch.Generator().manual_seed(_check_tie_seed(tie_seed)))
+        key = torch.from_numpy(tie_key(tuple(values.shape), tie_seed))
         shuffled = torch.argsort(key.to(values.device), dim=1)
         by_value = torch.sort(values.gather(1, shuffled), dim=1, descending=True, stable=True).indices
         order = shuffled.gather(1, by_value)
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(values.shape[1], device=values.device).expand_as(order).contiguous())
     return ranks.view(maps.shape).to(torch.int64)
-
-
-def _check_tie_seed(tie_seed: Any) -> int:
-    if isinstance(tie_seed, bool) or not isinstance(tie_seed, (int, np.integer)) or tie_seed < 0:
-        raise MetricError(f"tie_seed must be None (ties in row-major order) or an int >= 0, got {tie_seed!r}")
-    return int(tie_seed)
 
 
 def _curve(

@@ -92,6 +92,36 @@ def high_frequency_energy(maps: torch.Tensor) -> np.ndarray:
     return safe_divide(power[:, high].sum(axis=1), np.where(constant, 0.0, total))
 
 
+def rank_total_variation(maps: torch.Tensor) -> np.ndarray:
+    """:func:`total_variation_range` of each map's within-map ranks: invariant to any increasing remap.
+
+    Each map's pixels are replaced by their ranks (ties get their average rank, ``scipy.stats.rankdata``),
+    scaled to [0, 1] by the ranks' range, and the total variation per pixel of that rank map is returned:
+    0 (flat) to about 2 (a checkerboard). A monotone remap of the values (sqrt, exp, a gamma curve) leaves
+    the ranks, hence the value, exactly as they were, where :func:`total_variation` moves with the histogram.
+    NaN for a constant or non-finite map.
+    """
+    maps = check_maps(maps)
+    return _tv_of_unit(scaled_to_unit(_ranks(flat(maps))), maps.shape[-2:])
+
+
+def rank_high_frequency_energy(maps: torch.Tensor) -> np.ndarray:
+    """:func:`high_frequency_energy` of each map's within-map ranks (average ranks for ties, scaled to
+    [0, 1]): invariant to any increasing remap of the map's values. NaN for a constant or non-finite map."""
+    maps = check_maps(maps)
+    unit = scaled_to_unit(_ranks(flat(maps)))
+    return high_frequency_energy(torch.from_numpy(unit).view(maps.shape))
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks (1 to P) of each row of values (N, P); rows with a non-finite value become NaN."""
+    finite = np.isfinite(values).all(axis=1)
+    ranks = np.full(values.shape, np.nan)
+    if finite.any():
+        ranks[finite] = scipy.stats.rankdata(values[finite], axis=1)
+    return ranks
+
+
 def gini(maps: torch.Tensor) -> np.ndarray:
     """Gini index of the absolute values of each map's pixels (sparseness), in [0, 1 - 1 / (H W)].
 

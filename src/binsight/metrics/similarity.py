@@ -18,7 +18,7 @@ import scipy.stats
 import torch
 from skimage.metrics import structural_similarity
 
-from binsight.metrics._checks import MetricError, check_masks, check_pair, safe_divide, scaled_to_unit
+from binsight.metrics._checks import MetricError, check_masks, check_pair, safe_divide, scaled_to_unit, tie_key
 from binsight.metrics.baselines import derangement
 
 SSIM_WINDOW = 7
@@ -83,12 +83,14 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None) 
     return result
 
 
-def top_k_iou(a: torch.Tensor, b: torch.Tensor, k: float = 0.10, *, mask: torch.Tensor | None = None) -> np.ndarray:
+def top_k_iou(a: torch.Tensor, b: torch.Tensor, k: float = 0.10, *, mask: torch.Tensor | None = None,
+              tie_seed: int | None = None) -> np.ndarray:
     """Intersection over union of the top ``k`` fraction of pixels of each pair of maps, in [0, 1].
 
     The top set of a map holds its ``max(1, round(k * H * W))`` largest pixels; among equal values the pixel
     that comes first in row-major order is taken first, so the sets always have exactly that size and the
-    result is deterministic. 1: same top pixels; 0: disjoint (e.g. a map and its negation). NaN for a map
+    result is deterministic; with ``tie_seed`` (an int) equal values are taken in a random order instead, a
+    uniform key per pixel (:func:`binsight.metrics._checks.tie_key`, the same key for a and b). 1: same top pixels; 0: disjoint (e.g. a map and its negation). NaN for a map
     with NaN values. With ``mask``, the top sets are the ``max(1, round(k * n))`` largest of the mask's n
     pixels.
     Reference: the top-k feature agreement of Krishna et al., "The disagreement problem in explainable
@@ -97,20 +99,25 @@ def top_k_iou(a: torch.Tensor, b: torch.Tensor, k: float = 0.10, *, mask: torch.
     if not 0.0 < k <= 1.0:
         raise MetricError(f"k is the fraction of pixels in the top set and must be in (0, 1], got {k}")
     if mask is not None:
-        return _per_masked_image(top_k_iou, a, b, mask, k=k)
+        return _per_masked_image(top_k_iou, a, b, mask, k=k, tie_seed=tie_seed)
     a, b = check_pair(a, b)
     count = max(1, round(k * a.shape[1]))
-    top_a = top_k_mask(a, count)
-    top_b = top_k_mask(b, count)
+    key = None if tie_seed is None else tie_key(a.shape, tie_seed)
+    top_a = top_k_mask(a, count, key)
+    top_b = top_k_mask(b, count, key)
     inter = (top_a & top_b).sum(1)
     result = inter / (2 * count - inter)
     result[~(np.isfinite(a).all(1) & np.isfinite(b).all(1))] = np.nan
     return result.astype(np.float64)
 
 
-def top_k_mask(values: np.ndarray, count: int) -> np.ndarray:
-    """Boolean (N, P): the ``count`` largest entries of each row; ties go to the lower index."""
-    order = np.argsort(-values, axis=1, kind="stable")[:, :count]
+def top_k_mask(values: np.ndarray, count: int, key: np.ndarray | None = None) -> np.ndarray:
+    """Boolean (N, P): the ``count`` largest entries of each row; ties go to the lower index, or, with
+    ``key`` (N, P), to the lower key."""
+    if key is None:
+        order = np.argsort(-values, axis=1, kind="stable")[:, :count]
+    else:
+        order = np.lexsort((key, -values), axis=1)[:, :count]
     mask = np.zeros(values.shape, dtype=bool)
     np.put_along_axis(mask, order, True, axis=1)
     return mask
