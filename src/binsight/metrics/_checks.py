@@ -13,8 +13,9 @@ class MetricError(BinsightError):
     """Bad input to a measure: the message names what was wrong and what to do."""
 
 
-def check_maps(maps: torch.Tensor, what: str = "maps", finite: bool = False) -> torch.Tensor:
-    """Validate saliency maps (N, 1, H, W); return them detached as float64 on the CPU.
+def check_maps(maps: torch.Tensor, what: str = "maps", finite: bool = False, on_device: bool = False) -> torch.Tensor:
+    """Validate saliency maps (N, 1, H, W); return them detached as float64 on the CPU (``on_device``: on
+    their own device, except MPS, which has no float64: there on the CPU).
 
     NaN maps are allowed unless ``finite`` (the measures return NaN for them); see ``is_degenerate``.
     """
@@ -31,7 +32,8 @@ def check_maps(maps: torch.Tensor, what: str = "maps", finite: bool = False) -> 
         raise MetricError(f"{what} is an empty batch (N = 0)")
     if maps.is_complex() or maps.dtype == torch.bool:
         raise MetricError(f"{what} must be real floating point values, got dtype {maps.dtype}")
-    maps = maps.detach().to("cpu", torch.float64)
+    device = maps.device if on_device and maps.device.type != "mps" else torch.device("cpu")
+    maps = maps.detach().to(device, torch.float64)
     if finite and not torch.isfinite(maps).all():
         bad = sorted({int(i) for i in (~torch.isfinite(maps)).flatten(1).any(1).nonzero().flatten()})
         raise MetricError(f"{what} contain NaN or infinite values (images {bad[:10]}); drop those images first")
@@ -45,6 +47,15 @@ def check_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray
     if a.shape != b.shape:
         raise MetricError(f"the two batches of maps differ in shape: {tuple(a.shape)} and {tuple(b.shape)}")
     return flat(a), flat(b)
+
+
+def check_pair_tensors(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two batches of maps of the same shape, as float64 tensors (N, 1, H, W) on a's device (CPU for MPS)."""
+    a = check_maps(a, "a", on_device=True)
+    b = check_maps(b, "b", on_device=True).to(a.device)
+    if a.shape != b.shape:
+        raise MetricError(f"the two batches of maps differ in shape: {tuple(a.shape)} and {tuple(b.shape)}")
+    return a, b
 
 
 def check_images(images: torch.Tensor, n: int | None = None) -> torch.Tensor:

@@ -14,11 +14,9 @@ an image whose mask has fewer than 2 pixels. :func:`shuffled_pairs` gives the im
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 import torch
-from skimage.metrics import structural_similarity
 
-from binsight.metrics._checks import MetricError, check_masks, check_pair, safe_divide, scaled_to_unit, tie_key
+from binsight.metrics._checks import MetricError, check_masks, check_pair, check_pair_tensors, safe_divide, tie_key
 from binsight.metrics.baselines import derangement
 
 SSIM_WINDOW = 7
@@ -28,59 +26,105 @@ SSIM_WINDOW = 7
 def spearman(a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None) -> np.ndarray:
     """Spearman rank correlation of the pixels of each pair of maps, in [-1, 1].
 
-    The Pearson correlation of the pixels' ranks (ties get their average rank, ``scipy.stats.rankdata``).
-    1: same order of pixels; -1: reversed order; NaN when a map is constant. With ``mask``, only the
-    mask's pixels are ranked and correlated (NaN where a map is constant on them).
+    The Pearson correlation of the pixels' ranks (ties get their average rank, as ``scipy.stats.rankdata``).
+    1: same order of pixels; -1: reversed order; NaN when a map is constant or has a NaN value. With
+    ``mask``, only the mask's pixels are ranked and correlated (NaN where a map is constant or not finite on
+    them, or the mask has fewer than 2 pixels). Computed in torch, float64, on the maps' device, every pair
+    at once (equal to the former SciPy per-image computation to 1e-12: tests/test_metrics_torch.py).
     Reference: Spearman (1904); used for saliency maps by Adebayo et al., "Sanity Checks for Saliency
     Maps", NeurIPS 2018.
     """
-    if mask is not None:
-        return _per_masked_image(spearman, a, b, mask)
-    a, b = check_pair(a, b)
-    nan_rows = ~(np.isfinite(a).all(1) & np.isfinite(b).all(1))
-    ranks_a = scipy.stats.rankdata(np.nan_to_num(a), axis=1)
-    ranks_b = scipy.stats.rankdata(np.nan_to_num(b), axis=1)
-    result = _pearson_rows(ranks_a, ranks_b)
-    result[nan_rows] = np.nan
-    return result
+    a, b = check_pair_tensors(a, b)
+    n = a.shape[0]
+    keep = torch.ones_like(a, dtype=torch.bool) if mask is None else check_masks(mask, a.shape).to(a.device)
+    keep, flat_a, flat_b = keep.view(n, -1), a.view(n, -1), b.view(n, -1)
+    finite = ((torch.isfinite(flat_a) & torch.isfinite(flat_b)) | ~keep).all(1)
+    weight = keep.to(a.dtype)
+    ranks = [_average_ranks(torch.where(keep, torch.nan_to_num(v), torch.inf)) for v in (flat_a, flat_b)]
+    result = _weighted_pearson(*ranks, weight)
+    result[~finite | (weight.sum(1) < 2)] = torch.nan
+    return result.cpu().numpy()
 
 
-def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row of x (N, P) with the same row of y; NaN for a constant row."""
-    x = x - x.mean(axis=1, keepdims=True)
-    y = y - y.mean(axis=1, keepdims=True)
-    den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
-    return np.clip(safe_divide((x * y).sum(1), den), -1.0, 1.0)
+def _average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..P of each row of values (N, P), ties given their average rank: float64 (N, P)."""
+    ordered = values.sort(dim=1).values
+    first = torch.searchsorted(ordered, values, right=False)
+    after = torch.searchsorted(ordered, values, right=True)
+    return (first + after + 1).to(torch.float64) / 2
+
+
+def _weighted_pearson(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of each row of x and y (N, P) over the entries of weight 1 (weight 0 ignored),
+    clipped to [-1, 1]; NaN for a row constant on those entries."""
+    count = weight.sum(1, keepdim=True).clamp_min(1)
+    dx = (x - (x * weight).sum(1, keepdim=True) / count) * weight
+    dy = (y - (y * weight).sum(1, keepdim=True) / count) * weight
+    den = ((dx * dx).sum(1) * (dy * dy).sum(1)).sqrt()
+    ok = torch.isfinite(den) & (den != 0)
+    return torch.where(ok, (dx * dy).sum(1) / torch.where(ok, den, 1.0), torch.nan).clamp(-1.0, 1.0)
+
+
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+"""SSIM's constants (scikit-image's defaults): C1 = (K1 L)^2, C2 = (K2 L)^2 with the data range L = 1."""
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = None) -> np.ndarray:
     """Structural similarity (SSIM) of each pair of maps, in [-1, 1]; 1 for identical maps.
 
-    Each map is first scaled to [0, 1] by its own minimum and maximum, then compared with scikit-image's
-    ``structural_similarity`` with ``data_range=1``, a uniform 7 x 7 window (:data:`SSIM_WINDOW`) and its
-    default constants K1 = 0.01, K2 = 0.03; the result is the mean SSIM over the window positions that lie
-    inside the map. Maps must be at least 7 x 7 pixels. NaN when a map is constant.
-    With ``mask``: each map is scaled to [0, 1] by its minimum and maximum on the mask, set to 0 off the
-    mask (the same in both maps), and the SSIM map (``full=True``) is averaged over the mask's pixels whose
-    window lies inside the map; NaN where there are none or a map is constant on the mask. Two maps equal
-    on the mask score 1 whatever they show elsewhere.
+    Each map is first scaled to [0, 1] by its own minimum and maximum, then compared as scikit-image's
+    ``structural_similarity`` does with ``data_range=1``, a uniform 7 x 7 window (:data:`SSIM_WINDOW`), its
+    sample covariances (normalised by 49 - 1) and constants K1 = 0.01, K2 = 0.03; the result is the mean SSIM
+    over the window positions that lie inside the map. Maps must be at least 7 x 7 pixels. NaN when a map is
+    constant. With ``mask``: each map is scaled to [0, 1] by its minimum and maximum on the mask, set to 0 off
+    the mask (the same in both maps), and the SSIM map is averaged over the mask's pixels whose window lies
+    inside the map; NaN where there are none, the mask has fewer than 2 pixels or a map is constant or not
+    finite on the mask. Two maps equal on the mask score 1 whatever they show elsewhere.
+    Computed in torch, float64, on the maps' device, every pair at once: the window means are a 7 x 7
+    average pool over the positions inside the map, exactly the ones scikit-image averages (its borders are
+    cropped), so the values equal scikit-image's to 1e-12 (tests/test_metrics_torch.py).
     Reference: Wang et al., "Image quality assessment: from error visibility to structural similarity",
     IEEE TIP 2004.
     """
-    flat_a, flat_b = check_pair(a, b)
+    a, b = check_pair_tensors(a, b)
     height, width = a.shape[-2:]
     if min(height, width) < SSIM_WINDOW:
         raise MetricError(f"SSIM needs maps of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels, got {height} x {width}")
-    if mask is not None:
-        return _masked_ssim(flat_a, flat_b, check_masks(mask, a.shape).reshape(len(flat_a), -1).numpy(),
-                            (height, width))
-    unit_a = scaled_to_unit(flat_a).reshape(-1, height, width)
-    unit_b = scaled_to_unit(flat_b).reshape(-1, height, width)
-    result = np.full(unit_a.shape[0], np.nan)
-    for i, (map_a, map_b) in enumerate(zip(unit_a, unit_b)):
-        if np.isfinite(map_a).all() and np.isfinite(map_b).all():
-            result[i] = structural_similarity(map_a, map_b, data_range=1.0, win_size=SSIM_WINDOW)
-    return result
+    keep = torch.ones_like(a, dtype=torch.bool) if mask is None else check_masks(mask, a.shape).to(a.device)
+    unit_a, unit_b = _unit_on(a, keep), _unit_on(b, keep)
+    pad = SSIM_WINDOW // 2
+    counted = keep[:, :, pad : height - pad, pad : width - pad].to(a.dtype)
+    total = counted.sum((1, 2, 3))
+    result = (_ssim_inside(unit_a, unit_b) * counted).sum((1, 2, 3)) / total.clamp_min(1)
+    result[(total == 0) | (keep.flatten(1).sum(1) < 2)] = torch.nan
+    return result.cpu().numpy()
+
+
+def _unit_on(maps: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Each map (N, 1, H, W) scaled to [0, 1] by its min and max on ``keep`` and 0 off it; a map constant or
+    not finite on ``keep`` becomes NaN everywhere."""
+    n = maps.shape[0]
+    values, inside = maps.view(n, -1), keep.view(n, -1)
+    low = torch.where(inside, values, torch.inf).amin(1, keepdim=True)
+    span = torch.where(inside, values, -torch.inf).amax(1, keepdim=True) - low
+    usable = (torch.isfinite(values) | ~inside).all(1, keepdim=True) & torch.isfinite(span) & (span > 0)
+    unit = torch.where(inside, (values - low) / torch.where(usable, span, 1.0), 0.0)
+    return torch.where(usable, unit, torch.nan).view(maps.shape)
+
+
+def _ssim_inside(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SSIM of (N, 1, H, W) maps in [0, 1] at every window position inside them: (N, 1, H - 6, W - 6)."""
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(t, SSIM_WINDOW, stride=1)
+
+    samples = SSIM_WINDOW**2
+    covariance = samples / (samples - 1)
+    mx, my = mean(x), mean(y)
+    vx = covariance * (mean(x * x) - mx * mx)
+    vy = covariance * (mean(y * y) - my * my)
+    vxy = covariance * (mean(x * y) - mx * my)
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    return (2 * mx * my + c1) * (2 * vxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
 
 
 def top_k_iou(a: torch.Tensor, b: torch.Tensor, k: float = 0.10, *, mask: torch.Tensor | None = None,
@@ -132,30 +176,6 @@ def _per_masked_image(measure, a: torch.Tensor, b: torch.Tensor, mask: torch.Ten
         if keep.sum() >= 2:
             pick_a, pick_b = (torch.from_numpy(v[i, keep]).view(1, 1, 1, -1) for v in (flat_a, flat_b))
             result[i] = measure(pick_a, pick_b, **options)[0]
-    return result
-
-
-def _masked_ssim(flat_a: np.ndarray, flat_b: np.ndarray, inside: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """SSIM on the mask: see :func:`ssim`. flat_a, flat_b: (N, H * W); inside: bool (N, H * W)."""
-    height, width = size
-    pad = SSIM_WINDOW // 2
-    interior = np.zeros(size, dtype=bool)
-    interior[pad : height - pad, pad : width - pad] = True
-    result = np.full(len(flat_a), np.nan)
-    for i, keep in enumerate(inside):
-        if keep.sum() < 2:
-            continue
-        on_mask = [scaled_to_unit(v[i, keep][None])[0] for v in (flat_a, flat_b)]
-        counted = keep.reshape(size) & interior
-        if not counted.any() or not all(np.isfinite(u).all() for u in on_mask):
-            continue
-        planes = []
-        for unit in on_mask:
-            plane = np.zeros(height * width)
-            plane[keep] = unit
-            planes.append(plane.reshape(size))
-        _, full = structural_similarity(*planes, data_range=1.0, win_size=SSIM_WINDOW, full=True)
-        result[i] = full[counted].mean()
     return result
 
 

@@ -1,0 +1,115 @@
+"""The torch measures equal their former NumPy / SciPy / scikit-image per-image computations (kept here
+as references) on random and degenerate maps: constant, all zero, one hot pixel, ties, NaN; with and
+without a mask; whatever the batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+from skimage.metrics import structural_similarity
+
+from binsight.metrics.similarity import SSIM_WINDOW, spearman, ssim
+
+TOLERANCE = 1e-10
+"""Largest |torch - reference| allowed (both float64: the ranks are exact, SSIM's window means are sums
+of 49 values taken in another order)."""
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    span = v.max() - v.min()
+    return (v - v.min()) / span if np.isfinite(span) and span > 0 else np.full(v.shape, np.nan)
+
+
+def reference_spearman(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The former definition: average ranks (scipy.stats.rankdata) of the (masked) pixels, Pearson r."""
+    out = np.full(len(a), np.nan)
+    for i in range(len(a)):
+        keep = np.ones(a[i].shape, bool) if mask is None else mask[i]
+        x, y = a[i][keep], b[i][keep]
+        if keep.sum() < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+            continue
+        rx, ry = scipy.stats.rankdata(x), scipy.stats.rankdata(y)
+        rx, ry = rx - rx.mean(), ry - ry.mean()
+        den = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+        if den > 0:
+            out[i] = np.clip((rx * ry).sum() / den, -1, 1)
+    return out
+
+
+def reference_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The former definition: scikit-image's structural_similarity of the maps scaled to [0, 1]; with a
+    mask, scaled on the mask, 0 off it, the full SSIM map averaged on the mask's interior pixels."""
+    out = np.full(len(a), np.nan)
+    height, width = a.shape[-2:]
+    pad = SSIM_WINDOW // 2
+    interior = np.zeros((height, width), bool)
+    interior[pad:height - pad, pad:width - pad] = True
+    for i in range(len(a)):
+        if mask is None:
+            x, y = unit(a[i]), unit(b[i])
+            if np.isfinite(x).all() and np.isfinite(y).all():
+                out[i] = structural_similarity(x, y, data_range=1.0, win_size=SSIM_WINDOW)
+            continue
+        keep = mask[i]
+        counted = keep & interior
+        if keep.sum() < 2 or not counted.any():
+            continue
+        planes = []
+        for v in (a[i], b[i]):
+            plane = np.zeros((height, width))
+            plane[keep] = unit(v[keep])
+            planes.append(plane)
+        if all(np.isfinite(p).all() for p in planes):
+            _, full = structural_similarity(*planes, data_range=1.0, win_size=SSIM_WINDOW, full=True)
+            out[i] = full[counted].mean()
+    return out
+
+
+def maps_with_degenerate_ones(seed: int, size: int = 12) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """a, b float64 (N, 1, size, size) and a mask: random pairs, then constant, all-zero, one-hot, tied
+    (4 levels), NaN, and a map identical / reversed to its partner."""
+    rng = np.random.default_rng(seed)
+    shape = (size, size)
+    a = [rng.random(shape) for _ in range(4)]
+    b = [rng.random(shape) for _ in range(4)]
+    hot = np.zeros(shape)
+    hot[3, 5] = 2.0
+    tied = np.floor(rng.random(shape) * 4)
+    nan = rng.random(shape)
+    nan[1, 1] = np.nan
+    a += [np.full(shape, 0.5), np.zeros(shape), hot, tied, nan, tied, a[0], hot]
+    b += [rng.random(shape), rng.random(shape), rng.random(shape), np.floor(rng.random(shape) * 3), rng.random(shape),
+          tied, -a[0], hot.T]
+    mask = rng.random((len(a), *shape)) < 0.6
+    mask[-1] = False
+    mask[-1, 3, 5] = True  # one pixel: too few
+    mask[-2, :2] = True  # covers the NaN of map 8 in the rows it adds
+    to_maps = lambda arrays: torch.from_numpy(np.stack(arrays)[:, None])  # noqa: E731
+    return to_maps(a), to_maps(b), torch.from_numpy(mask)[:, None]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("masked", [False, True])
+def test_spearman_and_ssim_equal_the_reference(seed, masked):
+    a, b, mask = maps_with_degenerate_ones(seed)
+    m = mask if masked else None
+    m_np = mask[:, 0].numpy() if masked else None
+    for measure, reference in ((spearman, reference_spearman), (ssim, reference_ssim)):
+        ours = measure(a, b, mask=m)
+        theirs = reference(a[:, 0].numpy(), b[:, 0].numpy(), m_np)
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=TOLERANCE, equal_nan=True)
+        assert ours.dtype == np.float64 and ours.shape == (len(a),)
+    assert np.isnan(spearman(a, b)[4:6]).all() and np.isnan(ssim(a, b)[4:6]).all()  # constant, all zero
+
+
+def test_torch_similarity_does_not_depend_on_the_batch_and_takes_float32():
+    a, b, mask = maps_with_degenerate_ones(2, size=10)
+    for measure in (spearman, ssim):
+        whole = measure(a, b, mask=mask)
+        parts = np.concatenate([measure(a[s], b[s], mask=mask[s]) for s in (slice(0, 3), slice(3, None))])
+        np.testing.assert_array_equal(whole, parts)
+        single = measure(a.float(), b.float())
+        np.testing.assert_allclose(single, measure(a.float().double(), b.float().double()), rtol=0, atol=0)
