@@ -10,7 +10,7 @@ import scipy.stats
 import torch
 from skimage.metrics import structural_similarity
 
-from binsight.metrics.similarity import SSIM_WINDOW, spearman, ssim
+from binsight.metrics.similarity import SSIM_WINDOW, spearman, ssim, top_k_iou
 
 TOLERANCE = 1e-10
 """Largest |torch - reference| allowed (both float64: the ranks are exact, SSIM's window means are sums
@@ -67,6 +67,21 @@ def reference_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> np.
     return out
 
 
+def reference_top_k_iou(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None, k: float = 0.1) -> np.ndarray:
+    """The former definition: the max(1, round(k n)) largest (masked) pixels by a stable argsort, IoU."""
+    out = np.full(len(a), np.nan)
+    for i in range(len(a)):
+        keep = np.ones(a[i].shape, bool) if mask is None else mask[i]
+        x, y = a[i][keep], b[i][keep]
+        if (mask is not None and keep.sum() < 2) or not (np.isfinite(x).all() and np.isfinite(y).all()):
+            continue
+        count = max(1, round(k * x.size))
+        top_x = set(np.argsort(-x, kind="stable")[:count])
+        top_y = set(np.argsort(-y, kind="stable")[:count])
+        out[i] = len(top_x & top_y) / len(top_x | top_y)
+    return out
+
+
 def maps_with_degenerate_ones(seed: int, size: int = 12) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """a, b float64 (N, 1, size, size) and a mask: random pairs, then constant, all-zero, one-hot, tied
     (4 levels), NaN, and a map identical / reversed to its partner."""
@@ -96,7 +111,8 @@ def test_spearman_and_ssim_equal_the_reference(seed, masked):
     a, b, mask = maps_with_degenerate_ones(seed)
     m = mask if masked else None
     m_np = mask[:, 0].numpy() if masked else None
-    for measure, reference in ((spearman, reference_spearman), (ssim, reference_ssim)):
+    pairs = ((spearman, reference_spearman), (ssim, reference_ssim), (top_k_iou, reference_top_k_iou))
+    for measure, reference in pairs:
         ours = measure(a, b, mask=m)
         theirs = reference(a[:, 0].numpy(), b[:, 0].numpy(), m_np)
         np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
@@ -107,9 +123,16 @@ def test_spearman_and_ssim_equal_the_reference(seed, masked):
 
 def test_torch_similarity_does_not_depend_on_the_batch_and_takes_float32():
     a, b, mask = maps_with_degenerate_ones(2, size=10)
-    for measure in (spearman, ssim):
+    for measure in (spearman, ssim, top_k_iou):
         whole = measure(a, b, mask=mask)
         parts = np.concatenate([measure(a[s], b[s], mask=mask[s]) for s in (slice(0, 3), slice(3, None))])
         np.testing.assert_array_equal(whole, parts)
         single = measure(a.float(), b.float())
         np.testing.assert_allclose(single, measure(a.float().double(), b.float().double()), rtol=0, atol=0)
+
+
+def test_top_k_iou_takes_k_of_the_mask_and_breaks_ties_by_position():
+    a, b, mask = maps_with_degenerate_ones(3, size=10)
+    for k in (0.05, 0.25, 1.0):
+        theirs = reference_top_k_iou(a[:, 0].numpy(), b[:, 0].numpy(), mask[:, 0].numpy(), k)
+        np.testing.assert_allclose(top_k_iou(a, b, k, mask=mask), theirs, rtol=0, atol=TOLERANCE)

@@ -120,3 +120,20 @@ def tie_key(shape: tuple[int, ...], tie_seed) -> np.ndarray:
     if isinstance(tie_seed, bool) or not isinstance(tie_seed, (int, np.integer)) or tie_seed < 0:
         raise MetricError(f"tie_seed must be None (ties in row-major order) or an int >= 0, got {tie_seed!r}")
     return np.random.default_rng(int(tie_seed)).random(shape)
+
+
+def descending_ranks(values: torch.Tensor, tie_seed=None) -> torch.Tensor:
+    """Rank of each entry of each row of values (N, P), 0 for the largest: int64 (N, P), same device.
+
+    Equal values: in index order (a stable sort) when ``tie_seed`` is None, else in the order of
+    :func:`tie_key` (drawn on the CPU, so the same on every device). Only ties move.
+    """
+    if tie_seed is None:
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices
+    else:
+        shuffled = torch.argsort(torch.from_numpy(tie_key(tuple(values.shape), tie_seed)).to(values.device), dim=1)
+        by_value = torch.sort(values.gather(1, shuffled), dim=1, descending=True, stable=True).indices
+        order = shuffled.gather(1, by_value)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(values.shape[1], device=values.device).expand_as(order).contiguous())
+    return ranks

@@ -28,7 +28,14 @@ from torch import nn
 
 from binsight import _utils
 from binsight._utils import SubstrateLike, batch_slices, call_model, check_target_range, preserved_model
-from binsight.metrics._checks import MetricError, check_batch_size, check_images, check_maps, check_targets, tie_key
+from binsight.metrics._checks import (
+    MetricError,
+    check_batch_size,
+    check_images,
+    check_maps,
+    check_targets,
+    descending_ranks,
+)
 from binsight.metrics.imputation import ROAD_NOISE, noisy_linear_imputation
 
 DEFAULT_BATCH_SIZE = 512
@@ -168,17 +175,7 @@ def pixel_ranks(maps: torch.Tensor, tie_seed: int | None = None) -> torch.Tensor
     (:func:`binsight.metrics._checks.tie_key`: uniform [0, 1) from ``numpy.random.default_rng(tie_seed)``
     for the whole (N, H W) call, on the CPU). Only ties move: pixels of different values keep their order.
     """
-    values = maps.flatten(1)
-    if tie_seed is None:
-        order = torch.sort(values, dim=1, descending=True, stable=True).indices
-    else:
-        key = torch.from_numpy(tie_key(tuple(values.shape), tie_seed))
-        shuffled = torch.argsort(key.to(values.device), dim=1)
-        by_value = torch.sort(values.gather(1, shuffled), dim=1, descending=True, stable=True).indices
-        order = shuffled.gather(1, by_value)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(values.shape[1], device=values.device).expand_as(order).contiguous())
-    return ranks.view(maps.shape).to(torch.int64)
+    return descending_ranks(maps.flatten(1), tie_seed).view(maps.shape)
 
 
 def _curve(

@@ -16,7 +16,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from binsight.metrics._checks import MetricError, check_masks, check_pair, check_pair_tensors, safe_divide, tie_key
+from binsight.metrics._checks import (
+    MetricError,
+    check_masks,
+    check_pair,
+    check_pair_tensors,
+    descending_ranks,
+    safe_divide,
+)
 from binsight.metrics.baselines import derangement
 
 SSIM_WINDOW = 7
@@ -134,49 +141,28 @@ def top_k_iou(a: torch.Tensor, b: torch.Tensor, k: float = 0.10, *, mask: torch.
     The top set of a map holds its ``max(1, round(k * H * W))`` largest pixels; among equal values the pixel
     that comes first in row-major order is taken first, so the sets always have exactly that size and the
     result is deterministic; with ``tie_seed`` (an int) equal values are taken in a random order instead, a
-    uniform key per pixel (:func:`binsight.metrics._checks.tie_key`, the same key for a and b). 1: same top pixels; 0: disjoint (e.g. a map and its negation). NaN for a map
-    with NaN values. With ``mask``, the top sets are the ``max(1, round(k * n))`` largest of the mask's n
-    pixels.
+    uniform key per pixel (:func:`binsight.metrics._checks.tie_key` of the (N, H W) call, the same key for a
+    and b). 1: same top pixels; 0: disjoint (e.g. a map and its negation). NaN for a map with NaN values.
+    With ``mask``, the top sets are the ``max(1, round(k * n))`` largest of the mask's n pixels (NaN where
+    n < 2 or a map is not finite on the mask). Computed in torch on the maps' device, every pair at once.
     Reference: the top-k feature agreement of Krishna et al., "The disagreement problem in explainable
     machine learning", 2022 (|intersection| / k), here with the union as denominator.
     """
     if not 0.0 < k <= 1.0:
         raise MetricError(f"k is the fraction of pixels in the top set and must be in (0, 1], got {k}")
-    if mask is not None:
-        return _per_masked_image(top_k_iou, a, b, mask, k=k, tie_seed=tie_seed)
-    a, b = check_pair(a, b)
-    count = max(1, round(k * a.shape[1]))
-    key = None if tie_seed is None else tie_key(a.shape, tie_seed)
-    top_a = top_k_mask(a, count, key)
-    top_b = top_k_mask(b, count, key)
-    inter = (top_a & top_b).sum(1)
+    a, b = check_pair_tensors(a, b)
+    n = a.shape[0]
+    keep = torch.ones_like(a, dtype=torch.bool) if mask is None else check_masks(mask, a.shape).to(a.device)
+    keep, flat_a, flat_b = keep.view(n, -1), a.view(n, -1), b.view(n, -1)
+    pixels = keep.sum(1)
+    count = torch.round(k * pixels.to(torch.float64)).clamp_min(1)
+    top_a, top_b = (keep & (descending_ranks(torch.where(keep, v, -torch.inf), tie_seed) < count[:, None])
+                    for v in (flat_a, flat_b))
+    inter = (top_a & top_b).sum(1).to(torch.float64)
     result = inter / (2 * count - inter)
-    result[~(np.isfinite(a).all(1) & np.isfinite(b).all(1))] = np.nan
-    return result.astype(np.float64)
-
-
-def top_k_mask(values: np.ndarray, count: int, key: np.ndarray | None = None) -> np.ndarray:
-    """Boolean (N, P): the ``count`` largest entries of each row; ties go to the lower index, or, with
-    ``key`` (N, P), to the lower key."""
-    if key is None:
-        order = np.argsort(-values, axis=1, kind="stable")[:, :count]
-    else:
-        order = np.lexsort((key, -values), axis=1)[:, :count]
-    mask = np.zeros(values.shape, dtype=bool)
-    np.put_along_axis(mask, order, True, axis=1)
-    return mask
-
-
-def _per_masked_image(measure, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, **options) -> np.ndarray:
-    """``measure`` of each pair on its mask's pixels alone (each image's pixels as a (1, 1, 1, P) map)."""
-    flat_a, flat_b = check_pair(a, b)
-    inside = check_masks(mask, a.shape).reshape(len(flat_a), -1).numpy()
-    result = np.full(len(flat_a), np.nan)
-    for i, keep in enumerate(inside):
-        if keep.sum() >= 2:
-            pick_a, pick_b = (torch.from_numpy(v[i, keep]).view(1, 1, 1, -1) for v in (flat_a, flat_b))
-            result[i] = measure(pick_a, pick_b, **options)[0]
-    return result
+    finite = ((torch.isfinite(flat_a) & torch.isfinite(flat_b)) | ~keep).all(1)
+    result[~finite | ((pixels < 2) if mask is not None else torch.zeros_like(finite))] = torch.nan
+    return result.cpu().numpy()
 
 
 def shuffled_pairs(n: int, seed: int = 0) -> np.ndarray:
