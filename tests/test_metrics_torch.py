@@ -1,5 +1,5 @@
-"""The torch measures equal their former NumPy / SciPy / scikit-image per-image computations (kept here
-as references) on random and degenerate maps: constant, all zero, one hot pixel, ties, NaN; with and
+"""The torch measures (similarity, noise) equal their former NumPy / SciPy / scikit-image per-image
+computations (kept here as references) on random and degenerate maps: constant, all zero, one hot pixel, ties, NaN; with and
 without a mask; whatever the batch."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import scipy.stats
 import torch
 from skimage.metrics import structural_similarity
 
+from binsight.metrics import noise
 from binsight.metrics.similarity import SSIM_WINDOW, spearman, ssim, top_k_iou
 
 TOLERANCE = 1e-10
@@ -136,3 +137,70 @@ def test_top_k_iou_takes_k_of_the_mask_and_breaks_ties_by_position():
     for k in (0.05, 0.25, 1.0):
         theirs = reference_top_k_iou(a[:, 0].numpy(), b[:, 0].numpy(), mask[:, 0].numpy(), k)
         np.testing.assert_allclose(top_k_iou(a, b, k, mask=mask), theirs, rtol=0, atol=TOLERANCE)
+
+
+# -- noise ------------------------------------------------------------------------------------------------
+
+
+def reference_tv(values: np.ndarray, robust: bool) -> np.ndarray:
+    """The former NumPy definitions: clipped to the 1st / 99th percentiles (range when they coincide) or not,
+    scaled to [0, 1], anisotropic TV per pixel. values (N, H, W)."""
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if not np.isfinite(v).all():
+            continue
+        if robust:
+            low, high = np.quantile(v, [0.01, 0.99])
+            if high <= low:
+                low, high = v.min(), v.max()
+            v = np.clip(v, low, high)
+        u = unit(v)
+        out[i] = (np.abs(np.diff(u, axis=1)).sum() + np.abs(np.diff(u, axis=0)).sum()) / v.size
+    return out
+
+
+def reference_hfe(values: np.ndarray) -> np.ndarray:
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if not np.isfinite(v).all() or v.max() == v.min():
+            continue
+        power = np.abs(np.fft.fft2(v - v.mean())) ** 2
+        fy, fx = np.fft.fftfreq(v.shape[0])[:, None], np.fft.fftfreq(v.shape[1])[None, :]
+        out[i] = power[np.sqrt(fx**2 + fy**2) > 0.25].sum() / power.sum()
+    return out
+
+
+def reference_gini_entropy(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    g, e = np.full(len(values), np.nan), np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        c = np.sort(np.abs(v.ravel()))
+        if np.isfinite(c).all() and c.sum() > 0:
+            n = c.size
+            g[i] = ((2 * np.arange(1, n + 1) - n - 1) * c).sum() / (n * c.sum())
+            e[i] = scipy.stats.entropy(c)
+    return g, e
+
+
+def reference_ranks(values: np.ndarray) -> np.ndarray:
+    return np.stack([scipy.stats.rankdata(v.ravel()).reshape(v.shape) if np.isfinite(v).all()
+                     else np.full(v.shape, np.nan) for v in values])
+
+
+def test_noise_measures_equal_the_reference():
+    a, b, _ = maps_with_degenerate_ones(4, size=14)
+    spiky = np.zeros((14, 14))
+    spiky[2, 3] = 1.0  # 1 pixel in 196: the 99th percentile is 0, the range is used
+    maps = torch.cat([a, b, torch.from_numpy(spiky)[None, None]])
+    values = maps[:, 0].numpy()
+    cases = [(noise.total_variation, reference_tv(values, robust=True)),
+             (noise.total_variation_range, reference_tv(values, robust=False)),
+             (noise.high_frequency_energy, reference_hfe(values)),
+             (noise.gini, reference_gini_entropy(values)[0]), (noise.entropy, reference_gini_entropy(values)[1]),
+             (noise.rank_total_variation, reference_tv(reference_ranks(values), robust=False)),
+             (noise.rank_high_frequency_energy, reference_hfe(reference_ranks(values)))]
+    for measure, theirs in cases:
+        ours = measure(maps)
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs), err_msg=measure.__name__)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=TOLERANCE, equal_nan=True, err_msg=measure.__name__)
+    parts = np.concatenate([noise.total_variation(maps[:5]), noise.total_variation(maps[5:])])
+    np.testing.assert_array_equal(parts, noise.total_variation(maps))

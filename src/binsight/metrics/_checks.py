@@ -91,19 +91,6 @@ def flat(maps: torch.Tensor) -> np.ndarray:
     return maps.detach().to("cpu", torch.float64).reshape(maps.shape[0], -1).numpy()
 
 
-def scaled_to_unit(values: np.ndarray) -> np.ndarray:
-    """Each row scaled to [0, 1] by its own min and max; rows that are constant or not finite become NaN.
-
-    values: float64 (N, ...) -> same shape.
-    """
-    rows = values.reshape(values.shape[0], -1)
-    low = rows.min(axis=1, keepdims=True)
-    span = rows.max(axis=1, keepdims=True) - low
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scaled = np.where(span > 0, (rows - low) / np.where(span > 0, span, 1.0), np.nan)
-    return scaled.reshape(values.shape)
-
-
 def safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den element-wise, NaN where den is 0 or not finite."""
     num = np.asarray(num, dtype=np.float64)
@@ -137,3 +124,12 @@ def descending_ranks(values: torch.Tensor, tie_seed=None) -> torch.Tensor:
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(values.shape[1], device=values.device).expand_as(order).contiguous())
     return ranks
+
+
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..P of each row of values (N, P), ties given their average rank (as ``scipy.stats.rankdata``):
+    float64 (N, P), same device."""
+    ordered = values.sort(dim=1).values
+    first = torch.searchsorted(ordered, values, right=False)
+    after = torch.searchsorted(ordered, values, right=True)
+    return (first + after + 1).to(torch.float64) / 2

@@ -18,6 +18,7 @@ import torch
 
 from binsight.metrics._checks import (
     MetricError,
+    average_ranks,
     check_masks,
     check_pair,
     check_pair_tensors,
@@ -47,18 +48,10 @@ def spearman(a: torch.Tensor, b: torch.Tensor, *, mask: torch.Tensor | None = No
     keep, flat_a, flat_b = keep.view(n, -1), a.view(n, -1), b.view(n, -1)
     finite = ((torch.isfinite(flat_a) & torch.isfinite(flat_b)) | ~keep).all(1)
     weight = keep.to(a.dtype)
-    ranks = [_average_ranks(torch.where(keep, torch.nan_to_num(v), torch.inf)) for v in (flat_a, flat_b)]
+    ranks = [average_ranks(torch.where(keep, torch.nan_to_num(v), torch.inf)) for v in (flat_a, flat_b)]
     result = _weighted_pearson(*ranks, weight)
     result[~finite | (weight.sum(1) < 2)] = torch.nan
     return result.cpu().numpy()
-
-
-def _average_ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks 1..P of each row of values (N, P), ties given their average rank: float64 (N, P)."""
-    ordered = values.sort(dim=1).values
-    first = torch.searchsorted(ordered, values, right=False)
-    after = torch.searchsorted(ordered, values, right=True)
-    return (first + after + 1).to(torch.float64) / 2
 
 
 def _weighted_pearson(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
