@@ -204,3 +204,30 @@ def test_noise_measures_equal_the_reference():
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=TOLERANCE, equal_nan=True, err_msg=measure.__name__)
     parts = np.concatenate([noise.total_variation(maps[:5]), noise.total_variation(maps[5:])])
     np.testing.assert_array_equal(parts, noise.total_variation(maps))
+
+
+# -- chance-map primitives ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sigma, size", [(0.5, (9, 7)), (2.0, (28, 28)), (3.0, (5, 6)), (6.0, (12, 3))])
+def test_gaussian_blur_equals_scipy_also_when_the_kernel_outgrows_the_map(sigma, size):
+    import scipy.ndimage
+
+    from binsight.metrics.baselines import gaussian_blur
+
+    values = torch.rand(3, 2, *size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    theirs = scipy.ndimage.gaussian_filter(values.numpy(), sigma=(0, 0, sigma, sigma), mode="reflect")
+    np.testing.assert_allclose(gaussian_blur(values, sigma).numpy(), theirs, rtol=0, atol=TOLERANCE)
+    np.testing.assert_array_equal(gaussian_blur(values[1:], sigma).numpy(), gaussian_blur(values, sigma)[1:].numpy())
+
+
+def test_smooth_random_map_equals_the_former_scipy_blur():
+    import scipy.ndimage
+
+    from binsight.metrics.baselines import random_map, smooth_random_map
+
+    noise = random_map((3, 1, 28, 28), seed=5).double().numpy()
+    smooth = scipy.ndimage.gaussian_filter(noise, sigma=(0, 0, 2.0, 2.0), mode="reflect")
+    low, high = smooth.min(axis=(1, 2, 3), keepdims=True), smooth.max(axis=(1, 2, 3), keepdims=True)
+    expected = ((smooth - low) / (high - low)).astype(np.float32)
+    np.testing.assert_allclose(smooth_random_map((3, 1, 28, 28), seed=5).numpy(), expected, rtol=0, atol=1e-6)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import scipy.ndimage
 import torch
 
 from binsight._utils import FLAT_TOLERANCE, flat_maps
@@ -49,17 +48,46 @@ def gaussian_map(shape: Sequence[int], sigma: float | None = None) -> torch.Tens
 
 def smooth_random_map(shape: Sequence[int], seed: int = 0, sigma: float = 2.0) -> torch.Tensor:
     """Maps of uniform [0, 1) noise (:func:`random_map`, same seed) blurred by a Gaussian of ``sigma``
-    pixels (reflecting borders), then rescaled to [0, 1] by each map's range: float32 (N, 1, H, W).
+    pixels (:func:`gaussian_blur`, reflecting borders), then rescaled to [0, 1] by each map's range:
+    float32 (N, 1, H, W).
 
     Structured chance at a fixed spatial scale; :mod:`binsight.metrics.chance` matches the scale per map.
     """
     if not sigma > 0:
         raise MetricError(f"sigma must be a positive number of pixels, got {sigma}")
-    noise = random_map(shape, seed=seed).double().numpy()
-    smooth = scipy.ndimage.gaussian_filter(noise, sigma=(0, 0, sigma, sigma), mode="reflect")
-    low = smooth.min(axis=(1, 2, 3), keepdims=True)
-    span = smooth.max(axis=(1, 2, 3), keepdims=True) - low
-    return torch.from_numpy((smooth - low) / np.where(span > 0, span, 1.0)).float()
+    smooth = gaussian_blur(random_map(shape, seed=seed).double(), sigma)
+    low = smooth.amin((1, 2, 3), keepdim=True)
+    span = smooth.amax((1, 2, 3), keepdim=True) - low
+    return ((smooth - low) / torch.where(span > 0, span, 1.0)).float()
+
+
+GAUSSIAN_TRUNCATE = 4.0
+"""The Gaussian kernel of :func:`gaussian_blur` reaches int(4 sigma + 0.5) pixels each side (SciPy's default)."""
+
+
+def gaussian_blur(values: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each (H, W) plane of values (..., H, W) blurred by a Gaussian of ``sigma`` pixels, in torch on its
+    device: the same as ``scipy.ndimage.gaussian_filter(values, (0, ..., sigma, sigma), mode="reflect")``
+    (kernel exp(-x^2 / (2 sigma^2)) over |x| <= int(4 sigma + 0.5), normalised to sum 1; borders reflected
+    with the edge pixel repeated, d c b a | a b c d, as often as the kernel needs). Same shape and dtype.
+    """
+    if not sigma > 0:
+        raise MetricError(f"sigma must be a positive number of pixels, got {sigma}")
+    radius = int(GAUSSIAN_TRUNCATE * float(sigma) + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64, device=values.device)
+    kernel = torch.exp(-0.5 * offsets**2 / float(sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(values.dtype)
+    rows = _blur_last_axis(values, kernel, radius)
+    return _blur_last_axis(rows.transpose(-1, -2), kernel, radius).transpose(-1, -2).contiguous()
+
+
+def _blur_last_axis(values: torch.Tensor, kernel: torch.Tensor, radius: int) -> torch.Tensor:
+    """values (..., L) correlated with kernel (2 radius + 1,) along the last axis, borders reflected."""
+    length = values.shape[-1]
+    position = torch.arange(-radius, length + radius, device=values.device) % (2 * length)
+    padded = values.index_select(-1, torch.where(position < length, position, 2 * length - 1 - position))
+    flat = padded.reshape(-1, 1, length + 2 * radius)
+    return torch.nn.functional.conv1d(flat, kernel.view(1, 1, -1)).view(values.shape)
 
 
 def derangement(n: int, seed: int = 0) -> np.ndarray:
