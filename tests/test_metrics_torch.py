@@ -231,3 +231,31 @@ def test_smooth_random_map_equals_the_former_scipy_blur():
     low, high = smooth.min(axis=(1, 2, 3), keepdims=True), smooth.max(axis=(1, 2, 3), keepdims=True)
     expected = ((smooth - low) / (high - low)).astype(np.float32)
     np.testing.assert_allclose(smooth_random_map((3, 1, 28, 28), seed=5).numpy(), expected, rtol=0, atol=1e-6)
+
+
+# -- localisation -------------------------------------------------------------------------------------------
+
+
+def test_dilation_pointing_game_and_energy_equal_the_reference():
+    import scipy.ndimage
+    from skimage.morphology import disk
+
+    from binsight.metrics.localisation import dilate, energy_inside, pointing_game
+
+    a, _, mask = maps_with_degenerate_ones(5, size=11)
+    mask[2] = False  # an empty mask
+    mask[3, 0, 0, :] = True  # on the border
+    values, inside = a[:, 0].numpy(), mask.numpy()
+    for radius in (0, 1, 2, 3):
+        grown = (scipy.ndimage.binary_dilation(inside, structure=disk(radius).astype(bool)[None, None])
+                 if radius else inside)
+        np.testing.assert_array_equal(dilate(mask, radius).numpy(), grown)
+        objects = grown[:, 0].reshape(len(values), -1)
+        flat = values.reshape(len(values), -1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            is_max = flat == flat.max(1, keepdims=True)
+            pointing = np.where(objects.any(1), (is_max & objects).sum(1) / is_max.sum(1), np.nan)
+            energy = np.abs(flat)
+            share = np.where(objects.any(1) & (energy.sum(1) > 0), (energy * objects).sum(1) / energy.sum(1), np.nan)
+        np.testing.assert_allclose(pointing_game(a, mask, tolerance=radius), pointing, rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(energy_inside(a, mask, dilation=radius), share, rtol=0, atol=TOLERANCE)
