@@ -128,8 +128,16 @@ def descending_ranks(values: torch.Tensor, tie_seed=None) -> torch.Tensor:
 
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
     """Ranks 1..P of each row of values (N, P), ties given their average rank (as ``scipy.stats.rankdata``):
-    float64 (N, P), same device."""
-    ordered = values.sort(dim=1).values
-    first = torch.searchsorted(ordered, values, right=False)
-    after = torch.searchsorted(ordered, values, right=True)
-    return (first + after + 1).to(torch.float64) / 2
+    float64 (N, P), same device. One sort; each run of equal sorted values gets (first + last) / 2 + 1 of
+    its positions (a running max of run starts, a reversed running min of run ends)."""
+    ordered, order = values.sort(dim=1)
+    size = values.shape[1]
+    position = torch.arange(size, device=values.device).expand_as(order)
+    starts = torch.ones_like(order, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, position, 0).cummax(1).values
+    last = torch.where(ends, position, size).flip(1).cummin(1).values.flip(1)
+    ranks = torch.empty(values.shape, dtype=torch.float64, device=values.device)
+    return ranks.scatter_(1, order, (first + last).to(torch.float64) / 2 + 1)
