@@ -43,7 +43,7 @@ n_images = {images}
 [measures]
 sanity = false
 chance_methods = ["gradient"]
-chance_maps = 4
+chance_maps = 10
 chance_images = {images}
 [verdicts]
 n_resamples = 200

@@ -73,7 +73,7 @@ iterations = 5
 n_images = 8
 [measures]
 chance_images = 2
-chance_maps = 2
+chance_maps = 10
 sanity_images = 2
 convergence_images = 2
 [verdicts]

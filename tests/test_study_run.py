@@ -50,7 +50,7 @@ curve_steps = 4
 road_percentages = [30.0, 70.0]
 sanity_images = 2
 convergence_images = 3
-chance_maps = 2
+chance_maps = 10
 chance_images = 2
 [verdicts]
 n_resamples = 200

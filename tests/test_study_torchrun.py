@@ -39,7 +39,7 @@ road_percentages = [30.0, 70.0]
 sanity_images = 2
 convergence_images = 3
 chance_methods = ["gradient"]
-chance_maps = 2
+chance_maps = 10
 chance_images = 1
 [verdicts]
 n_resamples = 100
