@@ -24,11 +24,15 @@ from binsight.report.data import (UNDEFINED, RunData, Table, example_maps, load_
                                   stored_methods)
 from binsight.report.render import covers_of, css_class, number, parts_confidence, robustness_table, verdict_view
 from binsight.study import verdicts
+from binsight.study.measures import chance_labels
+from binsight.study.names import PRECISIONS
+from binsight.study.stats import PRECISION_NAMES
 from binsight.study.store import RunFolder
 from binsight.study.verdicts import ModelInfo, StudyVerdicts
 
 EXAMPLES = 3  # example images, one figure each
-CHANCE = ("random", "smooth-random", "gaussian")
+CHANCE = tuple(chance_labels())
+"""The chance maps' method labels (drawn apart from the methods)."""
 Progress = Callable[[str], None]
 
 
@@ -108,8 +112,7 @@ def _precision_column(models: np.ndarray, precisions: dict[str, str]) -> np.ndar
 
 
 def _pair_kind(a: str, b: str) -> str:
-    order = ["fp", "bnn"]
-    pa, pb = sorted((a, b), key=lambda p: order.index(p) if p in order else 2)
+    pa, pb = sorted((a, b), key=lambda p: PRECISIONS.index(p) if p in PRECISIONS else 2)
     return f"{pa}-{pb}"
 
 
@@ -186,7 +189,7 @@ def _single_measures(run: RunData, methods: list[str]) -> dict[str, bytes | None
         precision = _precision_column(rows["model"], run.precisions)
         groups = {}
         for method in methods:
-            for p in ("fp", "bnn"):
+            for p in PRECISIONS:
                 values = rows["value"][(rows["method"] == method) & (precision == p)]
                 if values.size:
                     groups[(method, p)] = values
@@ -194,13 +197,13 @@ def _single_measures(run: RunData, methods: list[str]) -> dict[str, bytes | None
             counts[measure] = {k: (int(np.sum(v > 0.5)), int(v.size)) for k, v in groups.items()}
         else:
             boxes[measure] = groups
-    labels = {"fp": "FP models", "bnn": "BNN models"}
+    labels = {p: f"{PRECISION_NAMES[p]} models" for p in PRECISIONS}
     confidence = float(run.setting("verdicts", "confidence", default=0.95))
     boxes = {m: boxes[m] for m in sorted(boxes, key=_measure_order)}
     counts = {m: counts[m] for m in sorted(counts, key=_measure_order)}
     return {
-        "measures": figures.box_panels(boxes, methods, ("fp", "bnn"), figures.PRECISION_COLOURS, labels),
-        "proportions": figures.proportion_panels(counts, methods, ("fp", "bnn"), figures.PRECISION_COLOURS, labels,
+        "measures": figures.box_panels(boxes, methods, PRECISIONS, figures.PRECISION_COLOURS, labels),
+        "proportions": figures.proportion_panels(counts, methods, PRECISIONS, figures.PRECISION_COLOURS, labels,
                                                  confidence=confidence),
     }
 

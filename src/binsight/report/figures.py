@@ -22,7 +22,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from binsight._utils import flat_maps  # noqa: E402
+from binsight.explain.colour_scale import has_negative, scale_of  # noqa: E402
 from binsight.report import names  # noqa: E402
+from binsight.study.measures import chance_labels  # noqa: E402
 
 WIDTH, DPI, FONT = 12.0, 100, 10
 PRECISION_COLOURS = {"fp": "#4c78a8", "bnn": "#e45756"}
@@ -199,15 +201,10 @@ def overlay_row(image: np.ndarray, title: str, maps: dict[str, np.ndarray], mode
 
 
 def colour_scale(maps: Sequence[np.ndarray]) -> tuple[str, float, float]:
-    """(colour map, vmin, vmax) shared by ``maps``: diverging and symmetric when any value is negative."""
-    if not maps:
-        return "inferno", 0.0, 1.0
-    low = min(float(m.min()) for m in maps)
-    high = max(float(m.max()) for m in maps)
-    scale = max(abs(low), abs(high), np.finfo(np.float32).tiny)
-    if low < -1e-6 * scale:
-        return "RdBu_r", -scale, scale
-    return "inferno", min(0.0, low), high if high > 0 else 1.0
+    """(colour map, vmin, vmax) shared by ``maps``: the rule of :mod:`binsight.explain.colour_scale` for maps
+    of unknown sign (diverging and symmetric when any value is negative)."""
+    scale = scale_of(maps, signed=has_negative(maps))
+    return scale.cmap, scale.vmin, scale.vmax
 
 
 def is_flat(m: np.ndarray) -> bool:
@@ -423,7 +420,7 @@ def curve_panels(curves: dict[tuple[str, str], dict[str, np.ndarray]], methods: 
             for j, method in enumerate(methods):
                 got = curves.get((method, precision))
                 if got and kind in got:
-                    chance = method in ("random", "smooth-random", "gaussian")
+                    chance = method in chance_labels()
                     (line,) = ax.plot(got["fractions"], got[kind], ls="--" if chance else "-", color=cycle[j % len(cycle)])
                     lines.setdefault(method, line)
             ax.set_title(f"{precision.upper()} models: {_curve_title(kind)}", fontsize=FONT)

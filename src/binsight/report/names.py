@@ -7,6 +7,8 @@ Table names (``road_lerf``) stay in ``measurements.csv``; the page and the figur
 
 from __future__ import annotations
 
+from binsight.study.names import UNDEFINED
+
 SINGLE = {
     "degenerate": "Degenerate map: constant, all zero or flat within float noise (share)",
     "total_variation": "Total variation, robust scale (higher = noisier)",
@@ -81,8 +83,8 @@ def label(measure: str, *, top_k: float | None = None) -> str:
     if measure.startswith("chance_fraction_"):
         inner = measure[len("chance_fraction_"):]
         return f"Share of chance maps it does worse than, on {short_label(inner)} (lower = better)"
-    if measure.endswith(":undefined"):
-        return f"{short_label(measure[: -len(':undefined')])}: undefined (count)"
+    if measure.endswith(UNDEFINED):
+        return f"{short_label(measure[: -len(UNDEFINED)])}: undefined (count)"
     parts = pair_parts(measure)
     if parts is not None:
         base, suffix = parts

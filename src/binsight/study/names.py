@@ -1,12 +1,14 @@
 """Names shared by the study, the verdicts and the report, each spelled here once.
 
-Model names: a model of a run is named ``[A-Za-z0-9][A-Za-z0-9_.-]*`` (at most :data:`MAX_NAME`
-characters, never ``..``: a name is one path component of the run folder, :func:`validate_model_name`);
+Model names: a model of a run is named by the own-model rule, :data:`binsight.models.factory.NAME_PATTERN`
+(``[A-Za-z0-9][A-Za-z0-9_.-]*``, at most :data:`MAX_NAME` characters), and never holds ``..`` or ``+``
+(a name is one path component of the run folder, :func:`validate_model_name`);
 ``BASE+SURROGATE`` names a BNN explained with another sign surrogate than its own (:func:`variant_name`),
 and :func:`is_variant` is the one answer to "is this a surrogate variant?". :data:`UNDEFINED` marks a
 measure's undefined values in the table (``"spearman:undefined"``); :data:`FOREIGN_SURROGATE` is the
-surrogate recorded for a BNN whose sign binsight cannot switch; :data:`PRECISION_NAMES` the precisions as
-readers see them. The chance-map labels are the names of :data:`binsight.study.measures.CHANCE_MAPS`.
+surrogate recorded for a BNN whose sign binsight cannot switch; :data:`PRECISIONS` are
+:data:`binsight.models.PRECISIONS` (as readers write them: :data:`binsight.study.stats.PRECISION_NAMES`).
+The chance-map labels are the names of :data:`binsight.study.measures.CHANCE_MAPS` (``chance_labels()``).
 """
 
 from __future__ import annotations
@@ -15,20 +17,18 @@ import re
 from typing import Iterable
 
 from binsight.models import PRECISIONS
+from binsight.models.factory import NAME_PATTERN
 from binsight.study.errors import RunFolderError
 
-__all__ = ["PRECISIONS", "PRECISION_NAMES", "UNDEFINED", "FOREIGN_SURROGATE", "MAX_NAME", "VARIANT_SEP",
+__all__ = ["PRECISIONS", "UNDEFINED", "FOREIGN_SURROGATE", "MAX_NAME", "VARIANT_SEP",
            "validate_model_name", "variant_name", "split_variant", "is_variant", "check_unique_names"]
 
-PRECISION_NAMES = {"fp": "FP", "bnn": "BNN"}
-"""Each precision of :data:`binsight.models.PRECISIONS` as tables and sentences write it."""
 UNDEFINED = ":undefined"
 """Suffix of a measure's name for the count of its undefined values (``"MEASURE:undefined"`` rows of value 1)."""
 FOREIGN_SURROGATE = "own"
 """The surrogate recorded for a BNN whose sign cannot be switched (not a binsight BNN)."""
 MAX_NAME = 64
 VARIANT_SEP = "+"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def validate_model_name(name: object) -> str:
@@ -41,7 +41,7 @@ def validate_model_name(name: object) -> str:
     if VARIANT_SEP in name:
         raise RunFolderError(f"model name {name!r}: '+' is reserved for surrogate variants (BASE+SURROGATE); "
                              "choose a name without it")
-    if not _NAME.fullmatch(name) or ".." in name:
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
         raise RunFolderError(f"model name {name!r}: use only letters, digits, '_', '.' and '-', starting with a letter "
                              "or digit (a name is never a path)")
     return name
