@@ -224,3 +224,14 @@ def test_the_checks_can_fail(tmp_path):
     assert command_line_imports("binsight.cli.study", ["argparse"]) == []
     assert circle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     assert circle({"a": {"b"}, "b": set()}) is None
+
+
+def test_test_folders_mirror_the_source_tree():
+    """tests/PART/ holds the tests of binsight.PART (a package or module of src/binsight); the files at the
+    top of tests/ are the bottom modules', the whole project's, and what the folders share."""
+    tests = Path(__file__).resolve().parent
+    folders = sorted(p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+    assert folders, "no test folders"
+    parts = {p.stem for p in SRC.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    assert [f for f in folders if f not in parts] == [], "a test folder must be named for a part of src/binsight"
+    assert all(any(f.glob("test_*.py")) for f in map(tests.joinpath, folders))

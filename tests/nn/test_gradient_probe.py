@@ -16,9 +16,9 @@ from binsight.models import build_model
 from binsight.models.factory import ModelSpec, load_model, model_from_module
 from binsight.nn.foreign import no_input_gradient, warn_if_no_gradient
 
-from test_explain import assert_same_state, model_state  # noqa: E402  (tests/ is on sys.path under pytest)
+from support import assert_same_state, model_state  # noqa: E402  (tests/ is on sys.path under pytest)
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: own_models.py
 SIZE = (1, 12, 12)
 
 

@@ -21,7 +21,7 @@ from binsight.explain.smoothgrad import SmoothGrad
 from binsight.models import build_model
 from binsight.nn.foreign import OWN
 
-from test_explain import TinyNet, assert_same_state, model_state
+from support import TinyNet, assert_same_state, model_state
 
 
 # -- preserved_model: copies kept per model, made again only when a tensor changed -------------------

@@ -30,50 +30,15 @@ from binsight.explain.neuromask import NeuroMask
 from binsight._utils import BinsightWarning
 from binsight.explain.smoothgrad import RELIABLE, SmoothGrad, split_half_reliability
 from binsight.models import build_model
+from support import TinyNet, assert_same_state, model_state  # noqa: F401  (tests/ is on sys.path)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
-
-
-class TinyNet(nn.Module):
-    """A user's plain FP classifier: 3 channels, no binsight attributes."""
-
-    def __init__(self, channels: int = 3, classes: int = 5):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.Tanh()
-        )
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, classes))
-
-    def forward(self, x):
-        return self.head(self.features(x))
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a - b| / max |b|: the relative error of a against reference b."""
     a, b = a.detach(), b.detach()
     return float((a - b).abs().max() / b.abs().max())
-
-
-def model_state(model: nn.Module) -> dict:
-    """Everything an explainer must leave as it found it."""
-    hooks = sum(len(d) for m in model.modules() for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks))
-    return {
-        "modes": [m.training for m in model.modules()],
-        "grads": [p.requires_grad for p in model.parameters()],
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "hooks": hooks,
-        "attributes": [sorted(vars(m)) for m in model.modules()],
-    }
-
-
-def assert_same_state(before: dict, after: dict) -> None:
-    assert before["modes"] == after["modes"]
-    assert before["grads"] == after["grads"]
-    assert before["hooks"] == after["hooks"]
-    assert before["attributes"] == after["attributes"]
-    assert before["state"].keys() == after["state"].keys()
-    for k, v in before["state"].items():
-        assert torch.equal(v, after["state"][k]), k
 
 
 @pytest.fixture(scope="module")

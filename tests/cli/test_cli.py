@@ -31,7 +31,7 @@ from test_explain_command import CLASSES, checkpoints  # noqa: F401  (a module-s
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: own_models.py
 
 
 @pytest.fixture()

@@ -35,11 +35,11 @@ from binsight.nn.foreign import (  # noqa: E402
     use_surrogate_foreign,
 )
 
-from test_explain import assert_same_state, model_state  # noqa: E402  (tests/ is on sys.path under pytest)
+from support import assert_same_state, model_state  # noqa: E402  (tests/ is on sys.path under pytest)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: own_models.py
 SIZE = (1, 28, 28)
 MEAN, STD = (0.2860,), (0.3530,)
 

@@ -15,7 +15,7 @@ from test_study_torchrun import TINY
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parent.parent  # the environment running the tests: its bin/ has binsight
 
 

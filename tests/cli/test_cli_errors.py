@@ -16,7 +16,7 @@ import binsight.cli.data as cli_data
 from binsight.data import DatasetError
 from binsight.errors import BinsightError
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "binsight"
+SRC = Path(__file__).resolve().parents[2] / "src" / "binsight"
 
 
 def all_modules() -> list[str]:

@@ -18,7 +18,7 @@ from binsight.report.render import verdict_table
 from binsight.study.stats import Estimate
 from binsight.study.verdicts import Part, Predictions, Status, StudyVerdicts, Verdict, VerdictSettings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 def config_classes(cls: type = cfg.StudyConfig) -> list[type]:
     """StudyConfig and every dataclass reachable through its fields (in lists and dict values too)."""

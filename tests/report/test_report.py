@@ -337,7 +337,7 @@ def test_findings_block_is_generated_from_the_run_folder_alone(run_dir, tmp_path
     for broken in ("no markers", f"{END}\n{START}", f"{START}\n{START}\n{END}"):
         with pytest.raises(FindingsError, match="marker"):
             replace_block(broken, block)
-    spec = importlib.util.spec_from_file_location("readme_findings", Path(__file__).parents[1] / "scripts/readme_findings.py")
+    spec = importlib.util.spec_from_file_location("readme_findings", Path(__file__).parents[2] / "scripts/readme_findings.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     target = tmp_path / "README.md"

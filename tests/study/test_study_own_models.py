@@ -23,7 +23,7 @@ from binsight.study.verdicts import StudyVerdicts
 
 pytestmark = pytest.mark.slow
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: own_models.py
 MEAN, STD = [0.2860], [0.3530]
 
 CHEAP = """
