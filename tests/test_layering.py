@@ -235,3 +235,31 @@ def test_test_folders_mirror_the_source_tree():
     parts = {p.stem for p in SRC.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
     assert [f for f in folders if f not in parts] == [], "a test folder must be named for a part of src/binsight"
     assert all(any(f.glob("test_*.py")) for f in map(tests.joinpath, folders))
+
+
+MAX_LINES = 600
+
+
+def test_no_source_file_is_long():
+    """A newcomer reads a module in one sitting: at most 600 lines a file."""
+    long = [f"{path.relative_to(SRC)}: {n} lines" for path in sorted(SRC.rglob("*.py"))
+            if (n := path.read_text(encoding="utf-8").count("\n")) > MAX_LINES]
+    assert long == []
+
+
+def test_no_library_function_takes_a_namespace():
+    """Only binsight/cli sees argparse.Namespace: no library function is annotated with it or reads options
+    off a parameter named ``args`` (``args.epochs``), the shape of a parsed command line."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        if "cli" in path.relative_to(SRC).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            named = "args" in [a.arg for a in node.args.args + node.args.kwonlyargs]
+            reads = any(isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "args"
+                        for n in ast.walk(node))
+            if "Namespace" in ast.unparse(node.args) or (named and reads):
+                found.append(f"{path.relative_to(SRC)}: {node.name}")
+    assert found == []

@@ -9,7 +9,7 @@ import torch
 
 import binsight.data
 from binsight.cli import main
-import binsight.train as train_module
+import binsight.train.loop as train_loop
 from binsight._utils import BinsightWarning
 from binsight.errors import BinsightError
 from binsight.train import (
@@ -80,20 +80,20 @@ def _batch_orders(monkeypatch, config):
         seen.append([b.tolist() for b in batches])
         return batches
 
-    real = train_module._batches
-    monkeypatch.setattr(train_module, "_batches", spy)
+    real = train_loop._batches
+    monkeypatch.setattr(train_loop, "_batches", spy)
     train(config)
-    monkeypatch.setattr(train_module, "_batches", real)
+    monkeypatch.setattr(train_loop, "_batches", real)
     return seen[1:]  # the first call only counts the steps per epoch
 
 
 def test_fp_and_bnn_of_one_seed_share_no_initialisation_and_no_data_order(monkeypatch):
     fp = TrainConfig(precision="fp", seed=0, **TINY)
     bnn = replace(fp, precision="bnn")
-    init = {p: _first_conv(train_module._build(replace(fp, precision=p), binsight.data.load_dataset("fashion-mnist", "train")))
+    init = {p: _first_conv(train_loop._build(replace(fp, precision=p), binsight.data.load_dataset("fashion-mnist", "train")))
             for p in ("fp", "bnn")}
     assert init["fp"].shape == init["bnn"].shape and not torch.equal(init["fp"], init["bnn"])
-    again = _first_conv(train_module._build(fp, binsight.data.load_dataset("fashion-mnist", "train")))
+    again = _first_conv(train_loop._build(fp, binsight.data.load_dataset("fashion-mnist", "train")))
     assert torch.equal(again, init["fp"])
     order_fp, order_bnn = _batch_orders(monkeypatch, fp), _batch_orders(monkeypatch, bnn)
     assert order_fp == _batch_orders(monkeypatch, fp)
@@ -117,9 +117,9 @@ def test_training_leaves_the_global_rng_and_the_process_group_alone():
 def test_train_subsets_differ_by_precision_test_subsets_do_not(small_splits):
     fp = TrainConfig(precision="fp", train_subset=100, test_subset=100)
     bnn = replace(fp, precision="bnn")
-    train_fp, train_bnn = (train_module._load_split(c, "train", 100) for c in (fp, bnn))
+    train_fp, train_bnn = (train_loop._load_split(c, "train", 100) for c in (fp, bnn))
     assert not torch.equal(train_fp.labels, train_bnn.labels) or not torch.equal(train_fp.images, train_bnn.images)
-    test_fp, test_bnn = (train_module._load_split(c, "test", 100) for c in (fp, bnn))
+    test_fp, test_bnn = (train_loop._load_split(c, "test", 100) for c in (fp, bnn))
     assert torch.equal(test_fp.images, test_bnn.images)
 
 
@@ -141,7 +141,7 @@ def test_shard_losses_average_to_the_whole_batch_gradient():
     world, grads = 2, []
     for rank in range(world):
         part = shard(torch.arange(7), rank, world)
-        loss = train_module.shard_loss(layer(x[part]), y[part], label_smoothing=0.1, batch_len=7, world=world)
+        loss = train_loop.shard_loss(layer(x[part]), y[part], label_smoothing=0.1, batch_len=7, world=world)
         grads.append(torch.autograd.grad(loss, layer.weight)[0])
     assert torch.allclose(sum(grads) / world, whole, atol=1e-6)
 
@@ -212,13 +212,13 @@ def test_the_default_recipe_on_a_small_subset_does_not_warn():
 @pytest.mark.parametrize("accuracy, chance, near", [(0.19, 0.1, True), (0.22, 0.1, True), (0.25, 0.1, False),
                                                     (0.55, 0.5, True), (0.6, 0.5, False), (1.0, 1.0, False)])
 def test_near_chance_rule_both_sides(accuracy, chance, near):
-    assert train_module.near_chance(accuracy, chance) is near
+    assert train_loop.near_chance(accuracy, chance) is near
 
 
 @pytest.mark.parametrize("first, final, diverged", [(2.4, 17.7, True), (2.4, 4.9, True), (2.4, 4.7, False),
                                                     (2.4, 1.6, False)])
 def test_diverged_rule_both_sides(first, final, diverged):
-    assert train_module.diverged(first, final) is diverged
+    assert train_loop.diverged(first, final) is diverged
 
 
 def test_a_cached_model_repeats_its_training_warnings(tmp_path):

@@ -18,7 +18,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    # as cli.train: train.evaluate_command still reads the Namespace (train.py is another helper's)
-    from binsight.train import evaluate_command
+    """Print a checkpoint's test accuracy."""
+    from binsight.train import evaluate_checkpoint
 
-    evaluate_command(args)
+    accuracy, n, meta = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.device)
+    print(f"{meta.get('architecture')} ({meta.get('precision')}) on {meta['dataset']} test ({n} images): "
+          f"accuracy {accuracy:.2%}")

@@ -28,8 +28,21 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    # train.train_command still reads the Namespace itself (train.py is another helper's: see the
-    # coordination notes); it is to become a plain-argument function whose result this command prints
-    from binsight.train import train_command
+    """Train (or reuse from the cache), save the checkpoint, print accuracy and path. Under torchrun with
+    several processes: joins the process group and trains with DistributedDataParallel; rank 0 prints."""
+    from binsight import distributed
+    from binsight.train import TrainConfig, train_checkpoint
 
-    train_command(args)
+    config = TrainConfig(
+        model=args.model, precision=args.precision, dataset=args.dataset, data_root=args.data_root,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, surrogate=args.surrogate,
+        train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
+    )
+    with distributed.session(config.device):
+        meta = train_checkpoint(config, args.out)
+        if distributed.rank() == 0:
+            ranks = f" on {meta['world_size']} processes" if meta.get("world_size", 1) > 1 else ""
+            note = "found in the cache" if meta["from_cache"] else f"trained in {meta['train_seconds']:.0f} s{ranks}"
+            print(f"{config.model} ({config.precision}) on {config.dataset}: test accuracy "
+                  f"{meta['test_accuracy']:.2%} ({note})")
+            print(f"checkpoint: {meta['checkpoint']}")
