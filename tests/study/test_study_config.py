@@ -222,3 +222,49 @@ def test_own_model_tables_round_trip_with_their_folder(tmp_path):
     again = tmp_path / "again.toml"
     again.write_text(text)
     assert load_config(again) == config and config_hash(load_config(again)) == config_hash(config)
+
+
+def test_an_empty_road_percentages_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match=r"measures.road_percentages: give at least one percent"):
+        config_from_dict({"measures": {"road_percentages": []}})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[methods.smoothgrad]\nnoise_level = 1979-05-27\n",
+     r"methods.smoothgrad.noise_level: expected a string, number, boolean, list or table, got date"),
+    ("[methods.gradcam]\nconvergence = {layer = 07:32:00}\nconvergence_label = \"g\"\n",
+     r"methods.gradcam.convergence.layer: expected a string, number, boolean, list or table, got time"),
+    ("[[models.own]]\nfactory = \"m:f\"\nnormalize = \"inside\"\nkwargs = {when = 1979-05-27T07:32:00}\n",
+     r"models.own\[0\].kwargs.when: expected a string, number, boolean, list or table, got datetime"),
+    ("[methods.gradcam]\nlayer = " + "[" * 40 + "]" * 40 + "\n", r"methods.gradcam.layer: nested deeper than 32"),
+    ("[data]\nn_images = " + "[" * 3000 + "]" * 3000 + "\n", r"nested too deeply"),
+    ("[data]\nseed = 9223372036854775807\n", r"data.seed: must be from 0 to 4294967295"),
+    ("[models]\nseeds = [-5]\n", r"models.seeds\[0\]: a seed must be >= 0"),
+    ("[verdicts]\nseed = -1\n", r"verdicts.seed: must be from 0 to 4294967295"),
+])
+def test_configuration_cases_that_used_to_be_tracebacks_are_one_line_errors(tmp_path, text, message):
+    """A TOML date or time as an option, an array nested past the limit (or past the reader's recursion),
+    and seeds that overflow a generator are ConfigErrors before anything runs."""
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["\U0001F600 smile", "caf\u00e9 \u2603", "tab\tquote\" back\\ del\x7f nul\x00"])
+def test_strings_outside_the_basic_plane_are_written_as_valid_toml(tmp_path, capsys, value):
+    """An emoji (outside Unicode's basic plane), accents and control characters are written into
+    config.toml and --print-config as TOML that reads back to the same value."""
+    from binsight.study.settings_reference import commented_toml
+
+    config = config_from_dict({"methods": {"mine": {"explainer": "gradient"}, "run": ["gradient", "mine"]},
+                               "models": {"checkpoints": [{"path": value, "name": "m"}]}})
+    for text in (to_toml(config), commented_toml(config)):
+        again = config_from_dict(tomllib.loads(text))
+        assert again == config and again.models.checkpoints[0].path == value
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(config), encoding="utf-8")
+    assert main(["study", str(path), "--print-config"]) == 0
+    assert load_config(path) == config
+    assert config_from_dict(tomllib.loads(capsys.readouterr().out)).models.checkpoints[0].path == value
