@@ -258,11 +258,12 @@ def test_strings_outside_the_basic_plane_are_written_as_valid_toml(tmp_path, cap
     config.toml and --print-config as TOML that reads back to the same value."""
     from binsight.study.settings_reference import commented_toml
 
-    config = config_from_dict({"methods": {"mine": {"explainer": "gradient"}, "run": ["gradient", "mine"]},
-                               "models": {"checkpoints": [{"path": value, "name": "m"}]}})
+    config = config_from_dict({"models": {"checkpoints": [{"path": value, "name": "m"}]},
+                               "methods": {"gradcam": {"layer": value}}})
     for text in (to_toml(config), commented_toml(config)):
         again = config_from_dict(tomllib.loads(text))
         assert again == config and again.models.checkpoints[0].path == value
+        assert again.methods.table("gradcam").options["layer"] == value
     path = tmp_path / "c.toml"
     path.write_text(to_toml(config), encoding="utf-8")
     assert main(["study", str(path), "--print-config"]) == 0

@@ -21,6 +21,9 @@ from binsight.study.config.sections import (CheckpointConfig, ConfigError, DataC
 
 TARGETS = ("label", "predicted")
 AUTOMATIC_NAME = re.compile(r"(fp|bnn)-[0-9]+")
+MAX_SEED = 2**32 - 1
+"""Largest ``data.seed`` and ``verdicts.seed``: numpy's and torch's generators take it, and a chunk's seed
+derived from it (``data.seed`` x 100 003 + chunk) stays within torch's 64-bit seeds."""
 RUNNER_OPTIONS = frozenset({"model", "surrogate", "batch_size", "self"})
 """Explainer keyword options the runner sets itself (``seed`` too, for a ``seeded`` explainer)."""
 
@@ -88,8 +91,7 @@ def _validate_data(d: DataConfig) -> None:
             raise ConfigError(f"data.{key}: only used with data.name = 'image-folder'")
     if d.image_size < 0 or d.channels not in (0, 1, 3):
         raise ConfigError("data.image_size must be >= 0 and data.channels 0, 1 or 3 (0 = the reader's default)")
-    if d.seed < 0:
-        raise ConfigError(f"data.seed: must be >= 0, got {d.seed}")
+    _seed("data.seed", d.seed)
 
 
 def _validate_models(m: ModelsConfig) -> None:
@@ -256,6 +258,7 @@ def _validate_verdicts(v: VerdictsConfig) -> None:
     if not 0 < v.confidence < 1:
         raise ConfigError(f"verdicts.confidence: must be in (0, 1), got {v.confidence}")
     _positive("verdicts.n_resamples", v.n_resamples)
+    _seed("verdicts.seed", v.seed)
     for name in ("similarity_margin", "chance_margin", "noise_margin", "below_chance_margin", "faithfulness_margin"):
         if not getattr(v, name) >= 0:
             raise ConfigError(f"verdicts.{name}: must be a finite number >= 0")
@@ -291,6 +294,11 @@ def _one_of(key: str, value: str, allowed: typing.Sequence[str]) -> None:
 def _positive(key: str, value: int) -> None:
     if value < 1:
         raise ConfigError(f"{key}: must be a positive integer, got {value}")
+
+
+def _seed(key: str, value: int) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{key}: must be from 0 to {MAX_SEED}, got {value}")
 
 
 def _unique(key: str, values: list) -> None:

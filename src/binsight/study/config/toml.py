@@ -28,6 +28,10 @@ except ModuleNotFoundError:  # Python 3.10
 from binsight.study.config.check import resolve_device, validate
 from binsight.study.config.sections import ConfigError, MethodConfig, MethodsConfig, StudyConfig, default_method_tables
 
+MAX_DEPTH = 32
+"""The deepest a free-form value (an explainer option, an own model's ``kwargs``) may nest lists and tables."""
+_PLAIN = (str, int, float, bool)
+
 # Keys that never change a result (only display or speed); left out of the hash.
 _NOT_HASHED = {("run", "progress"), ("run", "threads")}
 
@@ -48,6 +52,9 @@ def load_config(path: str | Path | None = None) -> StudyConfig:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested too deeply to read; a setting nests at most "
+                          f"{MAX_DEPTH} levels") from None
     models = raw.get("models")
     if isinstance(models, dict) and models.get("own") and not models.get("own_dir"):
         models["own_dir"] = str(path.resolve().parent)  # own models' weights and modules sit beside the file
@@ -105,7 +112,7 @@ def _build_method(raw: dict[str, Any], base: MethodConfig, where: str) -> Method
     if "options" in raw:
         raise ConfigError(f"{where}.options: write the explainer's options directly in [{where}]")
     typed = _build_fields(MethodConfig, {k: v for k, v in raw.items() if k in generic}, where)
-    options = {**base.options, **{k: v for k, v in raw.items() if k not in generic}}
+    options = {**base.options, **{k: _plain(v, _join(where, k)) for k, v in raw.items() if k not in generic}}
     merged = dataclasses.replace(base, **{k: getattr(typed, k) for k in raw if k in generic}, options=options)
     return merged
 
@@ -122,13 +129,29 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if typing.get_origin(hint) is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {_type_name(value)}")
-        return dict(value)
+        return _plain(value, where)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
         raise ConfigError(f"{where}: expected {_hint_name(hint)}, got {_type_name(value)}")
     if hint is float and not math.isfinite(value):
         raise ConfigError(f"{where}: must be a finite number, got {value}")
+    return value
+
+
+def _plain(value: Any, where: str, depth: int = 0, top: str = "") -> Any:
+    """``value`` if it is made of strings, numbers, booleans, lists and tables nested at most
+    :data:`MAX_DEPTH` deep (what a configuration can write back and hash); else a :class:`ConfigError`
+    naming the key (``top``: the key the nesting started at)."""
+    top = top or where
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"{top}: nested deeper than {MAX_DEPTH} levels of lists and tables; give a flatter value")
+    if isinstance(value, dict):
+        return {k: _plain(v, _join(where, str(k)), depth + 1, top) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, f"{where}[{i}]", depth + 1, top) for i, v in enumerate(value)]
+    if not isinstance(value, _PLAIN):
+        raise ConfigError(f"{where}: expected a string, number, boolean, list or table, got {_type_name(value)}")
     return value
 
 
