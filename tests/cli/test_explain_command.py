@@ -175,3 +175,39 @@ def test_a_progress_bar_goes_to_the_methods_that_can_show_one():
     shown = _method_options(["neuromask", "gradient"], None, signed=False, surrogate=None, progress=True)
     assert shown == {"neuromask": {"show_progress": True}, "gradient": {}}
     assert _method_options(["neuromask"], None, signed=False, surrogate=None) == {"neuromask": {}}
+
+
+def _drawn_texts(monkeypatch) -> list:
+    """Collects every matplotlib Text of each figure saved from now on, as (shown text, drawn as math)."""
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    texts = []
+    save = Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        for t in fig.findobj(Text):
+            if t.get_text():
+                shown, math = t._preprocess_math(t.get_text())
+                texts.append((shown, bool(math)))
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    return texts
+
+
+def test_dollar_signs_in_names_are_drawn_as_written(tmp_path, monkeypatch, capsys):
+    """Class and file names holding ``$`` neither crash the overlay nor turn into math."""
+    torch.manual_seed(0)
+    names = ["a$b$c", "$x$"] + [f"c{i}" for i in range(8)]
+    ckpt = save_checkpoint(build_model("small-cnn", "fp"), tmp_path / "dollar", {"class_names": names})
+    image = tmp_path / "$x$.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8), mode="L").save(image)
+    texts = _drawn_texts(monkeypatch)
+    for target in ("0", "1"):
+        code = main(["explain", str(image), "--model", str(ckpt), "--target", target, "--out", str(tmp_path / "o")])
+        assert code == 0, capsys.readouterr().err
+    titles = [shown for shown, _ in texts if "$x$.png" in shown]
+    assert len(titles) == 2 and any("explains class 0 (a$b$c)" in t for t in titles)
+    assert any("explains class 1 ($x$)" in t for t in titles)
+    assert not any(math for shown, math in texts if "$" in shown), texts

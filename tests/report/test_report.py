@@ -347,3 +347,27 @@ def test_findings_block_is_generated_from_the_run_folder_alone(run_dir, tmp_path
     empty = tmp_path / "not-finished"
     empty.mkdir()
     assert script.main([str(empty), "--print"]) == 2 and "finish the study first" in capsys.readouterr().err
+
+
+def test_dollar_signs_in_class_names_are_drawn_as_written(run_dir, tmp_path, monkeypatch):
+    """Class names holding ``$`` (an image folder's folder names) are drawn as written, never as math."""
+    from matplotlib.text import Text
+
+    from binsight.report import figures
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    RunFolder(copy).write_json("images.json", {"dataset": "synthetic", "split": "test", "n": len(IMAGES),
+                                               "classes": ["a$b$c", "$x$", "c"], "indices": IMAGES, "has_masks": True})
+    texts = []
+    to_png = figures.to_png
+
+    def spy(fig):
+        texts.extend(t._preprocess_math(t.get_text()) for t in fig.findobj(Text) if "$" in t.get_text())
+        return to_png(fig)
+
+    monkeypatch.setattr(figures, "to_png", spy)
+    build_report(copy)
+    shown = [text for text, _ in texts]
+    assert any("true class: a$b$c" in t for t in shown) and any("true class: $x$" in t for t in shown)
+    assert not any(math for _, math in texts), texts

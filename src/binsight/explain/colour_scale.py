@@ -1,4 +1,5 @@
-"""The colour scale a saliency map is drawn on: its colour map and range of raw values.
+"""The colour scale a saliency map is drawn on (its colour map and range of raw values), and the text drawn
+beside it.
 
 One rule for every picture binsight draws (``binsight explain`` overlays and the report's figures):
 
@@ -10,6 +11,10 @@ One rule for every picture binsight draws (``binsight explain`` overlays and the
 Several maps drawn on one scale (:func:`scale_of` of all of them) can be compared by eye. Whether maps are
 drawn signed is the caller's choice (an explainer's ``signed`` option) or, for maps whose method is not
 known, :func:`has_negative`.
+
+Text: every title and label a picture shows goes through :func:`plain_text`, so that a name holding ``$``
+(a file, class or model name) is drawn as written, never read as matplotlib's math (which draws ``$x$`` in
+italics and fails on an odd pair such as ``a$b$c`` beside other text).
 """
 
 from __future__ import annotations
@@ -60,3 +65,9 @@ def has_negative(maps: Sequence[np.ndarray]) -> bool:
     values = _finite_values(maps)
     low, high = float(values.min()), float(values.max())
     return low < -NEGATIVE_TOLERANCE * max(abs(low), abs(high), float(np.finfo(np.float32).tiny))
+
+
+def plain_text(text: str) -> str:
+    """``text`` as matplotlib draws it literally: every ``$`` escaped (``\\$``), so that no part of it is
+    read as math."""
+    return str(text).replace("$", r"\$")

@@ -35,7 +35,7 @@ from torch import nn
 from binsight._io import atomic_path
 from binsight.data.images import MAX_PIXELS, load_image
 from binsight.explain.base import ExplainerError, Explanation
-from binsight.explain.colour_scale import Scale, scale_of
+from binsight.explain.colour_scale import Scale, plain_text, scale_of
 from binsight.explain.options import keyword_options
 from binsight.explain.overlay import save_overlay, title_lines
 from binsight.explain.registry import explainer_class, get_explainer
@@ -330,10 +330,10 @@ def _prepare(path: Path, method: str, x: torch.Tensor, explanation: Explanation,
         _warn(f"{path.name}: the {method} map is degenerate ({reason}): it ranks no pixel; drawn flat")
     predicted, probability = prediction
     names = loaded.class_names
-    title = title_lines(image=path.name, method=method, model=loaded.name, precision=loaded.precision,
-                        surrogate=surrogate_shown(loaded, explanation, foreign),
-                        predicted=class_label(predicted, names), probability=probability,
-                        target=class_label(int(explanation.targets[0]), names))
+    title = plain_text(title_lines(image=path.name, method=method, model=loaded.name, precision=loaded.precision,
+                                   surrogate=surrogate_shown(loaded, explanation, foreign),
+                                   predicted=class_label(predicted, names), probability=probability,
+                                   target=class_label(int(explanation.targets[0]), names)))
     pixels = x[0].permute(1, 2, 0).detach().cpu().numpy()
     return _Map(path, method, pixels, raw, explanation, bool(signed) or bool(raw.min() < 0), reason, title)
 

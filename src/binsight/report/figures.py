@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from binsight._utils import flat_maps  # noqa: E402
-from binsight.explain.colour_scale import has_negative, scale_of  # noqa: E402
+from binsight.explain.colour_scale import has_negative, plain_text, scale_of  # noqa: E402
 from binsight.report import names  # noqa: E402
 from binsight.study.measures import chance_labels  # noqa: E402
 
@@ -61,17 +61,18 @@ def _figure(rows: int, cols: int, height: float, *, top: float = 0.8, bottom: fl
 def _legend(fig: plt.Figure, handles: list, labels: list[str]) -> None:
     """One legend for the whole figure, centred above the panels."""
     if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), frameon=False,
-                   bbox_to_anchor=(0.5, 1.0), fontsize=FONT)
+        fig.legend(handles, [plain_text(label) for label in labels], loc="upper center", ncol=min(len(labels), 5),
+                   frameon=False, bbox_to_anchor=(0.5, 1.0), fontsize=FONT)
 
 
 def _wrap(text: str, width: int = 60) -> str:
-    return "\n".join(textwrap.wrap(text, width, break_long_words=False))
+    """``text`` wrapped at ``width`` characters, escaped to be drawn as written (:func:`plain_text`)."""
+    return plain_text("\n".join(textwrap.wrap(text, width, break_long_words=False)))
 
 
 def method_tick(method: str) -> str:
-    """A method's name on an x axis."""
-    return SHORT_METHODS.get(method) or names.method_label(method)
+    """A method's name on an x axis (escaped: :func:`plain_text`)."""
+    return plain_text(SHORT_METHODS.get(method) or names.method_label(method))
 
 
 def _method_axis(ax: plt.Axes, methods: Sequence[str]) -> None:
@@ -105,7 +106,7 @@ def example_grid(image: np.ndarray, title: str, maps: dict[tuple[str, str], np.n
     height = top + bottom + len(methods) * (side + gap)
     fig = plt.figure(figsize=(WIDTH, height))
     x0 = (WIDTH - (side + label + n * side + (n - 1) * gap + bar)) / 2
-    fig.text(0.5, 1 - 0.15 / height, title, ha="center", va="top", fontsize=FONT + 2)
+    fig.text(0.5, 1 - 0.15 / height, plain_text(title), ha="center", va="top", fontsize=FONT + 2)
     ax = fig.add_axes(_inches(fig, x0, height - top - side, side, side))
     ax.imshow(_as_display(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title("image", fontsize=FONT)
@@ -118,7 +119,7 @@ def example_grid(image: np.ndarray, title: str, maps: dict[tuple[str, str], np.n
         ax.set_ylabel(_wrap(names.method_label(method), 16), fontsize=FONT)
         if r == 0:
             for c, model in enumerate(models):
-                ax.text((c + 0.5) / n, 1.03, model_titles.get(model, model), transform=ax.transAxes, ha="center",
+                ax.text((c + 0.5) / n, 1.03, plain_text(model_titles.get(model, model)), transform=ax.transAxes, ha="center",
                         va="bottom", fontsize=FONT - 1)
         if mappable is not None:
             cax = fig.add_axes(_inches(fig, x0 + side + label + n * side + (n - 1) * gap + 0.1, y + 0.05 * side,
@@ -178,7 +179,7 @@ def overlay_row(image: np.ndarray, title: str, maps: dict[str, np.ndarray], mode
     cmap_name, vmin, vmax = colour_scale([maps[m] for m in shown if m not in flat])
     side = min(2.4, (WIDTH - 1.2) / len(shown))
     fig, axes = _figure(1, len(shown), side, top=0.8, bottom=0.1, left=0.2, right=1.0, wspace=0.1)
-    fig.suptitle(title, fontsize=FONT + 2, y=1 - 0.1 / fig.get_figheight(), va="top")
+    fig.suptitle(plain_text(title), fontsize=FONT + 2, y=1 - 0.1 / fig.get_figheight(), va="top")
     gray = _as_display(image)
     gray = gray if gray.ndim == 2 else gray.mean(axis=2)
     drawn = None
@@ -189,7 +190,7 @@ def overlay_row(image: np.ndarray, title: str, maps: dict[str, np.ndarray], mode
                     transform=ax.transAxes, fontsize=FONT - 1, color="white")
         else:
             drawn = ax.imshow(maps[model], cmap=cmap_name, vmin=vmin, vmax=vmax, alpha=0.6, interpolation="nearest")
-        ax.set_title(model_titles.get(model, model), fontsize=FONT - 1)
+        ax.set_title(plain_text(model_titles.get(model, model)), fontsize=FONT - 1)
         ax.set_xticks([])
         ax.set_yticks([])
     if drawn is not None:
@@ -247,7 +248,7 @@ def box_panels(groups: dict[str, dict[tuple[str, str], np.ndarray]], methods: Se
     used: dict[str, None] = {}
     for ax, measure in zip(axes, measures):
         if not groups[measure]:
-            ax.text(0.5, 0.5, f"{names.label(measure)}:\nnot measured", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, plain_text(f"{names.label(measure)}:\nnot measured"), ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
             continue
         used.update(dict.fromkeys(_boxes(ax, groups[measure], methods, kinds, colours, (dots or {}).get(measure, {}))))
@@ -377,7 +378,7 @@ def sanity_curves(curves: dict[str, dict[str, dict[str, dict[int, float]]]], lay
                 ax.axis("off")
                 continue
             _sanity_panel(ax, curves[measure][method], layers, precisions)
-            ax.set_title(names.method_label(method), fontsize=FONT + 1)
+            ax.set_title(plain_text(names.method_label(method)), fontsize=FONT + 1)
         axes[r][0].set_ylabel(_wrap(names.label(measure), 28))
     fig.text(0.5, 0.1 / fig.get_figheight(), "layers randomised so far, from the output down (cumulative)",
              ha="center", va="bottom", fontsize=FONT)
@@ -423,7 +424,7 @@ def curve_panels(curves: dict[tuple[str, str], dict[str, np.ndarray]], methods: 
                     chance = method in chance_labels()
                     (line,) = ax.plot(got["fractions"], got[kind], ls="--" if chance else "-", color=cycle[j % len(cycle)])
                     lines.setdefault(method, line)
-            ax.set_title(f"{precision.upper()} models: {_curve_title(kind)}", fontsize=FONT)
+            ax.set_title(plain_text(f"{precision.upper()} models: {_curve_title(kind)}"), fontsize=FONT)
             ax.set_xlabel("fraction of pixels " + ("restored" if kind.startswith("insertion") else "removed"))
             ax.set_ylabel("probability of the\nexplained class")
             ax.grid(alpha=0.3)
