@@ -136,7 +136,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected {_hint_name(hint)}, got {_type_name(value)}")
     if hint is float and not math.isfinite(value):
         raise ConfigError(f"{where}: must be a finite number, got {value}")
-    return value
+    return _unicode(value, where) if hint is str else value
 
 
 def _plain(value: Any, where: str, depth: int = 0, top: str = "") -> Any:
@@ -152,7 +152,16 @@ def _plain(value: Any, where: str, depth: int = 0, top: str = "") -> Any:
         return [_plain(v, f"{where}[{i}]", depth + 1, top) for i, v in enumerate(value)]
     if not isinstance(value, _PLAIN):
         raise ConfigError(f"{where}: expected a string, number, boolean, list or table, got {_type_name(value)}")
-    return value
+    return _unicode(value, where) if isinstance(value, str) else value
+
+
+def _unicode(text: str, where: str) -> str:
+    """``text`` if it is valid Unicode (no lone surrogate, which neither TOML nor UTF-8 can hold)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{where}: not valid Unicode text (a lone surrogate); give the character itself") from None
+    return text
 
 
 def _join(where: str, key: str) -> str:
@@ -214,7 +223,7 @@ def _is_subtable(value: Any, path: list[str]) -> bool:
 
 
 def toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_string(key)
 
 
 def toml_value(value: Any) -> str:
@@ -223,12 +232,28 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
+        return toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string of ASCII characters: quote, backslash and control characters escaped,
+    every other non-ASCII character as ``\\uXXXX``, or ``\\UXXXXXXXX`` outside Unicode's basic plane (an
+    emoji; JSON's surrogate pairs are not valid TOML)."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        else:
+            out.append(f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}")
+    return '"' + "".join(out) + '"'
 
 
 def config_hash(config: StudyConfig) -> str:
