@@ -54,12 +54,17 @@ def cache_key(config: TrainConfig) -> str:
 
     Device and progress bar are left out; so are the binarization settings of a full-precision model.
     The seeds derived from (seed, precision) are implied by ``seed`` and ``precision``; the number of
-    processes is left out (it changes only which rank computes which slice of a batch).
+    processes is left out (it changes only which rank computes which slice of a batch). ``image_size``
+    and ``channels`` are in the key where set (left out at None, so the keys of models trained on a
+    dataset's own size are those they always were).
     """
     config = config.resolved()
     fields = asdict(config)
     for name in ("device", "progress"):
         fields.pop(name)
+    for name in ("image_size", "channels"):
+        if fields[name] is None:
+            fields.pop(name)
     if config.precision == "fp":
         for name in ("surrogate", "first_last_fp", "scaling"):
             fields.pop(name)

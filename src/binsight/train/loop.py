@@ -126,12 +126,16 @@ def derived_seed(seed: int, precision: str, stream: str) -> int:
 @dataclass
 class TrainConfig:
     """What to train. ``epochs``, ``lr`` and ``batch_size`` None take the precision's :data:`RECIPES`
-    values. ``device``: "auto" (a CUDA GPU when torch sees one, else the CPU), "cpu", "cuda", "cuda:N"."""
+    values. ``image_size`` (pixels, the side of the square images) and ``channels`` (1 or 3) are the
+    dataset reader's options (image-folder); None = the reader's default. ``device``: "auto" (a CUDA GPU
+    when torch sees one, else the CPU), "cpu", "cuda", "cuda:N"."""
 
     model: str = "small-cnn"
     precision: str = "fp"
     dataset: str = "fashion-mnist"
     data_root: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -158,10 +162,10 @@ class TrainConfig:
             lr=recipe.lr if self.lr is None else self.lr,
             batch_size=recipe.batch_size if self.batch_size is None else self.batch_size,
         )
-        for name in ("epochs", "batch_size", "train_subset", "test_subset"):
+        for name in ("epochs", "batch_size", "train_subset", "test_subset", "image_size", "channels"):
             value = getattr(config, name)
             if (value is not None or name in ("epochs", "batch_size")) and not _is_int(value, 1):
-                none = " or None" if name.endswith("subset") else ""
+                none = "" if name in ("epochs", "batch_size") else " or None"
                 raise TrainError(f"{name} must be a positive integer{none}, got {value!r}")
         if not _is_int(config.seed, 0, MAX_SEED):
             raise TrainError(f"seed must be an integer from 0 to 2**63 - 1, got {config.seed!r}")
@@ -205,11 +209,17 @@ def _load_split(config: TrainConfig, split: str, subset: int | None):
     by ``seed`` alone (so FP and BNN of one seed are tested on the same images)."""
     from binsight.data import load_dataset
 
-    data = load_dataset(config.dataset, split, root=config.data_root)
+    data = load_dataset(config.dataset, split, root=config.data_root, **data_options(config))
     if subset is not None:
         seed = derived_seed(config.seed, config.precision, "subset") if split == "train" else config.seed
         data = data.subset(min(subset, len(data)), seed=seed)
     return data
+
+
+def data_options(config: TrainConfig) -> dict[str, int]:
+    """The reader's options ``config`` sets: ``size`` and ``channels`` where not None."""
+    return {key: value for key, value in (("size", config.image_size), ("channels", config.channels))
+            if value is not None}
 
 
 def draw_augmentation(n: int, pad: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -116,7 +116,8 @@ def ready(ctx: RunContext, module: nn.Module) -> nn.Module:
 
 def obtain(ctx: RunContext, source: ModelSource) -> Obtained:
     """The user's own model or checkpoint, or the cached (trained) model. Training seeds from (seed,
-    precision), so FP and BNN share no initialisation."""
+    precision), so FP and BNN share no initialisation, and reads the images at the study's size and
+    channels (``data.image_size``, ``data.channels``: part of the cache key)."""
     if source.own is not None:
         return Obtained(source, build_own(ctx, source.own), None, {})
     if source.path:
@@ -129,7 +130,8 @@ def obtain(ctx: RunContext, source: ModelSource) -> Obtained:
     epochs = m.epochs_fp if source.precision == "fp" else m.epochs_bnn
     module, meta = cached_model(
         m.arch, source.precision, d.name, source.seed, epochs or None,
-        data_root=d.root or None, train_subset=m.train_subset or None, batch_size=m.train_batch_size or None,
+        data_root=d.root or None, image_size=d.image_size or None, channels=d.channels or None,
+        train_subset=m.train_subset or None, batch_size=m.train_batch_size or None,
         test_subset=m.test_subset or None, surrogate=m.train_surrogate, first_last_fp=m.first_last_fp,
         device=str(ctx.device), progress=ctx.shows_progress, data_parallel=False,
     )
