@@ -20,8 +20,8 @@ import binsight.cli.report as cli_report
 import binsight.explain.files as command
 from binsight.cli import main
 from binsight.cli.explain import parse_params, parse_value, resolve_target
+from binsight.cli.parser import ArgumentError
 from binsight.data.images import FITS
-from binsight.explain import ExplainerError
 from binsight.explain.gradient import Gradient
 from binsight.explain.colour_scale import has_negative, scale_of
 from binsight.explain.smoothgrad import SmoothGrad
@@ -69,7 +69,7 @@ def test_params_for_every_method_or_one():
                        "captum:Occlusion": {"seed": 3, "strides": (1, 2, 2)}}
     for bad, message in [("n_samples", "is not NAME=VALUE"), ("gradcam.layer=x", "names method 'gradcam'"),
                          ("seed=1", "given twice"), ("noise=[1,", "not valid JSON")]:
-        with pytest.raises(ExplainerError, match=message):
+        with pytest.raises(ArgumentError, match=message):
             parse_params(["seed=2", bad] if bad == "seed=1" else [bad], ["smoothgrad"])
 
 
@@ -112,9 +112,9 @@ def test_class_names_as_targets():
     assert resolve_target(None, CLASSES) is None
     assert resolve_target("8", CLASSES) == 8 and resolve_target("bag", CLASSES) == 8
     assert resolve_target("ANKLE BOOT", CLASSES) == 9
-    with pytest.raises(ExplainerError, match=r"'Bagg' is not a class of this model \(did you mean Bag\?\)"):
+    with pytest.raises(ArgumentError, match=r"'Bagg' is not a class of this model \(did you mean Bag\?\)"):
         resolve_target("Bagg", CLASSES)
-    with pytest.raises(ExplainerError, match="records no class names; give the class index"):
+    with pytest.raises(ArgumentError, match="records no class names; give the class index"):
         resolve_target("Bag", [])
 
 
@@ -359,7 +359,7 @@ def test_factory_from_the_working_directory_and_a_degenerate_map(shoe, tmp_path,
     (["--model", "x", "--input-size", "1,28,28"], "--input-size describes your own model and applies only with --factory"),
     (["--factory", "own_models:build_fp", "--normalize", "inside", "--input-size", "1,28"], "must be C,H,W"),
     (["--factory", "own_models:build_fp", "--normalize", "inside", "--input-size", "1,28,28", "--kwargs", "{width"],
-     "--kwargs '{width' is not JSON"),
+     "--kwargs '{width' is not valid JSON"),
     (["--factory", "own_models:build_fp", "--mean", "a", "--std", "1", "--input-size", "1,28,28"],
      "--mean 'a' must be comma-separated numbers"),
     (["--factory", "own_models:build_fp", "--normalize", "inside", "--input-size", "1,28,28", "--weights", "none.pt"],

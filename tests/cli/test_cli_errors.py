@@ -94,9 +94,12 @@ def test_explain_a_bug_keeps_its_traceback_and_a_user_error_is_one_line(monkeypa
         raise RuntimeError("an internal bug in explain")
 
     monkeypatch.setattr(files, "load_checkpoint_model", bug)
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    (tmp_path / "m.safetensors").write_bytes(b"")
     with pytest.raises(RuntimeError, match="an internal bug in explain"):
-        cli.main(["explain", "x.png", "--model", "m"])
+        cli.main(["explain", str(image), "--model", str(tmp_path / "m")])
     monkeypatch.undo()
-    assert cli.main(["explain", "x.png", "--model", str(tmp_path / "m")]) == 2
+    assert cli.main(["explain", str(image), "--model", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("binsight explain: error: checkpoint ") and err.count("\n") == 1

@@ -211,3 +211,46 @@ def test_dollar_signs_in_names_are_drawn_as_written(tmp_path, monkeypatch, capsy
     assert len(titles) == 2 and any("explains class 0 (a$b$c)" in t for t in titles)
     assert any("explains class 1 ($x$)" in t for t in titles)
     assert not any(math for shown, math in texts if "$" in shown), texts
+
+
+def test_an_out_that_is_a_file_is_a_one_line_error(checkpoints, images, tmp_path, capsys):
+    taken = tmp_path / "maps"
+    taken.write_text("mine")
+    assert main(["explain", str(images[1]), "--model", str(checkpoints["fp"]), "--out", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {taken} is a file; give a folder" in err
+    assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("flag,value", [("--param", "noise=" + "[" * 100_000 + "]" * 100_000),
+                                        ("--param", "noise=" + "[" * 40 + "]" * 40),
+                                        ("--kwargs", "{\"a\": " * 100_000 + "1" + "}" * 100_000)])
+def test_deeply_nested_json_is_a_one_line_error(checkpoints, images, tmp_path, capsys, flag, value):
+    model = ["--factory", "own_models:make_fp"] if flag == "--kwargs" else ["--model", str(checkpoints["fp"])]
+    assert main(["explain", str(images[1]), *model, flag, value, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is JSON nested more than 32 levels deep" in err
+    assert len(err) < 300
+
+
+@pytest.mark.parametrize("argv", [["missing.png", "--model", "x"], ["IMAGE", "--model", "missing"],
+                                  ["IMAGE", "--model", "CKPT", "--out", "IMAGE"],
+                                  ["IMAGE", "--factory", "m:f", "--weights", "missing.pt"],
+                                  ["IMAGE", "--model", "CKPT", "--param", "a=[1,"]])
+def test_path_and_argument_errors_come_before_torch_is_imported(checkpoints, images, argv):
+    """A mistyped path or flag is reported at once: the command stops before it imports torch."""
+    argv = [{"IMAGE": str(images[1]), "CKPT": str(checkpoints["fp"])}.get(a, a) for a in argv]
+    code = ("import sys\nfrom binsight.cli import main\n"
+            f"assert main(['explain', *{argv!r}]) == 2\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("binsight explain: error: ")
+
+
+def test_the_checkpoint_rule_spelled_for_the_command_line_agrees(tmp_path):
+    from binsight.cli.explain import checkpoint_weights
+    from binsight.models.checkpoint import checkpoint_paths
+
+    for given in ("m", "m.safetensors", "m.json", "dir/m.v2", "m.pt"):
+        assert checkpoint_weights(str(tmp_path / given)) == checkpoint_paths(tmp_path / given)[0]

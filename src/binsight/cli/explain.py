@@ -16,11 +16,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from binsight.cli.parser import DEVICE_HELP, add_command
+from binsight.cli.parser import DEVICE_HELP, ArgumentError, add_command
 
 FITS = ("pad", "crop", "stretch", "refuse")
 """``--fit`` choices: :data:`binsight.data.images.FITS`, spelled here so that building the parser imports no
 torch (``tests/test_cli.py`` checks that both agree)."""
+
+MAX_JSON_DEPTH = 32
+"""How deep lists and objects may nest in a JSON value of ``--param`` or ``--kwargs``."""
+_TOO_DEEP = object()
 
 OWN_MODEL_FLAGS = ("kwargs", "weights", "precision", "gradcam_layer", "mean", "std", "normalize", "input_size")
 """The options that describe a user's own model; they apply only with ``--factory``."""
@@ -63,14 +67,15 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> None:
     """Load the model, explain every image with every method, print notices (``note: ...`` on stderr) and
     where the outputs went (stdout)."""
-    from binsight.distributed import resolve_device
+    check_paths(args)
+    methods = list(dict.fromkeys(args.method or ["gradient"]))
+    options = parse_params(args.param or [], methods)
+    from binsight.distributed import resolve_device  # torch from here on
     from binsight.explain.files import class_label, explain_files
     from binsight.metrics.baselines import degeneracy
 
     device = resolve_device(args.device or "auto")
     loaded = load_model_of(args, device)
-    methods = list(dict.fromkeys(args.method or ["gradient"]))
-    options = parse_params(args.param or [], methods)
     target = resolve_target(args.target, loaded.class_names)
     out_dir = Path(args.out)
     results = explain_files(
@@ -84,15 +89,44 @@ def run(args: argparse.Namespace) -> None:
         print(f"{path}: {explanation.method}: {label}{extra} -> {out_dir / f'{path.stem}.{tag}.png'} (+ .npy)")
 
 
+# -- paths, checked before torch is imported -----------------------------------------------------------
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """The models named as :func:`check_models` says, every file the flags name there and ``--out`` not a
+    file: checked before torch is imported, so that a mistyped path is reported at once."""
+    check_models(args)
+    for image in args.images:
+        if not Path(image).is_file():
+            raise _error(f"image not found: {image}")
+    if args.model and not checkpoint_weights(args.model).is_file():
+        raise _error(f"checkpoint {checkpoint_weights(args.model)} not found; give the .safetensors file (or its "
+                     "name without the suffix) of a checkpoint saved by binsight")
+    if args.weights and not Path(args.weights).is_file():
+        raise _error(f"weights file {args.weights} not found; give the path of a .safetensors or state_dict file")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise _error(f"--out {args.out} is a file; give a folder (it is created if it does not exist)")
+
+
+def checkpoint_weights(path: str) -> Path:
+    """The weights file of checkpoint ``path`` (``X``, ``X.safetensors`` or ``X.json``): the rule of
+    :func:`binsight.models.checkpoint.checkpoint_paths`, spelled here so that a missing checkpoint is found
+    before torch is imported (``tests/cli/test_explain_command.py`` checks that both agree)."""
+    given = Path(path)
+    if given.suffix == ".safetensors":
+        return given
+    if given.suffix == ".json":
+        return given.with_suffix(".safetensors")
+    return given.with_name(given.name + ".safetensors")
+
+
 # -- the model ----------------------------------------------------------------------------------------
 
 
 def _error(message: str) -> Exception:
-    """An :class:`~binsight.explain.base.ExplainerError` with ``message`` (imported when one is raised, so
-    that building the parser imports no torch)."""
-    from binsight.explain.base import ExplainerError
-
-    return ExplainerError(message)
+    """An :class:`~binsight.cli.parser.ArgumentError` with ``message`` (a flag that cannot be used as given;
+    raised before torch is imported)."""
+    return ArgumentError(message)
 
 
 def load_model_of(args: argparse.Namespace, device: str):
@@ -100,29 +134,29 @@ def load_model_of(args: argparse.Namespace, device: str):
     its flags) names, on ``device``."""
     from binsight.explain.files import load_checkpoint_model, load_own_model
 
+    if args.factory:
+        return load_own_model(own_model_spec(args), device)
+    return load_checkpoint_model(args.model, device)
+
+
+def check_models(args: argparse.Namespace) -> None:
+    """One model named: ``--model`` or ``--factory``; own-model flags only with ``--factory``."""
     given = [f for f in OWN_MODEL_FLAGS if getattr(args, f) is not None]
     if args.factory and args.model:
         raise _error("give either --model CHECKPOINT or --factory MODULE:FUNCTION, not both")
-    if args.factory:
-        return load_own_model(own_model_spec(args), device)
-    if not args.model:
+    if not args.model and not args.factory:
         raise _error("no model given: use --model CHECKPOINT (a binsight checkpoint) or --factory "
-                             "MODULE:FUNCTION with its flags for your own model (see docs/own-models.md)")
-    if given:
+                     "MODULE:FUNCTION with its flags for your own model (see docs/own-models.md)")
+    if given and not args.factory:
         flag = "--" + given[0].replace("_", "-")
-        raise _error(f"{flag} describes your own model and applies only with --factory; "
-                             "a checkpoint records its own")
-    return load_checkpoint_model(args.model, device)
+        raise _error(f"{flag} describes your own model and applies only with --factory; a checkpoint records its own")
 
 
 def own_model_spec(args: argparse.Namespace):
     """The :class:`~binsight.models.factory.ModelSpec` that ``--factory`` and its flags describe."""
     from binsight.models.factory import ModelSpec
 
-    try:
-        kwargs = json.loads(args.kwargs) if args.kwargs else {}
-    except json.JSONDecodeError as e:
-        raise _error(f"--kwargs {args.kwargs!r} is not JSON ({e.msg}); e.g. --kwargs '{{\"width\": 16}}'") from None
+    kwargs = json_value(args.kwargs, "--kwargs", "'{\"width\": 16}'") if args.kwargs else {}
     return ModelSpec(factory=args.factory, kwargs=kwargs, weights=args.weights or "",
                      precision=args.precision or "fp", gradcam_layer=args.gradcam_layer or "",
                      mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"),
@@ -167,12 +201,36 @@ def parse_value(text: str) -> Any:
         except ValueError:
             pass
     if word.startswith(("[", "{")):
-        try:
-            return _tuples(json.loads(word))
-        except json.JSONDecodeError as e:
-            raise _error(f"--param value {text!r} is not valid JSON ({e.msg}); write a list as "
-                                 "[1,3,3] and an object as {\"key\": 1}") from None
+        return _tuples(json_value(word, "--param value", "[1,3,3] for a list, {\"key\": 1} for an object"))
     return text
+
+
+def json_value(text: str, flag: str, example: str) -> Any:
+    """``text`` read as JSON nested at most :data:`MAX_JSON_DEPTH` deep; a one-line error naming ``flag``
+    and giving ``example`` otherwise."""
+    shown = repr(text) if len(text) <= 60 else repr(text[:40]) + f" ({len(text):,} characters)"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _error(f"{flag} {shown} is not valid JSON ({e.msg}); e.g. {example}") from None
+    except RecursionError:
+        value = _TOO_DEEP
+    if value is _TOO_DEEP or _json_depth(value) > MAX_JSON_DEPTH:
+        raise _error(f"{flag} {shown} is JSON nested more than {MAX_JSON_DEPTH} levels deep; give a flat value, "
+                     f"e.g. {example}")
+    return value
+
+
+def _json_depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value`` (0 for a number or a string), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_JSON_DEPTH:
+            children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _tuples(value: Any) -> Any:

@@ -11,9 +11,17 @@ import argparse
 import re
 from typing import Any
 
+from binsight.errors import BinsightError
+
 DEVICE_HELP = "auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda or cuda:N"
 
 _LAZY = re.compile(r"<<(\w+)>>")
+
+
+class ArgumentError(BinsightError):
+    """A command-line argument that cannot be used as given (a file that is not there, an ``--out`` that is
+    a file, a value of the wrong form), found before the command imports torch; the message names the flag
+    and what to do."""
 
 
 def registry_names(kind: str) -> str:
