@@ -70,7 +70,6 @@ def test_toml_round_trip_including_checkpoints_and_method_tables():
         ({"methods": {"smoothgrad": {"n_samples": "50"}}}, None),  # the explainer checks option values
         ({"methods": {"smoothgrad": {"n_sample": 5}}}, "methods.smoothgrad.n_sample: not an option of explainer"),
         ({"methods": {"smoothgrad": {"seed": 5}}}, "methods.smoothgrad.seed: not an option"),
-        ({"methods": {"gradcam": {"convergence": {"layer": "x"}}}}, "methods.gradcam.convergence_label: give"),
         ({"methods": {"gradient": {"n_images": -1}}}, "methods.gradient.n_images: must be >= 0"),
         ({"methods": {"gradient": {"sanity": 1}}}, "methods.gradient.sanity: expected bool, got int"),
         ({"methods": {"gradient": 3}}, "methods.gradient: expected a table"),
@@ -100,7 +99,8 @@ def test_toml_round_trip_including_checkpoints_and_method_tables():
         ({"models": {"precisions": ["fp", "fp"]}}, "models.precisions: values repeat"),
         ({"data": {"masks": "m.json"}}, "data.masks: only used with data.name = 'image-folder'"),
         ({"measures": {"top_k": 1.5}}, "measures.top_k: must be in (0, 1]"),
-        ({"measures": {"chance_methods": ["gradient", "lime"]}}, "measures.chance_methods[1]: 'lime' is not one of"),
+        ({"measures": {"chance_methods": ["gradient", "lime"]}}, "measures.chance_methods[1]: 'lime' is not in "
+                                                                 "methods.run"),
         ({"verdicts": {"noise_margin": float("nan")}}, "verdicts.noise_margin: must be a finite number"),
         ({"verdicts": {"similarity_margin": float("inf")}}, "verdicts.similarity_margin: must be a finite number"),
         ({"verdicts": {"noise_margin": -0.1}}, "verdicts.noise_margin: must be a finite number >= 0"),
@@ -269,3 +269,35 @@ def test_strings_outside_the_basic_plane_are_written_as_valid_toml(tmp_path, cap
     assert main(["study", str(path), "--print-config"]) == 0
     assert load_config(path) == config
     assert config_from_dict(tomllib.loads(capsys.readouterr().out)).models.checkpoints[0].path == value
+
+
+def test_method_keyed_settings_follow_the_methods_that_run():
+    """Left out, the chance test takes every method of methods.run (a subset of the methods runs with
+    nothing else configured); given, it is kept."""
+    assert config_from_dict({}).measures.chance_methods == ["gradient", "smoothgrad", "gradcam", "neuromask"]
+    assert config_from_dict({}) == StudyConfig()
+    assert config_from_dict({"methods": {"run": ["gradient"]}}).measures.chance_methods == ["gradient"]
+    c = config_from_dict({"methods": {"run": ["gradcam", "captum:Saliency"]}})
+    assert c.measures.chance_methods == ["gradcam", "captum:Saliency"]
+    assert [s.label for s in method_specs(c) if s.chance_test] == ["gradcam", "captum:Saliency"]
+    kept = config_from_dict({"methods": {"run": ["gradient", "gradcam"]}, "measures": {"chance_methods": ["gradcam"]}})
+    assert kept.measures.chance_methods == ["gradcam"]
+    assert config_from_dict(tomllib.loads(to_toml(c))) == c
+
+
+def test_a_convergence_check_is_configured_in_its_methods_table_alone():
+    """One key, ``methods.NAME.convergence``: the label defaults to NAME-convergence and the noise
+    verdict's convergence method follows the noise method's check; the old keys still work."""
+    c = config_from_dict({"methods": {"run": ["gradient", "sg"], "sg": {"explainer": "smoothgrad",
+                                                                        "convergence": {"n_samples": 100}}},
+                          "verdicts": {"noise_method": "sg"}})
+    assert c.methods.table("sg").convergence_label == "sg-convergence"
+    assert c.verdicts.convergence_method == "sg-convergence"
+    spec = next(s for s in method_specs(c) if s.label == "sg-convergence")
+    assert spec.explainer == "smoothgrad" and spec.options == {"n_samples": 100}
+    more = config_from_dict({"methods": {"smoothgrad": {"convergence": {"n_samples": 400}}}})
+    assert more.verdicts.convergence_method == more.methods.table("smoothgrad").convergence_label == "smoothgrad-n200"
+    assert next(s for s in method_specs(more) if s.label == "smoothgrad-n200").options["n_samples"] == 400
+    old = config_from_dict({"methods": {"smoothgrad": {"convergence": {"n_samples": 400}, "convergence_label": "sg400"}},
+                            "verdicts": {"convergence_method": "sg400"}})
+    assert old.verdicts.convergence_method == "sg400" and "sg400" in old.method_names()

@@ -202,9 +202,6 @@ def _validate_method_table(name: str, t: MethodConfig, me: MethodsConfig, ms: Me
                 raise ConfigError(f"{key}{what}.{option}: must be a finite number, got {value}")
     if t.n_images < 0:
         raise ConfigError(f"{key}.n_images: must be >= 0 (0 = all of data.n_images)")
-    if t.convergence and not t.convergence_label:
-        raise ConfigError(f"{key}.convergence_label: give the label of the convergence check's maps, "
-                          f"e.g. '{name}-check'")
 
 
 def _validate_measures(ms: MeasuresConfig, me: MethodsConfig) -> None:
@@ -227,7 +224,9 @@ def _validate_measures(ms: MeasuresConfig, me: MethodsConfig) -> None:
         if not 0 < p < 100:
             raise ConfigError(f"measures.road_percentages[{i}]: a percent of pixels, must be in (0, 100), got {p}")
     for i, name in enumerate(ms.chance_methods):
-        _one_of(f"measures.chance_methods[{i}]", name, tuple(me.run))
+        if name not in me.run:
+            raise ConfigError(f"measures.chance_methods[{i}]: {name!r} is not in methods.run ({', '.join(me.run)}); "
+                              "leave measures.chance_methods out to test every method that runs")
     _unique("measures.chance_methods", ms.chance_methods)
 
 

@@ -106,8 +106,11 @@ class MethodConfig:
     sanity_options: dict[str, Any] = setting({}, help="options overridden in that check (e.g. fewer iterations).")
     robustness: bool = setting(False, help="BNNs are also explained under each of `verdicts.robustness_surrogates`.")
     convergence: dict[str, Any] = setting({}, help="options overridden for a convergence check on the first "
-                                                   "`measures.convergence_images` images ({} = no check).")
-    convergence_label: str = setting("", help="the method label the convergence check's maps are stored under.")
+                                                   "`measures.convergence_images` images ({} = no check); the "
+                                                   "noise method's check is verdict 2's (`verdicts.convergence_method` "
+                                                   "follows it).")
+    convergence_label: str = setting("", help="the method label the convergence check's maps are stored under "
+                                              "(\"\" = `NAME-convergence`).")
     options: dict[str, Any] = setting({}, help="every other key, passed to the explainer.")
 
 
@@ -160,7 +163,7 @@ class MeasuresConfig:
     convergence_images: int = setting(16, help="images of each method's convergence check.")
     chance_methods: list[str] = setting(["gradient", "smoothgrad", "gradcam", "neuromask"],
                                         help="methods whose non-degenerate maps are tested against chance maps "
-                                             "(`below_chance`).")
+                                             "(`below_chance`); left out: every method of `methods.run`.")
     chance_maps: int = setting(20, help="chance maps of each kind per tested map (unstructured, and as many "
                                         "smoothness-matched); at least 10, so that a map can be better than chance "
                                         "at the test's level 0.05 (its smallest p-value is 1 / (2 chance_maps + 1)).")
@@ -187,7 +190,9 @@ class VerdictsConfig:
                                          help="the faithfulness measures where lower is better.")
     similarity_method: str = setting("gradient", help="the method of verdict 1 (maps alike).")
     noise_method: str = setting("smoothgrad", help="the method of verdict 2 (noisier).")
-    convergence_method: str = setting("smoothgrad-n200", help="the noise method's convergence variant.")
+    convergence_method: str = setting("smoothgrad-n200", help="the noise method's convergence variant; left out: "
+                                                              "the label of the convergence check of "
+                                                              "`noise_method`'s table (`methods.NAME.convergence`).")
     gradcam_method: str = setting("gradcam", help="the method of verdict 3.")
     faithfulness_method: str = setting("neuromask", help="the method of verdict 4.")
     similarity_margin: float = setting(0.1, help='FP-vs-BNN at most this far below a within-precision baseline '

@@ -64,8 +64,23 @@ def load_config(path: str | Path | None = None) -> StudyConfig:
 def config_from_dict(raw: dict[str, Any]) -> StudyConfig:
     """Build and validate a :class:`StudyConfig` from nested dicts (as TOML gives them)."""
     config = _build(StudyConfig, raw, "")
+    follow_methods(config, raw)
     validate(config)
     return config
+
+
+def follow_methods(config: StudyConfig, raw: dict[str, Any]) -> None:
+    """The settings keyed by method that ``raw`` leaves out follow the methods that run: the chance test
+    (``measures.chance_methods``) every method of ``methods.run``; ``verdicts.convergence_method`` the
+    convergence check of ``verdicts.noise_method``'s table (where it has one). A key given is kept."""
+    def given(section: str, key: str) -> bool:
+        return isinstance(raw.get(section), dict) and key in raw[section]
+
+    if not given("measures", "chance_methods"):
+        config.measures.chance_methods = list(config.methods.run)
+    noise = config.methods.table(config.verdicts.noise_method)
+    if not given("verdicts", "convergence_method") and noise.convergence:
+        config.verdicts.convergence_method = noise.convergence_label
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:
@@ -96,7 +111,7 @@ def _build_methods(raw: dict[str, Any], where: str) -> MethodsConfig:
         key = _join(where, name)
         if not isinstance(table, dict):
             raise ConfigError(f"{key}: expected a table of the method's settings (or run / target), got {_type_name(table)}")
-        tables[name] = _build_method(table, tables.get(name, MethodConfig()), key)
+        tables[name] = _build_method(name, table, tables.get(name, MethodConfig()), key)
     config.tables = tables
     return config
 
@@ -106,14 +121,17 @@ def _build_fields(cls: type, raw: dict[str, Any], where: str) -> Any:
     return cls(**{name: _convert(hints[name], value, _join(where, name)) for name, value in raw.items()})
 
 
-def _build_method(raw: dict[str, Any], base: MethodConfig, where: str) -> MethodConfig:
-    """A method table: generic keys typed as :class:`MethodConfig`; other keys kept as explainer options."""
+def _build_method(name: str, raw: dict[str, Any], base: MethodConfig, where: str) -> MethodConfig:
+    """Method ``name``'s table: generic keys typed as :class:`MethodConfig`, other keys kept as explainer
+    options; a convergence check without a label is labelled ``NAME-convergence``."""
     generic = {f.name for f in dataclasses.fields(MethodConfig)} - {"options"}
     if "options" in raw:
         raise ConfigError(f"{where}.options: write the explainer's options directly in [{where}]")
     typed = _build_fields(MethodConfig, {k: v for k, v in raw.items() if k in generic}, where)
     options = {**base.options, **{k: _plain(v, _join(where, k)) for k, v in raw.items() if k not in generic}}
     merged = dataclasses.replace(base, **{k: getattr(typed, k) for k in raw if k in generic}, options=options)
+    if merged.convergence and not merged.convergence_label:
+        merged.convergence_label = f"{name}-convergence"
     return merged
 
 
