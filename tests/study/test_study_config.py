@@ -301,3 +301,36 @@ def test_a_convergence_check_is_configured_in_its_methods_table_alone():
     old = config_from_dict({"methods": {"smoothgrad": {"convergence": {"n_samples": 400}, "convergence_label": "sg400"}},
                             "verdicts": {"convergence_method": "sg400"}})
     assert old.verdicts.convergence_method == "sg400" and "sg400" in old.method_names()
+
+
+def test_the_learning_rate_and_recipe_settings_reach_training_and_its_cache_key(monkeypatch):
+    """models.lr_fp / lr_bnn (0 = the recipe's) and models.augment are hashed, checked, and given to
+    training, whose cache key changes with them."""
+    from types import SimpleNamespace
+
+    from binsight.study.plan import model_sources
+    from binsight.study.stages import models as stage
+    from binsight.train.cache import cache_key
+    from binsight.train.loop import TrainConfig
+
+    base = config_hash(StudyConfig())
+    for key, value in (("lr_fp", 0.05), ("lr_bnn", 0.01), ("augment", False)):
+        assert config_hash(config_from_dict({"models": {key: value}})) != base, key
+    with pytest.raises(ConfigError, match=r"models.lr_bnn: a learning rate in \(0, 10\], or 0 for the recipe's"):
+        config_from_dict({"models": {"lr_bnn": 1e308}})
+    trained = {}
+
+    def train_here(arch, precision, dataset, seed, epochs, *, progress, data_parallel, **settings):
+        trained[precision] = TrainConfig(model=arch, precision=precision, dataset=dataset, seed=seed, epochs=epochs,
+                                         **settings)
+        return torch.nn.Identity(), {"checkpoint": "unused"}
+
+    monkeypatch.setattr(stage, "cached_model", train_here)
+    config = config_from_dict({"models": {"lr_fp": 0.05, "augment": False, "seeds": [0]}})
+    ctx = SimpleNamespace(config=config, device="cpu", shows_progress=False)
+    for source in model_sources(config, []):
+        stage.obtain(ctx, source)
+    assert trained["fp"].lr == 0.05 and trained["bnn"].lr is None and not trained["fp"].augment
+    assert trained["fp"].resolved().lr == 0.05 and trained["bnn"].resolved().lr == 2e-3
+    recipe = TrainConfig(model="small-cnn", precision="fp", seed=0, device="cpu")
+    assert cache_key(trained["fp"]) != cache_key(recipe)

@@ -112,6 +112,10 @@ def _validate_models(m: ModelsConfig) -> None:
         if getattr(m, name) < 0:
             whole = "the whole split" if "subset" in name else "the recipe's"
             raise ConfigError(f"models.{name}: must be >= 0 (0 = {whole})")
+    for name in ("lr_fp", "lr_bnn"):
+        if not 0 <= getattr(m, name) <= max_lr():
+            raise ConfigError(f"models.{name}: a learning rate in (0, {max_lr():g}], or 0 for the recipe's; "
+                              f"got {getattr(m, name)}")
     _one_of("models.train_surrogate", m.train_surrogate, surrogate_names())
     if m.explain_surrogate:
         _one_of("models.explain_surrogate", m.explain_surrogate, surrogate_names())
@@ -228,6 +232,13 @@ def _validate_measures(ms: MeasuresConfig, me: MethodsConfig) -> None:
             raise ConfigError(f"measures.chance_methods[{i}]: {name!r} is not in methods.run ({', '.join(me.run)}); "
                               "leave measures.chance_methods out to test every method that runs")
     _unique("measures.chance_methods", ms.chance_methods)
+
+
+def max_lr() -> float:
+    """The largest learning rate training accepts (:data:`binsight.train.loop.MAX_LR`)."""
+    from binsight.train.loop import MAX_LR
+
+    return MAX_LR
 
 
 def _chance_level() -> float:

@@ -76,6 +76,11 @@ class ModelsConfig:
                                                "(seed, precision)).")
     epochs_fp: int = setting(0, help="training epochs (0 = the precision's recipe).")
     epochs_bnn: int = setting(0, help="training epochs (0 = the precision's recipe).")
+    lr_fp: float = setting(0.0, help="peak learning rate of FP training (0 = the recipe's: 0.2, SGD with a one-cycle "
+                                     "schedule).")
+    lr_bnn: float = setting(0.0, help="peak learning rate of BNN training (0 = the recipe's: 0.002, Adam with a "
+                                      "one-cycle schedule).")
+    augment: bool = setting(True, help="random horizontal flips and shifts of up to one pixel of the training images.")
     train_subset: int = setting(0, help="train on this many images (0 = all).")
     train_batch_size: int = setting(0, help="training batch (0 = the recipe's).")
     test_subset: int = setting(0, help="the accuracy recorded at training time, and that of checkpoints and own "
@@ -94,6 +99,10 @@ class ModelsConfig:
     own_dir: str = setting("", help="the folder relative `weights` paths and factory modules are looked up in (set "
                                     "by `load_config` to the configuration file's folder). Checkpoints and own "
                                     "models replace training.")
+
+    def learning_rate(self, precision: str) -> float | None:
+        """The peak learning rate a model of ``precision`` ("fp" or "bnn") is trained with (None = the recipe's)."""
+        return (self.lr_fp if precision == "fp" else self.lr_bnn) or None
 
 
 @dataclass
