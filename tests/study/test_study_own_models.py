@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from binsight.data import load_dataset
 from binsight.models.factory import ModelSpec
 from binsight.study.config import ConfigError, config_from_dict, load_config, tomllib
-from binsight.study.runner import run_study
+from binsight.study.errors import RunFolderError
+from binsight.study.plan import make_plan
+from binsight.study.runner import open_run, run_stages, run_study
+from binsight.study.stages import ImagesStage, ModelsStage
 from binsight.study.verdicts import StudyVerdicts
 
 pytestmark = pytest.mark.slow
@@ -171,6 +174,116 @@ def test_a_resumed_run_must_be_given_the_same_own_models(own_folder, tmp_path):
     other = ModelSpec(normalize="inside", name="other", group="0")
     with pytest.raises(Exception, match="are not those this run started with"):
         run_study(config, tmp_path / "run", models=[(own_folder["fp"], other)])
+
+
+# -- a stopped run continued: the weights it recorded, never the factory's new ones -----------------------
+
+DRIFTING = """
+import torch
+from torch import nn
+
+
+def build():
+    \"\"\"A tiny FP CNN, initialised from torch's global random state: other weights at every call.\"\"\"
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                         nn.Linear(64, 10))
+"""
+
+DRIFTING_TABLE = """
+[[models.own]]
+factory = "drifting:build"
+normalize = "inside"
+gradcam_layer = "0"
+name = "drift"
+"""
+
+
+def stopped_after_models(config, out, models=()):
+    """A study stopped after its models stage (the stages of an invocation up to it): the base models'
+    weights, by name."""
+    with open_run(make_plan(config, models=models), out) as ctx:
+        run_stages(ctx, stages=(ImagesStage(), ModelsStage()))
+        return {m.name: {k: v.clone() for k, v in m.module.model.state_dict().items()} for m in ctx.base}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture()
+def drifting(tmp_path):
+    """A configuration whose own model's factory draws new weights at every call (no seed, no weights file)."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "drifting.py").write_text(DRIFTING)
+    (folder / "study.toml").write_text(CHEAP.replace('run = ["gradient", "gradcam"]', 'run = ["gradient"]')
+                                       + DRIFTING_TABLE)
+    return load_config(folder / "study.toml")
+
+
+def test_a_continued_run_uses_the_weights_it_recorded_not_the_factorys_new_ones(drifting, tmp_path):
+    first = stopped_after_models(drifting, tmp_path / "run")["drift"]
+    recorded = load_file(str(tmp_path / "run" / "models" / "drift.safetensors"))
+    assert same(first, recorded)
+    again = stopped_after_models(drifting, tmp_path / "run")["drift"]  # the factory now draws other weights
+    assert same(again, first)
+    run_study(drifting, tmp_path / "run")  # continued to the end on the recorded weights
+    assert same(load_file(str(tmp_path / "run" / "models" / "drift.safetensors")), recorded)
+
+
+def test_a_weights_file_rewritten_at_the_same_path_is_not_mixed_in(own_folder, tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "own_models.py").write_text((TESTS / "own_models.py").read_text())
+    torch.manual_seed(5)
+    save_file(own_folder["module"].build_fp().state_dict(), str(folder / "fp.safetensors"))
+    table = OWN.split("[[models.own]]")[1]
+    (folder / "study.toml").write_text(CHEAP + "[[models.own]]" + table)
+    config = load_config(folder / "study.toml")
+    first = stopped_after_models(config, tmp_path / "run")["my-fp"]
+    torch.manual_seed(6)  # the model retrained and saved at the same path
+    save_file(own_folder["module"].build_fp().state_dict(), str(folder / "fp.safetensors"))
+    assert not same(load_file(str(folder / "fp.safetensors")), first)
+    assert same(stopped_after_models(config, tmp_path / "run")["my-fp"], first)
+
+
+def test_a_changed_copy_of_the_recorded_weights_is_refused_by_its_checksum(drifting, tmp_path):
+    stopped_after_models(drifting, tmp_path / "run")
+    copy = tmp_path / "run" / "models" / "drift.safetensors"
+    record = next(m for m in json.loads((tmp_path / "run" / "models.json").read_text()) if m["name"] == "drift")
+    assert len(record["weights_sha256"]) == 64
+    state = load_file(str(copy))
+    save_file({k: v + 1 for k, v in state.items()}, str(copy))  # valid weights, not the recorded ones
+    with pytest.raises(RunFolderError, match=r"the weights this run recorded for own model 'drift' "
+                                             r"\(models/drift.safetensors\) are changed \(sha256 .*use a new --out"):
+        stopped_after_models(drifting, tmp_path / "run")
+    copy.unlink()
+    with pytest.raises(RunFolderError, match=r"are missing"):
+        stopped_after_models(drifting, tmp_path / "run")
+
+
+def test_a_given_module_with_other_weights_is_refused_on_resume_and_left_unchanged(tmp_path):
+    config = config_from_dict(tomllib.loads(CHEAP))
+    spec = ModelSpec(normalize="inside", gradcam_layer="features.3", name="given", group="0")
+    torch.manual_seed(0)
+    module = own_models_module().build_fp()
+    stopped_after_models(config, tmp_path / "run", models=[(module, spec)])
+    assert same(stopped_after_models(config, tmp_path / "run", models=[(module, spec)])["given"],
+                module.state_dict())
+    torch.manual_seed(1)
+    other = own_models_module().build_fp()
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(RunFolderError, match=r"the module given as own model 'given' holds other weights than "
+                                             r"this run started with"):
+        stopped_after_models(config, tmp_path / "run", models=[(other, spec)])
+    assert same(other.state_dict(), before)
+
+
+def own_models_module():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(TESTS))
+        import own_models
+    return own_models
 
 
 @pytest.mark.parametrize("table, message", [

@@ -17,10 +17,10 @@ from binsight.study.names import is_variant
 
 OWN_KIND = "own"
 """``kind`` of a user's own model (built by its own factory); the others are ``"binsight"`` checkpoints."""
-_OWN_ONLY = ("factory", "kwargs", "sign", "switchable", "normalisation")
-_ORDER = ("name", "precision", "seed", "group", "arch", "kind", "factory", "kwargs", "checkpoint", "source",
-          "trained_here", "accuracy", "accuracy_images", "surrogate_trained", "surrogate", "sign", "switchable",
-          "gradcam_layer", "normalisation", "first_last_fp", "epochs", "base")
+_OWN_ONLY = ("factory", "kwargs", "weights_sha256", "sign", "switchable", "normalisation")
+_ORDER = ("name", "precision", "seed", "group", "arch", "kind", "factory", "kwargs", "checkpoint", "weights_sha256",
+          "source", "trained_here", "accuracy", "accuracy_images", "surrogate_trained", "surrogate", "sign",
+          "switchable", "no_gradient", "gradcam_layer", "normalisation", "first_last_fp", "epochs", "base")
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,11 @@ class ModelRecord:
     surrogate_trained: the sign surrogate it was trained with (None for FP and own models). surrogate: the
     one its maps are computed with ("" for FP). gradcam_layer: the layer GradCAM uses (None: the
     model's default). first_last_fp, epochs: the training recipe (None where not trained by binsight).
-    Own models only: factory, kwargs, sign (the surrogate its sign uses backward), switchable,
-    normalisation (mean and std, or "inside"). base: the base model of a variant ("" otherwise).
+    no_gradient: its backward pass carries no gradient to the input (e.g. a BNN binarizing with torch.sign),
+    so its Gradient and SmoothGrad maps are all zero (written only when true). Own models only: factory,
+    kwargs, weights_sha256 (of the copy in the run folder, checked when a stopped run continues), sign (the
+    surrogate its sign uses backward), switchable, normalisation (mean and std, or "inside"). base: the
+    base model of a variant ("" otherwise).
     """
 
     name: str
@@ -61,6 +64,8 @@ class ModelRecord:
     switchable: bool = False
     normalisation: Any = None
     base: str = ""
+    weights_sha256: str = ""
+    no_gradient: bool = False
 
     @property
     def is_variant(self) -> bool:
@@ -76,10 +81,13 @@ class ModelRecord:
         return dataclasses.replace(self, name=name, surrogate=surrogate, base=self.name)
 
     def to_json(self) -> dict[str, Any]:
-        """models.json's entry: the own-model keys only for an own model, ``base`` only for a variant."""
+        """models.json's entry: the own-model keys only for an own model, ``base`` only for a variant,
+        ``no_gradient`` only when true."""
         skip = set() if self.is_own else set(_OWN_ONLY)
         if not self.base:
             skip.add("base")
+        if not self.no_gradient:
+            skip.add("no_gradient")
         return {key: getattr(self, key) for key in _ORDER if key not in skip}
 
     @classmethod
