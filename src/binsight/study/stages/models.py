@@ -1,10 +1,12 @@
 """Stage ``models``: the run's models, ready to explain.
 
 From the run folder if already recorded (models.json: binsight checkpoints from the run folder's copies,
-own models rebuilt from their specs); else each :class:`~binsight.study.plan.ModelSource` obtained (the
-cached trained model, the user's checkpoint or own model), copied into models/ and recorded. Names are
-checked unique before anything of the models is written. models.json lists every model of the table:
-the base models, then each BNN's surrogate variants (``"base"`` names their model). Several processes:
+own models rebuilt by their factories with the weights the run recorded, checked by their sha256, so a
+factory whose weights changed since never mixes two networks' maps under one name); else each
+:class:`~binsight.study.plan.ModelSource` obtained (the cached trained model, the user's checkpoint or own
+model), copied into models/ and recorded. Names are checked unique before anything of the models is
+written. models.json lists every model of the table: the base models, then each BNN's surrogate variants
+(``"base"`` names their model). Several processes:
 missing models are trained spread over the ranks (model j by rank j % K, alone, into the cache), then
 rank 0 records them and the others load them from the run folder.
 
@@ -15,18 +17,21 @@ explainer refuses (e.g. a GradCAM layer a model lacks) is reported before hours 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from binsight._io import atomic_path
 from binsight.models.checkpoint import checkpoint_paths, load_checkpoint
-from binsight.models.factory import ModelSpec, declared_gradcam_layer, load_model, model_from_module, surrogate_label
+from binsight.models.factory import (ModelSpec, declared_gradcam_layer, load_model, model_from_module, read_state_dict,
+                                     surrogate_label)
 from binsight.nn import surrogate_of
 from binsight.nn.foreign import sign_report
 from binsight.study.context import RunContext
@@ -56,7 +61,7 @@ class ModelsStage:
     name = "models"
 
     def run(self, ctx: RunContext) -> None:
-        recorded = ctx.folder.read_models()
+        recorded = ctx.folder.records.read_models()
         if recorded is None and ctx.ranks > 1:
             for source in ctx.mine([s for s in ctx.plan.sources if s.trained]):
                 obtain(ctx, source)
@@ -64,7 +69,7 @@ class ModelsStage:
             if ctx.main:
                 record_models(ctx)
             ctx.sync()
-            recorded = ctx.folder.read_models()
+            recorded = ctx.folder.records.read_models()
         ctx.base = record_models(ctx) if recorded is None else reload(ctx, recorded)
         surrogates = ctx.config.verdicts.robustness_surrogates
         ctx.models = ctx.base + [v for m in ctx.base for v in variants(m, surrogates)]
@@ -83,11 +88,42 @@ def reload(ctx: RunContext, recorded: list[ModelRecord]) -> list[StudyModel]:
     models = []
     for record in base:
         if record.is_own:
-            module = build_own(ctx, own[record.name])
+            module = reload_own(ctx, record, own[record.name])
         else:
             module = load_checkpoint(ctx.folder.path(record.checkpoint))[0]
         models.append(study_model(ctx, record, module))
     return models
+
+
+def reload_own(ctx: RunContext, record: ModelRecord, own: tuple[nn.Module | None, ModelSpec]) -> nn.Module:
+    """An own model of a continued run with the weights the run recorded (models/NAME.safetensors, checked
+    against its sha256 in models.json): a factory's model is built and given those weights; a module the
+    caller gives must hold them already (it is never changed), else the run is refused."""
+    path = ctx.folder.path(record.checkpoint)
+    found = file_sha256(path) if path.is_file() else None
+    if record.weights_sha256 and found != record.weights_sha256:
+        state = "missing" if found is None else f"changed (sha256 {found[:12]}, recorded {record.weights_sha256[:12]})"
+        raise RunFolderError(f"the weights this run recorded for own model {record.name!r} ({record.checkpoint}) are "
+                             f"{state}; the maps already computed belong to the recorded weights: use a new --out folder")
+    module, spec = own
+    if module is None:
+        return build_own(ctx, (None, dataclasses.replace(spec, weights=str(path))))
+    built = build_own(ctx, own)
+    recorded = read_state_dict(path)
+    given = built.model.state_dict()
+    if given.keys() != recorded.keys() or not all(torch.equal(given[k].cpu(), recorded[k]) for k in recorded):
+        raise RunFolderError(f"the module given as own model {record.name!r} holds other weights than this run "
+                             f"started with ({record.checkpoint}); give the module with those weights, or a new --out")
+    return built
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def record_models(ctx: RunContext) -> list[StudyModel]:
@@ -101,7 +137,7 @@ def record_models(ctx: RunContext) -> list[StudyModel]:
     listed = [m.record for m in models] + [v.record for m in models
                                            for v in variants(m, ctx.config.verdicts.robustness_surrogates)]
     check_unique_names([r.name for r in listed])
-    ctx.folder.write_models(listed)
+    ctx.folder.records.write_models(listed)
     return models
 
 
@@ -155,7 +191,7 @@ def build_own(ctx: RunContext, own: tuple[nn.Module | None, ModelSpec]) -> nn.Mo
 def record_checkpoint(ctx: RunContext, o: Obtained) -> ModelRecord:
     """Copy the checkpoint into models/ and describe the model (incl. its test accuracy and the surrogate
     it is explained with)."""
-    target = ctx.folder.model_path(o.source.name)
+    target = ctx.folder.records.model_path(o.source.name)
     for src, dst in zip(checkpoint_paths(o.checkpoint), checkpoint_paths(target)):  # weights, then the side file
         copy_atomic(src, dst)
     accuracy, n = model_accuracy(ctx, o.module, o.meta, trained=o.source.trained)
@@ -174,16 +210,18 @@ def record_own(ctx: RunContext, o: Obtained) -> ModelRecord:
     """An own model's record: its weights as used (models/NAME.safetensors), its factory and
     normalisation, and the surrogate its BNN sign uses backward ("own" where binsight cannot switch it)."""
     module, user = o.module, o.source.own[1]
-    target = ctx.folder.model_path(o.source.name)
+    target = ctx.folder.records.model_path(o.source.name)
     with atomic_path(target) as tmp:
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in module.model.state_dict().items()}, str(tmp))
+        weights_sha256 = file_sha256(tmp)
     accuracy, n = model_accuracy(ctx, module, {}, trained=False)
     report = sign_report(module) if user.precision == "bnn" else None
     factory = user.factory if isinstance(user.factory, str) else getattr(user.factory, "__qualname__", "")
     return ModelRecord(
         name=o.source.name, precision=user.precision, seed=None, group=user.group, arch=type(module.model).__name__,
         kind=OWN_KIND, factory=factory or "(module given)", kwargs=dict(user.kwargs),
-        checkpoint=str(target.relative_to(ctx.folder.root)), source=str(user.weights) or "(weights as built)",
+        checkpoint=str(target.relative_to(ctx.folder.root)), weights_sha256=weights_sha256,
+        source=str(user.weights) or "(weights as built)",
         trained_here=False, accuracy=accuracy, accuracy_images=n, surrogate_trained=None,
         surrogate=surrogate_label(module), sign=report.surrogate if report else "",
         switchable=bool(report and report.switchable), gradcam_layer=declared_gradcam_layer(module),
