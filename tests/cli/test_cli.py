@@ -444,3 +444,35 @@ def test_progress_bar_on_a_terminal_unless_quiet(checkpoints, shoe, tmp_path, mo
     assert explain(shoe, "--model", checkpoints["fp"], "--quiet", "--out", tmp_path) == 0
     assert asked == [(2, True), (1, False)]
     assert real(1, True).disable and real(1, False).disable  # stderr is not a terminal here
+
+
+def test_shared_scale_only_across_methods_of_one_unit(checkpoints, shoe, tmp_path, drawn, capsys):
+    """NeuroMask's masks (0 .. 1) and Gradient's input gradients keep their own scales under
+    --shared-scale, with a note that says so; Gradient and SmoothGrad share one."""
+    argv = [shoe, "--model", checkpoints["fp"], "--method", "gradient", "--method", "neuromask", "--method",
+            "smoothgrad", "--param", "neuromask.iterations=3", "--param", "smoothgrad.n_samples=2", "--target", "0",
+            "--shared-scale", "--quiet", "--out", tmp_path]
+    assert explain(*argv) == 0
+    maps = {m: np.load(tmp_path / f"shoe.{m}.npy") for m in ("gradient", "neuromask", "smoothgrad")}
+    scales = [c["scale"] for c in drawn]
+    top = max(float(maps[m].max()) for m in ("gradient", "smoothgrad"))
+    assert scales == [command.Scale(0.0, top, False), command.Scale(0.0, float(maps["neuromask"].max()), False),
+                      command.Scale(0.0, top, False)]
+    assert ("note: --shared-scale: these methods' maps are in different units (gradient, smoothgrad; neuromask)"
+            in capsys.readouterr().err)
+
+
+def test_neuromask_explains_all_images_of_a_model_in_one_call(checkpoints, tmp_path, monkeypatch):
+    from binsight.explain.neuromask import NeuroMask
+
+    calls = []
+    explain_batch = NeuroMask._explain
+    monkeypatch.setattr(NeuroMask, "_explain", lambda self, x, wanted: calls.append(len(x)) or explain_batch(self, x, wanted))
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray((np.random.default_rng(i).random((28, 28)) * 255).astype(np.uint8), mode="L").save(paths[-1])
+    assert explain(*paths, "--model", checkpoints["fp"], "--method", "neuromask", "--param", "iterations=3",
+                   "--quiet", "--out", tmp_path / "o") == 0
+    assert calls == [3]
+    assert all((tmp_path / "o" / f"img{i}.neuromask.npy").is_file() for i in range(3))

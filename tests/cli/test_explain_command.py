@@ -57,7 +57,8 @@ def test_explain_writes_overlay_and_raw_map(checkpoints, images, tmp_path, capsy
     x, notices = load_input(images[0], 1, (28, 28))
     assert notices == ["shirt.png: converted from RGB to grayscale (the model takes 1 channel)",
                        "shirt.png: resized from 30x40 to 28x28 pixels, scaled and padded with black (aspect ratio kept)"]
-    expected = Gradient(model).attribute(x, 0)[0, 0].numpy()
+    both = torch.cat([x, load_input(images[1], 1, (28, 28))[0]])  # the images of one size go in one batch
+    expected = Gradient(model).attribute(both, 0)[0, 0].numpy()
     raw = np.load(out / "shirt.gradient.npy")
     assert raw.shape == (28, 28) and raw.dtype == np.float32
     np.testing.assert_allclose(raw, expected, rtol=1e-6)

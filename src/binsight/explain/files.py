@@ -21,6 +21,7 @@ no sign) and maps that rank no pixel are reported as :class:`ExplainWarning` and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import warnings
@@ -35,7 +36,7 @@ from torch import nn
 from binsight._io import atomic_path
 from binsight.data.images import MAX_PIXELS, load_image
 from binsight.explain.base import ExplainerError, Explanation
-from binsight.explain.colour_scale import Scale, plain_text, scale_of
+from binsight.explain.colour_scale import Scale, plain_text, scale_of, shared_scale_note, unit_groups
 from binsight.explain.options import keyword_options
 from binsight.explain.overlay import save_overlay, title_lines
 from binsight.explain.registry import explainer_class, get_explainer
@@ -207,7 +208,12 @@ class _Map:
     explanation: Explanation
     signed: bool
     degenerate: str
-    title: str
+    title: str  # the overlay's title, escaped (plain_text)
+    model: str = ""
+    precision: str = "fp"
+    surrogate: str | None = None  # as the title names it
+    predicted: str = ""  # "class 3 (Bag) (p = 0.41)"
+    target: str = ""  # "class 8 (Bag)": the class explained
 
 
 def class_label(index: int, names: Sequence[str]) -> str:
@@ -232,12 +238,17 @@ def _method_options(methods: Sequence[str], options: dict[str, dict[str, Any]] |
     return result
 
 
-def _predictions(model: nn.Module, inputs: list[torch.Tensor]) -> list[tuple[int, float]]:
-    """(predicted class, its softmax probability) per single-image batch (1, C, H, W)."""
+def _predictions(model: nn.Module, inputs: list[torch.Tensor], loaded: LoadedModel) -> list[tuple[int, float]]:
+    """(predicted class, its softmax probability) per single-image batch (1, C, H, W); the model's class
+    names, where given, must be one per logit."""
     out = []
     with torch.no_grad():
         for x in inputs:
-            probs = torch.softmax(model(x).float(), dim=1)[0]
+            logits = model(x).float()
+            if loaded.class_names and logits.shape[-1] != len(loaded.class_names):
+                raise ExplainerError(f"{loaded.name} gives {logits.shape[-1]} class scores and {len(loaded.class_names)} "
+                                     "class names are given; give one name per class, in the order of its outputs")
+            probs = torch.softmax(logits, dim=1)[0]
             out.append((int(probs.argmax()), float(probs.max())))
     return out
 
@@ -263,35 +274,53 @@ def explain_files(
     0-d tensor). ``fit``: how an image of another size meets the model's input (see
     :mod:`binsight.data.images`). ``notify`` receives one line per conversion or resize of an input.
     ``options``: keyword options per method name. ``signed``: ask every method that can for signed maps.
-    ``shared_scale``: the maps of one image share one colour scale. ``degeneracy`` (e.g.
-    :func:`binsight.metrics.baselines.degeneracy`): maps it finds degenerate are warned about and drawn
-    flat. ``progress``: a tqdm bar on stderr (when it is a terminal). ``loaded``: the model's name,
-    precision and class names for the titles (default: from ``meta``).
+    ``shared_scale``: the maps of one image share one colour scale where their units agree
+    (:func:`~binsight.explain.colour_scale.unit_groups`; ``notify`` is told where they do not).
+    ``degeneracy`` (e.g. :func:`binsight.metrics.baselines.degeneracy`): maps it finds degenerate are warned
+    about and drawn flat. ``progress``: a tqdm bar on stderr (when it is a terminal). ``loaded``: the
+    model's name, precision and class names for the titles (default: from ``meta``).
     """
     methods = [method] if isinstance(method, str) else list(method)
     loaded = loaded or LoadedModel(model, meta, str(meta.get("architecture") or "model"),
                                    str(meta.get("precision") or "fp"), False, list(meta.get("class_names") or []))
+    paths = image_paths(images)
+    maps = model_maps(paths, loaded, methods, target, surrogate, device, fit=fit, notify=notify, options=options,
+                      signed=signed, degeneracy=degeneracy, progress=progress)
+    _write_all(out_dir, maps, shared_scale=shared_scale, notify=notify)  # all computed before any file is written
+    return [(m.path, m.explanation) for m in maps]
+
+
+def image_paths(images: Sequence[str | os.PathLike]) -> list[Path]:
+    """``images`` as paths; refused when two share a name (their outputs would overwrite each other)."""
     paths = [Path(p) for p in images]
     stems = [p.stem for p in paths]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise ExplainerError(f"several images share the name {dupes[0]!r}; their outputs would overwrite each other")
+    return paths
+
+
+def model_maps(paths: list[Path], loaded: LoadedModel, methods: list[str], target: Any, surrogate: str | None,
+               device: str, *, fit: str, notify: Callable[[str], None] | None,
+               options: dict[str, dict[str, Any]] | None, signed: bool, degeneracy: Degeneracy | None,
+               progress: bool) -> list[_Map]:
+    """Every map of one model (each method, each image; method by method), ready to draw; nothing written.
+    The arguments are :func:`explain_files`'s."""
     target = as_target(target)
-    channels, size = model_input_shape(model, meta)
+    model = loaded.model
+    channels, size = model_input_shape(model, loaded.meta)
     switched, context = surrogate_context(loaded, surrogate)
     per_method = _method_options(methods, options, signed=signed, surrogate=switched, progress=progress)
     several = len(methods) > 1
     explainers = {m: build_explainer(m, model, per_method[m], several=several) for m in methods}  # options first
     inputs = [x.to(device) for x in _read_inputs(paths, channels, size, fit=fit, notify=notify)]
     model.to(device)
-    predictions = _predictions(model, inputs)
+    predictions = _predictions(model, inputs, loaded)
     with context:
         done = _explain_all(explainers, paths, inputs, predictions, target, progress=progress)
     foreign = surrogate if loaded.own and not isinstance(context, contextlib.nullcontext) else None
-    maps = [_prepare(path, name, x, e, getattr(explainers[name], "signed", False), loaded, prediction, foreign,
+    return [_prepare(path, name, x, e, getattr(explainers[name], "signed", False), loaded, prediction, foreign,
                      degeneracy) for name, path, x, prediction, e in done]
-    _write_all(out_dir, maps, shared_scale=shared_scale)  # all computed before any file is written
-    return [(m.path, m.explanation) for m in maps]
 
 
 def _read_inputs(paths: list[Path], channels: int, size: tuple[int, int] | None, *, fit: str,
@@ -307,14 +336,32 @@ def _read_inputs(paths: list[Path], channels: int, size: tuple[int, int] | None,
 def _explain_all(explainers: dict[str, Any], paths: list[Path], inputs: list[torch.Tensor],
                  predictions: list[tuple[int, float]], target: int | None, *, progress: bool
                  ) -> list[tuple[str, Path, torch.Tensor, tuple[int, float], Explanation]]:
-    """(method, path, input, prediction, explanation) for each method and image, method by method."""
+    """(method, path, input, prediction, explanation) for each method and image, method by method. Images
+    of one size are explained in one call per method (NeuroMask optimises all their masks at once)."""
     done = []
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, x in enumerate(inputs):
+        groups.setdefault(tuple(x.shape), []).append(i)
     with _progress(len(explainers) * len(paths), progress) as bar:
         for name, explainer in explainers.items():
-            for path, x, prediction in zip(paths, inputs, predictions):
-                done.append((name, path, x, prediction, explainer.explain(x, target)))
-                bar.update(1)
+            found: dict[int, Explanation] = {}
+            for members in groups.values():
+                batch = explainer.explain(torch.cat([inputs[i] for i in members]), target)
+                found.update({i: _one_image(batch, k, len(members)) for k, i in enumerate(members)})
+                bar.update(len(members))
+            done += [(name, paths[i], inputs[i], predictions[i], found[i]) for i in range(len(paths))]
     return done
+
+
+def _one_image(batch: Explanation, k: int, n: int) -> Explanation:
+    """Image ``k``'s explanation of a batch of ``n``: maps, targets and the per-image extras (arrays and
+    tensors of ``n`` rows) sliced to it; other extras kept whole."""
+    def row(value: Any) -> Any:
+        per_image = isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim >= 1 and value.shape[0] == n
+        return value[k:k + 1] if per_image else value
+
+    return dataclasses.replace(batch, maps=batch.maps[k:k + 1], targets=batch.targets[k:k + 1],
+                               extras={key: row(v) for key, v in batch.extras.items()})
 
 
 def _prepare(path: Path, method: str, x: torch.Tensor, explanation: Explanation, signed: bool,
@@ -330,25 +377,41 @@ def _prepare(path: Path, method: str, x: torch.Tensor, explanation: Explanation,
         _warn(f"{path.name}: the {method} map is degenerate ({reason}): it ranks no pixel; drawn flat")
     predicted, probability = prediction
     names = loaded.class_names
+    surrogate = surrogate_shown(loaded, explanation, foreign)
+    target = class_label(int(explanation.targets[0]), names)
     title = plain_text(title_lines(image=path.name, method=method, model=loaded.name, precision=loaded.precision,
-                                   surrogate=surrogate_shown(loaded, explanation, foreign),
-                                   predicted=class_label(predicted, names), probability=probability,
-                                   target=class_label(int(explanation.targets[0]), names)))
+                                   surrogate=surrogate, predicted=class_label(predicted, names),
+                                   probability=probability, target=target))
     pixels = x[0].permute(1, 2, 0).detach().cpu().numpy()
-    return _Map(path, method, pixels, raw, explanation, bool(signed) or bool(raw.min() < 0), reason, title)
+    return _Map(path, method, pixels, raw, explanation, bool(signed) or bool(raw.min() < 0), reason, title,
+                loaded.name, loaded.precision, surrogate, f"{class_label(predicted, names)} (p = {probability:.2f})",
+                target)
 
 
-def _write_all(out_dir: Path, maps: list[_Map], *, shared_scale: bool) -> None:
-    """Write every map's .npy and overlay; with ``shared_scale`` the maps of one image share one scale."""
-    scales: dict[Path, Scale] = {}
+def _write_all(out_dir: Path, maps: list[_Map], *, shared_scale: bool,
+               notify: Callable[[str], None] | None = None) -> None:
+    """Write every map's .npy and overlay; with ``shared_scale`` the maps of one image share one scale where
+    their units agree (``notify`` is told where they do not)."""
+    scales: dict[tuple[Path, str], Scale] = {}
     if shared_scale:
+        groups = unit_groups(list(dict.fromkeys(m.method for m in maps)), {m.method: m.explanation.params for m in maps})
+        note = shared_scale_note(groups)
+        if note and notify is not None:
+            notify(note)
         for path in dict.fromkeys(m.path for m in maps):
-            group = [m for m in maps if m.path == path]
-            usable = [m.raw for m in group if not m.degenerate] or [np.zeros(1)]
-            scales[path] = scale_of(usable, signed=any(m.signed for m in group))
+            for group in groups:
+                members = [m for m in maps if m.path == path and m.method in group]
+                scale = common_scale(members)
+                scales.update({(m.path, m.method): scale for m in members})
     for m in maps:
-        scale = scales.get(m.path) or scale_of([m.raw], signed=m.signed)
+        scale = scales.get((m.path, m.method)) or scale_of([m.raw], signed=m.signed)
         write_outputs(out_dir, m, scale)
+
+
+def common_scale(maps: Sequence[_Map]) -> Scale:
+    """One scale for ``maps`` (degenerate ones left out); signed when any of them is."""
+    usable = [m.raw for m in maps if not m.degenerate] or [np.zeros(1)]
+    return scale_of(usable, signed=any(m.signed for m in maps))
 
 
 def write_outputs(out_dir: Path, m: _Map, scale: Scale) -> list[Path]:
