@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from binsight._utils import BinsightWarning
 from binsight.data import load_dataset
 from binsight.models.factory import ModelSpec
 from binsight.study.config import ConfigError, config_from_dict, load_config, tomllib
@@ -284,6 +285,42 @@ def own_models_module():
         mp.syspath_prepend(str(TESTS))
         import own_models
     return own_models
+
+
+# -- a BNN whose backward pass carries no gradient is flagged ---------------------------------------------
+
+
+class TorchSignBNN(torch.nn.Module):
+    """Conv -> BN -> torch.sign -> conv -> BN -> torch.sign -> mean -> linear: no gradient reaches the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.BatchNorm2d(8)
+        self.head = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = torch.sign(self.bn1(self.conv1(x)))
+        x = torch.sign(self.bn2(self.conv2(x)))
+        return self.head(x.mean((2, 3)))
+
+
+def test_a_bnn_without_gradient_is_recorded_and_named_in_a_warning(tmp_path):
+    config = config_from_dict(tomllib.loads(CHEAP.replace('run = ["gradient", "gradcam"]', 'run = ["gradient"]')))
+    torch.manual_seed(0)
+    models = [(own_models_module().build_fp(), ModelSpec(normalize="inside", name="fp-mine", group="0")),
+              (TorchSignBNN(), ModelSpec(precision="bnn", normalize="inside", gradcam_layer="conv2", name="sign-bnn",
+                                         group="0"))]
+    for _ in range(2):  # the first invocation and a continued one
+        with pytest.warns(BinsightWarning) as caught:
+            run_study(config, tmp_path / "run", models=models)
+        flagged = [str(w.message) for w in caught if "its input-gradient maps" in str(w.message)]
+        assert len(flagged) == 1 and flagged[0].startswith("model 'sign-bnn' carries no gradient to its input")
+        assert "are empty, all zero" in flagged[0] and "straight-through sign" in flagged[0]
+    listed = {m["name"]: m for m in json.loads((tmp_path / "run" / "models.json").read_text())}
+    assert listed["sign-bnn"]["no_gradient"] is True and "no_gradient" not in listed["fp-mine"]
+    table = read_table(tmp_path / "run" / "measurements.csv")
+    assert any(r["model"] == "sign-bnn" and r["method"] == "gradient" for r in table)
 
 
 @pytest.mark.parametrize("table, message", [

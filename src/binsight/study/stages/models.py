@@ -11,7 +11,9 @@ missing models are trained spread over the ranks (model j by rank j % K, alone, 
 rank 0 records them and the others load them from the run folder.
 
 Before any map is computed, every method's explainer is built once for each model, so that an option an
-explainer refuses (e.g. a GradCAM layer a model lacks) is reported before hours of work.
+explainer refuses (e.g. a GradCAM layer a model lacks) is reported before hours of work. A base model whose
+backward pass carries no gradient to its input (a BNN binarizing with ``torch.sign``) is recorded with
+``no_gradient`` and named in a warning at every invocation: its input-gradient maps are all zero.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +32,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from binsight._io import atomic_path
+from binsight._utils import BinsightWarning
 from binsight.models.checkpoint import checkpoint_paths, load_checkpoint
 from binsight.models.factory import (ModelSpec, declared_gradcam_layer, load_model, model_from_module, read_state_dict,
                                      surrogate_label)
 from binsight.nn import surrogate_of
-from binsight.nn.foreign import sign_report
+from binsight.nn.foreign import no_input_gradient, sign_report
 from binsight.study.context import RunContext
 from binsight.study.errors import RunFolderError
 from binsight.study.names import check_unique_names
@@ -73,6 +77,8 @@ class ModelsStage:
         ctx.base = record_models(ctx) if recorded is None else reload(ctx, recorded)
         surrogates = ctx.config.verdicts.robustness_surrogates
         ctx.models = ctx.base + [v for m in ctx.base for v in variants(m, surrogates)]
+        if ctx.main:
+            warn_no_gradient(ctx.base)
         check_explainers(ctx.plan, ctx.models)
 
 
@@ -133,12 +139,33 @@ def record_models(ctx: RunContext) -> list[StudyModel]:
     models = []
     for o in tqdm(obtained, desc="models", disable=not ctx.shows_progress, leave=False):
         record = record_own(ctx, o) if o.source.own is not None else record_checkpoint(ctx, o)
+        record = dataclasses.replace(record, no_gradient=carries_no_gradient(ctx, o.module))
         models.append(study_model(ctx, record, o.module))
     listed = [m.record for m in models] + [v.record for m in models
                                            for v in variants(m, ctx.config.verdicts.robustness_surrogates)]
     check_unique_names([r.name for r in listed])
     ctx.folder.records.write_models(listed)
     return models
+
+
+PROBE_IMAGES = 8
+"""How many of the study's images the gradient probe runs on (one forward and one backward pass)."""
+
+
+def carries_no_gradient(ctx: RunContext, module: nn.Module) -> bool:
+    """Whether ``module``'s backward pass carries no gradient to its input on the study's first
+    :data:`PROBE_IMAGES` images (:func:`binsight.nn.foreign.no_input_gradient`)."""
+    return no_input_gradient(ready(ctx, module), ctx.images.images[:PROBE_IMAGES].to(ctx.device))
+
+
+def warn_no_gradient(models: list[StudyModel]) -> None:
+    """One warning per model recorded with ``no_gradient``, naming it, the empty maps and the remedy."""
+    for m in models:
+        if m.record is not None and m.record.no_gradient:
+            warnings.warn(f"model {m.name!r} carries no gradient to its input (no_gradient in models.json): its "
+                          "input-gradient maps (Gradient, SmoothGrad) are empty, all zero, and the study compares "
+                          "them as they are; binarize with a straight-through sign (binsight.nn.SignActivation, or "
+                          "an autograd.Function whose backward passes the gradient on)", BinsightWarning, stacklevel=2)
 
 
 def study_model(ctx: RunContext, record: ModelRecord, module: nn.Module) -> StudyModel:
