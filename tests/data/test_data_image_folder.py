@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from binsight.data import DatasetError, describe, load_dataset
+from binsight.data import DatasetError, RootNeededError, describe, load_dataset
 
 
 def save(path: Path, array: np.ndarray) -> Path:
@@ -108,7 +108,8 @@ def test_bad_side_files(tmp_path, side, words):
 
 
 def test_bad_folders_and_files(tmp_path):
-    with pytest.raises(DatasetError, match=r"needs a root folder, .*\(give it as --root / --data-root, or data.root"):
+    with pytest.raises(RootNeededError, match=r"needs a root folder, .*; give its path: --root of binsight data, "
+                                              r"--data-root of binsight train and evaluate, data.root of a study"):
         load_dataset("image-folder")
     with pytest.raises(DatasetError, match="is not a folder"):
         load_dataset("image-folder", root=tmp_path / "missing")

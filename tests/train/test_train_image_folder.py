@@ -56,3 +56,21 @@ def test_a_dataset_at_its_own_size_keeps_its_cache_key():
 def test_bad_sizes_are_refused(bad, words):
     with pytest.raises(TrainError, match=words):
         TrainConfig(**bad).resolved()
+
+
+def test_train_and_evaluate_without_a_root_name_their_own_flag(tmp_path, capsys):
+    from binsight.cli import main
+
+    assert main(["train", "--dataset", "image-folder", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("binsight train: error: image-folder needs a root folder") and err.count("\n") == 1
+    assert "--data-root" in err and "--root" not in err
+    root = image_folder(tmp_path / "images")
+    out = tmp_path / "grey.safetensors"
+    assert main(["train", "--dataset", "image-folder", "--data-root", str(root), "--epochs", "1", "--batch-size", "8",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--dataset", "image-folder"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("binsight evaluate: error: image-folder needs a root folder") and "--root" not in err
+    assert "--data-root" in err

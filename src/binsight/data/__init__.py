@@ -8,7 +8,7 @@ nothing is ever unpickled. ``describe`` is the text of ``binsight data NAME``; `
 reader to the registry ``DATASETS``.
 """
 
-from binsight.data.dataset import DatasetError, ImageDataset
+from binsight.data.dataset import DatasetError, ImageDataset, RootNeededError
 from binsight.data.registry import DATASETS, DatasetReader, available, describe, load_dataset, register_dataset
 from binsight.data import planted
 
@@ -20,6 +20,7 @@ __all__ = [
     "DatasetError",
     "DatasetReader",
     "ImageDataset",
+    "RootNeededError",
     "available",
     "describe",
     "load_dataset",

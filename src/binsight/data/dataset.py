@@ -16,6 +16,16 @@ class DatasetError(BinsightError):
     """A dataset could not be found or read: the message says what, where binsight looked, and what to do."""
 
 
+class RootNeededError(DatasetError):
+    """A dataset that has no default place was asked for without a root. ``need`` says what the root must
+    hold; the message adds where each command takes it, and a command may say its own flag instead."""
+
+    def __init__(self, need: str):
+        self.need = need
+        super().__init__(f"{need}; give its path: --root of binsight data, --data-root of binsight train and "
+                         "evaluate, data.root of a study")
+
+
 @dataclass
 class ImageDataset:
     """Images with labels, in binsight's pixel space.

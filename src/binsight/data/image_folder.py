@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from binsight.data.dataset import DatasetError, ImageDataset
+from binsight.data.dataset import DatasetError, ImageDataset, RootNeededError
 from binsight.data.images import FITS, ImageReadError, convert_channels, open_image, pixels_of, resize_fit
 
 NAME = "image-folder"
@@ -41,8 +41,7 @@ MASKS_FILE = "masks.json"
 def splits(root) -> list[str]:
     """["train", "test"] when ``root`` has both subfolders, else ["all"]."""
     if root is None:
-        raise DatasetError("image-folder needs a root folder, laid out as root/class_name/*.png|jpg|tif (give it "
-                           "as --root / --data-root, or data.root in a study)")
+        raise RootNeededError("image-folder needs a root folder, laid out as root/class_name/*.png|jpg|tif")
     root = Path(root).expanduser()
     return ["train", "test"] if (root / "train").is_dir() and (root / "test").is_dir() else ["all"]
 

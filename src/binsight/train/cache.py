@@ -22,7 +22,7 @@ from binsight._io import cache_dir
 from binsight._utils import BinsightWarning
 from binsight.models.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint, save_checkpoint
 from binsight.train.loop import (RECIPE_VERSION, RECIPES, STREAMS, TrainConfig, TrainError, TrainResult, _ranks,
-                                 derived_seed, evaluate, train)
+                                 derived_seed, evaluate, read_split, train)
 
 __all__ = ["cache_key", "cached_model", "checkpoint_meta", "evaluate_checkpoint", "load_or_train", "train_checkpoint"]
 
@@ -157,12 +157,10 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str | None = None, data
                         device: str = "auto") -> tuple[float, int, dict[str, Any]]:
     """(test accuracy, number of test images, side-file metadata) of a checkpoint, on the dataset it was
     trained on or on ``dataset``."""
-    from binsight.data import load_dataset
-
     device = distributed.resolve_device(device)
     model, meta = load_checkpoint(checkpoint, device=device)
     name = dataset or meta.get("dataset")
     if not name:
         raise TrainError(f"checkpoint {checkpoint} does not say which dataset it was trained on; give --dataset")
-    data = load_dataset(name, "test", root=data_root)
+    data = read_split(name, "test", data_root)
     return evaluate(model, data, device=device), len(data), {**meta, "dataset": name}

@@ -57,6 +57,7 @@ __all__ = [
     "draw_augmentation",
     "evaluate",
     "load_checkpoint",
+    "read_split",
     "save_checkpoint",
     "shard",
     "shard_loss",
@@ -207,13 +208,22 @@ class TrainResult:
 def _load_split(config: TrainConfig, split: str, subset: int | None):
     """The split, cut to ``subset`` images: train images drawn by the run's "subset" stream, test images
     by ``seed`` alone (so FP and BNN of one seed are tested on the same images)."""
-    from binsight.data import load_dataset
-
-    data = load_dataset(config.dataset, split, root=config.data_root, **data_options(config))
+    data = read_split(config.dataset, split, config.data_root, **data_options(config))
     if subset is not None:
         seed = derived_seed(config.seed, config.precision, "subset") if split == "train" else config.seed
         data = data.subset(min(subset, len(data)), seed=seed)
     return data
+
+
+def read_split(dataset: str, split: str, root: str | None, **options: Any):
+    """``binsight.data.load_dataset``; a dataset that needs a root and has none names ``--data-root`` (the
+    flag of binsight train and evaluate)."""
+    from binsight.data import RootNeededError, load_dataset
+
+    try:
+        return load_dataset(dataset, split, root=root, **options)
+    except RootNeededError as e:
+        raise TrainError(f"{e.need}; give its path with --data-root") from None
 
 
 def data_options(config: TrainConfig) -> dict[str, int]:
