@@ -67,9 +67,11 @@ def test_train_and_evaluate_without_a_root_name_their_own_flag(tmp_path, capsys)
     assert "--data-root" in err and "--root" not in err
     root = image_folder(tmp_path / "images")
     out = tmp_path / "grey.safetensors"
-    assert main(["train", "--dataset", "image-folder", "--data-root", str(root), "--epochs", "1", "--batch-size", "8",
-                 "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["train", "--dataset", "image-folder", "--data-root", str(root), "--image-size", "10", "--channels",
+                 "1", "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--out", str(out)]) == 0
     capsys.readouterr()
+    assert main(["evaluate", str(out), "--data-root", str(root)]) == 0  # at the size and channels it was trained at
+    assert "test (16 images)" in capsys.readouterr().out
     assert main(["evaluate", str(out), "--dataset", "image-folder"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("binsight evaluate: error: image-folder needs a root folder") and "--root" not in err

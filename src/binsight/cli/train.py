@@ -14,6 +14,9 @@ def add_parser(subparsers: Any) -> None:
     t.add_argument("--precision", choices=["fp", "bnn"], default="fp", help="full precision or binarized")
     t.add_argument("--dataset", default="fashion-mnist", help="<<datasets>>")
     t.add_argument("--data-root", help="explicit path to the dataset's files")
+    t.add_argument("--image-size", type=int, default=None,
+                   help="image-folder: side of the square images in pixels; default: the reader's")
+    t.add_argument("--channels", type=int, default=None, help="image-folder: 1 (grey) or 3 (RGB); default: the reader's")
     t.add_argument("--epochs", type=int, default=None, help="default: the precision's own recipe")
     t.add_argument("--batch-size", type=int, default=None, help="default: the precision's own recipe")
     t.add_argument("--lr", type=float, default=None, help="default: the precision's own recipe")
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> None:
 
     config = TrainConfig(
         model=args.model, precision=args.precision, dataset=args.dataset, data_root=args.data_root,
+        image_size=args.image_size, channels=args.channels,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, surrogate=args.surrogate,
         train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
     )

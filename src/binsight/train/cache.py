@@ -156,11 +156,15 @@ def train_checkpoint(config: TrainConfig, out: str | Path | None = None) -> dict
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str | None = None, data_root: str | Path | None = None,
                         device: str = "auto") -> tuple[float, int, dict[str, Any]]:
     """(test accuracy, number of test images, side-file metadata) of a checkpoint, on the dataset it was
-    trained on or on ``dataset``."""
+    trained on or on ``dataset``; on the dataset it was trained on, at the image size and channels it
+    was trained at."""
     device = distributed.resolve_device(device)
     model, meta = load_checkpoint(checkpoint, device=device)
     name = dataset or meta.get("dataset")
     if not name:
         raise TrainError(f"checkpoint {checkpoint} does not say which dataset it was trained on; give --dataset")
-    data = read_split(name, "test", data_root)
+    trained = meta.get("train_config") or {}
+    options = {key: trained[field] for key, field in (("size", "image_size"), ("channels", "channels"))
+               if name == meta.get("dataset") and trained.get(field) is not None}
+    data = read_split(name, "test", data_root, **options)
     return evaluate(model, data, device=device), len(data), {**meta, "dataset": name}
