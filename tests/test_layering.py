@@ -49,7 +49,11 @@ STUDY_RANK = {
     "formats": 2,  # the run folder's file formats (Row, ...)
     "records": 2,  # one typed record per concept of the run folder
     "config": 2,  # the configuration (sections, check, toml)
-    "store": 3,  # the run folder
+    "files": 2,  # the run folder's one guarded reader and writer
+    "chunks": 3,  # the run folder's checksummed .npz chunks (maps, curves)
+    "units": 3,  # the run folder's checksummed unit CSVs and measurements.csv
+    "record_store": 3,  # the run folder's records (models.json, images.json, ...)
+    "store": 3,  # the run folder: claiming, lock, manifest; holds the parts above
     "plan": 4,  # the configuration resolved once
     "verdicts": 4,
     "inference": 4,  # the verdicts' statistics (#21)
@@ -263,3 +267,22 @@ def test_no_library_function_takes_a_namespace():
             if "Namespace" in ast.unparse(node.args) or (named and reads):
                 found.append(f"{path.relative_to(SRC)}: {node.name}")
     assert found == []
+
+
+MAX_METHODS = 25
+
+
+def methods_per_class(tree: ast.AST) -> dict[str, int]:
+    """{class name: how many functions its body defines (methods, properties, class and static methods)}."""
+    return {node.name: sum(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) for b in node.body)
+            for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+
+
+def test_no_class_has_many_methods():
+    """A class has one job: at most 25 methods a class across src/binsight."""
+    found = [f"{path.relative_to(SRC)}: {name} has {n} methods"
+             for path in sorted(SRC.rglob("*.py"))
+             for name, n in methods_per_class(ast.parse(path.read_text(encoding="utf-8"))).items() if n > MAX_METHODS]
+    assert found == []
+    crowded = ast.parse("class Big:\n" + "".join(f"    def m{i}(self): pass\n" for i in range(MAX_METHODS + 1)))
+    assert methods_per_class(crowded) == {"Big": MAX_METHODS + 1}

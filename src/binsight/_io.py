@@ -1,4 +1,8 @@
-"""Small shared helpers for files: atomic writes and the cache directory."""
+"""Small shared helpers for files: atomic writes and the cache directory.
+
+A write the operating system refuses (full disk, read-only file system, no permission) ends in a
+:class:`WriteError`: one line naming the file and the system's reason, the old file left as it was.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,10 @@ from binsight.errors import BinsightError
 
 class CacheError(BinsightError):
     """The cache folder cannot be made or used; the message names it and what to set."""
+
+
+class WriteError(BinsightError):
+    """A file could not be written (full disk, read-only file system, ...); the old one is left as it was."""
 
 
 def cache_dir(sub: str = "") -> Path:
@@ -36,22 +44,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path`` in one step.
 
     On any exception the temporary file is removed, so ``path`` is either the old file, absent, or the
-    whole new one - never a partial file.
+    whole new one - never a partial file. An :class:`OSError` (full disk, read-only file system, ...)
+    becomes a :class:`WriteError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from None
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as e:
+        _discard(tmp_path)
+        raise _write_error(path, e) from None
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        _discard(tmp_path)
         raise
+
+
+def _discard(tmp_path: Path) -> None:
+    with contextlib.suppress(OSError):
+        tmp_path.unlink(missing_ok=True)
+
+
+def _write_error(path: Path, error: OSError) -> WriteError:
+    reason = error.strerror or str(error) or type(error).__name__
+    return WriteError(f"cannot write {path} ({reason}); free some space or make the folder writable, then run the "
+                      "command again (the old file is left as it was)")
 
 
 def _umask() -> int:

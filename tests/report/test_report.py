@@ -112,21 +112,22 @@ def run_dir(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     folder = RunFolder.create(root, StudyConfig())
     try:
-        folder.write_json("models.json", [{"name": n, "precision": p, "group": g, "surrogate": s, "arch": "tiny",
+        folder.files.write_json("models.json", [{"name": n, "precision": p, "group": g, "surrogate": s, "arch": "tiny",
                                            "accuracy": 0.9, "gradcam_layer": "features.3"} for n, p, g, s in MODELS])
-        folder.write_json("images.json", {"dataset": "synthetic", "split": "test", "n": len(IMAGES), "classes": CLASSES,
+        folder.files.write_json("images.json", {"dataset": "synthetic", "split": "test", "n": len(IMAGES), "classes": CLASSES,
                                           "indices": IMAGES, "has_masks": True})
-        folder.save_examples(rng.random((3, 1, H, W)), np.array([0, 1, 2]))
+        folder.records.save_examples(rng.random((3, 1, H, W)), np.array([0, 1, 2]))
         fractions = np.linspace(0, 1, 5)
         for model, *_ in MODELS:
-            folder.write_json(f"sanity_layers_{model}.json", ["fc", "conv2", "conv1"])
+            folder.files.write_json(f"sanity_layers_{model}.json", ["fc", "conv2", "conv1"])
             for method in METHODS:
-                folder.save_maps(model, method, 0, _maps(model, method, rng), np.zeros(len(IMAGES)), np.array(IMAGES))
-                folder.save_curves(model, method, 0, fractions=fractions,
+                folder.maps.save(model, method, 0, maps=_maps(model, method, rng), targets=np.zeros(len(IMAGES), np.int64),
+                                 images=np.array(IMAGES))
+                folder.curves.save(model, method, 0, fractions=fractions,
                                    **{k: rng.random((len(IMAGES), 5)) for k in ("deletion", "insertion", "deletion_black")})
         rows = _rows(rng)
-        folder.save_unit("all", ("rows",), rows)
-        folder.merge_measurements()
+        folder.units.save("all", ("rows",), rows)
+        folder.units.merge()
         (root / "verdicts.json").write_text(_verdicts_json(rows))
     finally:
         folder.close()
@@ -357,7 +358,7 @@ def test_dollar_signs_in_class_names_are_drawn_as_written(run_dir, tmp_path, mon
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    RunFolder(copy).write_json("images.json", {"dataset": "synthetic", "split": "test", "n": len(IMAGES),
+    RunFolder(copy).files.write_json("images.json", {"dataset": "synthetic", "split": "test", "n": len(IMAGES),
                                                "classes": ["a$b$c", "$x$", "c"], "indices": IMAGES, "has_masks": True})
     texts = []
     to_png = figures.to_png
@@ -371,3 +372,17 @@ def test_dollar_signs_in_class_names_are_drawn_as_written(run_dir, tmp_path, mon
     shown = [text for text, _ in texts]
     assert any("true class: a$b$c" in t for t in shown) and any("true class: $x$" in t for t in shown)
     assert not any(math for _, math in texts), texts
+
+
+def test_a_maps_folder_linked_outside_the_run_is_refused_for_reading(run_dir, tmp_path, capsys):
+    """``binsight report`` only reads maps: a ``maps/`` that is a link out of the run folder is refused in
+    one line that says so, not as a write."""
+    from binsight.cli import main
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shutil.move(copy / "maps", tmp_path / "elsewhere")
+    (copy / "maps").symlink_to(tmp_path / "elsewhere")
+    assert main(["report", str(copy), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "refusing to" in err and "refusing to write" not in err, err

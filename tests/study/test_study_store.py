@@ -46,7 +46,7 @@ def snapshot(root: Path) -> dict[str, object]:
 
 def save_some_maps(folder: RunFolder, chunk: int = 0) -> np.ndarray:
     maps = np.random.default_rng(chunk).random((2, 1, 4, 4)).astype(np.float32)
-    folder.save_maps("fp-0", "gradient", chunk, maps, np.array([1, 2]), np.array([10 + chunk, 20 + chunk]))
+    folder.maps.save("fp-0", "gradient", chunk, maps=maps, targets=np.array([1, 2]), images=np.array([10 + chunk, 20 + chunk]))
     return maps
 
 
@@ -125,14 +125,14 @@ def test_encoding_is_injective_on_random_strings():
 
 def test_unit_keys_of_names_with_double_underscores_do_not_collide(folder):
     a, b = ("x", "y__z", "gradient", 0), ("x__y", "z", "gradient", 0)
-    assert folder.unit_path("pairs", a) != folder.unit_path("pairs", b)
-    folder.save_unit("pairs", a, [Row("spearman", "gradient", "x", "y__z", 0, 1, 0.5)])
-    folder.save_unit("pairs", b, [Row("spearman", "gradient", "x__y", "z", 0, 1, 0.25)])
-    assert folder.unit_done("pairs", a) and folder.unit_done("pairs", b)
-    assert {(r.model, r.model_b) for r in folder.read_rows()} == {("x", "y__z"), ("x__y", "z")}
-    assert folder.unit_path("measures", ("fp-0", "captum:IntegratedGradients", 3)) == \
+    assert folder.units.path("pairs", a) != folder.units.path("pairs", b)
+    folder.units.save("pairs", a, [Row("spearman", "gradient", "x", "y__z", 0, 1, 0.5)])
+    folder.units.save("pairs", b, [Row("spearman", "gradient", "x__y", "z", 0, 1, 0.25)])
+    assert folder.units.done("pairs", a) and folder.units.done("pairs", b)
+    assert {(r.model, r.model_b) for r in folder.units.read_rows()} == {("x", "y__z"), ("x__y", "z")}
+    assert folder.units.path("measures", ("fp-0", "captum:IntegratedGradients", 3)) == \
         folder.root / "units" / "measures" / "fp-0" / "captum%3AIntegratedGradients" / "0003.csv"
-    assert folder.maps_path("bnn-0+ste", "smoothgrad-n200", 12) == folder.root / "maps" / "bnn-0+ste" / "smoothgrad-n200" / "0012.npz"
+    assert folder.maps.path("bnn-0+ste", "smoothgrad-n200", 12) == folder.root / "maps" / "bnn-0+ste" / "smoothgrad-n200" / "0012.npz"
 
 
 def test_inside_refuses_paths_that_leave_the_folder(tmp_path):
@@ -152,14 +152,14 @@ def test_a_traversing_name_writes_nothing_outside_the_run_folder(tmp_path):
     before = snapshot(tmp_path)
     maps = np.zeros((1, 1, 2, 2), np.float32)
     with pytest.raises(RunFolderError):
-        folder.save_maps("../../escaped", "gradient", 0, maps, np.array([0]), np.array([0]))
+        folder.maps.save("../../escaped", "gradient", 0, maps=maps, targets=np.array([0]), images=np.array([0]))
     with pytest.raises(RunFolderError):
-        folder.save_curves("../other", "gradient", 0, deletion=np.zeros((1, 2)))
+        folder.curves.save("../other", "gradient", 0, deletion=np.zeros((1, 2)))
     with pytest.raises(RunFolderError):
-        folder.model_path("../../escaped")
+        folder.records.model_path("../../escaped")
     with pytest.raises(RunFolderError):
-        folder.write_json("../../models.json", [])
-    folder.save_unit("measures", ("../../..", "/etc/passwd", 0), ROWS)  # escaped into one folder each, inside
+        folder.files.write_json("../../models.json", [])
+    folder.units.save("measures", ("../../..", "/etc/passwd", 0), ROWS)  # escaped into one folder each, inside
     folder.close()
     after = snapshot(tmp_path)
     added = set(after) - set(before)
@@ -299,15 +299,15 @@ def test_temporary_files_are_cleaned_only_in_the_runs_own_folders(tmp_path):
 
 HOLD = textwrap.dedent("""
     import os, signal, sys, time
-    from binsight.study import store
+    from binsight.study import files, store
     from binsight.study.config import StudyConfig
     stop = sys.argv[2]
     if stop == "manifest":  # killed half-way through writing run.json
-        def dying(path, text):
-            with store.atomic_path(path) as tmp:
-                tmp.write_text(text[:10])
+        def dying(self, where, data):
+            with self.writing(where) as tmp:
+                tmp.write_bytes(data[:10])
                 os.kill(os.getpid(), signal.SIGKILL)
-        store.atomic_write_text = dying
+        files.RunFiles.write_bytes = dying
     elif stop == "config":  # killed after run.json, before config.toml
         store.to_toml = lambda config: os.kill(os.getpid(), signal.SIGKILL)
     folder = store.RunFolder.create(sys.argv[1], StudyConfig())
@@ -358,8 +358,8 @@ def test_other_ranks_join_a_claimed_folder_without_the_lock(tmp_path):
     with RunFolder.create(tmp_path / "run", CONFIG) as rank0:
         rank1 = RunFolder.open_for_rank(tmp_path / "run", CONFIG)
         assert rank0.locked and not rank1.locked
-        rank1.save_unit("measures", ("fp-0", "gradient", 1), ROWS)
-        assert rank0.unit_done("measures", ("fp-0", "gradient", 1))
+        rank1.units.save("measures", ("fp-0", "gradient", 1), ROWS)
+        assert rank0.units.done("measures", ("fp-0", "gradient", 1))
         other = StudyConfig()
         other.data.seed += 1
         with pytest.raises(RunFolderError, match="has not been claimed"):
@@ -403,29 +403,29 @@ def pickled(path: Path) -> None:
 def test_a_corrupt_map_chunk_is_reported_by_path_and_counts_as_missing(folder, damage):
     maps = save_some_maps(folder, 1)
     save_some_maps(folder, 0)
-    path = folder.maps_path("fp-0", "gradient", 1)
-    assert folder.maps_done("fp-0", "gradient", 1)
+    path = folder.maps.path("fp-0", "gradient", 1)
+    assert folder.maps.done("fp-0", "gradient", 1)
     damage(path)
     with pytest.raises(CorruptUnit, match=str(path)) as error:
-        folder.load_maps("fp-0", "gradient", 1)
+        folder.maps.load("fp-0", "gradient", 1)
     assert error.value.path == path
     with pytest.warns(CorruptUnitWarning, match=rf"{path}.*skipped"):
-        assert folder.read_all_maps("fp-0", "gradient")["images"].tolist() == [10, 20]  # the good chunk alone
+        assert folder.maps.read_all("fp-0", "gradient")["images"].tolist() == [10, 20]  # the good chunk alone
     with pytest.warns(CorruptUnitWarning, match=rf"{path} is corrupt .*will be recomputed"):
-        assert not folder.maps_done("fp-0", "gradient", 1)
+        assert not folder.maps.done("fp-0", "gradient", 1)
     assert not path.exists() and (folder.root / "corrupt" / path.relative_to(folder.root)).exists()
-    assert save_some_maps(folder, 1) is not None and folder.maps_done("fp-0", "gradient", 1)
-    assert np.array_equal(folder.load_maps("fp-0", "gradient", 1)["maps"], maps)
+    assert save_some_maps(folder, 1) is not None and folder.maps.done("fp-0", "gradient", 1)
+    assert np.array_equal(folder.maps.load("fp-0", "gradient", 1)["maps"], maps)
 
 
 def test_curves_and_examples_carry_checksums_too(folder):
-    folder.save_curves("fp-0", "gradient", 0, deletion=np.ones((2, 3)), insertion=np.zeros((2, 3)))
-    assert folder.curves_done("fp-0", "gradient", 0)
-    assert set(folder.read_all_curves("fp-0", "gradient")) == {"deletion", "insertion"}
-    truncated(folder.curves_path("fp-0", "gradient", 0))
+    folder.curves.save("fp-0", "gradient", 0, deletion=np.ones((2, 3)), insertion=np.zeros((2, 3)))
+    assert folder.curves.done("fp-0", "gradient", 0)
+    assert set(folder.curves.read_all("fp-0", "gradient")) == {"deletion", "insertion"}
+    truncated(folder.curves.path("fp-0", "gradient", 0))
     with pytest.warns(CorruptUnitWarning):
-        assert not folder.curves_done("fp-0", "gradient", 0)
-    folder.save_examples(np.zeros((2, 1, 4, 4)), np.array([1, 2]))
+        assert not folder.curves.done("fp-0", "gradient", 0)
+    folder.records.save_examples(np.zeros((2, 1, 4, 4)), np.array([1, 2]))
     with np.load(folder.root / "examples.npz") as data:
         assert data["labels"].tolist() == [1, 2]
 
@@ -441,61 +441,61 @@ def no_header(path: Path) -> None:
 @pytest.mark.parametrize("damage", [garbage, truncated, zero_bytes, edited_value, no_header])
 def test_a_corrupt_unit_csv_is_reported_by_path_and_counts_as_not_done(folder, damage):
     key = ("fp-0", "bnn-0", "gradient", 0)
-    folder.save_unit("pairs", key, ROWS)
-    folder.save_unit("pairs", ("fp-0", "bnn-0", "gradient", 1), ROWS[:1])
-    path = folder.unit_path("pairs", key)
+    folder.units.save("pairs", key, ROWS)
+    folder.units.save("pairs", ("fp-0", "bnn-0", "gradient", 1), ROWS[:1])
+    path = folder.units.path("pairs", key)
     damage(path)
     with pytest.warns(CorruptUnitWarning, match=rf"{path}.*skipped"):
-        assert folder.read_rows() == ROWS[:1]
+        assert folder.units.read_rows() == ROWS[:1]
     with pytest.raises(CorruptUnit, match=str(path)):
-        folder.merge_measurements()
+        folder.units.merge()
     with pytest.warns(CorruptUnitWarning, match=str(path)):
-        assert not folder.unit_done("pairs", key)
-    folder.save_unit("pairs", key, ROWS)
-    assert folder.unit_done("pairs", key) and folder.merge_measurements() == sorted(ROWS + ROWS[:1])
+        assert not folder.units.done("pairs", key)
+    folder.units.save("pairs", key, ROWS)
+    assert folder.units.done("pairs", key) and folder.units.merge() == sorted(ROWS + ROWS[:1])
 
 
 def test_non_finite_values_are_refused_before_anything_is_written(folder):
     for value in (float("nan"), float("inf"), -float("inf")):
         with pytest.raises(RuntimeError, match="spearman:undefined"):
-            folder.save_unit("pairs", ("a", "b", "m", 0), [ROWS[0], Row("spearman", "m", "a", "b", 0, 1, value)])
-        assert not folder.unit_path("pairs", ("a", "b", "m", 0)).exists()
-    folder.save_unit("pairs", ("a", "b", "m", 0), [Row("spearman:undefined", "m", "a", "b", 0, 1, 1.0)])
-    assert folder.unit_done("pairs", ("a", "b", "m", 0))
+            folder.units.save("pairs", ("a", "b", "m", 0), [ROWS[0], Row("spearman", "m", "a", "b", 0, 1, value)])
+        assert not folder.units.path("pairs", ("a", "b", "m", 0)).exists()
+    folder.units.save("pairs", ("a", "b", "m", 0), [Row("spearman:undefined", "m", "a", "b", 0, 1, 1.0)])
+    assert folder.units.done("pairs", ("a", "b", "m", 0))
 
 
 def test_a_redone_unit_replaces_the_old_one_and_merging_sorts(folder):
-    folder.save_unit("measures", ("fp-0", "gradient", 1), [Row("tv", "gradient", "fp-0", "", 0, 2, 0.5)])
-    folder.save_unit("measures", ("fp-0", "gradient", 0), [Row("tv", "gradient", "fp-0", "", 0, 1, 0.1)])
-    folder.save_unit("measures", ("fp-0", "gradient", 0), [Row("tv", "gradient", "fp-0", "", 0, 1, 0.25)])
-    rows = folder.merge_measurements()
-    assert [(r.image, r.value) for r in rows] == [(1, 0.25), (2, 0.5)] and folder.read_measurements() == rows
+    folder.units.save("measures", ("fp-0", "gradient", 1), [Row("tv", "gradient", "fp-0", "", 0, 2, 0.5)])
+    folder.units.save("measures", ("fp-0", "gradient", 0), [Row("tv", "gradient", "fp-0", "", 0, 1, 0.1)])
+    folder.units.save("measures", ("fp-0", "gradient", 0), [Row("tv", "gradient", "fp-0", "", 0, 1, 0.25)])
+    rows = folder.units.merge()
+    assert [(r.image, r.value) for r in rows] == [(1, 0.25), (2, 0.5)] and folder.units.read_table() == rows
     assert (folder.root / "measurements.csv").read_text().startswith("image,model,model_b,method,measure,step,value\n")
 
 
 @pytest.mark.parametrize("damage", [truncated, zero_bytes, edited_value, "no-sidecar"])
 def test_a_damaged_measurements_csv_is_rebuilt_from_the_units(folder, damage):
-    folder.save_unit("pairs", ("fp-0", "bnn-0", "gradient", 0), ROWS)
-    rows = folder.merge_measurements()
+    folder.units.save("pairs", ("fp-0", "bnn-0", "gradient", 0), ROWS)
+    rows = folder.units.merge()
     path = folder.root / "measurements.csv"
     if damage == "no-sidecar":  # killed between the table and its checksum
         (folder.root / "measurements.csv.sha256").unlink()
     else:
         damage(path)
     with pytest.warns(CorruptUnitWarning, match=rf"{path}.*using the rows of the run's units"):
-        assert folder.read_measurements() == rows
+        assert folder.units.read_table() == rows
     for unit in (folder.root / "units").rglob("*.csv"):
         unit.unlink()
     with pytest.raises(CorruptUnit, match=str(path)):
-        folder.read_measurements()
+        folder.units.read_table()
 
 
 def test_a_corrupt_json_file_names_its_path(folder):
-    folder.write_json("images.json", {"n": 3})
-    assert folder.read_json("images.json") == {"n": 3} and folder.read_json("missing.json") is None
+    folder.files.write_json("images.json", {"n": 3})
+    assert folder.files.read_json("images.json") == {"n": 3} and folder.files.read_json("missing.json") is None
     (folder.root / "images.json").write_text('{"n": ')
     with pytest.raises(CorruptUnit, match="images.json"):
-        folder.read_json("images.json")
+        folder.files.read_json("images.json")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -515,7 +515,7 @@ def test_provenance_records_versions_device_and_threads(folder):
 
 
 def test_model_copies_live_under_models(folder):
-    assert folder.model_path("fp-0") == folder.root / "models" / "fp-0.safetensors"
+    assert folder.records.model_path("fp-0") == folder.root / "models" / "fp-0.safetensors"
     with pytest.raises(RunFolderError):
-        folder.model_path("bnn-0+ste")  # a variant shares its base model's checkpoint
+        folder.records.model_path("bnn-0+ste")  # a variant shares its base model's checkpoint
 

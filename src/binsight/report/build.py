@@ -18,7 +18,6 @@ import jinja2
 import numpy as np
 
 from binsight import __version__
-from binsight._io import atomic_write_bytes, atomic_write_text
 from binsight.report import figures, names
 from binsight.report.data import (UNDEFINED, RunData, Table, example_maps, load_run, mean_curves, read_verdicts,
                                   stored_methods)
@@ -27,6 +26,7 @@ from binsight.study import verdicts
 from binsight.study.measures import chance_labels
 from binsight.study.names import PRECISIONS
 from binsight.study.stats import PRECISION_NAMES
+from binsight.study.files import RunFiles
 from binsight.study.store import RunFolder
 from binsight.study.verdicts import ModelInfo, StudyVerdicts
 
@@ -45,30 +45,30 @@ def build_report(run_dir: str | os.PathLike, *, progress: Progress | None = None
     folder = RunFolder.existing(run_dir)
     run = load_run(folder, examples=EXAMPLES)
     step("read the run folder")
-    sv, verdicts_problem = read_verdicts(folder.root / "verdicts.json")
+    sv, verdicts_problem = read_verdicts(folder)
     methods = _methods(run)
     pngs: dict[str, bytes | None] = {}
     for name, draw in _FIGURES:
         pngs.update(draw(run, methods))
         step(f"figure: {name}")
-    _write_figures(folder.root / "figures", pngs)
+    _write_figures(folder.files, pngs)
     context = _context(run, methods, sv, verdicts_problem, pngs)
     html = _template().render(**context)
-    path = folder.root / "report.html"
-    atomic_write_text(path, html)
+    path = folder.files.path("report.html")
+    folder.files.write_text(path, html)
     step("report.html")
     return path
 
 
-def _write_figures(where: Path, pngs: dict[str, bytes | None]) -> None:
-    """figures/NAME.png for each figure drawn; a PNG left by an earlier build that this one did not draw is removed."""
+def _write_figures(files: RunFiles, pngs: dict[str, bytes | None]) -> None:
+    """figures/NAME.png for each figure drawn; a PNG left by an earlier build that this one did not draw is
+    removed (every path checked to stay inside the run folder: a figures/ that leads out is refused)."""
     for name, png in pngs.items():
         if png is not None:
-            atomic_write_bytes(where / f"{name}.png", png)
-    if where.is_dir():
-        for old in where.glob("*.png"):
-            if pngs.get(old.stem) is None:
-                old.unlink()
+            files.write_bytes(f"figures/{name}.png", png)
+    for old in files.listing("figures", "*.png"):
+        if pngs.get(old.stem) is None:
+            files.remove(old)
 
 
 def tqdm_progress(**kw: Any) -> Progress:

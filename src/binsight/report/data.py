@@ -20,9 +20,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 from binsight.study.names import UNDEFINED
 from binsight.study.records import ImageSet, ModelRecord, Timings
-from binsight.study.errors import CorruptUnit
+from binsight.study.errors import CorruptUnit, RunFolderError
 from binsight.study.formats import COLUMNS, Row
-from binsight.study.store import RunFolder, decode_part
+from binsight.study.store import RunFolder
 from binsight.study.verdicts import StudyVerdicts
 
 __all__ = ["UNDEFINED", "Table", "RunData", "load_run", "read_verdicts", "example_maps", "mean_curves", "stored_methods"]
@@ -119,38 +119,38 @@ class RunData:
 
 
 def load_run(folder: RunFolder, *, examples: int) -> RunData:
-    """Read what the report needs from ``folder``; ``examples``: how many example images to keep."""
-    root = folder.root
-    config_text = (root / "config.toml").read_text(encoding="utf-8")
-    models = folder.read_models() or []
-    rows = folder.read_measurements()
+    """Read what the report needs from ``folder``; ``examples``: how many example images to keep.
+
+    config.toml must be the configuration of the run's results (:meth:`RunFolder.config`, else a
+    one-line error); a damaged record is left out with a warning (a partial report).
+    """
+    folder.config()
+    config_text = folder.config_text()
+    models = folder.records.read_models() or []
+    rows = folder.units.read_table()
     data = RunData(
         folder=folder, config_text=config_text, config=tomllib.loads(config_text), models=models,
-        images=folder.read_images(), rows=rows, table=Table.from_rows(rows), timings=folder.read_timings(),
-        complete=(root / "verdicts.json").is_file(),
+        images=folder.records.read_images(), rows=rows, table=Table.from_rows(rows),
+        timings=folder.records.read_timings(), complete=folder.files.exists("verdicts.json"),
     )
-    data.examples = _read_examples(root, examples)
-    data.sanity_layers = {m.name: layers for m in models if (layers := folder.read_sanity_layers(m.name))}
+    data.examples = folder.records.read_examples(examples)
+    data.sanity_layers = {m.name: layers for m in models if (layers := folder.records.read_sanity_layers(m.name))}
     return data
 
 
-def read_verdicts(path: Path) -> tuple[StudyVerdicts | None, str]:
-    """(the verdicts in ``path``, "") or (None, why not); the reason is "" when the file does not exist."""
-    if not path.is_file():
-        return None, ""
+def read_verdicts(folder: RunFolder) -> tuple[StudyVerdicts | None, str]:
+    """(the verdicts in the folder's verdicts.json, "") or (None, why not); the reason is "" when the file
+    does not exist. A damaged file (not UTF-8, not the verdicts' JSON, of another shape) is a reason, not an error."""
     try:
-        return StudyVerdicts.from_json(path.read_text(encoding="utf-8")), ""
-    except ValueError as e:  # VerdictError (a BinsightError): names the problem and what to do
+        text = folder.records.read_verdicts_text()
+        if text is None:
+            return None, ""
+        return StudyVerdicts.from_json(text), ""
+    except RunFolderError as e:
         return None, str(e)
-
-
-def _read_examples(root: Path, n: int) -> dict[str, np.ndarray]:
-    """{"images": (E, C, H, W), "labels": (E,)} from examples.npz; {} when the run has not written it."""
-    path = root / "examples.npz"
-    if not path.is_file():
-        return {}
-    with np.load(path, allow_pickle=False) as stored:
-        return {"images": stored["images"][:n], "labels": stored["labels"][:n]}
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:  # VerdictError names the problem
+        reason = str(e) if isinstance(e, ValueError) else f"not the verdicts' JSON ({type(e).__name__}: {str(e)[:120]})"
+        return None, f"{folder.root / 'verdicts.json'}: {reason}; run `binsight study` on this folder again to recompute it"
 
 
 def example_maps(folder: RunFolder, model: str, method: str, indices: list[int]) -> np.ndarray | None:
@@ -161,13 +161,14 @@ def example_maps(folder: RunFolder, model: str, method: str, indices: list[int])
     """
     found: dict[int, np.ndarray] = {}
     wanted = set(indices)
-    for path in sorted(folder.maps_path(model, method, 0).parent.glob("*.npz")):
+    for path in folder.maps.chunk_files(model, method):
         try:
-            chunk = folder.load_maps(model, method, int(path.stem))
-        except (CorruptUnit, ValueError):
+            chunk = folder.maps.read(path)
+            pairs = list(zip(chunk["images"].tolist(), chunk["maps"]))
+        except (CorruptUnit, KeyError):
             continue
-        for image, m in zip(chunk["images"].tolist(), chunk["maps"]):
-            if image in wanted:
+        for image, m in pairs:
+            if image in wanted and np.ndim(m) == 3:
                 found[image] = m[0]
         if len(found) == len(wanted):
             return np.stack([found[i] for i in indices])
@@ -176,7 +177,7 @@ def example_maps(folder: RunFolder, model: str, method: str, indices: list[int])
 
 def mean_curves(folder: RunFolder, model: str, method: str) -> dict[str, np.ndarray]:
     """{"fractions": (S,), kind: mean curve (S,) for each stored kind (deletion, insertion, ...), "n": images}."""
-    stored = folder.read_all_curves(model, method)
+    stored = folder.curves.read_all(model, method)
     kinds = {k: np.asarray(v, dtype=np.float64) for k, v in stored.items() if k != "fractions" and np.ndim(v) == 2}
     if not kinds or "fractions" not in stored:
         return {}
@@ -188,5 +189,4 @@ def mean_curves(folder: RunFolder, model: str, method: str) -> dict[str, np.ndar
 
 def stored_methods(folder: RunFolder) -> list[str]:
     """Method labels that have a maps folder for some model (decoded from their folder names)."""
-    top = folder.root / "maps"
-    return sorted({decode_part(d.name) for d in top.glob("*/*") if d.is_dir()}) if top.is_dir() else []
+    return folder.maps.methods()

@@ -16,7 +16,6 @@ from typing import Any
 from binsight.errors import BinsightError
 from binsight.report.data import read_verdicts
 from binsight.report.render import verdict_markdown
-from binsight.study.config import load_config
 from binsight.study.records import ModelRecord, Timings
 from binsight.study.store import RunFolder
 
@@ -31,16 +30,16 @@ class FindingsError(BinsightError):
 def findings_markdown(run_dir: str | os.PathLike) -> str:
     """The findings of the run in ``run_dir`` as Markdown (without the markers)."""
     root = Path(run_dir)
-    verdicts, problem = read_verdicts(root / "verdicts.json")
+    folder = RunFolder(root)
+    verdicts, problem = read_verdicts(folder)
     if verdicts is None:
         raise FindingsError(problem or f"{root} has no verdicts.json: finish the study first (binsight study --out {root})")
-    folder = RunFolder(root)
-    models = folder.read_models() or []
-    config = load_config(root / "config.toml")
+    models = folder.records.read_models() or []
+    config = folder.config()
     lines = [_basis(models, config), ""]
     for v in verdicts.verdicts:
         lines += verdict_markdown(v)
-    timings = folder.read_timings()
+    timings = folder.records.read_timings()
     if timings is not None:
         lines += ["", timings_sentence(timings)]
     return "\n".join(lines).rstrip() + "\n"

@@ -109,7 +109,7 @@ class RunContext:
         if not self.main:
             return
         if self._earlier is None:
-            self._earlier = self.folder.read_timings() or Timings()
+            self._earlier = self.folder.records.read_timings() or Timings()
             self.timings.continued(self._earlier)
         self.timings.ranks = self.ranks
-        self.folder.write_timings(self.timings)
+        self.folder.records.write_timings(self.timings)

@@ -1,9 +1,11 @@
 """The run folder's file formats: the tidy rows and the checksummed unit CSV and ``.npz`` files.
 
-Every stored unit carries a sha256 of its content: an ``_sha256`` member of each ``.npz``
-(:func:`save_npz`), a ``# binsight unit sha256=...`` first line of each unit CSV (:func:`unit_text`). A
-file that fails to read or verify raises :class:`CorruptUnit` naming it. Where the files live, and
-claiming and locking a folder, is :mod:`binsight.study.store`'s job.
+Every stored unit carries a sha256 of its key and its content: an ``_sha256`` member of each ``.npz``
+(:func:`npz_bytes`), a ``# binsight unit sha256=...`` first line of each unit CSV (:func:`unit_text`). The
+key is the file's place in the run folder (``maps/fp-0/gradient/0001.npz``: model, method and chunk), so
+a valid file copied to another unit's place fails to verify. A file that fails to read or verify raises
+:class:`CorruptUnit` naming it. Where the files live, and claiming and locking a folder, is
+:mod:`binsight.study.store`'s job; reading and writing them, :mod:`binsight.study.files`'.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from binsight._io import atomic_path
 from binsight.study.errors import CorruptUnit, CorruptUnitWarning
 from binsight.study.names import UNDEFINED
 
@@ -59,9 +60,9 @@ def sha256_text(text: str | bytes) -> str:
     return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()
 
 
-def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 of the arrays' names, dtypes, shapes and bytes, in name order."""
-    digest = hashlib.sha256()
+def arrays_digest(arrays: dict[str, np.ndarray], key: str) -> str:
+    """sha256 of the unit's ``key`` and of the arrays' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256(f"binsight unit {key}\0".encode("utf-8"))
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode("utf-8"))
@@ -69,51 +70,64 @@ def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
+def npz_bytes(key: str, arrays: dict[str, np.ndarray]) -> bytes:
+    """A stored ``.npz`` of ``arrays`` with the ``_sha256`` of its ``key`` and content."""
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays, **{SUM_KEY: np.array(arrays_digest(arrays))})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays, **{SUM_KEY: np.array(arrays_digest(arrays, key))})
+    return buffer.getvalue()
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of a stored .npz, verified against its checksum; :class:`CorruptUnit` otherwise."""
+def parse_npz(path: Path, data: bytes | None, key: str) -> dict[str, np.ndarray]:
+    """The arrays of the stored .npz ``data`` (read from ``path``), verified against its checksum of
+    ``key`` and content; :class:`CorruptUnit` naming ``path`` otherwise (also where ``data`` is None: absent)."""
+    if data is None:
+        raise CorruptUnit(path, "missing")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            arrays = {k: stored[k] for k in stored.files}
     except Exception as e:  # noqa: BLE001 - whatever the bytes are, a file that does not load is corrupt
-        raise CorruptUnit(path, f"unreadable: {type(e).__name__}: {e}") from None
-    stored = arrays.pop(SUM_KEY, None)
-    if stored is None or stored.shape != () or stored.dtype.kind != "U":
+        raise CorruptUnit(path, f"unreadable: {type(e).__name__}: {str(e)[:120]}") from None
+    stored_sum = arrays.pop(SUM_KEY, None)
+    if stored_sum is None or stored_sum.shape != () or stored_sum.dtype.kind != "U":
         raise CorruptUnit(path, "no checksum")
-    if str(stored) != arrays_digest(arrays):
-        raise CorruptUnit(path, "content does not match its checksum")
+    if str(stored_sum) != arrays_digest(arrays, key):
+        raise CorruptUnit(path, f"content does not match its checksum (of {key} and its arrays)")
     return arrays
 
 
-def read_unit(path: Path) -> list[Row]:
-    """Rows of a unit CSV, verified against its ``# binsight unit sha256=`` line."""
+def parse_unit(path: Path, data: bytes | None, key: str) -> list[Row]:
+    """Rows of the unit CSV ``data`` (read from ``path``), verified against its ``# binsight unit sha256=``
+    line (of ``key`` and the rows)."""
+    if data is None:
+        raise CorruptUnit(path, "missing")
     try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CorruptUnit(path, f"unreadable: {e}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorruptUnit(path, f"not UTF-8 text ({e.reason})") from None
     first, _, body = text.partition("\n")
     found = UNIT_HEADER.fullmatch(first)
     if found is None:
         raise CorruptUnit(path, "no checksum line")
-    if found.group(1) != sha256_text(body):
-        raise CorruptUnit(path, "content does not match its checksum")
+    if found.group(1) != _unit_sum(key, body):
+        raise CorruptUnit(path, f"content does not match its checksum (of {key} and its rows)")
     return parse_rows(path, body)
 
 
-def read_measurements_file(path: Path) -> list[Row]:
-    side = path.with_name(path.name + ".sha256")
+def parse_measurements(path: Path, data: bytes | None, side: bytes | None) -> list[Row]:
+    """Rows of measurements.csv ``data`` (from ``path``), verified against its ``.sha256`` file ``side``."""
+    if data is None:
+        raise CorruptUnit(path, "missing")
     try:
-        data, recorded = path.read_bytes(), side.read_text(encoding="utf-8").split()[0]
-    except (OSError, UnicodeDecodeError, IndexError):
-        raise CorruptUnit(path, f"no readable checksum in {side.name}") from None
+        recorded = (side or b"").decode("utf-8").split()[0]
+    except (UnicodeDecodeError, IndexError):
+        raise CorruptUnit(path, f"no readable checksum in {path.name}.sha256") from None
     if recorded != sha256_text(data):
-        raise CorruptUnit(path, f"content does not match its checksum in {side.name}")
-    return parse_rows(path, data.decode("utf-8"))
+        raise CorruptUnit(path, f"content does not match its checksum in {path.name}.sha256")
+    try:
+        return parse_rows(path, data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise CorruptUnit(path, f"not UTF-8 text ({e.reason})") from None
 
 
 def try_read(read, path: Path):
@@ -153,10 +167,14 @@ def parse_rows(path: Path, text: str) -> list[Row]:
     return rows
 
 
-def unit_text(rows: Iterable[Row]) -> str:
-    """A unit CSV: the ``# binsight unit sha256=`` line of the rows' CSV, then that CSV."""
+def unit_text(rows: Iterable[Row], key: str) -> str:
+    """A unit CSV: the ``# binsight unit sha256=`` line of ``key`` and the rows' CSV, then that CSV."""
     body = rows_to_csv(rows)
-    return f"# binsight unit sha256={sha256_text(body)}\n{body}"
+    return f"# binsight unit sha256={_unit_sum(key, body)}\n{body}"
+
+
+def _unit_sum(key: str, body: str) -> str:
+    return sha256_text(f"binsight unit {key}\n{body}")
 
 
 def to_rows(values: dict[str, np.ndarray], images: Sequence[int], *, method: str, model: str, model_b: str = "",

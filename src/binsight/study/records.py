@@ -4,20 +4,29 @@ runner, the report and the findings hold these records, never the files' dicts.
 
 Each record's ``to_json`` gives the file's dict with its keys in the order they have always been written
 (so the files stay byte for byte as they were), and ``from_json`` reads one back (a key an older run lacks
-keeps its default).
+keeps its default). ``from_json`` checks the shape: a value of the wrong type, a missing required key or a
+number that is not finite raises ValueError or TypeError saying which (the store sets such a record aside).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from binsight.study.names import is_variant
+from binsight.study.names import is_variant, split_variant
 
 OWN_KIND = "own"
 """``kind`` of a user's own model (built by its own factory); the others are ``"binsight"`` checkpoints."""
 _OWN_ONLY = ("factory", "kwargs", "weights_sha256", "sign", "switchable", "normalisation")
+_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "precision": (str,), "group": (str,), "surrogate": (str,), "kind": (str,), "seed": (int, type(None)),
+    "arch": (str,), "checkpoint": (str,), "source": (str,), "trained_here": (bool,), "accuracy": (float, int, type(None)),
+    "accuracy_images": (int,), "surrogate_trained": (str, type(None)), "first_last_fp": (bool, type(None)),
+    "epochs": (int, type(None)), "factory": (str,), "kwargs": (dict,), "sign": (str,), "switchable": (bool,),
+    "base": (str,), "weights_sha256": (str,), "no_gradient": (bool,)}
+"""The JSON types of models.json's keys (``gradcam_layer`` and ``normalisation`` may be of several shapes)."""
 _ORDER = ("name", "precision", "seed", "group", "arch", "kind", "factory", "kwargs", "checkpoint", "weights_sha256",
           "source", "trained_here", "accuracy", "accuracy_images", "surrogate_trained", "surrogate", "sign",
           "switchable", "no_gradient", "gradcam_layer", "normalisation", "first_last_fp", "epochs", "base")
@@ -92,6 +101,8 @@ class ModelRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ModelRecord":
+        checked(data, "a model of models.json", _TYPES, required=("name", "precision"))
+        split_variant(data["name"])
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values.setdefault("group", "")
@@ -121,6 +132,13 @@ class ImageSet:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ImageSet":
+        checked(data, "images.json", {"dataset": (str,), "split": (str,), "source": (str,), "n": (int,),
+                                      "checksum": (str,), "has_masks": (bool,), "classes": (list,), "indices": (list,)},
+                required=("indices",))
+        if not all(isinstance(c, str) for c in data.get("classes", [])):
+            raise TypeError("images.json: classes must be a list of names")
+        if not all(isinstance(i, int) and 0 <= i < 2**63 for i in data["indices"]):
+            raise TypeError("images.json: indices must be a list of image indices (integers >= 0)")
         return cls(dataset=data.get("dataset", ""), split=data.get("split", ""), source=data.get("source", ""),
                    n=int(data.get("n", len(data.get("indices", [])))), checksum=data.get("checksum", ""),
                    has_masks=bool(data.get("has_masks", False)), classes=tuple(data.get("classes", ())),
@@ -158,6 +176,54 @@ class Timings:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Timings":
+        checked(data, "timings.json", {"stages": (dict,), "cpu": (dict,), "ranks": (int,), "cpu_by_method": (dict,),
+                                       "history": (list,)})
+        for key in ("stages", "cpu", "cpu_by_method"):
+            seconds(data.get(key, {}), f"timings.json: {key}")
+        for entry in data.get("history", []):
+            seconds(entry, "timings.json: history")
         return cls(stages=dict(data.get("stages") or {}), cpu=dict(data.get("cpu") or {}),
                    ranks=int(data.get("ranks", 1)), cpu_by_method=dict(data.get("cpu_by_method") or {}),
                    history=list(data.get("history", [])))
+
+
+def model_records(data: Any) -> list[ModelRecord]:
+    """The records of models.json's list; TypeError or ValueError for another shape."""
+    if not isinstance(data, list):
+        raise TypeError(f"models.json: expected a list of models, got {type(data).__name__}")
+    return [ModelRecord.from_json(m) for m in data]
+
+
+def sanity_layers(data: Any) -> list[str]:
+    """The layer names of a sanity_layers_MODEL.json; TypeError for another shape."""
+    if not isinstance(data, list) or not all(isinstance(name, str) for name in data):
+        raise TypeError(f"expected a list of layer names, got {type(data).__name__}")
+    return data
+
+
+def checked(data: Any, what: str, types: dict[str, tuple[type, ...]], required: tuple[str, ...] = ()) -> dict:
+    """``data`` if it is a JSON object whose keys in ``types`` have one of their types (a number finite), with
+    every ``required`` key; TypeError or ValueError naming ``what`` and the key otherwise."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{what}: expected an object, got {type(data).__name__}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ValueError(f"{what}: no {missing[0]!r}")
+    for key, allowed in types.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise TypeError(f"{what}: {key!r} is {type(value).__name__}, expected {' or '.join(t.__name__ for t in allowed)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{what}: {key!r} is {value}, not a finite number")
+    return data
+
+
+def seconds(data: Any, what: str) -> None:
+    """Check that ``data`` is {name: finite seconds}; TypeError or ValueError naming ``what`` otherwise."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{what}: expected an object of seconds, got {type(data).__name__}")
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{what}: {name!r} is {str(value)[:40]}, not a number of seconds")

@@ -4,34 +4,36 @@ Layout of a run folder::
 
     run.json             the manifest, written first: {"binsight": "study run", "format", "config_hash",
                          "binsight_version", ...}; its hash guards the folder
-    config.toml          the resolved configuration
+    config.toml          the resolved configuration (checked against run.json's hash when read)
     .binsight.lock       held (flock) by the process running the study
     models/NAME.safetensors            copies of the checkpoints used; models.json: names, sources, accuracy
     maps/MODEL/METHOD/CHUNK.npz        maps float32 (n, 1, H, W), targets int64 (n,), images int64 (n,)
     curves/MODEL/METHOD/CHUNK.npz      deletion and insertion curves, float64 (n, steps)
     units/KIND/PART/.../PART.csv       the measurement rows of one finished work unit
-    corrupt/...          stored units that failed to read or verify, set aside to be recomputed
+    corrupt/...          stored files that failed to read or verify, set aside to be recomputed
     measurements.csv     every row of every unit, merged and sorted (see :data:`binsight.study.formats.COLUMNS`);
     measurements.csv.sha256            its checksum (``sha256sum -c`` format)
-    verdicts.json, figures/*.png, report.html, timings.json
+    verdicts.json, figures/*.png, report.html, timings.json, images.json, examples.npz
 
-Records: models.json, images.json and timings.json are written and read here alone, as the typed records
-of :mod:`binsight.study.records` (:meth:`RunFolder.write_models` / :meth:`RunFolder.read_models`, ...);
-verdicts.json as the verdicts' own JSON (:meth:`RunFolder.write_verdicts`). The rows' and units' file
-formats are :mod:`binsight.study.formats`.
+A :class:`RunFolder` is the claimed folder (its lock, manifest and configuration) and holds one object
+per job, each used where it is needed:
+
+- ``files`` (:class:`~binsight.study.files.RunFiles`): the one guarded reader and writer; every path
+  checked to stay inside the folder (links followed only where they stay inside), only regular files read,
+  write failures as one-line errors;
+- ``maps``, ``curves`` (:class:`~binsight.study.chunks.ChunkStore`): the checksummed ``.npz`` chunks;
+- ``units`` (:class:`~binsight.study.units.UnitStore`): the checksummed unit CSVs and measurements.csv;
+- ``records`` (:class:`~binsight.study.record_store.RecordStore`): models.json, images.json,
+  timings.json, verdicts.json, examples.npz, the model copies.
 
 Names: a model name follows :func:`binsight.study.names.validate_model_name`; ``BASE+SURROGATE`` names a
-BNN explained with another surrogate (:func:`binsight.study.names.variant_name`). Other parts of a path (method labels such as ``captum:IntegratedGradients``) are
-escaped reversibly by :func:`encode_part`, one path component each, so two different keys never share a
-file. Every path written is checked to lie inside the run folder (:func:`inside`).
+BNN explained with another surrogate (:func:`binsight.study.names.variant_name`). Other parts of a path
+(method labels such as ``captum:IntegratedGradients``) are escaped reversibly by
+:func:`~binsight.study.files.encode_part`, one path component each, so two different keys never share a file.
 
-Integrity: every file is written atomically (:func:`binsight._io.atomic_path`), and every stored unit
-carries a sha256 of its content (an ``_sha256`` member of each ``.npz``; a ``# binsight unit sha256=...``
-first line of each unit CSV). A unit that fails to read or verify counts as not done: the runner's
-``*_done`` check warns (:class:`CorruptUnitWarning`, naming the file), sets the file aside under
-``corrupt/`` and the unit is recomputed. A run killed at any moment loses at most the units it was
-writing. ``measurements.csv`` is rebuilt from the verified unit files, sorted, so it never holds a row
-twice and does not depend on the order units finished.
+Integrity: every file is written atomically, and every stored unit carries a sha256 of its key and content.
+A unit or record that fails to read or verify is reported by path (:class:`CorruptUnitWarning`), set aside
+under ``corrupt/`` and recomputed. A run killed at any moment loses at most the units it was writing.
 
 Claiming: :meth:`RunFolder.create` takes a folder that does not exist, is empty, or holds a run of the same
 configuration (also one killed before its manifest was complete); any other folder is refused before
@@ -40,91 +42,97 @@ anything in it is created, changed or deleted.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import io
-import json
-import math
 import os
 import platform
 import re
-import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
 from binsight import __version__
-from binsight._io import atomic_path, atomic_write_text
-from binsight.study.config import StudyConfig, config_hash, load_config, to_toml
+from binsight.study.chunks import ChunkStore
+from binsight.study.config import ConfigError, StudyConfig, config_hash, load_config, to_toml
 from binsight.study.errors import CorruptUnit, CorruptUnitWarning, RunFolderError
-from binsight.study.formats import (Row, load_npz, read_measurements_file, read_unit, rows_to_csv, save_npz, sha256_text,
-                                    try_read, unit_text)
-from binsight.study.names import split_variant, validate_model_name
-from binsight.study.records import ImageSet, ModelRecord, Timings
+from binsight.study.files import RunFiles, decode_part, encode_part, inside
+from binsight.study.formats import Row
+from binsight.study.record_store import RecordStore
+from binsight.study.units import UnitStore
 
-FORMAT = 2
-"""Version of the run folder's layout; a folder of another format is refused (never half-read)."""
+__all__ = ["RunFolder", "FolderLock", "RunFolderError", "CorruptUnit", "CorruptUnitWarning", "Row", "encode_part",
+           "decode_part", "inside", "provenance", "FORMAT"]
+
+FORMAT = 3
+"""Version of the run folder's layout; a folder of another format is refused (never half-read). 3: the
+checksums of stored units cover their keys."""
 MARKER = "study run"
 LOCK_NAME = ".binsight.lock"
 MANIFEST = "run.json"
+CONFIG = "config.toml"
+AUTO_DEVICES = ("cpu", "cuda")
+"""What ``run.device = "auto"`` resolves to (its hash is taken with the resolved device)."""
 OWN_DIRS = ("maps", "curves", "units", "models", "figures", "corrupt")
 """The run's own subfolders: the only places (with the folder's top level) where leftovers are cleaned."""
 
-_KIND = re.compile(r"[a-z][a-z0-9_-]*")
-_SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-+")
 _TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.part")  # the temporary names of binsight._io.atomic_path
 
 
-# ------------------------------------------------------------------------------------------------------
-# names and paths
+class FolderLock:
+    """An exclusive flock on a run folder's ``.binsight.lock`` (the kernel releases it when the process dies)."""
 
+    def __init__(self, root: Path):
+        self.root = root
+        self._fh: io.TextIOWrapper | None = None
 
-def encode_part(part: str | int) -> str:
-    """One path component for a key part: safe characters kept, anything else (and a leading '.') as
-    ``%XX`` of its UTF-8 bytes; an int ``i >= 0`` as ``%04d``. :func:`decode_part` inverts it."""
-    if isinstance(part, bool) or not isinstance(part, (str, int)):
-        raise TypeError(f"a key part is a str or an int, not {type(part).__name__}")
-    if isinstance(part, int):
-        if part < 0:
-            raise ValueError(f"a key part that is an int must be >= 0, got {part}")
-        return f"{part:04d}"
-    if not part:
-        raise ValueError("a key part must not be empty")
-    out = "".join(c if c in _SAFE_CHARS else "".join(f"%{b:02X}" for b in c.encode("utf-8")) for c in part)
-    out = "%2E" + out[1:] if out.startswith(".") else out
-    if len(out) > 200:
-        raise RunFolderError(f"key part {part[:40]!r}...: too long for a file name (at most 200 bytes escaped)")
-    return out
+    def acquire(self) -> None:
+        """Take the lock, writing this process's id into the file; :class:`RunFolderError` if another holds it."""
+        try:
+            fh = open(self.root / LOCK_NAME, "a+", encoding="utf-8")
+        except OSError as e:
+            raise RunFolderError(f"cannot write to {self.root} ({e.strerror}); give a folder you can write to") from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            fh.close()
+            raise RunFolderError(f"{self.root} is in use by another running study ({holder or 'unknown process'}); "
+                                 "wait for it or use another --out") from None
+        fh.truncate(0)
+        fh.write(f"pid {os.getpid()} on {platform.node()}\n")
+        fh.flush()
+        self._fh = fh
 
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
 
-def decode_part(text: str) -> str:
-    """The key part that :func:`encode_part` wrote as ``text``."""
-    return re.sub(r"(?:%[0-9A-F]{2})+", lambda m: bytes.fromhex(m.group().replace("%", "")).decode("utf-8"), text)
-
-
-def inside(root: str | os.PathLike, *parts: str) -> Path:
-    """``root / parts``, after checking that the resolved path (symbolic links followed) lies strictly
-    inside the resolved ``root``; raises :class:`RunFolderError` otherwise."""
-    base = Path(root)
-    path = base.joinpath(*parts)
-    real_root, real = base.resolve(), path.resolve()
-    if real == real_root or not real.is_relative_to(real_root):
-        raise RunFolderError(f"refusing to write {path}: it resolves to {real}, outside the run folder {real_root}")
-    return path
-
-
-# ------------------------------------------------------------------------------------------------------
-# the run folder
+    def release(self) -> None:
+        """Release the lock (the lock file stays: removing it would race with a new holder)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 class RunFolder:
     """A study's output folder. Claim it with :meth:`create` (rank 0 of a run, holding the lock), join a
-    claimed one with :meth:`open_for_rank` (the other ranks), or read one with :meth:`existing`."""
+    claimed one with :meth:`open_for_rank` (the other ranks), or read one with :meth:`existing`.
 
-    def __init__(self, root: str | os.PathLike):
+    ``files``, ``maps``, ``curves``, ``units`` and ``records``: the folder's parts (see the module docstring).
+    """
+
+    def __init__(self, root: str | os.PathLike, *, repair: bool = False):
         self.root = Path(os.path.abspath(root))
-        self._lock_fh: io.TextIOWrapper | None = None
+        self.lock = FolderLock(self.root)
+        self.files = RunFiles(self.root)
+        self.maps = ChunkStore(self.files, "maps")
+        self.curves = ChunkStore(self.files, "curves")
+        self.units = UnitStore(self.files)
+        self.records = RecordStore(self.files, repair=repair)
 
     # -- claiming and opening --------------------------------------------------------------------------
     @classmethod
@@ -134,20 +142,21 @@ class RunFolder:
         ``root`` may not exist yet, be empty, or hold a run of the very same configuration (finished,
         stopped, or killed while its manifest was being written). Anything else raises
         :class:`RunFolderError` before a file is created, changed or deleted. Once claimed, the temporary
-        files of writes cut short by a kill are removed (top level and the run's own subfolders only).
+        files of writes cut short by a kill are removed (top level and the run's own subfolders only), and
+        a config.toml that is missing or does not match the run's hash (set aside) is written again.
+        Damaged records found later are set aside and recomputed.
         """
-        folder = cls(root)
+        folder = cls(root, repair=True)
         want = hash_ or config_hash(config)
         folder._claimable(want)
         folder._make_root()
-        folder._lock()
+        folder.lock.acquire()
         try:
             state = folder._claimable(want)  # again, under the lock
             folder._remove_partial_files()
             if state == "new":
                 folder._write_manifest(want)
-            if not (folder.root / "config.toml").is_file():
-                atomic_write_text(folder.path("config.toml"), to_toml(config))
+            folder._restore_config(config, want)
         except BaseException:
             folder.close()
             raise
@@ -169,7 +178,7 @@ class RunFolder:
     def existing(cls, root: str | os.PathLike) -> "RunFolder":
         """An existing run folder, for reading (e.g. to build its report)."""
         folder = cls(root)
-        if not folder.root.is_dir() or folder._manifest() is None or not (folder.root / "config.toml").is_file():
+        if not folder.root.is_dir() or folder._manifest() is None or not (folder.root / CONFIG).exists():
             raise RunFolderError(f"{folder.root} is not a study run folder (no run.json and config.toml); "
                                  "run `binsight study --out DIR` first")
         return folder
@@ -194,7 +203,7 @@ class RunFolder:
                 raise RunFolderError(
                     f"{self.root} holds a run of another configuration (hash {info.get('config_hash')}, this one is "
                     f"{want}); results of different configurations are never mixed. Use another --out folder, or "
-                    f"rerun with the configuration in {self.root / 'config.toml'}")
+                    f"rerun with the configuration in {self.root / CONFIG}")
             return "run"
         if all(n == LOCK_NAME or _TEMP.fullmatch(n) for n in names) and (not names or LOCK_NAME in names):
             return "new"
@@ -217,10 +226,11 @@ class RunFolder:
             raise RunFolderError(f"cannot create {self.root} ({e.strerror}); give a folder you can write to") from None
 
     def _manifest(self) -> dict[str, Any] | None:
-        """run.json of a binsight run of this format; None where there is none (or it is not binsight's)."""
+        """run.json of a binsight run of this format; None where there is none (or it is not binsight's).
+        A run.json that is not a regular file (a FIFO, a folder) raises :class:`RunFolderError` at once."""
         try:
-            info = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            info = self.files.read_json(MANIFEST)
+        except CorruptUnit:
             return None
         if not isinstance(info, dict) or not ("config_hash" in info and "binsight_version" in info):
             return None
@@ -230,39 +240,28 @@ class RunFolder:
         return info
 
     def _write_manifest(self, config_hash_: str) -> None:
-        self.write_json(MANIFEST, {"binsight": MARKER, "format": FORMAT, "config_hash": config_hash_,
-                                   "binsight_version": __version__})
+        self.files.write_json(MANIFEST, {"binsight": MARKER, "format": FORMAT, "config_hash": config_hash_,
+                                         "binsight_version": __version__})
+
+    def _restore_config(self, config: StudyConfig, want: str) -> None:
+        """Write config.toml where it is missing, or (set aside) where it is not the run's configuration."""
+        if self.files.exists(CONFIG):
+            try:
+                self.config()
+                return
+            except (ConfigError, RunFolderError) as e:
+                self.files.set_aside(CONFIG, _one_line(str(e)))
+        self.files.write_text(CONFIG, to_toml(config))
 
     # -- the lock ---------------------------------------------------------------------------------------
-    def _lock(self) -> None:
-        """Hold an exclusive flock on ``.binsight.lock`` (the kernel releases it when the process dies)."""
-        try:
-            fh = open(self.root / LOCK_NAME, "a+", encoding="utf-8")
-        except OSError as e:
-            raise RunFolderError(f"cannot write to {self.root} ({e.strerror}); give a folder you can write to") from None
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip()
-            fh.close()
-            raise RunFolderError(f"{self.root} is in use by another running study ({holder or 'unknown process'}); "
-                                 "wait for it or use another --out") from None
-        fh.truncate(0)
-        fh.write(f"pid {os.getpid()} on {platform.node()}\n")
-        fh.flush()
-        self._lock_fh = fh
-
     @property
     def locked(self) -> bool:
         """Whether this process holds the folder's lock."""
-        return self._lock_fh is not None
+        return self.lock.held
 
     def close(self) -> None:
-        """Release the folder's lock (the lock file stays: removing it would race with a new holder)."""
-        if self._lock_fh is not None:
-            self._lock_fh.close()
-            self._lock_fh = None
+        """Release the folder's lock, where this process holds it."""
+        self.lock.release()
 
     def __enter__(self) -> "RunFolder":
         return self
@@ -279,9 +278,9 @@ class RunFolder:
         for folder, names in tops + [(Path(top), files) for walk in walks for top, _, files in walk]:
             for name in names:
                 if _TEMP.fullmatch(name):
-                    (folder / name).unlink(missing_ok=True)
+                    self.files.remove(folder / name)
 
-    # -- run.json, config, small JSON files ----------------------------------------------------------------
+    # -- run.json and the configuration -------------------------------------------------------------------
     def info(self) -> dict[str, Any] | None:
         """Contents of run.json, None for a folder that holds no run yet."""
         return self._manifest()
@@ -294,219 +293,62 @@ class RunFolder:
         fixed = {"binsight", "format", "config_hash", "binsight_version"} & fields.keys()
         if fixed:
             raise ValueError(f"run.json keys {sorted(fixed)} identify the run and are never changed")
-        self.write_json(MANIFEST, {**info, **fields})
+        self.files.write_json(MANIFEST, {**info, **fields})
 
     def record_provenance(self, device: Any) -> dict[str, Any]:
         """Append this invocation's :func:`provenance` to run.json's ``invocations``; returns it."""
         entry = provenance(device)
-        self.update_info(invocations=list((self.info() or {}).get("invocations", [])) + [entry])
+        invocations = (self.info() or {}).get("invocations", [])
+        self.update_info(invocations=(list(invocations) if isinstance(invocations, list) else []) + [entry])
         return entry
 
+    def config_text(self) -> str:
+        """The text of config.toml; :class:`CorruptUnit` where it is missing or not UTF-8."""
+        data = self.files.read_bytes(CONFIG)
+        path = self.files.path(CONFIG)
+        if data is None:
+            raise CorruptUnit(path, "missing")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CorruptUnit(path, f"not UTF-8 text ({e.reason})") from None
+
     def config(self) -> StudyConfig:
-        """The run's resolved configuration (config.toml)."""
-        return load_config(self.root / "config.toml")
+        """The run's resolved configuration (config.toml), checked against run.json's configuration hash:
+        a config.toml that is not valid, or not the configuration the run's results came from, raises
+        :class:`RunFolderError` saying what differs and what to do."""
+        path = self.files.path(CONFIG)
+        self.config_text()  # a regular file of UTF-8 text (never blocks on a FIFO)
+        try:
+            config = load_config(path)
+        except ConfigError as e:
+            raise RunFolderError(f"{path} is not a valid configuration ({_one_line(str(e))}); restore the file, "
+                                 "or run `binsight study` with the run's configuration on this folder to write it "
+                                 "again") from None
+        want = (self.info() or {}).get("config_hash")
+        got = config_hash(config)
+        if want not in _hashes(config):
+            raise RunFolderError(f"{path} was edited: its configuration hash is {got}, the run's results were computed "
+                                 f"with {want} (run.json); restore the file, or run `binsight study` with the run's "
+                                 "configuration on this folder to write it again")
+        return config
 
     def path(self, *parts: str) -> Path:
-        """``root / parts``, checked to lie inside the run folder (see :func:`inside`)."""
-        return inside(self.root, *parts)
-
-    def write_json(self, name: str, data: Any) -> None:
-        atomic_write_text(self.path(name), json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-    def read_json(self, name: str) -> Any:
-        """The JSON file ``name`` of the run (None where absent); raises :class:`CorruptUnit` if unreadable."""
-        path = self.path(name)
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise CorruptUnit(path, f"not valid JSON: {e}") from None
-
-    # -- the records: models, images, timings, verdicts ------------------------------------------------------
-    def write_models(self, models: Iterable[ModelRecord]) -> None:
-        """models.json: every model of the table, base models first, then the surrogate variants."""
-        self.write_json("models.json", [m.to_json() for m in models])
-
-    def read_models(self) -> list[ModelRecord] | None:
-        """The records of models.json (None where the run has not recorded its models yet)."""
-        listed = self.read_json("models.json")
-        return None if listed is None else [ModelRecord.from_json(m) for m in listed]
-
-    def write_images(self, images: ImageSet) -> None:
-        self.write_json("images.json", images.to_json())
-
-    def read_images(self) -> ImageSet | None:
-        recorded = self.read_json("images.json")
-        return None if recorded is None else ImageSet.from_json(recorded)
-
-    def write_timings(self, timings: Timings) -> None:
-        self.write_json("timings.json", timings.to_json())
-
-    def read_timings(self) -> Timings | None:
-        recorded = self.read_json("timings.json")
-        return None if recorded is None else Timings.from_json(recorded)
-
-    def write_sanity_layers(self, model: str, layers: Iterable[str]) -> None:
-        """sanity_layers_MODEL.json: the layers the cascading randomisation test randomised, in order."""
-        self.write_json(f"sanity_layers_{validate_model_name(model)}.json", list(layers))
-
-    def read_sanity_layers(self, model: str) -> list[str] | None:
-        return self.read_json(f"sanity_layers_{model}.json")
-
-    def write_verdicts(self, verdicts: Any) -> str:
-        """verdicts.json: the verdicts (a :class:`binsight.study.verdicts.StudyVerdicts`) as their strict
-        JSON; returns the text written."""
-        text = verdicts.to_json()
-        atomic_write_text(self.path("verdicts.json"), text)
-        return text
-
-    def model_path(self, name: str) -> Path:
-        """Where the run keeps its copy of model ``name``'s checkpoint (models/NAME.safetensors)."""
-        return self.path("models", f"{validate_model_name(name)}.safetensors")
-
-    # -- maps and curves ------------------------------------------------------------------------------------
-    def maps_path(self, model: str, method: str, chunk: int) -> Path:
-        return self._chunk_path("maps", model, method, chunk)
-
-    def curves_path(self, model: str, method: str, chunk: int) -> Path:
-        return self._chunk_path("curves", model, method, chunk)
-
-    def _chunk_path(self, area: str, model: str, method: str, chunk: int) -> Path:
-        split_variant(model)
-        return self.path(area, model, encode_part(method), f"{encode_part(int(chunk))}.npz")
-
-    def save_maps(self, model: str, method: str, chunk: int, maps: np.ndarray, targets: np.ndarray, images: np.ndarray) -> None:
-        """Write one chunk of maps (n, 1, H, W) with their targets (n,) and dataset indices (n,)."""
-        save_npz(self.maps_path(model, method, chunk), maps=np.asarray(maps, np.float32),
-                  targets=np.asarray(targets, np.int64), images=np.asarray(images, np.int64))
-
-    def save_curves(self, model: str, method: str, chunk: int, **curves: np.ndarray) -> None:
-        save_npz(self.curves_path(model, method, chunk), **curves)
-
-    def maps_done(self, model: str, method: str, chunk: int) -> bool:
-        """Whether the chunk is stored and verifies; a corrupt one is reported, set aside and counts as not done."""
-        return self._verified(self.maps_path(model, method, chunk), load_npz)
-
-    def curves_done(self, model: str, method: str, chunk: int) -> bool:
-        """Like :meth:`maps_done`, for the chunk's deletion / insertion curves."""
-        return self._verified(self.curves_path(model, method, chunk), load_npz)
-
-    def load_maps(self, model: str, method: str, chunk: int) -> dict[str, np.ndarray]:
-        """One chunk: {"maps", "targets", "images"}; raises :class:`CorruptUnit` if it fails to verify."""
-        return load_npz(self.maps_path(model, method, chunk))
-
-    def read_all_maps(self, model: str, method: str) -> dict[str, np.ndarray]:
-        """Every verified chunk of ``model`` and ``method``, concatenated in chunk order ({} if none);
-        corrupt chunks are skipped with a :class:`CorruptUnitWarning`."""
-        return self._read_all("maps", model, method)
-
-    def read_all_curves(self, model: str, method: str) -> dict[str, np.ndarray]:
-        """Like :meth:`read_all_maps`, for the curves."""
-        return self._read_all("curves", model, method)
-
-    def _read_all(self, area: str, model: str, method: str) -> dict[str, np.ndarray]:
-        folder = self._chunk_path(area, model, method, 0).parent
-        parts = [p for p in (try_read(load_npz, f) for f in sorted(folder.glob("*.npz"))) if p is not None]
-        if not parts:
-            return {}
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-    def save_examples(self, images: np.ndarray, labels: np.ndarray) -> None:
-        """A few explained images (E, C, H, W) and labels (E,), so the report needs no dataset."""
-        save_npz(self.path("examples.npz"), images=np.asarray(images, np.float32), labels=np.asarray(labels, np.int64))
-
-    # -- work units and the tidy table ----------------------------------------------------------------------
-    def unit_path(self, kind: str, parts: tuple[str | int, ...] | str) -> Path:
-        """units/KIND/P1/.../PN.csv, each part escaped by :func:`encode_part` (chunks as ints)."""
-        if not _KIND.fullmatch(kind):
-            raise ValueError(f"unit kind {kind!r}: expected lower-case letters, digits, '_' and '-'")
-        names = [encode_part(p) for p in ((parts,) if isinstance(parts, str) else tuple(parts))]
-        if not names:
-            raise ValueError("a unit key needs at least one part")
-        return self.path("units", kind, *names[:-1], f"{names[-1]}.csv")
-
-    def unit_done(self, kind: str, parts: tuple[str | int, ...] | str) -> bool:
-        """Whether the unit is stored and verifies; a corrupt one is reported, set aside, and not done."""
-        return self._verified(self.unit_path(kind, parts), read_unit)
-
-    def save_unit(self, kind: str, parts: tuple[str | int, ...] | str, rows: Iterable[Row]) -> None:
-        """Record a finished unit with its rows (possibly none): the unit is done once this returns.
-
-        Raises RuntimeError (a bug of the caller, nothing written) for a non-finite value: an undefined
-        value is written as a ``MEASURE:undefined`` row of value 1.0 instead.
-        """
-        rows = list(rows)
-        bad = next((r for r in rows if not math.isfinite(r.value)), None)
-        if bad is not None:
-            raise RuntimeError(f"non-finite value in unit {kind} {parts}: {bad}; write a '{bad.measure}:undefined' "
-                               "row of value 1.0 instead")
-        atomic_write_text(self.unit_path(kind, parts), unit_text(rows))
-
-    def read_rows(self, *, strict: bool = False) -> list[Row]:
-        """Every row of every verified unit, sorted (what measurements.csv holds). A corrupt unit raises
-        :class:`CorruptUnit` when ``strict``, else it is skipped with a :class:`CorruptUnitWarning`."""
-        rows: list[Row] = []
-        for path in self._unit_files():
-            got = read_unit(path) if strict else try_read(read_unit, path)
-            rows.extend(got or [])
-        return sorted(rows)
-
-    def _unit_files(self) -> list[Path]:
-        top = self.root / "units"
-        if not top.is_dir() or top.is_symlink():
-            return []
-        return sorted(Path(d) / f for d, _, files in os.walk(top) for f in files if f.endswith(".csv") and not f.startswith("."))
-
-    def merge_measurements(self) -> list[Row]:
-        """Rebuild measurements.csv (and its .sha256) from the unit files, all verified; returns its rows."""
-        rows = self.read_rows(strict=True)
-        text = rows_to_csv(rows)
-        atomic_write_text(self.path("measurements.csv"), text)
-        atomic_write_text(self.path("measurements.csv.sha256"), f"{sha256_text(text)}  measurements.csv\n")
-        return rows
-
-    def read_measurements(self) -> list[Row]:
-        """Rows of measurements.csv if it verifies against its .sha256; else (not merged yet, cut short,
-        edited) the rows of the verified units, with a warning where the file was there but unusable."""
-        path = self.root / "measurements.csv"
-        if not path.is_file():
-            return self.read_rows()
-        try:
-            return read_measurements_file(path)
-        except CorruptUnit as e:
-            if not self._unit_files():
-                raise
-            warnings.warn(f"{path}: {e.reason}; using the rows of the run's units instead", CorruptUnitWarning, stacklevel=2)
-            return self.read_rows()
-
-    # -- verification ---------------------------------------------------------------------------------------
-    def _verified(self, path: Path, read) -> bool:
-        if not path.exists():
-            return False
-        try:
-            read(path)
-        except CorruptUnit as e:
-            where = self._set_aside(path)
-            warnings.warn(f"{path} is corrupt ({e.reason}); moved to {where}, it will be recomputed",
-                          CorruptUnitWarning, stacklevel=3)
-            return False
-        return True
-
-    def _set_aside(self, path: Path) -> Path:
-        """Move a corrupt unit (the run's own file) to corrupt/ under its relative path; returns the new place."""
-        target = self.path("corrupt", *path.relative_to(self.root).parts)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-            return target
-        except OSError:
-            _remove(path)
-            return Path("(deleted)")
+        """``root / parts``, checked to lie inside the run folder (see :func:`~binsight.study.files.inside`)."""
+        return self.files.path(*parts)
 
 
-# ------------------------------------------------------------------------------------------------------
-# files
+def _hashes(config: StudyConfig) -> set[str]:
+    """The hashes ``config`` has on any machine: with ``run.device = "auto"``, the hash of each device
+    "auto" may resolve to (a run folder moved to a machine without a GPU keeps its configuration)."""
+    if config.run.device != "auto":
+        return {config_hash(config)}
+    return {config_hash(dataclasses.replace(config, run=dataclasses.replace(config.run, device=device)))
+            for device in AUTO_DEVICES} | {config_hash(config)}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def provenance(device: Any) -> dict[str, Any]:
@@ -523,9 +365,3 @@ def provenance(device: Any) -> dict[str, Any]:
         out["cuda"] = torch.version.cuda
         out["cudnn"] = torch.backends.cudnn.version()
     return out
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        return
-    path.unlink(missing_ok=True)

@@ -35,7 +35,7 @@ class ImagesStage:
                            None if ds.masks is None else ds.masks[index], list(ds.classes))
         data.record = ImageSet(ds.name, ds.split, ds.source, int(indices.size), checksum(data), data.masks is not None,
                                tuple(data.classes), tuple(indices.tolist()))
-        old = ctx.folder.read_images()
+        old = ctx.folder.records.read_images()
         ctx.images = data
         if not ctx.main:
             return
@@ -43,8 +43,8 @@ class ImagesStage:
             raise RunFolderError(f"the images of {choice.name} differ from those this run started with "
                                  f"(checksum {old.checksum[:12]} then, {data.record.checksum[:12]} now): the dataset "
                                  "files changed; use a new --out folder")
-        ctx.folder.write_images(data.record)
-        ctx.folder.save_examples(data.images[:EXAMPLES].numpy(), data.labels[:EXAMPLES].numpy())
+        ctx.folder.records.write_images(data.record)
+        ctx.folder.records.save_examples(data.images[:EXAMPLES].numpy(), data.labels[:EXAMPLES].numpy())
 
 
 def dataset(choice: ImageChoice):

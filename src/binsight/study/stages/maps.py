@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 import binsight.explain as explain_registry
@@ -29,13 +30,14 @@ class MapsStage:
     def run(self, ctx: RunContext) -> None:
         data = ctx.images
         todo = [u for u in ctx.mine(map_units(ctx.plan, ctx.models))
-                if not ctx.folder.maps_done(u[0].name, u[1].label, u[2])]
+                if not ctx.folder.maps.done(u[0].name, u[1].label, u[2], images=data.indices[u[3]])]
         with ctx.progress(len(todo), "maps") as bar:
             for m, spec, c, s in todo:
                 bar.set_postfix_str(f"{m.name} {spec.label}")
                 with ctx.clock(f"maps/{spec.label}"):
                     maps, targets = explain(ctx, m, spec, data.images[s].to(ctx.device), data.labels[s], chunk=c)
-                ctx.folder.save_maps(m.name, spec.label, c, maps.cpu().numpy(), targets.cpu().numpy(), data.indices[s])
+                ctx.folder.maps.save(m.name, spec.label, c, maps=maps.cpu().numpy().astype(np.float32),
+                                     targets=targets.cpu().numpy().astype(np.int64), images=data.indices[s].astype(np.int64))
                 bar.update()
 
 

@@ -24,18 +24,18 @@ class MeasuresStage:
         with ctx.progress(len(todo), "measures") as bar:
             for m, spec, c, s in todo:
                 bar.set_postfix_str(f"{m.name} {spec.label}")
-                stored = ctx.folder.load_maps(m.name, spec.label, c)
+                stored = ctx.folder.maps.load(m.name, spec.label, c, images=data.indices[s])
                 masks = None if data.masks is None else data.masks[s]
                 with ctx.clock(f"measures/{spec.label}"):
                     rows = measure_chunk(ctx, m, spec, c, stored, data.images[s], masks)
-                ctx.folder.save_unit("measures", (m.name, spec.label, c), rows)
+                ctx.folder.units.save("measures", (m.name, spec.label, c), rows)
                 bar.update()
 
 
 def measured(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: int) -> bool:
     """Whether a chunk's measures are done: its rows stored and, with faithfulness, its curves too."""
-    return (ctx.folder.unit_done("measures", (model.name, spec.label, chunk))
-            and (not ctx.config.measures.faithfulness or ctx.folder.curves_done(model.name, spec.label, chunk)))
+    return (ctx.folder.units.done("measures", (model.name, spec.label, chunk))
+            and (not ctx.config.measures.faithfulness or ctx.folder.curves.done(model.name, spec.label, chunk)))
 
 
 def measure_chunk(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: int, stored: dict[str, np.ndarray],
@@ -87,7 +87,7 @@ def faithfulness_values(ctx: RunContext, model: StudyModel, label: str, chunk: i
                                                          substrate=substrate, insertion_substrate=substrate,
                                                          batch_size=batch)
               for substrate in ("black", "blur")}
-    ctx.folder.save_curves(model.name, label, chunk, fractions=curves["blur"].fractions,
+    ctx.folder.curves.save(model.name, label, chunk, fractions=curves["blur"].fractions,
                            deletion=curves["blur"].deletion, insertion=curves["blur"].insertion,
                            deletion_black=curves["black"].deletion, insertion_black=curves["black"].insertion)
     road = {order: faithfulness.road(model.module, x, mp, t, percentages=ms.road_percentages, order=order,

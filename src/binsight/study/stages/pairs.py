@@ -28,11 +28,11 @@ class PairsStage:
         if not ctx.config.measures.similarity:
             return
         todo = [(a, b, spec) for a, b, spec in ctx.mine(pair_units(ctx.plan, ctx.models))
-                if not ctx.folder.unit_done("pairs", (a.name, b.name, spec.label))]
+                if not ctx.folder.units.done("pairs", (a.name, b.name, spec.label))]
         with ctx.progress(len(todo), "pairs") as bar:
             for a, b, spec in todo:
                 rows = pair_rows(ctx, a.name, b.name, spec.label, ctx.images)
-                ctx.folder.save_unit("pairs", (a.name, b.name, spec.label), rows)
+                ctx.folder.units.save("pairs", (a.name, b.name, spec.label), rows)
                 bar.update()
 
 
@@ -61,7 +61,7 @@ def surrogate_set(models: Sequence[StudyModel], surrogate: str) -> list[StudyMod
 
 def pair_rows(ctx: RunContext, a: str, b: str, label: str, data: StudyImages) -> list[Row]:
     """Pair measures of the maps of models ``a`` and ``b`` on every image ``label`` explains."""
-    ma, mb = ctx.folder.read_all_maps(a, label), ctx.folder.read_all_maps(b, label)
+    ma, mb = ctx.folder.maps.read_all(a, label), ctx.folder.maps.read_all(b, label)
     if not np.array_equal(ma["images"], mb["images"]):
         raise RunFolderError(f"maps of {a} and {b} ({label}) cover different images; delete "
                              f"{ctx.folder.root / 'maps'} entries of one of them and rerun")

@@ -16,11 +16,11 @@ class PredictionsStage:
     def run(self, ctx: RunContext) -> None:
         data = ctx.images
         for m in ctx.mine(ctx.base):
-            if ctx.folder.unit_done("predictions", m.name):
+            if ctx.folder.units.done("predictions", m.name):
                 continue
             predicted = predict(m.module, data.images, ctx.device, ctx.plan.batch_size)
             values = {"predicted": predicted.numpy(), "correct": (predicted == data.labels).numpy()}
-            ctx.folder.save_unit("predictions", m.name, to_rows(values, data.indices, method="", model=m.name))
+            ctx.folder.units.save("predictions", m.name, to_rows(values, data.indices, method="", model=m.name))
 
 
 def predict(module: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:

@@ -23,12 +23,12 @@ class SanityStage:
         data = ctx.images
         n = min(ctx.config.measures.sanity_images, ctx.config.data.n_images)
         units = [(m, spec) for m in ctx.base for spec in ctx.plan.methods if spec.sanity]
-        todo = [(m, spec) for m, spec in ctx.mine(units) if not ctx.folder.unit_done("sanity", (m.name, spec.label))]
+        todo = [(m, spec) for m, spec in ctx.mine(units) if not ctx.folder.units.done("sanity", (m.name, spec.label))]
         with ctx.progress(len(todo), "sanity") as bar:
             for m, spec in todo:
                 bar.set_postfix_str(f"{m.name} {spec.label}")
                 rows = sanity_rows(ctx, m, spec, data.images[:n].to(ctx.device), data.labels[:n], data.indices[:n])
-                ctx.folder.save_unit("sanity", (m.name, spec.label), rows)
+                ctx.folder.units.save("sanity", (m.name, spec.label), rows)
                 bar.update()
 
 
@@ -44,6 +44,6 @@ def sanity_rows(ctx: RunContext, model: StudyModel, spec: MethodSpec, x: torch.T
     targets = labels.to(x.device) if ctx.config.methods.target == "label" else None
     result = sanity.randomisation_test(model.module, x, explain, targets=targets, mode="cascading",
                                        measures=("spearman", "ssim"), seed=0)
-    ctx.folder.write_sanity_layers(model.name, result.layers)
+    ctx.folder.records.write_sanity_layers(model.name, result.layers)
     return [row for measure, table in result.similarity.items() for step, sims in enumerate(table, start=1)
             for row in to_rows({f"sanity_{measure}": sims}, idx, method=spec.label, model=model.name, step=step)]

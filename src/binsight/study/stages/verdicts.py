@@ -15,10 +15,10 @@ class VerdictsStage:
     def run(self, ctx: RunContext) -> None:
         if not ctx.main:
             return
-        rows = ctx.folder.merge_measurements()
+        rows = ctx.folder.units.merge()
         infos = [model_info(m) for m in ctx.models]
         ctx.verdicts = verdicts.compute_verdicts(rows, infos, ctx.config.verdicts, methods=list(ctx.config.methods.run))
-        ctx.folder.write_verdicts(ctx.verdicts)
+        ctx.folder.records.write_verdicts(ctx.verdicts)
 
 
 def model_info(model: StudyModel) -> verdicts.ModelInfo:
