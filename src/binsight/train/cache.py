@@ -24,7 +24,8 @@ from binsight.models.checkpoint import CheckpointError, checkpoint_paths, load_c
 from binsight.train.loop import (RECIPE_VERSION, RECIPES, STREAMS, TrainConfig, TrainError, TrainResult, _ranks,
                                  derived_seed, evaluate, read_split, train)
 
-__all__ = ["cache_key", "cached_model", "checkpoint_meta", "evaluate_checkpoint", "load_or_train", "train_checkpoint"]
+__all__ = ["cache_key", "cached_model", "checkpoint_meta", "checkpoint_paths", "evaluate_checkpoint", "load_or_train",
+           "train_checkpoint"]
 
 
 def checkpoint_meta(result: TrainResult) -> dict[str, Any]:
