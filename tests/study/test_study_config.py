@@ -3,6 +3,9 @@ clear errors naming the key, what the hash covers, and the device."""
 
 from __future__ import annotations
 
+import csv
+import json
+
 import pytest
 import torch
 
@@ -334,3 +337,86 @@ def test_the_learning_rate_and_recipe_settings_reach_training_and_its_cache_key(
     assert trained["fp"].resolved().lr == 0.05 and trained["bnn"].resolved().lr == 2e-3
     recipe = TrainConfig(model="small-cnn", precision="fp", seed=0, device="cpu")
     assert cache_key(trained["fp"]) != cache_key(recipe)
+
+
+def test_undecidable_verdicts_are_named_before_any_work():
+    """Known answers on both sides: the default study decides every verdict; one BNN alone cannot decide
+    the FP-vs-BNN verdicts (1 to 3), one model per precision not the within-precision baselines, and a
+    method that does not run not its verdict; each is a warning of make_plan, before anything runs."""
+    import warnings as w
+
+    from binsight.study.plan import make_plan
+
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        assert make_plan(StudyConfig()).notes == ()
+    assert not [c for c in caught if "cannot be decided" in str(c.message)]
+    with pytest.warns(UserWarning) as caught:
+        plan = make_plan(config_from_dict({"models": {"precisions": ["bnn"], "seeds": [0]}}))
+    assert [str(c.message) for c in caught if "cannot be decided" in str(c.message)] == list(plan.notes)
+    assert [n.split(" (")[0] for n in plan.notes] == ["verdict 1", "verdict 2", "verdict 3"]
+    assert all("it compares FP with BNN models (FP models: 0, BNN models: 1)" in n for n in plan.notes)
+    pairs = make_plan(config_from_dict({"models": {"seeds": [0]}})).notes
+    assert len(pairs) == 2 and pairs[0].startswith("verdict 1 ") and "cannot be decided: the within-precision" in pairs[0]
+    assert pairs[1].startswith("verdict 3 ") and "part of it cannot be decided, its similarity parts" in pairs[1]
+    alone = make_plan(config_from_dict({"methods": {"run": ["gradient"]}})).notes
+    assert [n.split(" (")[0] for n in alone] == ["verdict 2", "verdict 3", "verdict 4"]
+    assert "its method 'smoothgrad' does not run (methods.run: gradient)" in alone[0]
+    few = make_plan(config_from_dict({"measures": {"convergence_images": 1}})).notes
+    assert few == ("verdict 2 (smoothgrad maps of BNNs noisier): part of it cannot be decided, its convergence "
+                   "check: smoothgrad-n200 explains 1 image(s), fewer than 2 (measures.convergence_images)",)
+
+
+TINY = """
+[data]
+n_images = 4
+[models]
+seeds = [0, 1]
+epochs_fp = 1
+epochs_bnn = 1
+train_subset = 256
+test_subset = 64
+[methods]
+run = ["gradient"]
+[verdicts]
+n_resamples = 100
+[run]
+device = "cpu"
+progress = false
+"""
+
+
+@pytest.mark.slow
+def test_a_study_of_one_method_runs_end_to_end(tmp_path, monkeypatch, capsys):
+    """methods.run = ["gradient"] and no other method setting: the study and its report run through; the
+    verdicts of the methods that do not run are named before the work and left undecided."""
+    monkeypatch.setenv("BINSIGHT_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    assert main(["study", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line.split(" (")[0] for line in err.splitlines() if "cannot be decided" in line] == [
+        "warning: verdict 2", "warning: verdict 3", "warning: verdict 4"]
+    assert (tmp_path / "run" / "report.html").is_file()
+    verdicts = json.loads((tmp_path / "run" / "verdicts.json").read_text())
+    assert [v["status"] for v in verdicts["verdicts"]][1:] == ["not measured"] * 3
+    methods = {row["method"] for row in csv.DictReader(open(tmp_path / "run" / "measurements.csv"))} - {""}
+    assert methods == {"gradient", "random", "smooth-random"}
+
+
+@pytest.mark.slow
+def test_a_study_of_one_bnn_warns_and_runs_what_it_can(tmp_path, monkeypatch, capsys):
+    """One BNN, no FP model: the FP-vs-BNN verdicts are named undecidable, the rest runs; the BNN is
+    trained at the configured learning rate."""
+    monkeypatch.setenv("BINSIGHT_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "bnn.toml"
+    path.write_text(TINY.replace("seeds = [0, 1]", 'seeds = [0]\nprecisions = ["bnn"]\nlr_bnn = 0.005')
+                    .replace('run = ["gradient"]', 'run = ["gradient", "gradcam"]'))
+    assert main(["study", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert [line.split(" (")[0] for line in err.splitlines() if "cannot be decided" in line] == [
+        "warning: verdict 1", "warning: verdict 2", "warning: verdict 3", "warning: verdict 4"]
+    side = json.loads((tmp_path / "run" / "models" / "bnn-0.json").read_text())
+    assert side["train_config"]["lr"] == 0.005
+    assert (tmp_path / "run" / "report.html").is_file()

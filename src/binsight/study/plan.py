@@ -11,6 +11,11 @@ its keyword options, how many of the study's images it explains, and which check
 method labels are the configured methods (``methods.run``), each method's convergence variant (same
 explainer, options overridden, on the first ``measures.convergence_images`` images) and the chance maps.
 
+Before any work the plan says which verdicts the study cannot decide, and why (:func:`undecidable`: no
+FP or no BNN model, one model of a precision, a verdict's method not run or its measures off, too few
+images); each is a :class:`~binsight._utils.BinsightWarning` (``warning: ...`` on the command line), and
+the study runs what it can.
+
 A :class:`StudyModel` is one "model" of the table: a loaded network explained with one sign surrogate.
 A BNN whose surrogate can be switched is, besides itself, explained under every other surrogate of
 ``verdicts.robustness_surrogates`` as a variant named ``"BASE+SURROGATE"`` (same network, same group).
@@ -18,11 +23,14 @@ A BNN whose surrogate can be switched is, besides itself, explained under every 
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from torch import nn
 
+from binsight._utils import BinsightWarning
 from binsight.models.factory import FactoryError, ModelSpec
 from binsight.nn import surrogate_of
 from binsight.study.config import StudyConfig, config_hash, explainer_class, own_specs, resolve_device
@@ -85,7 +93,8 @@ class StudyPlan:
     """The configuration resolved once: ``device`` (as ``run.device`` resolves on this machine; a rank of a
     torchrun job computes on its own GPU, see :func:`binsight.study.launch.start`), ``hash`` (the
     configuration hash), ``methods``, ``sources`` (the base models), ``images``, and ``chunk_size``
-    (images per work unit) and ``batch_size`` (images through a model at once)."""
+    (images per work unit) and ``batch_size`` (images through a model at once); ``notes``: the verdicts
+    the study cannot decide, and why (:func:`undecidable`)."""
 
     config: StudyConfig
     device: str
@@ -93,6 +102,7 @@ class StudyPlan:
     methods: tuple[MethodSpec, ...]
     sources: tuple[ModelSource, ...]
     images: ImageChoice
+    notes: tuple[str, ...] = ()
 
     @property
     def chunk_size(self) -> int:
@@ -135,8 +145,83 @@ def make_plan(config: StudyConfig, *, models: Sequence[Any] = ()) -> StudyPlan:
     own = [*[(None, spec) for spec in own_specs(config.models)], *(own_pair(m) for m in models)]
     check_unique_names([validate_model_name(ck.name) for ck in config.models.checkpoints if ck.name]
                        + [validate_model_name(spec.display_name()) for _, spec in own])
-    return StudyPlan(config, device, config_hash(config), tuple(method_specs(config)),
-                     tuple(model_sources(config, own)), image_choice(config))
+    sources = tuple(model_sources(config, own))
+    notes = tuple(undecidable(config, sources))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone says so
+        for note in notes:
+            warnings.warn(note, BinsightWarning, stacklevel=2)
+    return StudyPlan(config, device, config_hash(config), tuple(method_specs(config)), sources, image_choice(config),
+                     notes)
+
+
+MIN_IMAGES = 2
+"""The fewest images a verdict is decided on: its chance level pairs each image with another image."""
+
+
+def undecidable(config: StudyConfig, sources: Sequence[ModelSource]) -> list[str]:
+    """One line per verdict (or part of a verdict) the study cannot decide, saying why; [] for the default
+    study. Model counts are checked where every model's precision is known before loading (a checkpoint
+    without a declared precision is not)."""
+    s, me, ms = config.verdicts, config.methods, config.measures
+    labels = config.method_names()
+    precisions = [source.precision for source in sources]
+    counts = {p: precisions.count(p) for p in ("fp", "bnn")} if all(precisions) else None
+
+    def images(label: str) -> int:
+        """How many images the method (or convergence check) ``label`` explains."""
+        return next((spec.n_images for spec in method_specs(config) if spec.label == label), 0)
+
+    def method_reasons(method: str, measures: bool, family: str) -> list[str]:
+        if method not in labels:
+            return [f"its method {method!r} does not run (methods.run: {', '.join(me.run)})"]
+        reasons = [] if measures else [f"measures.{family} is off"]
+        if images(method) < MIN_IMAGES:
+            reasons.append(f"{method} explains {images(method)} image(s), fewer than {MIN_IMAGES}")
+        return reasons
+
+    def fp_and_bnn() -> list[str]:
+        if counts is None or (counts["fp"] and counts["bnn"]):
+            return []
+        return [f"it compares FP with BNN models (FP models: {counts['fp']}, BNN models: {counts['bnn']})"]
+
+    def baselines() -> list[str]:
+        if counts is None or not (counts["fp"] and counts["bnn"]) or min(counts.values()) >= 2:
+            return []
+        return [f"the within-precision baselines (FP-vs-FP, BNN-vs-BNN) need two models of each precision "
+                f"(FP models: {counts['fp']}, BNN models: {counts['bnn']})"]
+
+    others = [m for m in labels if m not in {s.faithfulness_method, s.convergence_method, *chance_labels()}]
+    verdicts = [  # (verdict, why it cannot be decided, why a part of it cannot be)
+        (f"verdict 1 ({s.similarity_method} maps of FP and BNN models alike)",
+         method_reasons(s.similarity_method, ms.similarity, "similarity") + fp_and_bnn() + baselines(), []),
+        (f"verdict 2 ({s.noise_method} maps of BNNs noisier)",
+         method_reasons(s.noise_method, ms.noise, "noise") + fp_and_bnn(),
+         [f"its convergence check: {why}" for why in convergence_reasons(config, labels, images)]),
+        (f"verdict 3 ({s.gradcam_method} maps differ between FP and BNN models)",
+         method_reasons(s.gradcam_method, ms.similarity, "similarity") + fp_and_bnn(),
+         [f"its similarity parts: {why}" for why in baselines()]),
+        (f"verdict 4 ({s.faithfulness_method} more faithful than the other methods)",
+         method_reasons(s.faithfulness_method, ms.faithfulness, "faithfulness")
+         + ([] if others else ["no other method runs to compare it with"]), []),
+    ]
+    notes = []
+    for name, reasons, parts in verdicts:
+        if reasons:
+            notes.append(f"{name} cannot be decided: {'; '.join(reasons)}; the study runs the rest")
+        else:
+            notes += [f"{name}: part of it cannot be decided, {why}" for why in parts]
+    return notes
+
+
+def convergence_reasons(config: StudyConfig, labels: Sequence[str], images: Any) -> list[str]:
+    """Why verdict 2's convergence check (``verdicts.convergence_method``) cannot be decided ([] if it can)."""
+    label, noise = config.verdicts.convergence_method, config.verdicts.noise_method
+    if label not in labels:
+        return [f"{label!r} (verdicts.convergence_method) is not a method of the study; give "
+                f"methods.{noise}.convergence"]
+    if images(label) < MIN_IMAGES:
+        return [f"{label} explains {images(label)} image(s), fewer than {MIN_IMAGES} (measures.convergence_images)"]
+    return []
 
 
 def model_sources(config: StudyConfig, own: Sequence[tuple[nn.Module | None, ModelSpec]]) -> list[ModelSource]:
