@@ -355,7 +355,7 @@ def test_factory_from_the_working_directory_and_a_degenerate_map(shoe, tmp_path,
 
 @pytest.mark.parametrize("extra,message", [
     ([], "no model given: use --model CHECKPOINT"),
-    (["--model", "x", "--factory", "a:b"], "either --model CHECKPOINT or --factory"),
+    (["--model", "x", "--factory", "a:b"], "checkpoint x.safetensors not found"),
     (["--model", "x", "--input-size", "1,28,28"], "--input-size describes your own model and applies only with --factory"),
     (["--factory", "own_models:build_fp", "--normalize", "inside", "--input-size", "1,28"], "must be C,H,W"),
     (["--factory", "own_models:build_fp", "--normalize", "inside", "--input-size", "1,28,28", "--kwargs", "{width"],

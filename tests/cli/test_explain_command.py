@@ -255,3 +255,45 @@ def test_the_checkpoint_rule_spelled_for_the_command_line_agrees(tmp_path):
 
     for given in ("m", "m.safetensors", "m.json", "dir/m.v2", "m.pt"):
         assert checkpoint_weights(str(tmp_path / given)) == checkpoint_paths(tmp_path / given)[0]
+
+
+def test_an_fp_and_a_bnn_checkpoint_in_one_figure(checkpoints, images, tmp_path, monkeypatch, capsys):
+    """``--model FP --model BNN``: one figure per image, rows = models (named with precision, surrogate and
+    prediction), columns = the image and each method, one colour scale per method shared by both models."""
+    from matplotlib.figure import Figure
+
+    figures = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **kw: (figures.append(fig), save(fig, *a, **kw))[1])
+    out = tmp_path / "out"
+    argv = ["explain", str(images[1]), "--model", str(checkpoints["fp"]), "--model", str(checkpoints["bnn"]),
+            "--method", "gradient", "--method", "smoothgrad", "--param", "smoothgrad.n_samples=2", "--surrogate", "ste",
+            "--target", "Bag", "--quiet",
+            "--out", str(out)]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "shoe.models.png", "shoe.tiny-bnn.gradient.npy", "shoe.tiny-bnn.smoothgrad.npy", "shoe.tiny-fp.gradient.npy",
+        "shoe.tiny-fp.smoothgrad.npy"]
+    assert f"-> {out / 'shoe.models.png'}" in capsys.readouterr().out
+    (fig,) = figures
+    grid = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(grid) == 2 * 3
+    assert [ax.get_title() for ax in grid[:3]] == ["image", "gradient", "smoothgrad"]
+    rows = [grid[0].get_ylabel(), grid[3].get_ylabel()]
+    assert rows[0].startswith("tiny-fp (FP)\npredicted class ") and rows[0].endswith("explains class 8 (Bag)")
+    assert rows[1].startswith("tiny-bnn (BNN, surrogate ste)\npredicted class ")
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 2
+    for column, method in ((1, "gradient"), (2, "smoothgrad")):
+        maps = [np.load(out / f"shoe.tiny-{p}.{method}.npy") for p in ("fp", "bnn")]
+        limits = {grid[row * 3 + column].get_images()[-1].get_clim() for row in (0, 1)}
+        assert limits == {(0.0, max(float(m.max()) for m in maps))}
+
+
+def test_several_models_need_distinct_names(checkpoints, images, tmp_path, capsys):
+    twin = tmp_path / "other" / "tiny-fp.safetensors"
+    twin.parent.mkdir()
+    twin.write_bytes(checkpoints["fp"].read_bytes())
+    argv = ["explain", str(images[1]), "--model", str(checkpoints["fp"]), "--model", str(twin), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "two checkpoints are named 'tiny-fp'" in capsys.readouterr().err

@@ -32,9 +32,12 @@ OWN_MODEL_FLAGS = ("kwargs", "weights", "precision", "gradcam_layer", "mean", "s
 
 def add_parser(subparsers: Any) -> None:
     x = add_command(subparsers, "explain",
-                    "saliency maps for image files: a PNG overlay and the raw .npy per image and method")
+                    "saliency maps for image files: a PNG overlay and the raw .npy per image and method; with "
+                    "several models, one figure per image of every model's maps")
     x.add_argument("images", nargs="+", help="image files (png, jpg, tiff, bmp, gif, webp)")
-    x.add_argument("--model", help="checkpoint: X, X.safetensors or X.json (weights and side file)")
+    x.add_argument("--model", action="append", default=None,
+                   help="checkpoint: X, X.safetensors or X.json (weights and side file); repeat it (and add "
+                        "--factory) to draw several models' maps of each image in one figure, IMAGE.models.png")
     x.add_argument("--method", action="append", default=None,
                    help="method (repeat for several; default: gradient): <<methods>>")
     x.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -44,14 +47,16 @@ def add_parser(subparsers: Any) -> None:
                    help="class to explain: an index or a class name of the checkpoint; default: the predicted class")
     x.add_argument("--surrogate", default=None, help="sign surrogate for explaining a bnn: <<surrogates>>")
     x.add_argument("--signed", action="store_true", help="signed maps (methods that can), drawn diverging around 0")
-    x.add_argument("--shared-scale", action="store_true", help="one colour scale for all maps of one image")
+    x.add_argument("--shared-scale", action="store_true",
+                   help="one colour scale for the maps of one image by methods of one unit (input gradients: "
+                        "gradient, smoothgrad, captum:Saliency; NeuroMask's masks); other methods keep their own")
     x.add_argument("--fit", choices=FITS, default="pad",
                    help="how an image of another size meets the model's: pad (keep the aspect ratio, black "
                         "borders), crop (centre), stretch, or refuse")
     x.add_argument("--out", default="explanations", help="output folder")
     x.add_argument("--device", default="auto", help=DEVICE_HELP)
     x.add_argument("--quiet", action="store_true", help="no progress bar")
-    own = x.add_argument_group("your own model (instead of --model; see docs/own-models.md)")
+    own = x.add_argument_group("your own model (instead of or beside --model; see docs/own-models.md)")
     own.add_argument("--factory", help="MODULE:FUNCTION returning the nn.Module (the working directory is searched first)")
     own.add_argument("--kwargs", help="the factory's keyword arguments as JSON, e.g. '{\"width\": 16}'")
     own.add_argument("--weights", help=".safetensors or state_dict file; default: the weights as built")
@@ -71,17 +76,24 @@ def run(args: argparse.Namespace) -> None:
     methods = list(dict.fromkeys(args.method or ["gradient"]))
     options = parse_params(args.param or [], methods)
     from binsight.distributed import resolve_device  # torch from here on
-    from binsight.explain.files import class_label, explain_files
+    from binsight.explain.files import class_label, explain_files, explain_models
     from binsight.metrics.baselines import degeneracy
 
     device = resolve_device(args.device or "auto")
-    loaded = load_model_of(args, device)
-    target = resolve_target(args.target, loaded.class_names)
+    models = load_models_of(args, device)
+    targets = [resolve_target(args.target, m.class_names) for m in models]
     out_dir = Path(args.out)
-    results = explain_files(
-        args.images, loaded.model, loaded.meta, methods, out_dir, target, args.surrogate, device,
-        fit=args.fit, options=options, signed=args.signed, shared_scale=args.shared_scale, degeneracy=degeneracy,
-        progress=not args.quiet, loaded=loaded, notify=lambda line: print(f"note: {line}", file=sys.stderr))
+    common = dict(fit=args.fit, options=options, signed=args.signed, shared_scale=args.shared_scale,
+                  degeneracy=degeneracy, progress=not args.quiet, notify=lambda line: print(f"note: {line}", file=sys.stderr))
+    if len(models) > 1:
+        done = explain_models(args.images, models, methods, out_dir, targets, args.surrogate, device, **common)
+        for path in dict.fromkeys(p for p, _, _ in done):
+            print(f"{path}: {len(models)} models x {len(methods)} methods -> {out_dir / f'{path.stem}.models.png'} "
+                  f"(+ {path.stem}.MODEL.METHOD.npy)")
+        return
+    loaded = models[0]
+    results = explain_files(args.images, loaded.model, loaded.meta, methods, out_dir, targets[0], args.surrogate,
+                            device, loaded=loaded, **common)
     for path, explanation in results:
         label = class_label(int(explanation.targets[0]), loaded.class_names)
         extra = f", surrogate {explanation.surrogate}" if explanation.surrogate else ""
@@ -99,9 +111,15 @@ def check_paths(args: argparse.Namespace) -> None:
     for image in args.images:
         if not Path(image).is_file():
             raise _error(f"image not found: {image}")
-    if args.model and not checkpoint_weights(args.model).is_file():
-        raise _error(f"checkpoint {checkpoint_weights(args.model)} not found; give the .safetensors file (or its "
-                     "name without the suffix) of a checkpoint saved by binsight")
+    for model in args.model or []:
+        if not checkpoint_weights(model).is_file():
+            raise _error(f"checkpoint {checkpoint_weights(model)} not found; give the .safetensors file (or its "
+                         "name without the suffix) of a checkpoint saved by binsight")
+    stems = [checkpoint_weights(model).stem for model in args.model or []]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise _error(f"two checkpoints are named {twice[0]!r} (a checkpoint is named by its file); their outputs "
+                     "would overwrite each other: copy one under another name")
     if args.weights and not Path(args.weights).is_file():
         raise _error(f"weights file {args.weights} not found; give the path of a .safetensors or state_dict file")
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -129,21 +147,20 @@ def _error(message: str) -> Exception:
     return ArgumentError(message)
 
 
-def load_model_of(args: argparse.Namespace, device: str):
-    """The :class:`~binsight.explain.files.LoadedModel` that ``--model CHECKPOINT`` or ``--factory`` (with
-    its flags) names, on ``device``."""
+def load_models_of(args: argparse.Namespace, device: str) -> list:
+    """The :class:`~binsight.explain.files.LoadedModel` of each ``--model CHECKPOINT``, then the one
+    ``--factory`` (with its flags) names, on ``device``."""
     from binsight.explain.files import load_checkpoint_model, load_own_model
 
+    models = [load_checkpoint_model(path, device) for path in args.model or []]
     if args.factory:
-        return load_own_model(own_model_spec(args), device)
-    return load_checkpoint_model(args.model, device)
+        models.append(load_own_model(own_model_spec(args), device))
+    return models
 
 
 def check_models(args: argparse.Namespace) -> None:
-    """One model named: ``--model`` or ``--factory``; own-model flags only with ``--factory``."""
+    """A model named (``--model``, repeatable, and / or ``--factory``); own-model flags only with ``--factory``."""
     given = [f for f in OWN_MODEL_FLAGS if getattr(args, f) is not None]
-    if args.factory and args.model:
-        raise _error("give either --model CHECKPOINT or --factory MODULE:FUNCTION, not both")
     if not args.model and not args.factory:
         raise _error("no model given: use --model CHECKPOINT (a binsight checkpoint) or --factory "
                      "MODULE:FUNCTION with its flags for your own model (see docs/own-models.md)")

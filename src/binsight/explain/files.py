@@ -37,6 +37,7 @@ from binsight._io import atomic_path
 from binsight.data.images import MAX_PIXELS, load_image
 from binsight.explain.base import ExplainerError, Explanation
 from binsight.explain.colour_scale import Scale, plain_text, scale_of, shared_scale_note, unit_groups
+from binsight.explain.comparison import Panel, Row, save_comparison
 from binsight.explain.options import keyword_options
 from binsight.explain.overlay import save_overlay, title_lines
 from binsight.explain.registry import explainer_class, get_explainer
@@ -44,8 +45,8 @@ from binsight.models.checkpoint import checkpoint_paths, load_checkpoint
 from binsight.models.factory import ModelSpec, load_model, surrogate_label
 from binsight.nn import get_surrogate, sign_report, use_surrogate_foreign
 
-__all__ = ["ExplainWarning", "LoadedModel", "as_target", "explain_files", "load_checkpoint_model", "load_input",
-           "load_own_model"]
+__all__ = ["ExplainWarning", "LoadedModel", "as_target", "explain_files", "explain_models", "load_checkpoint_model",
+           "load_input", "load_own_model"]
 
 Degeneracy = Callable[[torch.Tensor], np.ndarray]
 """maps (N, 1, H, W) -> array (N,) of str: why each map ranks no pixel, "" for a usable map."""
@@ -290,6 +291,69 @@ def explain_files(
     return [(m.path, m.explanation) for m in maps]
 
 
+def explain_models(
+    images: list[str], models: Sequence[LoadedModel], method: str | Sequence[str], out_dir: Path,
+    targets: Sequence[int | None] | None = None, surrogate: str | None = None, device: str = "cpu", *,
+    fit: str = "pad", notify: Callable[[str], None] | None = None,
+    options: dict[str, dict[str, Any]] | None = None, signed: bool = False, shared_scale: bool = False,
+    degeneracy: Degeneracy | None = None, progress: bool = False,
+) -> list[tuple[Path, str, Explanation]]:
+    """Explain each image with each method by each model; write ``NAME.MODEL.METHOD.npy`` (the raw map) per
+    map and one figure ``NAME.models.png`` per image (:mod:`binsight.explain.comparison`: rows = models,
+    columns = methods, one colour scale per method shared by the models; with ``shared_scale`` also across
+    methods of one unit). Return (image path, model name, explanation) triples, model by model.
+
+    ``targets``: one per model (None: its predicted class), as the class names of each model may differ.
+    The other arguments are :func:`explain_files`'s.
+    """
+    methods = [method] if isinstance(method, str) else list(method)
+    names = [m.name for m in models]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ExplainerError(f"two models are named {twice[0]!r} (a checkpoint is named by its file); their "
+                             "outputs would overwrite each other: copy one under another name")
+    paths = image_paths(images)
+    targets = list(targets) if targets is not None else [None] * len(models)
+    maps = [m for loaded, target in zip(models, targets)
+            for m in model_maps(paths, loaded, methods, target, surrogate, device, fit=fit, notify=notify,
+                                options=options, signed=signed, degeneracy=degeneracy, progress=progress)]
+    scales = _column_scales(maps, methods, shared_scale=shared_scale, notify=notify)
+    for path in paths:  # every map computed before any file is written
+        for m in (m for m in maps if m.path == path):
+            _save_npy(out_dir / f"{path.stem}.{m.model}.{m.method.replace(':', '-')}.npy", m.raw)
+        rows = [_comparison_row([m for m in maps if m.path == path and m.model == name]) for name in names]
+        with atomic_path(out_dir / f"{path.stem}.models.png") as tmp:
+            save_comparison(tmp, path.name, rows, methods, scales[path])
+    return [(m.path, m.model, m.explanation) for m in maps]
+
+
+def _column_scales(maps: list[_Map], methods: list[str], *, shared_scale: bool,
+                   notify: Callable[[str], None] | None) -> dict[Path, dict[str, Scale]]:
+    """Per image, each method's colour scale over every model's map; with ``shared_scale``, one per unit."""
+    groups = [[m] for m in methods]
+    if shared_scale:
+        groups = unit_groups(methods, {m.method: m.explanation.params for m in maps})
+        note = shared_scale_note(groups)
+        if note and notify is not None:
+            notify(note)
+    scales: dict[Path, dict[str, Scale]] = {}
+    for path in dict.fromkeys(m.path for m in maps):
+        for group in groups:
+            scale = common_scale([m for m in maps if m.path == path and m.method in group])
+            scales.setdefault(path, {}).update({method: scale for method in group})
+    return scales
+
+
+def _comparison_row(maps: list[_Map]) -> Row:
+    """One model's row of the comparison figure: its label (name, precision, surrogates, prediction, class
+    explained) and a panel per method."""
+    first = maps[0]
+    surrogates = "/".join(dict.fromkeys(m.surrogate for m in maps if m.surrogate))
+    kind = first.precision.upper() + (f", surrogate {surrogates}" if surrogates else "")
+    label = f"{first.model} ({kind})\npredicted {first.predicted}\nexplains {first.target}"
+    return Row(label, {m.method: Panel(m.pixels, m.raw, m.degenerate) for m in maps})
+
+
 def image_paths(images: Sequence[str | os.PathLike]) -> list[Path]:
     """``images`` as paths; refused when two share a name (their outputs would overwrite each other)."""
     paths = [Path(p) for p in images]
@@ -418,8 +482,13 @@ def write_outputs(out_dir: Path, m: _Map, scale: Scale) -> list[Path]:
     """Write ``stem.method.npy`` (raw (H, W) map) and ``stem.method.png`` (overlay); return both paths."""
     tag = m.method.replace(":", "-")
     npy, png = out_dir / f"{m.path.stem}.{tag}.npy", out_dir / f"{m.path.stem}.{tag}.png"
-    with atomic_path(npy) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, m.raw)
+    _save_npy(npy, m.raw)
     with atomic_path(png) as tmp:
         save_overlay(tmp, m.pixels, m.raw, title=m.title, scale=scale, degenerate=m.degenerate)
     return [npy, png]
+
+
+def _save_npy(path: Path, raw: np.ndarray) -> None:
+    """Write ``raw`` to ``path`` (.npy) atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, raw)
