@@ -325,3 +325,60 @@ def test_a_float64_model_is_explained_as_its_float32_copy():
         got = get_explainer(method, double).explain(x)
         assert got.maps.dtype == torch.float32 and torch.equal(got.targets, want.targets)
         assert torch.allclose(got.maps, want.maps, rtol=1e-4, atol=1e-6)
+
+
+# -- the same two through binsight explain --factory -------------------------------------------------
+
+ODD_MODELS = '''
+import torch
+from torch import nn
+
+
+def body():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 10))
+
+
+class Rounded(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = body()
+
+    def forward(self, x):
+        return (100 * self.net(x)).long()
+
+
+def build_rounded():
+    return Rounded()
+
+
+def build_double():
+    torch.manual_seed(0)
+    return body().double()
+'''
+
+
+def test_explain_factory_with_integer_or_float64_logits(tmp_path, monkeypatch, capsys):
+    """binsight explain --factory: integer logits are a one-line error before any map; a float64 model is
+    explained (its maps float32) like its float32 copy."""
+    import numpy as np
+    from PIL import Image
+
+    from binsight.cli import main
+
+    (tmp_path / "odd_models.py").write_text(ODD_MODELS)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / "shoe.png")
+    monkeypatch.chdir(tmp_path)
+    common = ["shoe.png", "--normalize", "inside", "--input-size", "1,28,28", "--method", "gradient"]
+    assert main(["explain", *common, "--factory", "odd_models:build_rounded", "--out", "rounded"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("binsight explain: error: model 'build_rounded' returned logits of dtype torch.int64; binsight "
+                   "needs floating-point logits (their gradient is what is explained): return the scores before any "
+                   "rounding, argmax or cast\n")
+    assert not (tmp_path / "rounded").exists()
+    assert main(["explain", *common, "--method", "smoothgrad", "--param", "smoothgrad.n_samples=4", "--factory",
+                 "odd_models:build_double", "--out", "double"]) == 0
+    maps = {m: np.load(tmp_path / "double" / f"shoe.{m}.npy") for m in ("gradient", "smoothgrad")}
+    assert all(v.dtype == np.float32 and v.shape == (28, 28) and np.isfinite(v).all() for v in maps.values())
+    assert np.abs(maps["gradient"]).max() > 0
+    sys.modules.pop("odd_models", None)

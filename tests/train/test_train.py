@@ -1,6 +1,7 @@
 """binsight.train: reproducible training, evaluation, the model cache and the two commands."""
 
 import json
+import re
 from pathlib import Path
 from dataclasses import replace
 
@@ -295,3 +296,30 @@ def test_evaluate_command_reports_a_bad_checkpoint(tmp_path, capsys):
     torch.save({"w": torch.ones(2)}, bad)
     assert main(["evaluate", str(bad)]) == 2
     assert "bad.json is missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--seed", "-1"], r"seed must be an integer from 0 to 2\*\*63 - 1, got -1"),
+    (["--lr", "1e308"], r"lr must be a number in \(0, 10\], got 1e\+308"),
+    (["--lr", "inf"], r"lr must be a number in \(0, 10\], got inf"),
+])
+@pytest.mark.parametrize("to_file", [False, True])
+def test_train_command_refuses_bad_settings_in_one_line_before_training(flags, words, to_file, tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setenv("BINSIGHT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(train_loop, "_load_split", lambda *a: pytest.fail("training started"))
+    out = ["--out", str(tmp_path / "m.safetensors")] if to_file else []
+    assert main(["train", *flags, *out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("binsight train: error: ") and err.count("\n") == 1
+    assert re.search(words, err) and list(tmp_path.iterdir()) in ([], [tmp_path / "cache"])
+
+
+def test_train_command_with_a_cache_that_is_a_file(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("BINSIGHT_CACHE", str(tmp_path / "file"))
+    monkeypatch.setattr(train_loop, "_load_split", lambda *a: pytest.fail("training started"))
+    assert main(["train", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("binsight train: error: cannot use ") and err.count("\n") == 1
+    assert "it is a file); set BINSIGHT_CACHE to a folder" in err and (tmp_path / "file").read_text() == "not a folder"
