@@ -221,6 +221,37 @@ def test_no_intermediate_image_larger_than_input_or_output(fit):
     assert peak < 4 * line.nbytes
 
 
+LINE_PNG = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (CAP, CAP))
+from binsight.data import load_dataset
+from binsight.data.images import load_image
+pixels, _ = load_image(sys.argv[1] + "/line/a/line.png", channels=1, size=(28, 28), fit="crop")
+assert pixels.shape == (28, 28, 1), pixels.shape
+data = load_dataset("image-folder", root=sys.argv[1] + "/line", size=28, channels=3)  # the reader's crop
+assert tuple(data.images.shape) == (1, 3, 28, 28), data.images.shape
+print("ok")
+"""
+
+
+def test_a_one_pixel_high_png_of_two_million_pixels_crops_in_little_memory(tmp_path):
+    """The issue's case: a PNG of 1 x 2,000,000 pixels (a few KB) fitted by crop, by ``--fit crop`` and by
+    the image-folder reader's default, once became 6 GB of floats (resized to cover 28 x 28 before the
+    cut). Run in a process whose address space is capped a gigabyte above what importing torch takes, so
+    that a regression fails with a MemoryError instead of filling the machine's memory."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "line" / "a"
+    folder.mkdir(parents=True)
+    line = np.tile(np.arange(256, dtype=np.uint8), 2_000_000 // 256 + 1)[:2_000_000].reshape(1, -1)
+    Image.fromarray(line).save(folder / "line.png")
+    assert (folder / "line.png").stat().st_size < 64 * 1024
+    code = LINE_PNG.replace("CAP", str(2 * 2**30))
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_output_size_is_bounded_by_the_pixel_limit():
     with pytest.raises(ImageReadError, match=r"100000x100000 .* more than binsight makes"):
         resize_fit(np.zeros((2, 2, 1), np.float32), (100_000, 100_000), fit="stretch")

@@ -137,6 +137,7 @@ def test_absurd_sizes_are_refused_before_allocating(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("changes, words", [
     ({"spec_in_channels": 10_000_000}, r"in_channels must be a positive integer of at most 4,096, got 10000000"),
+    ({"spec_in_channels": 10**8}, r"in_channels must be a positive integer of at most 4,096, got 100000000"),
     ({"spec_num_classes": 10**12}, r"num_classes must be a positive integer of at most 1,048,576"),
     ({"spec_input_size": [10**6, 10**6]}, r"input_size of 1000000x1000000 = 1,000,000,000,000 pixels is more"),
 ])
