@@ -476,3 +476,39 @@ def test_neuromask_explains_all_images_of_a_model_in_one_call(checkpoints, tmp_p
                    "--quiet", "--out", tmp_path / "o") == 0
     assert calls == [3]
     assert all((tmp_path / "o" / f"img{i}.neuromask.npy").is_file() for i in range(3))
+
+
+def test_own_model_takes_the_image_size_and_class_names(own_models, shoe, tmp_path, capsys):
+    """Without --input-size an own model takes the first image's channels and size (said in a note);
+    --classes names its outputs, so that --target and the output name them; a wrong count is refused."""
+    argv = [shoe, "--factory", "own_models:build_fp", "--normalize", "inside", "--quiet", "--out", tmp_path / "o"]
+    names = ",".join(CLASSES)
+    assert explain(*argv, "--classes", names, "--target", "bag") == 0
+    printed = capsys.readouterr()
+    assert "note: --input-size not given: 1,28,28, the channels and size of shoe.png" in printed.err
+    assert "shoe.png: gradient: class 8 (Bag) ->" in printed.out
+    assert explain(*argv, "--classes", "cat,dog") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "gives 10 class scores and 2 class names are given" in err
+    assert explain(shoe, "--model", tmp_path / "x", "--classes", names) == 2
+    assert "--classes describes your own model and applies only with --factory" in capsys.readouterr().err
+
+
+def test_data_export_writes_pngs_named_by_index_and_class(tmp_path, capsys):
+    """``binsight data NAME --export DIR --n K``: K PNG files named by index and class, pixels as loaded."""
+    from binsight.data import load_dataset
+
+    root = tmp_path / "pets"
+    for k, name in enumerate(("cat", "hot dog")):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((6, 6, 3), 40 * (k + i), np.uint8)).save(root / name / f"{i}.png")
+    out = tmp_path / "pngs"
+    assert main(["data", "image-folder", "--root", str(root), "--export", str(out), "--n", "3"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["00000-cat.png", "00001-cat.png", "00002-hot_dog.png"]
+    assert "3 images of image-folder" in capsys.readouterr().out
+    data = load_dataset("image-folder", root=root)  # as the command loads it (224 x 224)
+    written = np.asarray(Image.open(out / "00002-hot_dog.png"), dtype=np.float32) / 255
+    np.testing.assert_allclose(written, data.images[2].permute(1, 2, 0).numpy(), atol=0.5 / 255)
+    assert main(["data", "image-folder", "--root", str(root), "--export", str(out / "00000-cat.png")]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err

@@ -1,10 +1,12 @@
-"""``binsight explain IMAGE... (--model CKPT | --factory MOD:FN ...) --method NAME``: overlays and raw maps.
+"""``binsight explain IMAGE... (--model CKPT... | --factory MOD:FN ...) --method NAME``: overlays and raw maps.
 
-The flags become plain arguments of :func:`binsight.explain.files.explain_files`: ``--param`` items the
-methods' keyword options (:func:`parse_params`), ``--target`` a class index (:func:`resolve_target`),
-``--factory`` and its flags a :class:`~binsight.models.factory.ModelSpec` (:func:`own_model_spec`). Notices
-are printed as ``note: ...`` on stderr, each written overlay as one line on stdout.
-"""
+The flags become plain arguments of :func:`binsight.explain.files.explain_files` (one model) or
+:func:`~binsight.explain.files.explain_models` (several: one figure per image): ``--param`` items the
+methods' keyword options (:func:`parse_params`), ``--target`` a class index per model
+(:func:`resolve_target`), ``--factory`` and its flags a :class:`~binsight.models.factory.ModelSpec`
+(:func:`own_model_options`, :func:`own_model_spec`). Paths and flags are checked before torch is imported
+(:func:`check_paths`). Notices are printed as ``note: ...`` on stderr, each written file as one line on
+stdout."""
 
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ MAX_JSON_DEPTH = 32
 """How deep lists and objects may nest in a JSON value of ``--param`` or ``--kwargs``."""
 _TOO_DEEP = object()
 
-OWN_MODEL_FLAGS = ("kwargs", "weights", "precision", "gradcam_layer", "mean", "std", "normalize", "input_size")
+OWN_MODEL_FLAGS = ("kwargs", "weights", "precision", "gradcam_layer", "mean", "std", "normalize", "input_size",
+                   "classes")
 """The options that describe a user's own model; they apply only with ``--factory``."""
 
 
@@ -65,7 +68,10 @@ def add_parser(subparsers: Any) -> None:
     own.add_argument("--mean", help="per-channel mean the model expects, comma-separated (with --std)")
     own.add_argument("--std", help="per-channel std the model expects, comma-separated (with --mean)")
     own.add_argument("--normalize", choices=["inside"], help="inside: the model takes [0, 1] pixels as they are")
-    own.add_argument("--input-size", help="C,H,W of the images the model takes, e.g. 1,28,28")
+    own.add_argument("--input-size", help="C,H,W of the images the model takes, e.g. 1,28,28; default: the first "
+                                          "image's channels and size")
+    own.add_argument("--classes", help="the model's class names, comma-separated in the order of its outputs, e.g. "
+                                       "cat,dog (then --target may name one)")
     x.set_defaults(func=run)
 
 
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> None:
     """Load the model, explain every image with every method, print notices (``note: ...`` on stderr) and
     where the outputs went (stdout)."""
     check_paths(args)
+    own = own_model_options(args) if args.factory else None  # read before torch is imported
     methods = list(dict.fromkeys(args.method or ["gradient"]))
     options = parse_params(args.param or [], methods)
     from binsight.distributed import resolve_device  # torch from here on
@@ -80,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
     from binsight.metrics.baselines import degeneracy
 
     device = resolve_device(args.device or "auto")
-    models = load_models_of(args, device)
+    models = load_models_of(args, own, device)
     targets = [resolve_target(args.target, m.class_names) for m in models]
     out_dir = Path(args.out)
     common = dict(fit=args.fit, options=options, signed=args.signed, shared_scale=args.shared_scale,
@@ -147,14 +154,14 @@ def _error(message: str) -> Exception:
     return ArgumentError(message)
 
 
-def load_models_of(args: argparse.Namespace, device: str) -> list:
+def load_models_of(args: argparse.Namespace, own: dict[str, Any] | None, device: str) -> list:
     """The :class:`~binsight.explain.files.LoadedModel` of each ``--model CHECKPOINT``, then the one
-    ``--factory`` (with its flags) names, on ``device``."""
+    ``--factory`` names with its flags ``own`` (:func:`own_model_options`), on ``device``."""
     from binsight.explain.files import load_checkpoint_model, load_own_model
 
     models = [load_checkpoint_model(path, device) for path in args.model or []]
-    if args.factory:
-        models.append(load_own_model(own_model_spec(args), device))
+    if own is not None:
+        models.append(load_own_model(own_model_spec(args, own), device, class_names=own["classes"]))
     return models
 
 
@@ -169,15 +176,38 @@ def check_models(args: argparse.Namespace) -> None:
         raise _error(f"{flag} describes your own model and applies only with --factory; a checkpoint records its own")
 
 
-def own_model_spec(args: argparse.Namespace):
-    """The :class:`~binsight.models.factory.ModelSpec` that ``--factory`` and its flags describe."""
+def own_model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--factory``'s flags read and checked before torch is imported: ``kwargs``, ``mean``, ``std``,
+    ``input_size`` (None when not given) and ``classes``."""
+    return {"kwargs": json_value(args.kwargs, "--kwargs", "'{\"width\": 16}'") if args.kwargs else {},
+            "mean": _floats(args.mean, "--mean"), "std": _floats(args.std, "--std"),
+            "input_size": _input_size(args.input_size), "classes": _names(args.classes)}
+
+
+def own_model_spec(args: argparse.Namespace, own: dict[str, Any]):
+    """The :class:`~binsight.models.factory.ModelSpec` that ``--factory`` and its flags (``own``:
+    :func:`own_model_options`) describe; without ``--input-size``, the first image's channels and size
+    (:func:`binsight.explain.files.input_size_of`, printed as a ``note:``)."""
+    from binsight.explain.files import input_size_of
     from binsight.models.factory import ModelSpec
 
-    kwargs = json_value(args.kwargs, "--kwargs", "'{\"width\": 16}'") if args.kwargs else {}
-    return ModelSpec(factory=args.factory, kwargs=kwargs, weights=args.weights or "",
+    size = own["input_size"]
+    if size is None:
+        size, note = input_size_of(args.images[0])
+        print(f"note: {note}", file=sys.stderr)
+    return ModelSpec(factory=args.factory, kwargs=own["kwargs"], weights=args.weights or "",
                      precision=args.precision or "fp", gradcam_layer=args.gradcam_layer or "",
-                     mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"),
-                     normalize=args.normalize or "", input_size=_input_size(args.input_size))
+                     mean=own["mean"], std=own["std"], normalize=args.normalize or "", input_size=size)
+
+
+def _names(text: str | None) -> list[str]:
+    """``--classes``: the class names, comma-separated ([] when not given)."""
+    if text is None:
+        return []
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise _error(f"--classes {text!r} holds an empty name; give the names comma-separated, e.g. cat,dog")
+    return names
 
 
 def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:

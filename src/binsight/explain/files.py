@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from binsight._io import atomic_path
-from binsight.data.images import MAX_PIXELS, load_image
+from binsight.data.images import MAX_PIXELS, load_image, read_image
 from binsight.explain.base import ExplainerError, Explanation
 from binsight.explain.colour_scale import Scale, plain_text, scale_of, shared_scale_note, unit_groups
 from binsight.explain.comparison import Panel, Row, save_comparison
@@ -110,13 +110,24 @@ def load_checkpoint_model(path: str | Path, device: str) -> LoadedModel:
     return LoadedModel(model, meta, name, precision, False, list(meta.get("class_names") or []))
 
 
-def load_own_model(spec: ModelSpec, device: str) -> LoadedModel:
+def load_own_model(spec: ModelSpec, device: str, *, class_names: Sequence[str] = ()) -> LoadedModel:
     """A user's own model built from ``spec`` (its factory module searched for in the working directory
-    first) on ``device``; ``spec.input_size`` (C, H, W) is what it takes."""
+    first) on ``device``; ``spec.input_size`` (C, H, W) is what it takes; ``class_names`` its classes in the
+    order of its outputs (checked against them when it first predicts)."""
     model = load_model(spec, search_path=[os.getcwd()]).to(device)
     channels, height, width = spec.input_size
-    meta = {"spec": {"in_channels": channels, "input_size": [height, width]}, "class_names": []}
-    return LoadedModel(model, meta, spec.display_name(), spec.precision, True)
+    meta = {"spec": {"in_channels": channels, "input_size": [height, width]}, "class_names": list(class_names)}
+    return LoadedModel(model, meta, spec.display_name(), spec.precision, True, list(class_names))
+
+
+def input_size_of(path: str | os.PathLike) -> tuple[tuple[int, int, int], str]:
+    """((C, H, W) of image file ``path``, a notice saying so): the input size of a user's model that does
+    not give one (grayscale images 1 channel, any other 3)."""
+    pixels, _ = read_image(path)
+    height, width, channels = pixels.shape
+    size = (channels, height, width)
+    return size, (f"--input-size not given: {','.join(map(str, size))}, the channels and size of {Path(path).name}; "
+                  "give --input-size C,H,W if the model takes another")
 
 
 def surrogate_context(loaded: LoadedModel, surrogate: str | None) -> tuple[str | None, Any]:
