@@ -89,3 +89,18 @@ def test_models_of_another_size_are_not_taken_from_the_cache(images, tmp_path):
             for model in ctx.base:
                 assert model.module.binsight_spec["input_size"] == [size, size], (size, model.name)
                 assert model.module.binsight_spec["in_channels"] == 3
+
+
+def test_a_checkpoint_trained_at_another_size_is_refused(images, tmp_path):
+    from binsight.study.config import ConfigError
+    from binsight.train import cached_model
+
+    _, meta = cached_model("small-cnn", "fp", "image-folder", 0, 1, data_root=str(images), image_size=12,
+                           channels=3, batch_size=8, model_options={"widths": [4, 8, 8]}, progress=False, device="cpu")
+    raw = tomllib.loads(STUDY)
+    raw["data"].update(root=str(images), image_size=8, channels=3)
+    raw["models"] = {"checkpoints": [{"path": meta["checkpoint"], "name": "at-12"}]}
+    with pytest.raises(ConfigError, match=r"model 'at-12' was trained on 3 x 12 x 12 images \(channels x height x "
+                                          r"width\), the study explains 3 x 8 x 8 ones; set data.image_size"):
+        run_study(config_from_dict(raw), tmp_path / "run")
+    assert not (tmp_path / "run" / "models.json").exists()

@@ -38,6 +38,7 @@ from binsight.models.factory import (ModelSpec, declared_gradcam_layer, load_mod
                                      surrogate_label)
 from binsight.nn import surrogate_of
 from binsight.nn.foreign import no_input_gradient, sign_report
+from binsight.study.config import ConfigError
 from binsight.study.context import RunContext
 from binsight.study.errors import RunFolderError
 from binsight.study.names import check_unique_names
@@ -136,6 +137,8 @@ def record_models(ctx: RunContext) -> list[StudyModel]:
     """Obtain every base model, copy it into models/ and write models.json (base models, then variants)."""
     obtained = [obtain(ctx, source) for source in ctx.plan.sources]
     check_unique_names([o.source.name for o in obtained])
+    for o in obtained:
+        check_image_shape(ctx, o.source.name, o.module)
     models = []
     for o in tqdm(obtained, desc="models", disable=not ctx.shows_progress, leave=False):
         record = record_own(ctx, o) if o.source.own is not None else record_checkpoint(ctx, o)
@@ -166,6 +169,22 @@ def warn_no_gradient(models: list[StudyModel]) -> None:
                           "input-gradient maps (Gradient, SmoothGrad) are empty, all zero, and the study compares "
                           "them as they are; binarize with a straight-through sign (binsight.nn.SignActivation, or "
                           "an autograd.Function whose backward passes the gradient on)", BinsightWarning, stacklevel=2)
+
+
+def check_image_shape(ctx: RunContext, name: str, module: nn.Module) -> None:
+    """A binsight model must have been trained on images of the study's shape (C, H, W), as its
+    checkpoint's spec records them: every architecture pools adaptively, so a model trained at another size
+    would run on the study's images and explain them at a scale it never saw. Own models declare their
+    own ``input_size`` (checked when they are built)."""
+    spec = getattr(module, "binsight_spec", None)
+    if not spec or "input_size" not in spec:
+        return
+    trained = (spec.get("in_channels"), *spec["input_size"])
+    study = tuple(ctx.images.images.shape[1:])
+    if trained != study:
+        raise ConfigError(f"model {name!r} was trained on {' x '.join(map(str, trained))} images (channels x height x "
+                          f"width), the study explains {' x '.join(map(str, study))} ones; set data.image_size and "
+                          "data.channels to the model's, or give a model trained at the study's size")
 
 
 def study_model(ctx: RunContext, record: ModelRecord, module: nn.Module) -> StudyModel:
