@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -420,3 +425,64 @@ def test_a_study_of_one_bnn_warns_and_runs_what_it_can(tmp_path, monkeypatch, ca
     side = json.loads((tmp_path / "run" / "models" / "bnn-0.json").read_text())
     assert side["train_config"]["lr"] == 0.005
     assert (tmp_path / "run" / "report.html").is_file()
+
+
+MOVABLE = """
+[data]
+n_images = 4
+[[models.own]]
+factory = "own_models:build_fp"
+weights = "weights/fp.safetensors"
+normalize = "inside"
+name = "mine"
+[methods]
+run = ["gradient"]
+[measures]
+faithfulness = false
+sanity = false
+[verdicts]
+n_resamples = 50
+[run]
+device = "cpu"
+progress = false
+"""
+
+CONTINUE = "import sys; from binsight.cli.study import study; study(sys.argv[1], sys.argv[2])"
+
+
+def continue_study(config: Path, out: Path) -> subprocess.CompletedProcess:
+    """``binsight study CONFIG --out OUT`` (without the report) in a fresh process, so that the factory's
+    module is imported from where the configuration says, not from an earlier import."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BINSIGHT_CACHE": str(config.parent / "cache")}
+    return subprocess.run([sys.executable, "-c", CONTINUE, str(config), str(out)], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_a_project_folder_with_own_models_can_move_and_be_continued(tmp_path):
+    """[[models.own]] paths are kept relative to the configuration file (and the run folder's config.toml
+    relative to the run folder), and the hash leaves out where the project lies: a project folder copied
+    elsewhere, its original gone, continues its run from its own configuration or from the run's."""
+    from safetensors.torch import save_file
+
+    import own_models
+
+    project = tmp_path / "project"
+    (project / "weights").mkdir(parents=True)
+    (project / "own_models.py").write_text(Path(own_models.__file__).read_text())
+    torch.manual_seed(0)
+    save_file(own_models.build_fp().state_dict(), str(project / "weights" / "fp.safetensors"))
+    (project / "study.toml").write_text(MOVABLE)
+    first = continue_study(project / "study.toml", project / "runs" / "r")
+    assert first.returncode == 0, first.stdout + first.stderr
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.copytree(project, moved)
+    shutil.rmtree(project)  # nothing may be imported or read from the old place
+    done = {p: p.stat().st_mtime_ns for p in (moved / "runs" / "r" / "units").rglob("*.csv")}
+    again = continue_study(moved / "study.toml", moved / "runs" / "r")
+    assert again.returncode == 0, again.stdout + again.stderr
+    remedy = continue_study(moved / "runs" / "r" / "config.toml", moved / "runs" / "r")
+    assert remedy.returncode == 0, remedy.stdout + remedy.stderr
+    assert done and all(p.stat().st_mtime_ns == mtime for p, mtime in done.items())  # continued, not recomputed
+    assert "own_dir = \"../..\"" in (moved / "runs" / "r" / "config.toml").read_text()
+    assert load_config(moved / "runs" / "r" / "config.toml").models.own_dir == str(moved.resolve())

@@ -251,7 +251,7 @@ class RunFolder:
                 return
             except (ConfigError, RunFolderError) as e:
                 self.files.set_aside(CONFIG, _one_line(str(e)))
-        self.files.write_text(CONFIG, to_toml(config))
+        self.files.write_text(CONFIG, to_toml(config, folder=self.root))
 
     # -- the lock ---------------------------------------------------------------------------------------
     @property

@@ -15,7 +15,8 @@ are checked against the explainer's signature. A table may name another register
 ``explainer = "..."`` (``"captum:ClassName"`` included), so one explainer can run under two labels.
 
 Hash. :func:`config_hash` covers every key except ``run.progress`` and ``run.threads`` (display and
-speed only). ``run.batch_size`` and ``models.train_batch_size`` are hashed: the batch size changes the
+speed only) and ``models.own_dir`` (where the project folder lies; the own models' tables are hashed as
+written, their weights paths relative to it). ``run.batch_size`` and ``models.train_batch_size`` are hashed: the batch size changes the
 order of floating-point reductions inside the model (results differ by about 1e-7), and training batches
 change the trained weights, so a run continued with another batch size is refused as another
 configuration rather than mixed. ``run.device`` is hashed as the device it resolves to ("auto" becomes

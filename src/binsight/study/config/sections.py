@@ -96,9 +96,11 @@ class ModelsConfig:
                                                  "name, group, gradcam_layer, mean, std or normalize = \"inside\", "
                                                  "input_size, num_classes; input_size and num_classes default to "
                                                  "the dataset's).")
-    own_dir: str = setting("", help="the folder relative `weights` paths and factory modules are looked up in (set "
-                                    "by `load_config` to the configuration file's folder). Checkpoints and own "
-                                    "models replace training.")
+    own_dir: str = setting("", help="the folder relative `weights` paths and factory modules are looked up in, "
+                                    "relative to the configuration file's folder (\"\" = that folder); a run "
+                                    "folder's config.toml holds it relative to the run folder, and the hash leaves "
+                                    "it out, so a project folder can move. Checkpoints and own models replace "
+                                    "training.")
 
     def learning_rate(self, precision: str) -> float | None:
         """The peak learning rate a model of ``precision`` ("fp" or "bnn") is trained with (None = the recipe's)."""

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 import typing
 from dataclasses import asdict
@@ -56,8 +57,9 @@ def load_config(path: str | Path | None = None) -> StudyConfig:
         raise ConfigError(f"{path}: arrays or tables nested too deeply to read; a setting nests at most "
                           f"{MAX_DEPTH} levels") from None
     models = raw.get("models")
-    if isinstance(models, dict) and models.get("own") and not models.get("own_dir"):
-        models["own_dir"] = str(path.resolve().parent)  # own models' weights and modules sit beside the file
+    if isinstance(models, dict) and models.get("own") and isinstance(models.get("own_dir", ""), str):
+        # own models' modules and relative weights paths are found from the file's folder
+        models["own_dir"] = str((path.resolve().parent / models.get("own_dir", "")).resolve())
     return config_from_dict(raw)
 
 
@@ -198,10 +200,18 @@ def _type_name(value: Any) -> str:
 # -- writing and hashing -------------------------------------------------------------------------------
 
 
-def to_toml(config: StudyConfig) -> str:
-    """The configuration as TOML text that :func:`load_config` reads back to an equal configuration."""
+def to_toml(config: StudyConfig, folder: str | Path | None = None) -> str:
+    """The configuration as TOML text that :func:`load_config` reads back to an equal configuration.
+
+    ``folder``: where the text is written; ``models.own_dir`` is then written relative to it, so that a
+    project folder holding the file, the own models' code and weights can move (None: as it is).
+    """
+    data = as_plain_dict(config)
+    if folder is not None and config.models.own:
+        own_dir = Path(config.models.own_dir or ".").resolve()
+        data["models"]["own_dir"] = Path(os.path.relpath(own_dir, Path(folder).resolve())).as_posix()
     lines: list[str] = []
-    _emit_table(as_plain_dict(config), [], lines)
+    _emit_table(data, [], lines)
     return "\n".join(lines).strip() + "\n"
 
 
@@ -277,6 +287,7 @@ def toml_string(text: str) -> str:
 def config_hash(config: StudyConfig) -> str:
     """sha256 (hex, 16 characters) of every setting that changes results (see the module docstring)."""
     data = as_plain_dict(config)
+    data["models"].pop("own_dir")  # where the project lies: own models' paths are hashed as written
     for section, key in _NOT_HASHED:
         data[section].pop(key, None)
     if data["run"]["device"] == "auto":
