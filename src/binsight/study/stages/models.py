@@ -85,7 +85,8 @@ class ModelsStage:
 
 def reload(ctx: RunContext, recorded: list[ModelRecord]) -> list[StudyModel]:
     """The base models listed in models.json: binsight checkpoints from the run folder's copies, own
-    models rebuilt from their specs (the same names as recorded, else refused)."""
+    models rebuilt with the weights the run recorded (:func:`reload_own`; the same names as recorded, else
+    refused)."""
     check_unique_names([r.name for r in recorded])
     base = [r for r in recorded if not r.is_variant]
     own = ctx.plan.own_models
