@@ -309,7 +309,7 @@ HOLD = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
         files.RunFiles.write_bytes = dying
     elif stop == "config":  # killed after run.json, before config.toml
-        store.to_toml = lambda config: os.kill(os.getpid(), signal.SIGKILL)
+        store.to_toml = lambda config, folder=None: os.kill(os.getpid(), signal.SIGKILL)
     folder = store.RunFolder.create(sys.argv[1], StudyConfig())
     print("locked", flush=True)
     time.sleep(120)
