@@ -97,7 +97,7 @@ class Derived:
     """Derived.
 
     Args:
-        size: as :class:`tests.test_settings_reference.Base` (and more).
+        size: as :class:`test_settings_reference.Base` (and more).
         **rest: any other option.
     """
 
