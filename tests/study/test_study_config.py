@@ -486,3 +486,11 @@ def test_a_project_folder_with_own_models_can_move_and_be_continued(tmp_path):
     assert done and all(p.stat().st_mtime_ns == mtime for p, mtime in done.items())  # continued, not recomputed
     assert "own_dir = \"../..\"" in (moved / "runs" / "r" / "config.toml").read_text()
     assert load_config(moved / "runs" / "r" / "config.toml").models.own_dir == str(moved.resolve())
+
+
+def test_a_lone_surrogate_in_a_setting_is_refused():
+    """A string TOML and UTF-8 cannot hold (a lone surrogate, possible from Python) is refused by name."""
+    with pytest.raises(ConfigError, match=r"data.root: not valid Unicode text"):
+        config_from_dict({"data": {"root": "\ud800"}})
+    with pytest.raises(ConfigError, match=r"methods.gradcam.layer: not valid Unicode text"):
+        config_from_dict({"methods": {"gradcam": {"layer": "x\udfff"}}})
