@@ -188,7 +188,8 @@ def test_statuses_parts_and_covers_shown_as_computed(html):
     for status in ("partly held", "held", "inconclusive", "not measured"):
         assert status in text
     assert "maps unstable across seeds" in text
-    assert "2 FP and 2 BNN models (resampled within precision) and 6 images (resampled)" in text
+    assert ("2 FP and 2 BNN models (resampled within precision; the FP-vs-FP and BNN-vs-BNN baselines, one pair "
+            "of 2 models each, vary with the images only) and 6 images (resampled)") in text  # 2 models a precision
     assert "+0.010" in text and "[-0.050, +0.070]" in text
     assert "significantly" not in text.replace("significantly noisier for BNNs", "")
 
@@ -386,3 +387,46 @@ def test_a_maps_folder_linked_outside_the_run_is_refused_for_reading(run_dir, tm
     assert main(["report", str(copy), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "refusing to" in err and "refusing to write" not in err, err
+
+
+def _limits(html: str) -> str:
+    found = re.search(r'<div class="limits" id="limits">(.*?)</div>', html, flags=re.S)
+    assert found, "the page has no limits box"
+    return " ".join(_page(found.group(1)).text)
+
+
+def test_the_page_opens_with_the_runs_limits(html):
+    """2 FP and 2 BNN models (and one surrogate variant, not a model): counted as 4; their accuracy, the
+    images, and that the within-precision baselines (one pair each) vary with the images only."""
+    assert html.index('id="limits"') < html.index('id="contents"')
+    assert "· 4 models ·" in html
+    box = _limits(html)
+    assert "2 FP and 2 BNN models; given as checkpoints or own models (no training seed)" in box
+    assert "1 more table entries are BNNs explained with another surrogate" in box
+    assert "fp-0 90.0 %" in box and "bnn-1 90.0 %" in box and "bnn-0+approx 90.0" not in box
+    assert "6 test images of synthetic" in box and "NeuroMask 2000 iterations" in box
+    assert "SmoothGrad 50 samples (convergence check: 200)" in box
+    assert "2 FP models: the FP-vs-FP baseline is one pair, so its interval varies with the images only" in box
+    assert "2 BNN models: the BNN-vs-BNN baseline is one pair" in box
+    models = html[html.index('id="models"'):html.index('id="gradcam-layer"')]
+    assert "<th>seed</th>" in models and "– (given)" in models and "group (seed)" not in models
+
+
+def test_with_three_models_a_precision_the_intervals_resample_them(run_dir, tmp_path):
+    from binsight.report.findings import interval_limits
+    from binsight.report.render import covers_shown
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    three = [(f"{p}-{s}", p, s) for p in ("fp", "bnn") for s in (0, 1, 2)]
+    RunFolder(copy).files.write_json("models.json", [
+        {"name": n, "precision": p, "group": str(s), "seed": s, "surrogate": "ste" if p == "bnn" else "", "arch": "tiny",
+         "accuracy": 0.8, "accuracy_images": 100} for n, p, s in three])
+    box = _limits(build_report(copy).read_text())
+    assert "3 FP and 3 BNN models" in box and "given as checkpoints" not in box
+    assert "3 FP models, resampled within precision: a bootstrap over 3 units reproduces about 2/3" in box
+    assert "images only" not in box and "fp-2 80.0 % (100 images)" in box
+    covers = "3 FP and 3 BNN models (resampled within precision) and 6 images (resampled)"
+    assert covers_shown(covers, {"fp": 3, "bnn": 3}) == covers
+    assert "BNN-vs-BNN baseline, one pair of 2 models, varies" in covers_shown(covers, {"fp": 3, "bnn": 2})
+    assert "no interval covers BNN model variance" in " ".join(interval_limits({"fp": 3, "bnn": 1}))

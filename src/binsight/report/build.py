@@ -21,6 +21,7 @@ from binsight import __version__
 from binsight.report import figures, names
 from binsight.report.data import (UNDEFINED, RunData, Table, example_maps, load_run, mean_curves, read_verdicts,
                                   stored_methods)
+from binsight.report.findings import models_per_precision, run_limits
 from binsight.report.render import covers_of, css_class, number, parts_confidence, robustness_table, verdict_view
 from binsight.study import verdicts
 from binsight.study.measures import chance_labels
@@ -396,10 +397,13 @@ def _counts(table: Table, keys: tuple[str, str]) -> dict[tuple[str, str], int]:
 
 def _context(run: RunData, methods: list[str], sv: StudyVerdicts | None, verdicts_problem: str,
              pngs: dict[str, bytes | None]) -> dict[str, Any]:
-    shown = [verdict_view(v) for v in sv.verdicts] if sv is not None else []
+    counts = models_per_precision(run.models)
+    shown = [verdict_view(v, counts) for v in sv.verdicts] if sv is not None else []
     extra = derived(run, sv)
     return {
         "version": __version__,
+        "limits": run_limits(run.models, run.images, run.setting),
+        "n_models": sum(counts.values()),
         "run_dir": str(run.root.resolve()),
         "verdicts": shown,
         "verdicts_problem": verdicts_problem,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from binsight.errors import BinsightError
 from binsight.report.data import read_verdicts
 from binsight.report.render import verdict_markdown
-from binsight.study.records import ModelRecord, Timings
+from binsight.study.records import ImageSet, ModelRecord, Timings
+from binsight.study.stats import PRECISION_NAMES
 from binsight.study.store import RunFolder
 
 START = "<!-- findings: written by scripts/readme_findings.py; do not edit by hand -->"
@@ -70,9 +71,116 @@ def _basis(models: list[ModelRecord], config: Any) -> str:
                  f"{', '.join(config.verdicts.robustness_surrogates)} (robustness).")
     parts.append(f"Every interval is a {config.verdicts.confidence:.0%} two-level bootstrap interval "
                  f"({config.verdicts.n_resamples} resamples) over the models, resampled within each precision, "
-                 "and the images that hold a value; the report gives each one's counts. Numbers in brackets "
-                 "are intervals; a part's bound is the margin its statistic is compared with.")
+                 "and the images that hold a value; the report gives each one's counts. "
+                 + " ".join(interval_limits(models_per_precision(models)))
+                 + " Numbers in brackets are intervals; a part's bound is the margin its statistic is compared with.")
     return " ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the run's limits (the report's first box; the findings' intervals sentence)
+
+
+def models_per_precision(models: list[ModelRecord]) -> dict[str, int]:
+    """How many models of each precision the run holds (its base models: a BNN explained with another
+    surrogate is the same model), in the order FP, BNN, then any other."""
+    counts: dict[str, int] = {}
+    for m in models:
+        if not m.is_variant:
+            counts[m.precision or "?"] = counts.get(m.precision or "?", 0) + 1
+    known = list(PRECISION_NAMES)
+    return dict(sorted(counts.items(), key=lambda kv: (known.index(kv[0]) if kv[0] in known else len(known), kv[0])))
+
+
+def _named(precision: str) -> str:
+    return PRECISION_NAMES.get(precision, precision)
+
+
+def count_text(counts: dict[str, int]) -> str:
+    """"2 FP and 2 BNN models" (or "no models")."""
+    if not counts:
+        return "no models"
+    return " and ".join(f"{n} {_named(p)}" for p, n in counts.items()) + (" models" if sum(counts.values()) > 1 else " model")
+
+
+def interval_limits(counts: dict[str, int]) -> list[str]:
+    """What the bootstrap intervals can and cannot cover with ``counts`` models per precision, one sentence
+    per precision, then what no interval covers."""
+    out = []
+    for precision, n in counts.items():
+        name = _named(precision)
+        if n == 1:
+            out.append(f"1 {name} model: it is not resampled, so no interval covers {name} model variance (they "
+                       f"speak of this network only), and no {name}-vs-{name} baseline exists.")
+        elif n == 2:
+            out.append(f"2 {name} models: the {name}-vs-{name} baseline is one pair, so its interval varies with the "
+                       f"images only; other intervals resample the 2 models, which reproduces about half of their "
+                       "variance (too narrow at the model level).")
+        else:
+            out.append(f"{n} {name} models, resampled within precision: a bootstrap over {n} units reproduces about "
+                       f"{n - 1}/{n} of their variance, so intervals are somewhat narrow at the model level.")
+    out.append("Intervals cover other models trained the same way and other images from the same source; not other "
+               "architectures, datasets or training recipes, nor the choices the robustness table varies, and they "
+               "are not adjusted for the number of comparisons a verdict makes.")
+    return out
+
+
+def run_limits(models: list[ModelRecord], images: ImageSet | None, setting: Callable[..., Any]) -> list[tuple[str, str]]:
+    """(what, how far it goes) for the report's first box: the models per precision, each model's accuracy,
+    the images each part explains, NeuroMask's iterations and SmoothGrad's samples, and what the intervals
+    can and cannot cover. ``setting(*path, default=...)`` reads config.toml (as :meth:`RunData.setting`)."""
+    counts = models_per_precision(models)
+    variants = sum(m.is_variant for m in models)
+    given = [m for m in models if not m.is_variant and m.seed is None]
+    origin = ("; given as checkpoints or own models (no training seed)" if given and len(given) == sum(counts.values())
+              else "")
+    rows = [("models", count_text(counts) + origin +
+             (f"; {variants} more table entries are BNNs explained with another surrogate (robustness only)"
+              if variants else ""))]
+    rows.append(("test accuracy", ", ".join(_accuracy(m) for m in models if not m.is_variant) or "not recorded"))
+    rows.append(("images", _images(images, setting)))
+    rows.append(("method settings", _method_settings(setting)))
+    rows.append(("intervals", f"{setting('verdicts', 'confidence', default=0.95):.0%} two-level bootstrap (models "
+                              "within each precision, then images). " + " ".join(interval_limits(counts))))
+    return rows
+
+
+def _accuracy(m: ModelRecord) -> str:
+    if m.accuracy is None:
+        return f"{m.name} not recorded"
+    on = f" ({m.accuracy_images} images)" if m.accuracy_images else ""
+    return f"{m.name} {100 * m.accuracy:.1f} %{on}"
+
+
+def _images(images: ImageSet | None, setting: Callable[..., Any]) -> str:
+    """How many images each part of the study explains."""
+    if images is None:
+        return "not chosen yet"
+    n = images.n
+    parts = [f"{n} {images.split} images of {images.dataset}"]
+    for method in setting("methods", "run", default=[]) or []:
+        k = int(setting("methods", method, "n_images", default=0) or 0)
+        if 0 < k < n:
+            parts.append(f"{method} on the first {k}")
+    for what, key in (("the below-chance test", "chance_images"), ("the sanity check", "sanity_images"),
+                      ("convergence checks", "convergence_images")):
+        k = int(setting("measures", key, default=0) or 0)
+        if 0 < k < n:
+            parts.append(f"{what} on the first {k}")
+    return "; ".join(parts)
+
+
+def _method_settings(setting: Callable[..., Any]) -> str:
+    """NeuroMask's iterations and SmoothGrad's samples (with its convergence check), where they run."""
+    run = setting("methods", "run", default=[]) or []
+    out = []
+    if "neuromask" in run:
+        out.append(f"NeuroMask {setting('methods', 'neuromask', 'iterations', default='default')} iterations")
+    if "smoothgrad" in run:
+        check = setting("methods", "smoothgrad", "convergence", "n_samples", default=None)
+        out.append(f"SmoothGrad {setting('methods', 'smoothgrad', 'n_samples', default='default')} samples"
+                   + (f" (convergence check: {check})" if check else ""))
+    return "; ".join(out) or "no NeuroMask or SmoothGrad in this run"
 
 
 def timings_sentence(timings: Timings) -> str:

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from binsight.report import names
+from binsight.study.stats import PRECISION_NAMES
 from binsight.study.verdicts import Estimate, Part, StudyVerdicts, Verdict
 
 
@@ -103,22 +104,23 @@ def _markdown_part(part: Part) -> str:
 # the HTML report (display strings for the template)
 
 
-def estimate_view(e: Estimate | None) -> dict[str, Any] | None:
-    """{"value", "low", "high", "confidence", "covers", "effect", "n_images"} as display strings (None if absent)."""
+def estimate_view(e: Estimate | None, counts: dict[str, int] | None = None) -> dict[str, Any] | None:
+    """{"value", "low", "high", "confidence", "covers", "effect", "n_images"} as display strings (None if
+    absent); "covers" as :func:`covers_shown` makes it true for ``counts`` models per precision."""
     if e is None:
         return None
     return {"value": number(e.value), "low": number(e.low), "high": number(e.high),
-            "confidence": f"{e.confidence:.0%}", "covers": e.covers,
+            "confidence": f"{e.confidence:.0%}", "covers": covers_shown(e.covers, counts or {}),
             "effect": None if e.effect is None else number(e.effect, 2), "n_images": e.n_images}
 
 
-def part_view(part: Part) -> dict[str, Any]:
+def part_view(part: Part, counts: dict[str, int] | None = None) -> dict[str, Any]:
     return {
         "name": part.name, "label": _part_label(part.name), "question": part.question, "status": part.status.value,
-        "estimate": estimate_view(part.estimate), "bound": None if part.bound is None else number(part.bound),
+        "estimate": estimate_view(part.estimate, counts), "bound": None if part.bound is None else number(part.bound),
         "sentence": part.sentence, "reading": part.reading,
-        "levels": [(name, estimate_view(e)) for name, e in part.levels.items()],
-        "comparisons": [part_view(c) for c in part.comparisons],
+        "levels": [(name, estimate_view(e, counts)) for name, e in part.levels.items()],
+        "comparisons": [part_view(c, counts) for c in part.comparisons],
     }
 
 
@@ -128,14 +130,29 @@ def _part_label(name: str) -> str:
     return name if label == name else f"{names.short_label(name)} ({name})"
 
 
-def verdict_view(v: Verdict) -> dict[str, Any]:
+def verdict_view(v: Verdict, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """The verdict as display strings; ``counts`` (models per precision) make the intervals' "covers" true
+    (:func:`covers_shown`)."""
     return {
         "id": v.id, "title": v.title, "finding": v.finding, "status": v.status.value, "reading": v.reading,
         "sentence": v.sentence, "fragile": v.fragile,
-        "parts": [part_view(p) for p in v.parts], "checks": [part_view(p) for p in v.checks],
+        "parts": [part_view(p, counts) for p in v.parts], "checks": [part_view(p, counts) for p in v.checks],
         "robustness": [{"setting": r.setting, "status": r.status.value, "reading": r.reading, "changed": r.changed}
                        for r in v.robustness],
     }
+
+
+def covers_shown(covers: str, counts: dict[str, int]) -> str:
+    """An interval's "covers" text as the run's model counts make it true: where it says models are
+    "resampled within precision" and a precision has exactly 2 models, it says that this precision's
+    within-precision baseline varies with the images only."""
+    pairs = [PRECISION_NAMES.get(p, p) for p, n in counts.items() if n == 2]
+    if "(resampled within precision)" not in covers or not pairs:
+        return covers
+    baselines = " and ".join(f"{p}-vs-{p}" for p in pairs)
+    said = "baselines, one pair of 2 models each, vary" if len(pairs) > 1 else "baseline, one pair of 2 models, varies"
+    return covers.replace("(resampled within precision)",
+                          f"(resampled within precision; the {baselines} {said} with the images only)")
 
 
 def covers_of(parts: list[dict[str, Any]]) -> set[str]:
