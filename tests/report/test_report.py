@@ -430,3 +430,20 @@ def test_with_three_models_a_precision_the_intervals_resample_them(run_dir, tmp_
     assert covers_shown(covers, {"fp": 3, "bnn": 3}) == covers
     assert "BNN-vs-BNN baseline, one pair of 2 models, varies" in covers_shown(covers, {"fp": 3, "bnn": 2})
     assert "no interval covers BNN model variance" in " ".join(interval_limits({"fp": 3, "bnn": 1}))
+
+
+def test_the_readme_notebook_route_runs_and_builds_the_report(tmp_path):
+    """The README's notebook snippet (config_from_dict, run_study, then build_report) runs as printed."""
+    import os
+    import sys
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("<!-- notebook snippet: tests/report/test_report.py runs this block -->", 1)[1]
+    code = block.split("```python\n", 1)[1].split("```", 1)[0]
+    env = {**os.environ, "BINSIGHT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[0].startswith("1 gradient: FP and BNN maps look alike ")
+    html = (tmp_path / "runs" / "notebook" / "report.html").read_text()
+    assert "2 FP and 2 BNN models" in _limits(html)
