@@ -4,8 +4,11 @@ For each image file ``dir/NAME.ext`` and each method, :func:`explain_files` writ
 ``NAME.METHOD.png`` (the map over the image, titled with the model, its precision and surrogate, the
 predicted class and its probability and the class explained, with a colour bar of raw values:
 :mod:`binsight.explain.overlay`) and ``NAME.METHOD.npy`` (the raw map, float32 (H, W) at the model's input
-size); ``METHOD`` is the method name with ``:`` replaced by ``-``. Files are written atomically, after every
-map has been computed.
+size); ``METHOD`` is the method name with ``:`` replaced by ``-``. :func:`explain_models` explains the images
+by several models and writes, per image, one figure of every model's maps (``NAME.models.png``:
+:mod:`binsight.explain.comparison`) and the raw maps as ``NAME.MODEL.METHOD.npy``. Files are written
+atomically, after every map has been computed. The images of one size are explained in one call per method
+(NeuroMask optimises all their masks at once).
 
 Images are read by :mod:`binsight.data.images` (8/16-bit, palette, pixel limit), converted to the model's
 channels and fitted to its input size (padded by default, keeping the aspect ratio); each conversion or
