@@ -7,6 +7,7 @@ first chunk files of each model and method), and each curve file is read once.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from binsight.study.names import UNDEFINED
 from binsight.study.records import ImageSet, ModelRecord, Timings
-from binsight.study.errors import CorruptUnit, RunFolderError
+from binsight.study.errors import CorruptUnit, CorruptUnitWarning, RunFolderError
 from binsight.study.formats import COLUMNS, Row
 from binsight.study.store import RunFolder
 from binsight.study.verdicts import StudyVerdicts
@@ -140,17 +141,22 @@ def load_run(folder: RunFolder, *, examples: int) -> RunData:
 
 def read_verdicts(folder: RunFolder) -> tuple[StudyVerdicts | None, str]:
     """(the verdicts in the folder's verdicts.json, "") or (None, why not); the reason is "" when the file
-    does not exist. A damaged file (not UTF-8, not the verdicts' JSON, of another shape) is a reason, not an error."""
+    does not exist. A damaged file (not UTF-8, not the verdicts' JSON, of another shape) is a reason, given
+    as a warning too, not an error; one that is not a regular file is refused (:class:`RunFolderError`)."""
     try:
         text = folder.records.read_verdicts_text()
         if text is None:
             return None, ""
         return StudyVerdicts.from_json(text), ""
-    except RunFolderError as e:
-        return None, str(e)
+    except CorruptUnit as e:
+        problem = str(e)
+    except RunFolderError:
+        raise
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:  # VerdictError names the problem
         reason = str(e) if isinstance(e, ValueError) else f"not the verdicts' JSON ({type(e).__name__}: {str(e)[:120]})"
-        return None, f"{folder.root / 'verdicts.json'}: {reason}; run `binsight study` on this folder again to recompute it"
+        problem = f"{folder.root / 'verdicts.json'}: {reason}; run `binsight study` on this folder again to recompute it"
+    warnings.warn(problem, CorruptUnitWarning, stacklevel=2)
+    return None, problem
 
 
 def example_maps(folder: RunFolder, model: str, method: str, indices: list[int]) -> np.ndarray | None:

@@ -177,7 +177,7 @@ class Timings:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Timings":
         checked(data, "timings.json", {"stages": (dict,), "cpu": (dict,), "ranks": (int,), "cpu_by_method": (dict,),
-                                       "history": (list,)})
+                                       "history": (list,)}, required=("stages",))
         for key in ("stages", "cpu", "cpu_by_method"):
             seconds(data.get(key, {}), f"timings.json: {key}")
         for entry in data.get("history", []):
