@@ -297,3 +297,19 @@ def test_several_models_need_distinct_names(checkpoints, images, tmp_path, capsy
     argv = ["explain", str(images[1]), "--model", str(checkpoints["fp"]), "--model", str(twin), "--out", str(tmp_path)]
     assert main(argv) == 2
     assert "two checkpoints are named 'tiny-fp'" in capsys.readouterr().err
+
+
+def test_dollar_signs_in_model_names_of_the_comparison_figure(checkpoints, tmp_path, monkeypatch, capsys):
+    paths = []
+    for name, precision in (("a$b$c", "fp"), ("$x$", "bnn")):
+        for suffix in (".safetensors", ".json"):
+            (tmp_path / f"{name}{suffix}").write_bytes(checkpoints[precision].with_suffix(suffix).read_bytes())
+        paths += ["--model", str(tmp_path / name)]
+    image = tmp_path / "$y$.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8), mode="L").save(image)
+    texts = _drawn_texts(monkeypatch)
+    assert main(["explain", str(image), *paths, "--quiet", "--out", str(tmp_path / "o")]) == 0, capsys.readouterr().err
+    shown = [text for text, _ in texts]
+    assert "$y$.png" in shown and any(t.startswith("a$b$c (FP)") for t in shown)
+    assert any(t.startswith("$x$ (BNN") for t in shown)
+    assert not any(math for text, math in texts if "$" in text), texts
