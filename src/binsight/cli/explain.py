@@ -47,7 +47,8 @@ def add_parser(subparsers: Any) -> None:
                    help="a method option, e.g. n_samples=50, sliding_window_shapes=[1,3,3]; METHOD.NAME=VALUE for "
                         "one method only; values: int, float, true/false, none, JSON list or object, else text")
     x.add_argument("--target", default=None,
-                   help="class to explain: an index or a class name of the checkpoint; default: the predicted class")
+                   help="class to explain: an index, or a class name the model records (a checkpoint's, or "
+                        "--classes); default: each model's predicted class")
     x.add_argument("--surrogate", default=None, help="sign surrogate for explaining a bnn: <<surrogates>>")
     x.add_argument("--signed", action="store_true", help="signed maps (methods that can), drawn diverging around 0")
     x.add_argument("--shared-scale", action="store_true",
