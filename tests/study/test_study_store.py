@@ -519,3 +519,79 @@ def test_model_copies_live_under_models(folder):
     with pytest.raises(RunFolderError):
         folder.records.model_path("bnn-0+ste")  # a variant shares its base model's checkpoint
 
+
+
+# ------------------------------------------------------------------------------------------------------
+# a stored unit's checksum covers its key and its images (#25.11)
+
+
+@pytest.mark.parametrize("other", [("fp-1", "gradient", 0), ("fp-0", "smoothgrad", 0), ("fp-0", "gradient", 1)])
+def test_a_valid_chunk_copied_to_another_chunks_place_fails_to_verify(folder, other):
+    save_some_maps(folder, 0)
+    target = folder.maps.path(*other)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(folder.maps.path("fp-0", "gradient", 0).read_bytes())
+    with pytest.raises(CorruptUnit, match="does not match its checksum"):
+        folder.maps.load(*other)
+    with pytest.warns(CorruptUnitWarning, match=rf"{target} is corrupt .*will be recomputed"):
+        assert not folder.maps.done(*other)
+    assert not target.exists() and (folder.root / "corrupt" / target.relative_to(folder.root)).is_file()
+    assert folder.maps.done("fp-0", "gradient", 0)
+
+
+def test_a_chunk_of_other_images_than_its_slots_is_not_done(folder):
+    save_some_maps(folder, 0)  # images 10 and 20
+    assert folder.maps.done("fp-0", "gradient", 0, images=np.array([10, 20]))
+    with pytest.warns(CorruptUnitWarning, match="holds other images than this chunk's"):
+        assert not folder.maps.done("fp-0", "gradient", 0, images=np.array([10, 21]))
+
+
+def test_a_valid_unit_copied_to_another_units_place_fails_to_verify(folder):
+    folder.units.save("pairs", ("fp-0", "bnn-0", "gradient", 0), ROWS)
+    target = folder.units.path("pairs", ("fp-0", "bnn-1", "gradient", 0))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(folder.units.path("pairs", ("fp-0", "bnn-0", "gradient", 0)).read_bytes())
+    with pytest.warns(CorruptUnitWarning, match=rf"{target} is corrupt \(content does not match its checksum"):
+        assert not folder.units.done("pairs", ("fp-0", "bnn-1", "gradient", 0))
+    assert folder.units.read_rows() == sorted(ROWS)
+
+
+# ------------------------------------------------------------------------------------------------------
+# only regular files are read; failed writes are one line (#25.12, #25.7)
+
+
+@pytest.mark.parametrize("name", ["run.json", "models.json", "images.json", "timings.json", "examples.npz"])
+def test_a_record_that_is_a_fifo_or_a_folder_is_refused_without_waiting(folder, name):
+    (folder.root / name).unlink(missing_ok=True)
+    os.mkfifo(folder.root / name)  # opened without waiting: a read would block forever
+    reads = {"run.json": folder.info, "models.json": folder.records.read_models, "images.json": folder.records.read_images,
+             "timings.json": folder.records.read_timings, "examples.npz": lambda: folder.records.read_examples(3)}
+    with pytest.raises(RunFolderError, match=rf"{name} is not a regular file \(a FIFO\)"):
+        reads[name]()
+    (folder.root / name).unlink()
+    (folder.root / name).mkdir()
+    with pytest.raises(RunFolderError, match=rf"{name} is (not a regular file \(a folder\)|a folder, not a file)"):
+        reads[name]()
+
+
+@pytest.mark.parametrize("code", [28, 30])  # ENOSPC, EROFS
+def test_a_refused_write_is_a_one_line_error_and_the_old_file_stays(folder, monkeypatch, code):
+    from binsight._io import WriteError
+
+    folder.files.write_json("models.json", [])
+    monkeypatch.setattr("binsight._io.os.fsync", lambda fd: (_ for _ in ()).throw(OSError(code, os.strerror(code))))
+    with pytest.raises(WriteError, match=rf"cannot write {folder.root / 'models.json'} \({os.strerror(code)}\)") as info:
+        folder.files.write_json("models.json", [{"name": "x"}])
+    assert "\n" not in str(info.value) and isinstance(info.value, BinsightError)
+    assert folder.files.read_json("models.json") == [] and sorted(p.name for p in folder.root.iterdir()) == \
+        [".binsight.lock", "config.toml", "models.json", "run.json"]
+
+
+def test_a_damaged_record_is_set_aside_by_the_lock_holder_and_skipped_by_a_reader(folder):
+    (folder.root / "images.json").write_text('{"indices": [1, "two"]}')
+    with pytest.warns(CorruptUnitWarning, match=r"images.json is damaged \(not the shape binsight writes: .*indices"):
+        assert RunFolder.existing(folder.root).records.read_images() is None
+    assert (folder.root / "images.json").is_file()
+    with pytest.warns(CorruptUnitWarning, match=r"images.json is corrupt .* moved to .*corrupt/images.json"):
+        assert folder.records.read_images() is None
+    assert not (folder.root / "images.json").exists() and (folder.root / "corrupt" / "images.json").is_file()

@@ -87,11 +87,12 @@ def read_regular(path: Path) -> bytes | None:
         raise RunFolderError(f"{path} is a folder, not a file; remove it, or use another run folder") from None
     except OSError as e:
         raise CorruptUnit(path, f"cannot be opened: {e.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise RunFolderError(f"{path} is not a regular file ({_kind(mode)}); a run folder's records are plain "
+                             "files: remove it, or use another run folder")
     with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fh.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise RunFolderError(f"{path} is not a regular file ({_kind(mode)}); a run folder's records are plain "
-                                 "files: remove it, or use another run folder")
         try:
             return fh.read()
         except OSError as e:
