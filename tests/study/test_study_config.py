@@ -497,3 +497,23 @@ def test_a_lone_surrogate_in_a_setting_is_refused():
         config_from_dict({"data": {"root": "\ud800"}})
     with pytest.raises(ConfigError, match=r"methods.gradcam.layer: not valid Unicode text"):
         config_from_dict({"methods": {"gradcam": {"layer": "x\udfff"}}})
+
+
+def test_the_training_settings_leave_the_hash_of_a_run_without_them_unchanged():
+    """A configuration that keeps the recipe's learning rates and augmentation hashes as it did before
+    models.lr_fp, lr_bnn and augment existed (the hash then: sha256 of the settings without them), so an
+    older run folder's config.toml still matches its run.json."""
+    import hashlib
+    import json as js
+
+    from binsight.study.config import as_plain_dict
+
+    for config in (config_from_dict({"run": {"device": "cpu"}}),
+                   config_from_dict({"run": {"device": "cpu"}, "methods": {"run": ["gradient"]}})):
+        data = as_plain_dict(config)
+        for key in ("lr_fp", "lr_bnn", "augment"):
+            data["models"].pop(key)
+        for key in ("progress", "threads"):
+            data["run"].pop(key)
+        before = hashlib.sha256(js.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+        assert config_hash(config) == before

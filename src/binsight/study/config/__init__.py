@@ -16,7 +16,8 @@ are checked against the explainer's signature. A table may name another register
 
 Hash. :func:`config_hash` covers every key except ``run.progress`` and ``run.threads`` (display and
 speed only) and ``models.own_dir`` (where the project folder lies; the own models' tables are hashed as
-written, their weights paths relative to it). ``run.batch_size`` and ``models.train_batch_size`` are hashed: the batch size changes the
+written, their weights paths relative to it). ``models.lr_fp``, ``lr_bnn`` and ``augment`` are hashed only
+where they are not the recipe's (0, 0, true), so that runs from before these settings keep their hash. ``run.batch_size`` and ``models.train_batch_size`` are hashed: the batch size changes the
 order of floating-point reductions inside the model (results differ by about 1e-7), and training batches
 change the trained weights, so a run continued with another batch size is refused as another
 configuration rather than mixed. ``run.device`` is hashed as the device it resolves to ("auto" becomes

@@ -35,6 +35,9 @@ _PLAIN = (str, int, float, bool)
 
 # Keys that never change a result (only display or speed); left out of the hash.
 _NOT_HASHED = {("run", "progress"), ("run", "threads")}
+# Keys added after run folders existed, hashed only where they differ from these values (the behaviour
+# before them), so that an older run keeps its configuration hash and can be reported and continued.
+_HASHED_WHERE_SET = {("models", "lr_fp"): 0.0, ("models", "lr_bnn"): 0.0, ("models", "augment"): True}
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -287,9 +290,12 @@ def toml_string(text: str) -> str:
 def config_hash(config: StudyConfig) -> str:
     """sha256 (hex, 16 characters) of every setting that changes results (see the module docstring)."""
     data = as_plain_dict(config)
-    data["models"].pop("own_dir")  # where the project lies: own models' paths are hashed as written
+    data["models"]["own_dir"] = ""  # where the project lies: own models' paths are hashed as written
     for section, key in _NOT_HASHED:
         data[section].pop(key, None)
+    for (section, key), before in _HASHED_WHERE_SET.items():
+        if data[section][key] == before:
+            data[section].pop(key)
     if data["run"]["device"] == "auto":
         data["run"]["device"] = resolve_device("auto")
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
