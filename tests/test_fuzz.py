@@ -1,7 +1,9 @@
 """Bounded, seeded fuzzing of binsight's readers: hostile bytes end in a BinsightError, never another exception.
 
 Each reader gets a few hundred mutations of valid inputs (PNG files, safetensors weights, checkpoint side
-files, study TOML files). A case passes when the reader returns normally or raises a BinsightError; any
+files, study TOML files); the report a few dozen run folders with one record damaged (models.json,
+images.json, timings.json, verdicts.json, examples.npz, config.toml: truncated, of the wrong type, deeply
+nested, not UTF-8, a huge number, a key missing, random bytes). A case passes when the reader returns normally or raises a BinsightError; any
 other exception fails the test and names the case, so that it can be replayed from its seed.
 """
 
@@ -32,10 +34,10 @@ from binsight.study.config import StudyConfig, load_config, to_toml
 CASES = int(os.environ.get("BINSIGHT_FUZZ_CASES", "150"))  # more for a longer local run
 
 
-def run_cases(make: Callable[[random.Random], Any], read: Callable[[Any], Any], seed: int) -> int:
-    """Feed ``CASES`` inputs from ``make`` to ``read``; return how many were refused with a BinsightError."""
+def run_cases(make: Callable[[random.Random], Any], read: Callable[[Any], Any], seed: int, cases: int = CASES) -> int:
+    """Feed ``cases`` inputs from ``make`` to ``read``; return how many were refused with a BinsightError."""
     refused, escaped = 0, []
-    for case in range(CASES):
+    for case in range(cases):
         rng = random.Random(seed * 100_003 + case)
         value = make(rng)
         try:
@@ -240,3 +242,101 @@ def test_fuzz_study_config(tmp_path):
     path = tmp_path / "study.toml"
     load_config_of = lambda data: (path.write_text(data), load_config(path))  # noqa: E731
     assert run_cases(lambda rng: mutate_toml(text, rng), load_config_of, seed=5) > CASES // 4
+
+
+# -- the run folder's records ----------------------------------------------------------------------------
+
+RECORDS = ("models.json", "images.json", "timings.json", "verdicts.json", "examples.npz", "config.toml")
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory) -> Path:
+    """A small finished run folder written by hand: 2 models, 4 images of 8 x 8, Gradient maps, rows, verdicts."""
+    from binsight.study import verdicts as v
+    from binsight.study.records import ImageSet, ModelRecord, Timings
+    from binsight.study.store import Row, RunFolder
+
+    root = tmp_path_factory.mktemp("fuzz-run") / "run"
+    rng = np.random.default_rng(0)
+    images = [2, 5, 7, 9]
+    models = [ModelRecord("fp-0", "fp", "0", "", arch="tiny", accuracy=0.9),
+              ModelRecord("bnn-0", "bnn", "0", "ste", arch="tiny", accuracy=0.8)]
+    rows = [Row(measure, "gradient", m.name, "", 0, i, float(rng.random())) for m in models for i in images
+            for measure in ("total_variation", "degenerate")]
+    rows += [Row("spearman", "gradient", "fp-0", "bnn-0", 0, i, float(rng.random())) for i in images]
+    with RunFolder.create(root, StudyConfig()) as folder:
+        folder.records.write_models(models)
+        folder.records.write_images(ImageSet("synthetic", "test", "", 4, "0" * 64, False, ("a", "b"), tuple(images)))
+        folder.records.write_timings(Timings({"maps": 1.5}, {"maps": 1.0}))
+        folder.records.save_examples(rng.random((2, 1, 8, 8)), np.array([0, 1]))
+        for m in models:
+            folder.maps.save(m.name, "gradient", 0, maps=rng.random((4, 1, 8, 8)).astype(np.float32),
+                             targets=np.zeros(4, np.int64), images=np.array(images))
+        folder.units.save("all", ("rows",), rows)
+        folder.units.merge()
+        infos = [v.ModelInfo(m.name, m.precision, m.group, m.surrogate) for m in models]
+        table = v.Table(rows)
+        folder.records.write_verdicts(v.StudyVerdicts((), tuple(v.per_pair_values(table, infos)),
+                                                      v.predictions(table, infos), tuple(v.undefined_counts(table)),
+                                                      v.VerdictSettings()))
+    return root
+
+
+def damage_record(name: str, data: bytes, rng: random.Random) -> bytes:
+    """One of: truncated, of the wrong type, deeply nested, not UTF-8, a huge number, a key missing, or
+    random byte damage (:func:`mutate`) of the record ``name``'s bytes ``data``."""
+    kind = rng.choice(["truncated", "type", "nested", "utf-8", "huge", "missing", "bytes"])
+    if kind == "truncated":
+        return data[: rng.randrange(len(data))]
+    if kind == "utf-8":
+        return b"\xff\xfe" + data[: len(data) // 2] + b"\xc3\x28" + data[len(data) // 2:]
+    if kind == "bytes" or name == "examples.npz":
+        return mutate(data, rng)
+    text = data.decode("utf-8")
+    if name == "config.toml":
+        lines = text.splitlines()
+        at = rng.choice([i for i, line in enumerate(lines) if " = " in line])
+        key = lines[at].split(" = ", 1)[0]
+        lines[at] = {"type": f'{key} = "text"', "nested": f"{key} = " + "[" * 5000 + "]" * 5000,
+                     "huge": f"{key} = 99999999999999999999999", "missing": ""}[kind]
+        return "\n".join(lines).encode("utf-8")
+    value = json.loads(text)
+    if kind == "type":
+        return json.dumps(rng.choice(JUNK[:-1] if isinstance(value, dict) else [{}, 3, "x", None])).encode()
+    if kind == "nested":
+        return ("[" * rng.choice([100, 5000, 100_000]) + "]" * 100_000).encode()
+    target = value[0] if isinstance(value, list) and value else value
+    if isinstance(target, dict) and target:
+        key = rng.choice(sorted(target))
+        if kind == "missing":
+            del target[key]
+        else:
+            target[key] = rng.choice([10**400, 1e308 * 10, -(2**70), 2**63])
+    return json.dumps(value).encode("utf-8").replace(b"Infinity", b"1e999")
+
+
+def test_fuzz_run_folder_records(run_folder, tmp_path):
+    """Each case damages one record of a copy of a run folder and builds its report: a one-line
+    BinsightError, or a report (with warnings), never another exception."""
+    import shutil
+    import warnings
+
+    from binsight.report import build_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_folder, copy)
+    clean = {name: (run_folder / name).read_bytes() for name in RECORDS}
+
+    def make(rng: random.Random) -> tuple[str, bytes]:
+        name = rng.choice(RECORDS)
+        return name, damage_record(name, clean[name], rng)
+
+    def read(case: tuple[str, bytes]) -> None:
+        name, data = case
+        for other, original in clean.items():
+            (copy / other).write_bytes(data if other == name else original)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged record left out of the report is a warning
+            assert build_report(copy).is_file()
+
+    assert run_cases(make, read, seed=6, cases=min(CASES, 30)) > 0  # a report per case: fewer cases
