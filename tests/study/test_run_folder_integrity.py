@@ -5,7 +5,7 @@ config.toml, and end a failed write in one line with the folder consistent.
 
 Every test drives the command line (``binsight.cli.main.main``) on copies of one tiny study: two own
 models (a seeded CNN from tests/own_models.py, weights in files) on eight 28 x 28 grey images of an image
-folder, Gradient maps only, no training.
+folder, Gradient maps with their deletion and insertion curves, no training.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ channels = 1
 [methods]
 run = ["gradient"]
 [measures]
-faithfulness = false
+curve_steps = 4
+road_percentages = [50.0]
 sanity = false
 baselines = false
 chance_methods = []
@@ -177,7 +178,7 @@ def test_a_fifo_run_json_refuses_the_study_before_anything_runs(tiny, run):
 # ------------------------------------------------------------------------------------------------------
 # 1: nothing outside the run folder is written or deleted, whatever links it holds
 
-LINKED = ["figures", "maps", "maps/a/gradient", "units", "units/measures", "models", "corrupt", "models.json",
+LINKED = ["figures", "maps", "maps/a/gradient", "curves", "units", "units/measures", "models", "corrupt", "models.json",
           "figures/examples_0.png", "report.html", "measurements.csv", "config.toml"]
 
 
