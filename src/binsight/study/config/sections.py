@@ -190,9 +190,9 @@ class VerdictsConfig:
     convergence_method: str = setting("smoothgrad-n200", help="the noise method's convergence variant.")
     gradcam_method: str = setting("gradcam", help="the method of verdict 3.")
     faithfulness_method: str = setting("neuromask", help="the method of verdict 4.")
-    similarity_margin: float = setting(0.1, help='FP-vs-BNN at most this far below a within-precision baseline '
-                                                 'counts as "as similar"')
-    chance_margin: float = setting(0.1, help="how far above the image-shuffled chance level a similarity must be")
+    similarity_margin: float = setting(0.2, help="verdicts 1 and 3: how far below 1 the agreement ratio (FP-vs-BNN "
+                                                 "agreement beyond chance over the seeds', docs/verdicts.md) may lie "
+                                                 "and still read alike; one margin for every similarity measure.")
     noise_margin: float = setting(0.05, help="BNN-minus-FP noise as a fraction of FP noise that counts as noisier")
     below_chance_margin: float = setting(0.02, help="a difference of below-chance fractions that counts")
     faithfulness_margin: float = setting(0.01, help="a faithfulness difference, in the measure's units, that counts "

@@ -38,13 +38,13 @@ from binsight.study.verdicts.faithfulness import faithfulness_part, method_diffe
 from binsight.study.verdicts.gradcam import fraction_difference, verdict_gradcam
 from binsight.study.verdicts.noise import convergence_check, noise_difference, noise_part, verdict_noise
 from binsight.study.verdicts.records import (ALIKE, CANNOT_TELL, DIFFER, HELD, INCONCLUSIVE, MODEL_PROPERTY, MONTE_CARLO,
-                                             NOT_HELD, NOT_MEASURED, PARTLY_HELD, UNDECIDED, UNSTABLE, ModelInfo,
+                                             NOT_HELD, NOT_MEASURED, PARTLY_HELD, UNDECIDED, NOT_REPRODUCIBLE, ModelInfo,
                                              PairAgreement, PairValue, Part, Predictions, Robustness, Status,
                                              StudyVerdicts, UndefinedCount, Verdict, VerdictError)
 from binsight.study.verdicts.robustness import alternatives, with_robustness
 from binsight.study.verdicts.rules import at_least, combine, comparison, conjunction, invert, make_verdict, reading_of
 from binsight.study.verdicts.settings import VerdictSettings
-from binsight.study.verdicts.similarity import similarity_estimates, similarity_part, similarity_parts, similarity_reading
+from binsight.study.verdicts.similarity import similarity_estimates, similarity_part, similarity_parts
 from binsight.study.verdicts.summary import per_pair_values, predictions, undefined_counts
 from binsight.study.verdicts.table import Context, Table
 
@@ -53,9 +53,9 @@ __all__ = [
     "method_difference", "other_methods", "verdict_faithfulness", "fraction_difference", "verdict_gradcam",
     "convergence_check", "noise_difference", "noise_part", "verdict_noise", "ALIKE", "CANNOT_TELL", "DIFFER",
     "HELD", "INCONCLUSIVE", "MODEL_PROPERTY", "MONTE_CARLO", "NOT_HELD", "NOT_MEASURED", "PARTLY_HELD",
-    "PRECISIONS", "UNDECIDED", "UNDEFINED", "UNSTABLE", "ModelInfo", "PairAgreement", "PairValue", "Part",
+    "PRECISIONS", "UNDECIDED", "UNDEFINED", "NOT_REPRODUCIBLE", "ModelInfo", "PairAgreement", "PairValue", "Part",
     "Predictions", "Robustness", "Status", "StudyVerdicts", "UndefinedCount", "Verdict", "VerdictError",
     "alternatives", "with_robustness", "at_least", "combine", "comparison", "conjunction", "invert", "make_verdict",
     "reading_of", "VerdictSettings", "similarity_estimates", "similarity_part", "similarity_parts",
-    "similarity_reading", "per_pair_values", "predictions", "undefined_counts", "Context", "Table",
+    "per_pair_values", "predictions", "undefined_counts", "Context", "Table",
 ]

@@ -42,8 +42,8 @@ class Status(str, enum.Enum):
 HELD, NOT_HELD, PARTLY_HELD, INCONCLUSIVE, NOT_MEASURED = (Status.HELD, Status.NOT_HELD, Status.PARTLY_HELD,
                                                          Status.INCONCLUSIVE, Status.NOT_MEASURED)
 
-# readings of a similarity comparison
-ALIKE, DIFFER, UNSTABLE, UNDECIDED = "alike", "BNN maps differ from FP maps", "maps unstable across seeds", "inconclusive"
+# readings of a similarity part (the scale-free reading of binsight.study.inference)
+ALIKE, DIFFER, NOT_REPRODUCIBLE, UNDECIDED = "alike", "differ", "not reproducible", "inconclusive"
 # readings of the convergence check
 MODEL_PROPERTY, MONTE_CARLO, CANNOT_TELL = "a property of the model", "Monte Carlo noise", "cannot tell"
 
@@ -89,6 +89,7 @@ class Part:
     reading: str = ""
     levels: dict[str, Estimate] = field(default_factory=dict)
     comparisons: tuple["Part", ...] = ()
+    p_value: float | None = None
 
 
 @dataclass(frozen=True)

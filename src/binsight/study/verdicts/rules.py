@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from binsight.study.inference import one_sided_p
 from binsight.study.stats import Estimate
 from binsight.study.verdicts.records import (HELD, INCONCLUSIVE, NOT_HELD, NOT_MEASURED, PARTLY_HELD, Part, Status,
                                              Verdict)
@@ -19,6 +20,18 @@ def at_least(est: Estimate | None, bound: float) -> Status:
     if est.high <= bound:
         return NOT_HELD
     return INCONCLUSIVE
+
+
+def p_of(est: Estimate | None, bound: float, *, below: bool = False) -> float | None:
+    """The one-sided p-value that the true value lies above ``bound`` (``below``: below it), from a crossed
+    interval's standard error and degrees of freedom (the t tail of (estimate - bound) / se); None for an
+    estimate without them. A zero standard error gives 0 when the estimate is on the claimed side, else 1."""
+    if est is None or est.se is None or est.df is None:
+        return None
+    gap = (bound - est.value) if below else (est.value - bound)
+    if est.se == 0:
+        return 0.0 if gap > 0 else 1.0
+    return one_sided_p(gap / est.se, est.df)
 
 
 def invert(status: Status) -> Status:

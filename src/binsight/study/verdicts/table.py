@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from binsight.study.inference import CrossedEstimate, crossed_interval, defined_images, jackknife_design
 from binsight.study.stats import Draws, Estimate, Stat, draw, estimate
 from binsight.study.formats import Row
 from binsight.study.names import UNDEFINED
@@ -96,3 +97,39 @@ class Context:
 
     def estimate(self, stat: Stat) -> Estimate | None:
         return estimate(stat, self.draws)
+
+    def crossed(self, statistic: Callable[..., np.ndarray], *arrays: np.ndarray) -> CrossedEstimate | None:
+        """The crossed t-interval (:func:`~binsight.study.inference.crossed_interval`) of a statistic of
+        ``arrays`` (single (M, K) or pair (M, M, K) values of this context's models).
+
+        ``statistic(draws, *arrays)`` returns the statistic's values (J,) on the deletion rows given as
+        ``draws`` (e.g. ``pair_mean(values, draws, "fp", "bnn").values``); the arrays it gets hold only the
+        image columns where every one of them has a value. None with fewer than 2 such images or where the
+        statistic is undefined on the sample.
+        """
+        keep = defined_images(*arrays)
+        if keep.sum() < 2:
+            return None
+        design, draws = self.jackknife(int(keep.sum()))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = statistic(draws, *(a[..., keep] for a in arrays))
+        return crossed_interval(values, design, self.settings.confidence)
+
+    def jackknife(self, n_images: int):
+        """(design, draws) of the deletion rows for this context's models and ``n_images`` images."""
+        precisions = tuple(m.precision for m in self.models)
+
+        def make():
+            design = jackknife_design(precisions, n_images)
+            return design, Draws(precisions, design.models, design.images, self.settings.confidence)
+        return self.memo(("jackknife", n_images), make)
+
+
+def as_estimate(c: CrossedEstimate | None, effect: float | None = None) -> Estimate | None:
+    """A crossed interval as the verdicts' :class:`~binsight.study.stats.Estimate` (n_resamples 0; se, df
+    and the variance split kept)."""
+    if c is None:
+        return None
+    split = {"models": float(c.split.models), "images": float(c.split.images), "residual": float(c.split.residual)}
+    return Estimate(c.value, c.low, c.high, c.confidence, c.covers, c.n_images, 0, effect, se=c.se, df=c.df,
+                    split=split)
