@@ -56,7 +56,7 @@ def _rows(rng: np.random.Generator) -> list[Row]:
                     rows.append(Row(measure, method, model, "", 0, image, float(rng.random())))
                 rows.append(Row("pointing_game", method, model, "", 0, image, float(rng.random() < 0.6)))
                 if not flat:
-                    rows.append(Row("below_chance", method, model, "", 0, image, float(rng.random() < 0.2)))
+                    rows.append(Row("nonsensical", method, model, "", 0, image, float(rng.random() < 0.2)))
                     rows.append(Row("chance_fraction_road_morf", method, model, "", 0, image, float(rng.random())))
     for a in range(len(MODELS)):
         for b in range(a + 1, len(MODELS)):
@@ -218,7 +218,7 @@ def test_clear_measure_names(html):
     assert "ROAD, least relevant first (higher = more faithful)" in html
     assert names.label("top_k_iou_object", top_k=0.1) == "IoU of the two maps' top 10% pixels, inside the dilated object mask"
     assert names.label("spearman_shuffled").startswith("Spearman rank correlation of two maps, image-shuffled")
-    assert names.is_binary("pointing_game") and names.is_binary("below_chance") and not names.is_binary("road_lerf")
+    assert names.is_binary("pointing_game") and names.is_binary("nonsensical") and not names.is_binary("road_lerf")
 
 
 def test_gradcam_layer_stated(html):

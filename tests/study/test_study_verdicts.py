@@ -11,6 +11,7 @@ import pytest
 from scipy import ndimage, stats
 
 from binsight.study.config import VerdictsConfig
+from binsight.study.measures import CONTROL_MEASURES
 from binsight.study.store import Row
 from binsight.study.verdicts import (
     ALIKE,
@@ -306,37 +307,90 @@ def test_empty_table_is_not_measured():
 def test_gradcam_is_judged_against_its_own_baselines():
     models = make_models()
     rows = pair_rows("gradient", "spearman", models, {"fp-fp": 0.8, "fp-bnn": 0.8, "bnn-bnn": 0.8})
-    # GradCAM FP-vs-BNN far below Gradient's, but no lower than GradCAM's own BNN seeds
+    # GradCAM FP-vs-BNN far below Gradient's, and GradCAM's own BNN seeds at chance: nothing to compare with
     rows += pair_rows("gradcam", "spearman", models, {"fp-fp": 0.7, "fp-bnn": 0.0, "bnn-bnn": 0.0}, seed=1)
-    rows += single_rows("gradcam", "below_chance", models, {"fp": 0.0, "bnn": 0.0}, sd=0.0)
     settings = dataclasses.replace(SETTINGS, similarity_measures=("spearman",))
     v = verdict(rows, models, 3, settings)
     assert v.parts[0].reading == NOT_REPRODUCIBLE and v.parts[0].status == Status.INCONCLUSIVE
     differ = pair_rows("gradcam", "spearman", models, {"fp-fp": 0.7, "fp-bnn": 0.3, "bnn-bnn": 0.7}, seed=1)
-    v = verdict(differ + rows[-len(models) * N:], models, 3, settings)
+    v = verdict(differ, models, 3, settings)
     assert v.parts[0].reading == DIFFER and v.parts[0].status == Status.HELD
 
 
-def test_below_chance_fraction_and_degenerate_maps_counted_apart():
+CONTROLS_BEHAVE = {"inverted": 1.0, "other image": 1.0, "edges": 0.0, "blob": 1.0}
+
+
+def chance_rows(models: list[ModelInfo], nonsensical: dict[str, float], *, degenerate: dict[str, float] | None = None,
+                controls: dict[str, float] | None = CONTROLS_BEHAVE, n: int = 16, method: str = "gradcam") -> list[Row]:
+    """The chance test's rows of each model's first ``n`` maps: the first round(rate n) of a precision's maps
+    flagged nonsensical, the first round(degenerate rate n) of them degenerate; each control flagged on
+    round(rate n) of the maps."""
+    degenerate = degenerate or {"fp": 0.0, "bnn": 0.0}
+    rows = []
+    for m in models:
+        flagged, empty = round(nonsensical[m.precision] * n), round(degenerate[m.precision] * n)
+        rows += [Row("nonsensical", method, m.name, "", 0, i, float(i < max(flagged, empty))) for i in range(n)]
+        rows += [Row("degenerate", method, m.name, "", 0, i, float(i < empty)) for i in range(n)]
+        for name, rate in (controls or {}).items():
+            rows += [Row(CONTROL_MEASURES[name], method, m.name, "", 0, i, float(i < round(rate * n))) for i in range(n)]
+    return rows
+
+
+def nonsensical(rows: list[Row], models: list[ModelInfo]):
+    v = verdict(rows, models, 3, dataclasses.replace(SETTINGS, similarity_measures=("spearman",)))
+    return v, {p.name: p for p in v.parts}["nonsensical"], {c.name: c for c in v.checks}
+
+
+def test_all_bnn_maps_empty_is_held_and_counted_as_degenerate():
     models = make_models()
-    rng = np.random.default_rng(3)
-    rows = pair_rows("gradcam", "spearman", models, {"fp-fp": 0.7, "fp-bnn": 0.3, "bnn-bnn": 0.7})
-    rows += [Row("below_chance", "gradcam", m.name, "", 0, i, float(rng.random() < (0.3 if m.precision == "bnn" else 0.02)))
-             for m in models for i in range(N)]
-    rows += [Row("degenerate", "gradcam", m.name, "", 0, i, float(m.name == "bnn-0" and i < 12))
-             for m in models for i in range(N)]
-    settings = dataclasses.replace(SETTINGS, similarity_measures=("spearman",))
-    v = verdict(rows, models, 3, settings)
-    below = v.parts[-1]
-    assert below.name == "below chance" and below.status == Status.HELD
-    assert below.levels["BNN"].value > 0.2 and below.levels["FP"].value < 0.1
-    assert v.status == Status.HELD
-    degenerate = v.checks[0]
-    assert degenerate.levels["BNN"].value == pytest.approx(12 / (3 * N)) and degenerate.levels["FP"].value == 0
-    same = [r for r in rows if r.measure != "below_chance"]
-    same += [Row("below_chance", "gradcam", m.name, "", 0, i, 0.0) for m in models for i in range(N)]
-    v = verdict(same, models, 3, settings)
-    assert v.parts[-1].status == Status.NOT_HELD and v.status == Status.PARTLY_HELD
+    v, part, checks = nonsensical(chance_rows(models, {"fp": 0.0, "bnn": 1.0}, degenerate={"fp": 0.0, "bnn": 1.0}), models)
+    assert part.status == Status.HELD and v.status == Status.HELD
+    assert part.levels["BNN degenerate"].value == 1.0 and part.levels["BNN not better than chance"].value == 0.0
+    assert part.levels["BNN nonsensical"].value == 1.0 and "100.0% = 0.0% not better than chance + 100.0% degenerate" in part.sentence
+    assert checks["controls"].status == Status.HELD and checks["controls"].levels["inverted"].value == 1.0
+    assert checks["degenerate"].levels["BNN"].value == 1.0
+    assert part.p_value < 0.001
+
+
+def test_none_of_48_maps_is_inconclusive_and_none_of_600_is_not_held():
+    models = make_models()
+    _, part, _ = nonsensical(chance_rows(models, {"fp": 0.0, "bnn": 0.0}), models)  # 3 models x 16 maps
+    assert part.levels["BNN nonsensical"].high == pytest.approx(1 - 0.025 ** (1 / 48))  # exact: 7.4 %
+    assert part.levels["BNN nonsensical"].high > 0.07 and part.status == Status.INCONCLUSIVE
+    _, part, _ = nonsensical(chance_rows(models, {"fp": 0.0, "bnn": 0.0}, n=200), models)
+    assert part.estimate.high < SETTINGS.nonsensical_margin and part.status == Status.NOT_HELD
+
+
+def test_rates_are_clustered_by_model_and_split_into_not_better_and_degenerate():
+    models = make_models()
+    rows = chance_rows(models, {"fp": 0.0, "bnn": 0.5}, degenerate={"fp": 0.0, "bnn": 0.25})
+    _, part, _ = nonsensical(rows, models)
+    assert part.levels["BNN nonsensical"].value == pytest.approx(0.5)
+    assert part.levels["BNN not better than chance"].value == pytest.approx(0.25)
+    assert part.levels["BNN degenerate"].value == pytest.approx(0.25)
+    assert part.status == Status.HELD
+    # the same 24 flagged maps all from one model: the models disagree, the interval widens
+    lumped = [r for r in rows if r.measure not in ("nonsensical", "degenerate")]
+    lumped += [Row("nonsensical", "gradcam", m.name, "", 0, i, float(m.name == "bnn-0" and i < 24 or False))
+               for m in models for i in range(16)] + [Row("degenerate", "gradcam", m.name, "", 0, i, 0.0)
+                                                        for m in models for i in range(16)]
+    lumped_part = nonsensical(lumped, models)[1]
+    assert lumped_part.levels["BNN nonsensical"].value == pytest.approx(16 / 48)
+    assert lumped_part.estimate.low < part.estimate.low - 0.1
+
+
+def test_controls_that_misbehave_make_3b_unable_to_decide():
+    models = make_models()
+    empty = {"fp": 0.0, "bnn": 1.0}
+    weak = chance_rows(models, empty, degenerate=empty, controls={**CONTROLS_BEHAVE, "inverted": 0.5})
+    _, part, checks = nonsensical(weak, models)
+    assert part.status == Status.INCONCLUSIVE and "cannot decide" in part.sentence and part.p_value is None
+    assert checks["controls"].status == Status.NOT_HELD and "inverted maps flagged on 50%" in checks["controls"].sentence
+    harsh = chance_rows(models, empty, degenerate=empty, controls={**CONTROLS_BEHAVE, "edges": 1.0})
+    assert nonsensical(harsh, models)[1].status == Status.INCONCLUSIVE
+    none = chance_rows(models, empty, degenerate=empty, controls=None)
+    _, part, checks = nonsensical(none, models)
+    assert part.status == Status.INCONCLUSIVE and checks["controls"].status == Status.NOT_MEASURED
 
 
 def test_convergence_check_tells_monte_carlo_noise_from_a_property_of_the_model():
@@ -469,7 +523,7 @@ def test_each_verdict_setting_is_declared_once_in_the_configuration():
     expected.insert(expected.index("faithfulness_method") + 1, "chance_map_methods")
     assert settings_fields == expected
     assert VerdictSettings().chance_map_methods == ("random", "smooth-random")
-    assert VerdictSettings().margins() == ("similarity_margin", "noise_margin", "below_chance_margin",
+    assert VerdictSettings().margins() == ("similarity_margin", "noise_margin", "nonsensical_margin",
                                            "faithfulness_margin")
     with pytest.raises(dataclasses.FrozenInstanceError):
         VerdictSettings().seed = 1

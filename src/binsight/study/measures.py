@@ -20,7 +20,7 @@ import torch
 
 from binsight._registry import Registry
 from binsight.errors import BinsightError
-from binsight.metrics import baselines, noise, similarity
+from binsight.metrics import baselines, chance, noise, similarity
 
 PairFn = Callable[..., np.ndarray]
 
@@ -49,6 +49,11 @@ def _random(shape: tuple[int, int, int, int], seed: int) -> torch.Tensor:
 @CHANCE_MAPS.register("smooth-random")
 def _smooth_random(shape: tuple[int, int, int, int], seed: int) -> torch.Tensor:
     return baselines.smooth_random_map(shape, seed=seed)
+
+
+CONTROL_MEASURES = {name: "nonsensical_" + name.replace(" ", "_") for name in chance.CONTROLS}
+"""The table's measure of each chance-test control (:data:`binsight.metrics.chance.CONTROLS`): 1 where the
+control map of a map was flagged nonsensical, 0 where not (e.g. "nonsensical_other_image")."""
 
 
 def chance_labels() -> list[str]:

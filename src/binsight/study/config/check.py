@@ -253,7 +253,7 @@ def _validate_verdicts(v: VerdictsConfig) -> None:
     if not 0 < v.confidence < 1:
         raise ConfigError(f"verdicts.confidence: must be in (0, 1), got {v.confidence}")
     _positive("verdicts.n_resamples", v.n_resamples)
-    for name in ("similarity_margin", "noise_margin", "below_chance_margin", "faithfulness_margin"):
+    for name in ("similarity_margin", "noise_margin", "nonsensical_margin", "faithfulness_margin"):
         if not getattr(v, name) >= 0:
             raise ConfigError(f"verdicts.{name}: must be a finite number >= 0")
     for i, s in enumerate(v.robustness_surrogates):

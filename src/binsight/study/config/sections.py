@@ -159,8 +159,8 @@ class MeasuresConfig:
     sanity_images: int = setting(8, help="images in the cascading randomisation check.")
     convergence_images: int = setting(16, help="images of each method's convergence check.")
     chance_methods: list[str] = setting(["gradient", "smoothgrad", "gradcam", "neuromask"],
-                                        help="methods whose non-degenerate maps are tested against chance maps "
-                                             "(`below_chance`).")
+                                        help="methods whose maps get the chance test (`nonsensical`: not better "
+                                             "than chance on a majority of measures, or degenerate; verdict 3 (b)).")
     chance_maps: int = setting(20, help="chance maps of each kind per tested map (unstructured, and as many "
                                         "smoothness-matched); at least 10, so that a map can be better than chance "
                                         "at the test's level 0.05 (its smallest p-value is 1 / (2 chance_maps + 1)).")
@@ -168,6 +168,10 @@ class MeasuresConfig:
                                           "map costs (2 chance_maps + 1) x (2 (curve_steps + 1) + R) forward passes "
                                           "and (2 chance_maps + 1) x R ROAD imputations, R the number of "
                                           "road_percentages.")
+    chance_controls: bool = setting(True, help="also test the control maps of each tested map (the map inverted, "
+                                               "another image's map, the image's edges, a centred blob): whether "
+                                               "they are flagged as expected decides whether verdict 3 (b) can "
+                                               "decide; 4 more tests per map, each costing as much as the map's own.")
 
 
 @dataclass
@@ -194,7 +198,8 @@ class VerdictsConfig:
                                                  "agreement beyond chance over the seeds', docs/verdicts.md) may lie "
                                                  "and still read alike; one margin for every similarity measure.")
     noise_margin: float = setting(0.05, help="BNN-minus-FP noise as a fraction of FP noise that counts as noisier")
-    below_chance_margin: float = setting(0.02, help="a difference of below-chance fractions that counts")
+    nonsensical_margin: float = setting(0.02, help="verdict 3 (b): a BNN-minus-FP difference of nonsensical "
+                                                   "rates (not better than chance, or degenerate) that counts")
     faithfulness_margin: float = setting(0.01, help="a faithfulness difference, in the measure's units, that counts "
                                                     "as better")
     confidence: float = setting(0.95, help="the level of every interval (two-level bootstrap: models, then images).")

@@ -35,7 +35,7 @@ from binsight.study.names import PRECISIONS, UNDEFINED
 from binsight.study.stats import Estimate
 from binsight.study.verdicts.compute import FINDINGS, VERDICTS, check_models, compute_verdicts
 from binsight.study.verdicts.faithfulness import faithfulness_part, method_difference, other_methods, verdict_faithfulness
-from binsight.study.verdicts.gradcam import fraction_difference, verdict_gradcam
+from binsight.study.verdicts.gradcam import nonsensical_part, nonsensical_rates, verdict_gradcam
 from binsight.study.verdicts.noise import convergence_check, noise_difference, noise_part, verdict_noise
 from binsight.study.verdicts.records import (ALIKE, CANNOT_TELL, DIFFER, HELD, INCONCLUSIVE, MODEL_PROPERTY, MONTE_CARLO,
                                              NOT_HELD, NOT_MEASURED, PARTLY_HELD, UNDECIDED, NOT_REPRODUCIBLE, ModelInfo,
@@ -50,7 +50,7 @@ from binsight.study.verdicts.table import Context, Table
 
 __all__ = [
     "Estimate", "FINDINGS", "VERDICTS", "check_models", "compute_verdicts", "faithfulness_part",
-    "method_difference", "other_methods", "verdict_faithfulness", "fraction_difference", "verdict_gradcam",
+    "method_difference", "other_methods", "verdict_faithfulness", "nonsensical_part", "nonsensical_rates", "verdict_gradcam",
     "convergence_check", "noise_difference", "noise_part", "verdict_noise", "ALIKE", "CANNOT_TELL", "DIFFER",
     "HELD", "INCONCLUSIVE", "MODEL_PROPERTY", "MONTE_CARLO", "NOT_HELD", "NOT_MEASURED", "PARTLY_HELD",
     "PRECISIONS", "UNDECIDED", "UNDEFINED", "NOT_REPRODUCIBLE", "ModelInfo", "PairAgreement", "PairValue", "Part",
