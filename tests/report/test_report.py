@@ -325,7 +325,7 @@ def test_findings_block_is_generated_from_the_run_folder_alone(run_dir, tmp_path
     assert ("   - spearman: *held*, +0.010 [-0.050, +0.070] (bound -0.100); FP-vs-BNN +0.400 [+0.300, +0.500]; "
             "reading: alike") in block
     assert "   - ssim: *inconclusive*, -0.090 [-0.200, +0.020]" in block and "status changes under: surrogate approx" in block
-    assert "95% two-level bootstrap interval" in block
+    assert "95% crossed models-by-images t-interval" in block
     assert "2. **SmoothGrad: BNN maps are noisier**: *not measured*" in block
     from binsight.report.findings import timings_sentence
     from binsight.study.records import Timings

@@ -287,6 +287,26 @@ def test_a_verdict_that_flips_at_half_the_margin_is_fragile():
     assert not rows_by["margins at twice the default"].changed
 
 
+def test_the_crossed_interval_covers_seed_variance_and_reports_its_split():
+    """BNN seeds whose noise differs (1.0, 1.3, 1.6 against FP 1.0): 3 seeds say little about a fourth, so the
+    interval is wide (model variance dominates the split); the same mean difference with seeds that agree
+    holds, its variance from the images and the residual."""
+    models = make_models()
+    spread = {"bnn-0": 1.0, "bnn-1": 1.3, "bnn-2": 1.6}
+    rows = single_rows("smoothgrad", "total_variation", models, lambda m: spread.get(m.name, 1.0), sd=0.02)
+    settings = dataclasses.replace(SETTINGS, noise_measures=("total_variation",))
+    part = verdict(rows, models, 2, settings).parts[0]
+    assert part.estimate.value == pytest.approx(0.3, abs=0.02) and part.status == Status.INCONCLUSIVE
+    assert part.estimate.split["models"] > 0.9 * part.estimate.se ** 2 and part.estimate.df < 5
+    assert "crossed t-interval" in part.estimate.covers
+    steady = single_rows("smoothgrad", "total_variation", models, {"fp": 1.0, "bnn": 1.3}, sd=0.02)
+    part = verdict(steady, models, 2, settings).parts[0]
+    assert part.status == Status.HELD and part.estimate.split["models"] < 0.5 * part.estimate.se ** 2
+    assert sum(part.estimate.split.values()) == pytest.approx(part.estimate.se ** 2)
+    data = json.loads(compute_verdicts(steady, models, settings).to_json())
+    assert set(data["verdicts"][1]["parts"][0]["estimate"]["split"]) == {"models", "images", "residual"}
+
+
 def test_one_model_per_precision_has_no_baseline_and_says_what_intervals_cover():
     models = make_models(1, 1)
     rows = pair_rows("gradient", "spearman", models, LEVELS_ALIKE)
@@ -295,7 +315,7 @@ def test_one_model_per_precision_has_no_baseline_and_says_what_intervals_cover()
     assert out.verdicts[0].status == Status.NOT_MEASURED  # no FP-vs-FP nor BNN-vs-BNN pair
     est = out.verdicts[1].parts[0].estimate
     assert out.verdicts[1].parts[0].status == Status.HELD
-    assert "the interval does not cover model variance" in est.covers
+    assert "does not cover BNN or FP model variance" in est.covers
 
 
 def test_empty_table_is_not_measured():
@@ -395,10 +415,12 @@ def test_controls_that_misbehave_make_3b_unable_to_decide():
 
 def test_convergence_check_tells_monte_carlo_noise_from_a_property_of_the_model():
     models = make_models()
-    rows = single_rows("smoothgrad", "total_variation", models, {"fp": 1.0, "bnn": 1.5})
+    rows = single_rows("smoothgrad", "total_variation", models, {"fp": 1.0, "bnn": 1.5}, sd=0.02)
     subset = range(16)
-    persists = rows + single_rows("smoothgrad-n200", "total_variation", models, {"fp": 0.9, "bnn": 1.3}, images=subset)
-    shrinks = rows + single_rows("smoothgrad-n200", "total_variation", models, {"fp": 0.9, "bnn": 0.9}, images=subset)
+    persists = rows + single_rows("smoothgrad-n200", "total_variation", models, {"fp": 0.9, "bnn": 1.3}, images=subset,
+                                  sd=0.02)
+    shrinks = rows + single_rows("smoothgrad-n200", "total_variation", models, {"fp": 0.9, "bnn": 0.9}, images=subset,
+                                 sd=0.02)
     settings = dataclasses.replace(SETTINGS, noise_measures=("total_variation",))
     v = verdict(persists, models, 2, settings)
     assert v.checks[0].reading == MODEL_PROPERTY and v.reading == f"convergence: {MODEL_PROPERTY}"

@@ -65,14 +65,14 @@ def _basis(models: list[ModelRecord], config: Any) -> str:
         iterations = neuromask.options.get("iterations", "the default")
         parts.append(f"NeuroMask on the first {neuromask.n_images} images at {iterations} iterations.")
     if config.measures.chance_methods:
-        parts.append(f"The below-chance test on the first {config.measures.chance_images or config.data.n_images} "
+        parts.append(f"The chance test on the first {config.measures.chance_images or config.data.n_images} "
                      f"images, {config.measures.chance_maps} chance maps of each kind per map.")
     parts.append("BNN maps also under the sign surrogates "
                  f"{', '.join(config.verdicts.robustness_surrogates)} (robustness).")
-    parts.append(f"Every interval is a {config.verdicts.confidence:.0%} two-level bootstrap interval "
-                 f"({config.verdicts.n_resamples} resamples) over the models, resampled within each precision, "
-                 "and the images that hold a value; the report gives each one's counts. Numbers in brackets "
-                 "are intervals; a part's bound is the margin its statistic is compared with.")
+    parts.append(f"Every interval is a {config.verdicts.confidence:.0%} crossed models-by-images t-interval "
+                 "(other seeds and other images at once), or, for a share of maps, an exact interval clustered "
+                 "by model; the report gives what each one covers. Numbers in brackets are intervals; a part's "
+                 "bound is the margin its statistic is compared with.")
     return " ".join(parts)
 
 

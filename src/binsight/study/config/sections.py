@@ -202,9 +202,13 @@ class VerdictsConfig:
                                                    "rates (not better than chance, or degenerate) that counts")
     faithfulness_margin: float = setting(0.01, help="a faithfulness difference, in the measure's units, that counts "
                                                     "as better")
-    confidence: float = setting(0.95, help="the level of every interval (two-level bootstrap: models, then images).")
-    n_resamples: int = setting(2000, help="bootstrap resamples.")
-    seed: int = setting(0, help="the bootstrap's seed.")
+    confidence: float = setting(0.95, help="the level of every interval (crossed models-by-images t-intervals; "
+                                           "exact intervals clustered by model for proportions).")
+    n_resamples: int = setting(2000, help="not used by the verdicts since their intervals are crossed t-intervals "
+                                          "(docs/verdicts.md), not a bootstrap; accepted so that configurations "
+                                          "that set it still load.")
+    seed: int = setting(0, help="not used by the verdicts (no interval of theirs is random); accepted so that "
+                                "configurations that set it still load.")
     robustness_surrogates: list[str] = setting(["ste", "approx", "identity"],
                                                help="the sign surrogates each BNN is also explained with (for the "
                                                     "methods whose table sets `robustness`); every verdict is "

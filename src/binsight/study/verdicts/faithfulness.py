@@ -24,10 +24,10 @@ def _method_difference(ctx: Context, measure: str, method: str, other: str, sign
     a, b = ctx.singles(measure, method), ctx.singles(measure, other)
     if a is None or b is None:
         return None
-    diff = sign * (a - b)
-    stat = single_mean(diff, ctx.draws)
-    stat = dataclasses.replace(stat, effect=effect_size(stat.per_image))
-    return ctx.estimate(stat)
+    def statistic(draws, diff):
+        stat = single_mean(diff, draws)
+        return dataclasses.replace(stat, effect=effect_size(stat.per_image))
+    return ctx.crossed(statistic, sign * (a - b))
 
 
 def other_methods(ctx: Context) -> list[str]:

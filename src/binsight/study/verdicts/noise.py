@@ -29,11 +29,11 @@ def _noise_difference(ctx: Context, method: str, measure: str, keep_method: str)
     keep = ctx.singles(measure, keep_method) if keep_method else None
     if keep is not None:
         values = np.where(np.isfinite(keep).any(axis=0), values, np.nan)
-    fp, bnn = single_mean(values, ctx.draws, "fp"), single_mean(values, ctx.draws, "bnn")
-    levels = {k: e for k, e in (("FP", ctx.estimate(fp)), ("BNN", ctx.estimate(bnn))) if e}
+    levels = {name: ctx.crossed(lambda d, v, p=p: single_mean(v, d, p), values) for name, p in (("FP", "fp"), ("BNN", "bnn"))}
+    levels = {k: e for k, e in levels.items() if e is not None}
     if len(levels) < 2:
         return None, {}
-    return ctx.estimate(relative_difference(bnn, fp)), levels
+    return ctx.crossed(lambda d, v: relative_difference(single_mean(v, d, "bnn"), single_mean(v, d, "fp")), values), levels
 
 
 def noise_part(ctx: Context, measure: str) -> Part:
