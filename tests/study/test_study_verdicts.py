@@ -457,6 +457,28 @@ def test_faithfulness_verdict_on_measures_it_does_not_optimise():
     assert worse.status == Status.NOT_HELD
 
 
+def test_faithfulness_leaves_degenerate_maps_out_counts_them_and_gives_fp_and_bnn_apart():
+    models = make_models()
+    methods = ["gradient", "gradcam", "neuromask"]
+    settings = dataclasses.replace(SETTINGS, faithfulness_measures=("road_morf",))
+    rows = single_rows("neuromask", "road_morf", models, {"fp": 0.2, "bnn": 0.4}, images=range(16), seed=1, sd=0.01)
+    rows += single_rows("gradient", "road_morf", models, {"fp": 0.4, "bnn": 0.4}, seed=2, sd=0.01)
+    rows += single_rows("gradcam", "road_morf", models, {"fp": 0.4, "bnn": 0.4}, seed=3, sd=0.01)
+    # the first 4 BNN NeuroMask maps are empty, and score badly (1.0) where they are not left out
+    empty = [(r.model, r.image) for r in rows if r.method == "neuromask" and r.model.startswith("bnn") and r.image < 4]
+    scored = [dataclasses.replace(r, value=1.0) if (r.model, r.image) in empty and r.method == "neuromask" else r
+              for r in rows]
+    flags = [Row("degenerate", "neuromask", m.name, "", 0, i, float((m.name, i) in empty)) for m in models for i in range(16)]
+    part = verdict(scored + flags, models, 4, settings, methods=methods).parts[0]
+    first = part.comparisons[0]
+    assert first.levels["FP"].value == pytest.approx(0.2, abs=0.01) and first.levels["BNN"].value == pytest.approx(0.0, abs=0.01)
+    assert first.estimate.value == pytest.approx((0.2 * 48 + 0.0 * 36) / 84, abs=0.01)  # BNN maps left out: 12
+    assert "Degenerate maps left out: neuromask 12, gradient 0, gradcam 0" in part.sentence
+    counted = verdict(scored, models, 4, settings, methods=methods).parts[0].comparisons[0]
+    assert counted.levels["BNN"].value < -0.1  # without the flags the empty maps' scores enter the mean
+    assert part.status == Status.HELD  # decided on FP and BNN models together; the levels show BNNs gain nothing
+
+
 # ------------------------------------------------------------------------------------------------------
 # statuses, tables of the report, JSON
 

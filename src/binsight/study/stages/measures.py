@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from binsight.metrics import chance, faithfulness
+from binsight.metrics import chance
 from binsight.study.context import RunContext
 from binsight.study.formats import Row, to_rows
-from binsight.study.measures import CONTROL_MEASURES, map_values
+from binsight.study.measures import CONTROL_MEASURES, faithfulness_scores, map_values
 from binsight.study.plan import MethodSpec, StudyModel
 from binsight.study.stages.maps import map_units
 
@@ -87,18 +87,13 @@ def chance_test(ctx: RunContext, model: StudyModel, chunk: int, images: torch.Te
 def faithfulness_values(ctx: RunContext, model: StudyModel, label: str, chunk: int, images: torch.Tensor,
                         maps: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
     """Deletion / insertion areas onto black (reference) and onto a blurred copy (curves saved to
-    curves/), and ROAD most- and least-relevant-first."""
-    ms, batch = ctx.config.measures, ctx.plan.batch_size
-    x, mp, t = images.to(ctx.device), maps.to(ctx.device), targets.to(ctx.device)
-    curves = {substrate: faithfulness.deletion_insertion(model.module, x, mp, t, steps=ms.curve_steps,
-                                                         substrate=substrate, insertion_substrate=substrate,
-                                                         batch_size=batch)
-              for substrate in ("black", "blur")}
+    curves/), and ROAD most- and least-relevant-first (:func:`binsight.study.measures.faithfulness_scores`,
+    tied pixels in the order of the chunk's seeded key)."""
+    ms = ctx.config.measures
+    curves, values = faithfulness_scores(model.module, images.to(ctx.device), maps.to(ctx.device),
+                                         targets.to(ctx.device), steps=ms.curve_steps,
+                                         percentages=ms.road_percentages, batch_size=ctx.plan.batch_size, seed=chunk)
     ctx.folder.save_curves(model.name, label, chunk, fractions=curves["blur"].fractions,
                            deletion=curves["blur"].deletion, insertion=curves["blur"].insertion,
                            deletion_black=curves["black"].deletion, insertion_black=curves["black"].insertion)
-    road = {order: faithfulness.road(model.module, x, mp, t, percentages=ms.road_percentages, order=order,
-                                     seed=chunk, batch_size=batch) for order in ("morf", "lerf")}
-    return {"deletion_auc": curves["black"].deletion_area, "insertion_auc": curves["black"].insertion_area,
-            "deletion_blur_auc": curves["blur"].deletion_area, "insertion_blur_auc": curves["blur"].insertion_area,
-            "road_morf": road["morf"].area, "road_lerf": road["lerf"].area}
+    return values
