@@ -223,15 +223,47 @@ def test_seed_baselines_near_chance_read_not_reproducible():
     assert {c.name: c.status for c in v.parts[0].comparisons}["FP-vs-FP minus chance"] != Status.HELD
 
 
-def test_measures_that_disagree_give_partly_held():
+def test_the_primary_measure_decides_and_a_disagreeing_secondary_is_shown_not_fragile():
+    """Before #21 the verdict was "partly held" and fragile whenever measures disagreed (an uncorrected OR
+    over parts); now the primary measure (spearman) decides and ssim is secondary."""
     models = make_models()
     rows = pair_rows("gradient", "spearman", models, LEVELS_ALIKE)
     rows += pair_rows("gradient", "ssim", models, {"fp-fp": 0.6, "fp-bnn": 0.3, "bnn-bnn": 0.6}, seed=1)
+    settings = dataclasses.replace(SETTINGS, similarity_measures=("spearman", "ssim"))
+    v = verdict(rows, models, 1, settings)
+    assert [p.status for p in v.parts] == [Status.HELD, Status.NOT_HELD] and v.primary == ("spearman",)
+    assert v.status == Status.HELD and v.reading.startswith("measures disagree")
+    assert "secondary: ssim not held" in v.sentence
+    row = {r.setting: r for r in v.robustness}["ssim only"]
+    assert row.status == Status.NOT_HELD and row.changed and row.secondary and not v.fragile
+    other = verdict(rows, models, 1, dataclasses.replace(settings, primary_similarity="ssim"))
+    assert other.status == Status.NOT_HELD and other.primary == ("ssim",)
+
+
+def test_measures_disagree_only_when_one_holds_and_another_does_not():
+    models = make_models()
+    rows = pair_rows("gradient", "spearman", models, {"fp-fp": 0.6, "fp-bnn": 0.5, "bnn-bnn": 0.5}, sd=0.3)
+    rows += pair_rows("gradient", "ssim", models, {"fp-fp": 0.0, "fp-bnn": 0.0, "bnn-bnn": 0.3}, seed=1)
     v = verdict(rows, models, 1, dataclasses.replace(SETTINGS, similarity_measures=("spearman", "ssim")))
-    assert [p.status for p in v.parts] == [Status.HELD, Status.NOT_HELD]
-    assert v.status == Status.PARTLY_HELD and v.reading.startswith("measures disagree")
-    assert v.fragile  # each measure alone gives another status
-    assert {r.setting: r.status for r in v.robustness}["ssim only"] == Status.NOT_HELD
+    assert [p.status for p in v.parts] == [Status.INCONCLUSIVE] * 2
+    assert v.reading == f"by measure: spearman inconclusive; ssim {NOT_REPRODUCIBLE}"  # no "measures disagree"
+
+
+def test_holm_across_the_findings_turns_a_borderline_held_into_inconclusive():
+    from binsight.study.verdicts.compute import corrected
+    from binsight.study.verdicts.records import Verdict
+
+    def held(number, p):
+        return Verdict(number, "t", "f", Status.HELD, (), "", "s.", primary=("m",), p_value=p)
+
+    # each held on its own (p <= 0.025, the intervals' one-sided level); sorted: 0.001 x 3, 0.02 x 2, 0.021 x 1
+    out = corrected([held(1, 0.02), held(2, 0.001), held(3, None), held(4, 0.021)], confidence=0.95)
+    assert out[0].adjusted_p == pytest.approx(0.04) and out[1].adjusted_p == pytest.approx(0.003)
+    assert out[3].adjusted_p == pytest.approx(0.04) and out[2].adjusted_p is None  # running maximum
+    assert [v.status for v in out] == [Status.INCONCLUSIVE, Status.HELD, Status.HELD, Status.INCONCLUSIVE]
+    assert "Holm" in out[0].sentence
+    alone = corrected([held(1, 0.02)], confidence=0.95)[0]  # one test: no correction, held
+    assert alone.status == Status.HELD and alone.adjusted_p == pytest.approx(0.02)
 
 
 def test_interval_straddling_the_margin_is_inconclusive():
@@ -249,13 +281,13 @@ def test_object_measures_are_parts_of_their_own():
     rows += pair_rows("gradient", "spearman_object", models, {"fp-fp": 0.6, "fp-bnn": 0.2, "bnn-bnn": 0.6}, seed=2)
     v = verdict(rows, models, 1, dataclasses.replace(SETTINGS, similarity_measures=("spearman",)))
     assert [(p.name, p.reading) for p in v.parts] == [("spearman", ALIKE), ("spearman_object", DIFFER)]
-    assert v.status == Status.PARTLY_HELD
+    assert v.status == Status.HELD  # the primary measure is the whole map's
     # inside the object no chance level was measured: maps as alike as the seeds' cannot be told from noise
     no_chance = [r for r in rows if r.measure != "spearman_object" and r.measure != "spearman_object_shuffled"]
     no_chance += [r for r in pair_rows("gradient", "spearman_object", models, LEVELS_ALIKE, seed=3)
                   if r.measure == "spearman_object"]
     v = verdict(no_chance, models, 1, dataclasses.replace(SETTINGS, similarity_measures=("spearman",)))
-    assert [p.status for p in v.parts] == [Status.HELD, Status.INCONCLUSIVE] and v.status == Status.INCONCLUSIVE
+    assert [p.status for p in v.parts] == [Status.HELD, Status.INCONCLUSIVE] and v.status == Status.HELD
     assert "No image-shuffled chance level" in v.parts[1].sentence
 
 
@@ -506,6 +538,24 @@ def test_per_pair_values_predictions_and_undefined_counts():
     assert agree == {("fp-0", "fp-1"): 0.75, ("fp-0", "bnn-0"): 0.5, ("fp-1", "bnn-0"): 0.75}
     assert out.predictions.accuracy == {"fp-0": 1.0}
     assert [(u.measure, u.model, u.model_b, u.count) for u in out.undefined] == [("spearman", "fp-0", "bnn-0", 2)]
+
+
+def test_the_terminal_table_names_the_primary_measure_and_shows_the_controls_and_chance_levels():
+    from binsight.report.render import verdict_markdown, verdict_table
+
+    models = make_models()
+    rows = pair_rows("gradient", "spearman", models, LEVELS_ALIKE)
+    rows += pair_rows("gradient", "ssim", models, {"fp-fp": 0.6, "fp-bnn": 0.3, "bnn-bnn": 0.6}, seed=1)
+    rows += pair_rows("gradcam", "spearman", models, {"fp-fp": 0.7, "fp-bnn": 0.0, "bnn-bnn": 0.7}, seed=2)
+    rows += chance_rows(models, {"fp": 0.0, "bnn": 1.0}, degenerate={"fp": 0.0, "bnn": 1.0})
+    out = compute_verdicts(rows, models, dataclasses.replace(SETTINGS, similarity_measures=("spearman", "ssim")))
+    table = verdict_table(out)
+    assert "(primary spearman, Holm-adjusted p " in table and "(primary spearman + nonsensical, Holm-adjusted p " in table
+    assert "     - spearman [primary]: held" in table and "     - ssim [secondary]: not held (differ)" in table
+    assert "chance FP-vs-BNN" in table and "chance BNN-vs-BNN" in table
+    assert "     - controls [check]: held" in table and "inverted +1.000" in table
+    markdown = "\n".join(verdict_markdown(out.verdicts[0]))
+    assert "a secondary measure alone gives another status (not fragile): ssim only (not held)" in markdown
 
 
 def test_json_is_strict_and_round_trips():

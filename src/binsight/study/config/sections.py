@@ -179,16 +179,24 @@ class VerdictsConfig:
     """How the verdicts are decided (read by :class:`binsight.study.verdicts.VerdictSettings`)."""
 
     similarity_measures: list[str] = setting(["spearman", "ssim", "top_k_iou"],
-                                             help="the measures verdicts 1, 2 and 4 use (each gives its own "
+                                             help="the measures verdicts 1 and 3 (a) use (each gives its own "
                                                   "reading; each one alone is also a robustness setting).")
     noise_measures: list[str] = setting(["total_variation", "high_frequency_energy"],
-                                        help="the measures verdicts 1, 2 and 4 use (each gives its own reading; "
+                                        help="the measures verdict 2 uses (each gives its own reading; "
                                              "each one alone is also a robustness setting).")
     faithfulness_measures: list[str] = setting(["road_morf", "road_lerf", "deletion_blur_auc", "insertion_blur_auc"],
-                                               help="the measures verdicts 1, 2 and 4 use (each gives its own "
+                                               help="the measures verdict 4 uses (each gives its own "
                                                     "reading; each one alone is also a robustness setting).")
     lower_is_better: list[str] = setting(["road_morf", "deletion_blur_auc"],
                                          help="the faithfulness measures where lower is better.")
+    primary_similarity: str = setting("spearman", help="the primary measure of verdicts 1 and 3 (a), one of "
+                                                       "similarity_measures: its part (whole map) decides the "
+                                                       "verdict and enters Holm's correction; the others are "
+                                                       "secondary, shown without deciding.")
+    primary_noise: str = setting("total_variation", help="the primary measure of verdict 2, one of noise_measures "
+                                                         "(as primary_similarity).")
+    primary_faithfulness: str = setting("road_morf", help="the primary measure of verdict 4, one of "
+                                                          "faithfulness_measures (as primary_similarity).")
     similarity_method: str = setting("gradient", help="the method of verdict 1 (maps alike).")
     noise_method: str = setting("smoothgrad", help="the method of verdict 2 (noisier).")
     convergence_method: str = setting("smoothgrad-n200", help="the noise method's convergence variant.")

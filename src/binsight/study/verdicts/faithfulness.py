@@ -12,7 +12,7 @@ import numpy as np
 
 from binsight.study.stats import Estimate, effect_size, single_mean
 from binsight.study.verdicts.records import Part, Verdict
-from binsight.study.verdicts.rules import comparison, conjunction, make_verdict, p_of, words
+from binsight.study.verdicts.rules import comparison, conjunction, make_verdict, primary_p, words
 from binsight.study.verdicts.table import Context
 
 FINDING = "(Not in the paper.) NeuroMask is more faithful than the other methods."
@@ -70,7 +70,7 @@ def faithfulness_part(ctx: Context, measure: str, against: Sequence[str]) -> Par
         together, apart = method_difference(ctx, measure, method, other)
         c = comparison(f"{method} minus {other}", f"Is {method} more faithful than {other} by {measure}?", together,
                        s.faithfulness_margin)
-        comps.append(dataclasses.replace(c, levels=apart, p_value=p_of(together, s.faithfulness_margin)))
+        comps.append(dataclasses.replace(c, levels=apart))
     comps = tuple(comps)
     status = conjunction([c.status for c in comps])
     better = "lower" if measure in s.lower_is_better else "higher"
@@ -83,12 +83,9 @@ def faithfulness_part(ctx: Context, measure: str, against: Sequence[str]) -> Par
                 + f". Degenerate maps left out: {', '.join(f'{m} {n}' for m, n in left_out.items())}."
                 + f" Status: {words(status)}.")
     closest = min((c for c in comps if c.estimate), key=lambda c: c.estimate.value, default=None)
-    # the claim needs every comparison: its p-value is the largest (an intersection-union test)
-    p_values = [c.p_value for c in comps]
-    p_value = max(p_values) if p_values and all(p is not None for p in p_values) else None
     return Part(measure, f"Is {method} more faithful than every other method by {measure}?", status,
                 closest.estimate if closest else None, s.faithfulness_margin, sentence, comparisons=comps,
-                p_value=p_value)
+                p_value=primary_p(comps))
 
 
 def verdict_faithfulness(ctx: Context) -> Verdict:
@@ -103,4 +100,5 @@ def verdict_faithfulness(ctx: Context) -> Verdict:
                                   question=f"Is {method} more faithful than the chance maps by {m}?")
               for m in s.faithfulness_measures] if chance else []
     return make_verdict(4, f"{method}: more faithful than the other methods", FINDING, parts, "",
-                    f"needs {method} and another method measured on {', '.join(s.faithfulness_measures)}", checks)
+                        f"needs {method} and another method measured on {', '.join(s.faithfulness_measures)}", checks,
+                        primary=(s.primary_faithfulness,))

@@ -126,4 +126,5 @@ def verdict_gradcam(ctx: Context) -> Verdict:
     parts.append(nonsensical)
     return make_verdict(3, f"{method}: FP and BNN maps differ; some BNN maps nonsensical", FINDING, parts, reading,
                         f"needs FP-vs-BNN similarity and the chance test of {method} maps",
-                        [controls, degenerate_check(ctx, method)])
+                        [controls, degenerate_check(ctx, method)],
+                        primary=(ctx.settings.primary_similarity, "nonsensical"))

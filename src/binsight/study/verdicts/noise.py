@@ -85,4 +85,5 @@ def verdict_noise(ctx: Context) -> Verdict:
     reading = ("convergence: " + readings.pop()) if len(readings) == 1 else (
         "convergence: measures disagree" if readings else "convergence not measured")
     return make_verdict(2, f"{s.noise_method}: BNN maps are noisier", FINDING, parts, reading,
-                    f"needs {', '.join(s.noise_measures)} of {s.noise_method} maps of FP and BNN models", checks)
+                        f"needs {', '.join(s.noise_measures)} of {s.noise_method} maps of FP and BNN models", checks,
+                        primary=(s.primary_noise,))

@@ -123,4 +123,4 @@ def verdict_similarity(ctx: Context) -> Verdict:
     method = ctx.settings.similarity_method
     parts = similarity_parts(ctx, method, claim="alike")
     return make_verdict(1, f"{method}: FP and BNN maps look alike", FINDING, parts, reading_of(parts),
-                    f"needs FP-vs-BNN similarity of {method} maps")
+                        f"needs FP-vs-BNN similarity of {method} maps", primary=(ctx.settings.primary_similarity,))
