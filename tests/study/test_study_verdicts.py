@@ -8,7 +8,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage, stats
+
+from binsight.metrics import noise
 
 from binsight.study.config import VerdictsConfig
 from binsight.study.measures import CONTROL_MEASURES
@@ -114,9 +117,12 @@ def rows_from_maps(maps: dict[str, np.ndarray], models: list[ModelInfo], method:
                 rows.append(Row(name, method, a.name, b.name, 0, i, float(fn(ma[i], mb[i]))))
                 rows.append(Row(f"{name}_shuffled", method, a.name, b.name, 0, i, float(fn(ma[i], mb[j]))))
     for m in models:
+        stack = torch.from_numpy(np.asarray(maps[m.name], dtype=np.float64))[:, None]
+        ranked = {name: getattr(noise, name)(stack) for name in ("rank_total_variation", "rank_high_frequency_energy")}
         for i, x in enumerate(maps[m.name]):
             rows.append(Row("total_variation", method, m.name, "", 0, i, total_variation(x)))
             rows.append(Row("high_frequency_energy", method, m.name, "", 0, i, high_frequency_energy(x)))
+            rows += [Row(name, method, m.name, "", 0, i, float(v[i])) for name, v in ranked.items()]
     return rows
 
 
@@ -167,11 +173,26 @@ def test_bnn_maps_with_structured_noise_are_noisier():
     noisy = base + 0.3 * base.std() * checker * rng.uniform(0.5, 1.0, base.shape)
     maps = {m.name: (base if m.precision == "fp" else noisy) + 0.01 * rng.normal(size=base.shape) for m in models}
     v = verdict(rows_from_maps(maps, models, "smoothgrad"), models, 2)
-    assert v.status == Status.HELD and [p.status for p in v.parts] == [Status.HELD, Status.HELD]
+    assert v.status == Status.HELD and [p.status for p in v.parts] == [Status.HELD] * 4
     assert v.parts[0].estimate.effect > 1
     assert v.parts[0].levels["BNN"].value > v.parts[0].levels["FP"].value
     same = {m.name: base + 0.01 * rng.normal(size=base.shape) for m in models}
     assert verdict(rows_from_maps(same, models, "smoothgrad"), models, 2).status == Status.NOT_HELD
+
+
+def test_a_monotone_remap_reads_noisier_by_value_measures_but_not_by_rank_measures():
+    """BNN maps the square root of the FP maps (the same pixel order): total variation and high-frequency
+    energy of the values read noisier, the rank-based measures read exactly the same."""
+    models = make_models()
+    rng = np.random.default_rng(4)
+    base = np.abs(smooth_maps(rng, 32)) + 0.01 * rng.random((32, 16, 16))
+    maps = {m.name: (base if m.precision == "fp" else np.sqrt(base)) for m in models}
+    v = verdict(rows_from_maps(maps, models, "smoothgrad"), models, 2)
+    parts = {p.name: p for p in v.parts}
+    assert parts["rank_total_variation"].estimate.value == pytest.approx(0.0, abs=1e-9)
+    assert parts["rank_high_frequency_energy"].estimate.value == pytest.approx(0.0, abs=1e-9)
+    assert parts["rank_total_variation"].status == Status.NOT_HELD
+    assert parts["high_frequency_energy"].estimate.value > 0.05  # the value measures move with the remap
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -445,20 +466,40 @@ def test_controls_that_misbehave_make_3b_unable_to_decide():
     assert part.status == Status.INCONCLUSIVE and checks["controls"].status == Status.NOT_MEASURED
 
 
-def test_convergence_check_tells_monte_carlo_noise_from_a_property_of_the_model():
+SAMPLES = {"smoothgrad": 50, "smoothgrad-n200": 200}
+
+
+def convergence(measure: str, fp: tuple[float, float], bnn: tuple[float, float], samples=SAMPLES):
+    """Verdict 2's convergence check of ``measure`` with FP and BNN means (at 50, at 200 samples)."""
     models = make_models()
-    rows = single_rows("smoothgrad", "total_variation", models, {"fp": 1.0, "bnn": 1.5}, sd=0.02)
-    subset = range(16)
-    persists = rows + single_rows("smoothgrad-n200", "total_variation", models, {"fp": 0.9, "bnn": 1.3}, images=subset,
-                                  sd=0.02)
-    shrinks = rows + single_rows("smoothgrad-n200", "total_variation", models, {"fp": 0.9, "bnn": 0.9}, images=subset,
-                                 sd=0.02)
-    settings = dataclasses.replace(SETTINGS, noise_measures=("total_variation",))
-    v = verdict(persists, models, 2, settings)
-    assert v.checks[0].reading == MODEL_PROPERTY and v.reading == f"convergence: {MODEL_PROPERTY}"
-    v = verdict(shrinks, models, 2, settings)
-    assert v.status == Status.HELD and v.checks[0].reading == MONTE_CARLO
-    assert v.checks[0].comparisons[0].estimate.n_images == 16  # compared on the same images
+    rows = single_rows("smoothgrad", measure, models, {"fp": fp[0], "bnn": bnn[0]}, sd=0.02)
+    rows += single_rows("smoothgrad-n200", measure, models, {"fp": fp[1], "bnn": bnn[1]}, images=range(16), sd=0.02)
+    settings = dataclasses.replace(SETTINGS, noise_measures=(measure,), primary_noise=measure)
+    return compute_verdicts(rows, models, settings, samples=samples).verdicts[1]
+
+
+def test_a_difference_that_halves_from_50_to_200_samples_is_monte_carlo_noise():
+    """Total variation falls as n^-1/2: +60 % at 50 samples and +30 % at 200 extrapolate to 0. The former
+    check called this "a property of the model" whenever +30 % stayed above the margin."""
+    v = convergence("total_variation", (1.0, 1.0), (1.6, 1.3))
+    check = v.checks[0]
+    assert check.reading == MONTE_CARLO and v.reading == f"convergence: {MONTE_CARLO}"
+    assert check.estimate.value == pytest.approx(0.0, abs=0.02) and check.comparisons[1].estimate.value > 0.25
+    assert check.comparisons[0].estimate.n_images == 16  # compared on the same images
+    assert v.status == Status.HELD  # the check does not decide the verdict
+
+
+def test_a_difference_that_stays_with_more_samples_is_a_property_of_the_model():
+    stays = convergence("total_variation", (1.0, 1.0), (1.6, 1.55))
+    assert stays.checks[0].reading == MODEL_PROPERTY and stays.checks[0].estimate.value == pytest.approx(0.5, abs=0.03)
+    # an energy measure falls as 1/n: the same halving leaves (4 x 1.3 - 1.6) / 3 = 1.2, +20 %
+    energy = convergence("high_frequency_energy", (1.0, 1.0), (1.6, 1.3))
+    assert energy.checks[0].reading == MODEL_PROPERTY and energy.checks[0].estimate.value == pytest.approx(0.2, abs=0.03)
+
+
+def test_the_convergence_check_needs_the_sample_counts():
+    v = convergence("total_variation", (1.0, 1.0), (1.6, 1.3), samples=None)
+    assert v.checks[0].status == Status.NOT_MEASURED and "sample counts" in v.checks[0].sentence
 
 
 def faithfulness_rows(models, nm_better: bool, images: range = range(16)) -> list[Row]:

@@ -13,6 +13,9 @@ SINGLE = {
     "degenerate": "Degenerate map: constant, all zero or flat within float noise (share)",
     "total_variation": "Total variation, robust scale (higher = noisier)",
     "high_frequency_energy": "High-frequency energy share (higher = noisier)",
+    "rank_total_variation": "Total variation of the map's ranks (higher = noisier; a monotone remap changes nothing)",
+    "rank_high_frequency_energy": "High-frequency energy share of the map's ranks (higher = noisier; a monotone "
+                                  "remap changes nothing)",
     "deletion_auc": "Deletion onto black, area under curve (lower = more faithful; reference only)",
     "insertion_auc": "Insertion from black, area under curve (higher = more faithful; reference only)",
     "deletion_blur_auc": "Deletion onto a blurred copy, area under curve (lower = more faithful)",

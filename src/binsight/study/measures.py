@@ -32,6 +32,8 @@ PAIR_MEASURES.add("top_k_iou", similarity.top_k_iou)
 NOISE_MEASURES: Registry[Callable[[torch.Tensor], np.ndarray]] = Registry("noise measure", BinsightError)
 NOISE_MEASURES.add("total_variation", noise.total_variation)
 NOISE_MEASURES.add("high_frequency_energy", noise.high_frequency_energy)
+NOISE_MEASURES.add("rank_total_variation", noise.rank_total_variation)
+NOISE_MEASURES.add("rank_high_frequency_energy", noise.rank_high_frequency_energy)
 
 FAITHFULNESS_MEASURES = ("deletion_auc", "insertion_auc", "deletion_blur_auc", "insertion_blur_auc", "road_morf",
                          "road_lerf")

@@ -144,7 +144,8 @@ class MeasuresConfig:
     """Which families of measures are taken, and their parameters."""
 
     similarity: bool = setting(True, help="FP-vs-BNN and within-precision map similarity of every pair of models.")
-    noise: bool = setting(True, help="total variation and high-frequency energy of every map.")
+    noise: bool = setting(True, help="total variation and high-frequency energy of every map, of its values and of "
+                                     "its within-map ranks.")
     faithfulness: bool = setting(True, help="deletion / insertion and ROAD of every map.")
     localisation: bool = setting(True, help="pointing game and energy on the object mask (where the dataset has "
                                             "masks).")
@@ -181,9 +182,12 @@ class VerdictsConfig:
     similarity_measures: list[str] = setting(["spearman", "ssim", "top_k_iou"],
                                              help="the measures verdicts 1 and 3 (a) use (each gives its own "
                                                   "reading; each one alone is also a robustness setting).")
-    noise_measures: list[str] = setting(["total_variation", "high_frequency_energy"],
+    noise_measures: list[str] = setting(["total_variation", "high_frequency_energy", "rank_total_variation",
+                                         "rank_high_frequency_energy"],
                                         help="the measures verdict 2 uses (each gives its own reading; "
-                                             "each one alone is also a robustness setting).")
+                                             "each one alone is also a robustness setting); the rank_ ones "
+                                             "read each map's within-map ranks, so a monotone remap of the "
+                                             "values changes nothing.")
     faithfulness_measures: list[str] = setting(["road_morf", "road_lerf", "deletion_blur_auc", "insertion_blur_auc"],
                                                help="the measures verdict 4 uses (each gives its own "
                                                     "reading; each one alone is also a robustness setting).")

@@ -42,7 +42,7 @@ def check_models(models: Sequence[ModelInfo]) -> None:
 
 
 def compute_verdicts(rows: Sequence[Row], models: Sequence[ModelInfo], config: VerdictsConfig | VerdictSettings | None = None,
-                     *, methods: Sequence[str] | None = None) -> StudyVerdicts:
+                     *, methods: Sequence[str] | None = None, samples: dict[str, int] | None = None) -> StudyVerdicts:
     """The four verdicts, with robustness, per-pair values, prediction agreement and undefined counts.
 
     rows: the study's tidy rows. models: every model of the table, surrogate variants included (a
@@ -50,14 +50,16 @@ def compute_verdicts(rows: Sequence[Row], models: Sequence[ModelInfo], config: V
     variants in place of the base BNNs. config: a :class:`VerdictsConfig` (or settings; None: defaults).
     methods: the explanation methods the study ran (None: every method label in the rows); verdict 4
     compares the faithfulness method with each of them except the chance maps and the convergence
-    method. The chance maps are found in the rows by their labels (``chance_map_methods``).
+    method. The chance maps are found in the rows by their labels (``chance_map_methods``). samples: method
+    label -> the Monte Carlo samples its maps average (the noise and convergence methods'; without them
+    verdict 2's convergence check is not measured).
     """
     check_models(models)
     settings = config if isinstance(config, VerdictSettings) else VerdictSettings.from_config(config)
     table = Table(rows)
     if methods is None:
         methods = sorted(table.methods)
-    ctx = Context(table, models, settings, methods)
+    ctx = Context(table, models, settings, methods, samples)
     base_ctx = ctx.replace(models=[m for m in models if not m.is_variant])
     verdicts = [with_robustness(compute(base_ctx), compute, ctx, measures, primary)
                 for compute, measures, primary in VERDICTS]

@@ -42,10 +42,10 @@ class Status(str, enum.Enum):
 HELD, NOT_HELD, PARTLY_HELD, INCONCLUSIVE, NOT_MEASURED = (Status.HELD, Status.NOT_HELD, Status.PARTLY_HELD,
                                                          Status.INCONCLUSIVE, Status.NOT_MEASURED)
 
-# readings of a similarity part (the scale-free reading of binsight.study.inference)
-ALIKE, DIFFER, NOT_REPRODUCIBLE, UNDECIDED = "alike", "differ", "not reproducible", "inconclusive"
-# readings of the convergence check
-MODEL_PROPERTY, MONTE_CARLO, CANNOT_TELL = "a property of the model", "Monte Carlo noise", "cannot tell"
+# the readings of a similarity part (binsight.study.inference.scale_free_similarity) and of the convergence
+# check (binsight.study.inference.convergence_reading)
+from binsight.study.inference import (ALIKE, CANNOT_TELL, DIFFER, MODEL_PROPERTY, MONTE_CARLO,  # noqa: E402
+                                      NOT_REPRODUCIBLE, UNDECIDED)
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,10 @@ class Context:
     """The table, one set of models (FP models and one surrogate's BNNs), the settings, and the crossed
     intervals' deletion rows every statistic of that set shares."""
 
-    def __init__(self, table: Table, models: Sequence[ModelInfo], settings: VerdictSettings, methods: Sequence[str]):
+    def __init__(self, table: Table, models: Sequence[ModelInfo], settings: VerdictSettings, methods: Sequence[str],
+                 samples: dict[str, int] | None = None):
         self.table, self.models, self.settings, self.methods = table, tuple(models), settings, tuple(methods)
+        self.samples = dict(samples or {})  # method label -> its Monte Carlo sample count (the convergence check)
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per model set, confidence and ``key`` (shared by every context of the same
@@ -80,7 +82,8 @@ class Context:
         return self.table.cache[full]
 
     def replace(self, *, models: Sequence[ModelInfo] | None = None, settings: VerdictSettings | None = None) -> "Context":
-        return Context(self.table, self.models if models is None else models, settings or self.settings, self.methods)
+        return Context(self.table, self.models if models is None else models, settings or self.settings, self.methods,
+                       self.samples)
 
     def count(self, precision: str) -> int:
         return sum(m.precision == precision for m in self.models)
