@@ -56,7 +56,7 @@ def _rows(rng: np.random.Generator) -> list[Row]:
                     rows.append(Row(measure, method, model, "", 0, image, float(rng.random())))
                 rows.append(Row("pointing_game", method, model, "", 0, image, float(rng.random() < 0.6)))
                 if not flat:
-                    rows.append(Row("below_chance", method, model, "", 0, image, float(rng.random() < 0.2)))
+                    rows.append(Row("nonsensical", method, model, "", 0, image, float(rng.random() < 0.2)))
                     rows.append(Row("chance_fraction_road_morf", method, model, "", 0, image, float(rng.random())))
     for a in range(len(MODELS)):
         for b in range(a + 1, len(MODELS)):
@@ -220,7 +220,7 @@ def test_clear_measure_names(html):
     assert "ROAD, least relevant first (higher = more faithful)" in html
     assert names.label("top_k_iou_object", top_k=0.1) == "IoU of the two maps' top 10% pixels, inside the dilated object mask"
     assert names.label("spearman_shuffled").startswith("Spearman rank correlation of two maps, image-shuffled")
-    assert names.is_binary("pointing_game") and names.is_binary("below_chance") and not names.is_binary("road_lerf")
+    assert names.is_binary("pointing_game") and names.is_binary("nonsensical") and not names.is_binary("road_lerf")
 
 
 def test_gradcam_layer_stated(html):
@@ -327,7 +327,7 @@ def test_findings_block_is_generated_from_the_run_folder_alone(run_dir, tmp_path
     assert ("   - spearman: *held*, +0.010 [-0.050, +0.070] (bound -0.100); FP-vs-BNN +0.400 [+0.300, +0.500]; "
             "reading: alike") in block
     assert "   - ssim: *inconclusive*, -0.090 [-0.200, +0.020]" in block and "status changes under: surrogate approx" in block
-    assert "95% two-level bootstrap interval" in block
+    assert "95% crossed models-by-images t-interval" in block
     assert "2. **SmoothGrad: BNN maps are noisier**: *not measured*" in block
     from binsight.report.findings import timings_sentence
     from binsight.study.records import Timings

@@ -135,6 +135,7 @@ n_images = 3
 chance_methods = ["gradient"]
 [verdicts]
 similarity_measures = ["ssim"]
+primary_similarity = "ssim"
 """
 
 

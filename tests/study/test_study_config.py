@@ -113,6 +113,8 @@ def test_toml_round_trip_including_checkpoints_and_method_tables():
         ({"verdicts": {"similarity_margin": float("inf")}}, "verdicts.similarity_margin: must be a finite number"),
         ({"verdicts": {"noise_margin": -0.1}}, "verdicts.noise_margin: must be a finite number >= 0"),
         ({"verdicts": {"similarity_measures": ["pearson"]}}, "verdicts.similarity_measures[0]: 'pearson' is not one of"),
+        ({"verdicts": {"similarity_measures": ["ssim"]}},
+         "verdicts.primary_similarity (one of verdicts.similarity_measures): 'spearman' is not one of 'ssim'"),
         ({"verdicts": {"robustness_surrogates": ["ste", "tanh"]}}, "verdicts.robustness_surrogates[1]: 'tanh'"),
     ],
 )

@@ -141,7 +141,10 @@ def test_verdicts_record_the_foreign_surrogate_and_rows_that_do_not_apply(own_fo
     custom = module.build_custom_sign()
     fp.train()  # the caller's mode, restored after the study
     before = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in (("fp", fp), ("bnn", bnn))}
-    config = config_from_dict(tomllib.loads(CHEAP))
+    # one FP model: no FP-vs-FP baseline, so the similarity verdicts are not measured; the noise verdict is
+    noisy = CHEAP.replace('run = ["gradient", "gradcam"]', 'run = ["gradient", "gradcam", "smoothgrad"]\n'
+                          '[methods.smoothgrad]\nn_samples = 4')
+    config = config_from_dict(tomllib.loads(noisy))
     models = [(fp, ModelSpec(normalize="inside", name="fp-mine", group="0")),
               (bnn, ModelSpec(precision="bnn", mean=tuple(MEAN), std=tuple(STD), gradcam_layer="bn3", name="bnn-brev",
                               group="0")),

@@ -139,17 +139,22 @@ def test_methods_labels_and_images(runs):
     assert sanity == {"gradient", "smoothgrad", "gradcam", "neuromask"}
 
 
-def test_below_chance_on_the_first_images_of_the_chance_methods(runs):
+def test_chance_test_and_its_controls_on_the_first_images_of_the_chance_methods(runs):
     table = runs["table"]
     first = sorted({int(r["image"]) for r in table})[:2]  # measures.chance_images = 2
-    below = [r for r in table if r["measure"] == "below_chance"]
-    assert {r["method"] for r in below} == {"gradient", "smoothgrad", "gradcam", "neuromask"}
-    assert {int(r["image"]) for r in below} == set(first) and {r["value"] for r in below} <= {"0.0", "1.0"}
-    assert {r["model"] for r in below} == set(BASE + VARIANTS)
+    flagged = [r for r in table if r["measure"] == "nonsensical"]
+    assert {r["method"] for r in flagged} == {"gradient", "smoothgrad", "gradcam", "neuromask"}
+    assert {int(r["image"]) for r in flagged} == set(first) and {r["value"] for r in flagged} <= {"0.0", "1.0"}
+    assert {r["model"] for r in flagged} == set(BASE + VARIANTS)
+    assert not [r for r in table if r["measure"] == "below_chance"]  # the former rule is gone
     fractions = {r["measure"] for r in table if r["measure"].startswith("chance_fraction_")}
     assert fractions >= {"chance_fraction_deletion_blur", "chance_fraction_road_morf"}
     degenerate = {(r["model"], r["method"], r["image"]) for r in table if r["measure"] == "degenerate" and r["value"] == "1.0"}
-    assert not degenerate & {(r["model"], r["method"], r["image"]) for r in below}
+    tested = {(r["model"], r["method"], r["image"]): r["value"] for r in flagged}
+    assert all(tested[key] == "1.0" for key in degenerate & set(tested))  # degenerate maps counted, never dropped
+    for name in ("inverted", "other_image", "edges", "blob"):
+        control = {(r["model"], r["method"], r["image"]) for r in table if r["measure"] == f"nonsensical_{name}"}
+        assert control == set(tested), name
 
 
 def test_surrogate_variants_are_explained_measured_and_paired(runs):

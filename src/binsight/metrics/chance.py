@@ -1,4 +1,4 @@
-"""Below chance: does a saliency map do worse than maps that know nothing about the model?
+"""Nonsensical maps: is a saliency map no better than maps that know nothing about the model?
 
 A map is compared with chance maps of its own image, of two kinds, ``n_chance`` of each:
 
@@ -27,16 +27,13 @@ order, which would sweep through a tied region like a structured map.
 For each measure, the map's rank among its 2 ``n_chance`` chance maps is a p-value: p = (1 + the number of
 chance maps that do at least as well as the map) / (1 + 2 ``n_chance``), ties counted against the map; a
 map is *better than chance* on a measure when p <= ``level`` (default :data:`LEVEL`, 0.05; the smallest p
-is 1 / (1 + 2 ``n_chance``), so ``n_chance`` must be at least 10 at 0.05). The rule (:func:`below_chance`,
+is 1 / (1 + 2 ``n_chance``), so ``n_chance`` must be at least 10 at 0.05). The rule (:func:`chance_test`,
 ``ChanceResult.nonsensical``): a map is **nonsensical** when it is *not better* than chance on a strict
 majority of the applicable measures (2 of 3 without masks, 3 of 4 with), or when it is degenerate
 (:func:`binsight.metrics.baselines.degeneracy`: no ranking of pixels at all). Degenerate maps are counted,
 never dropped: :meth:`ChanceResult.rates` gives the not-better rate, the degenerate rate and their sum.
-
-The former rule is kept beside it until the verdicts read the new one (``ChanceResult.below``): worse
-than every chance map (the fraction of chance maps doing strictly better is 1) on a strict majority of
-the measures, degenerate maps never below chance. It flags an uninformative map at most a few percent of
-the time, so it cannot tell an uninformative method from a good one.
+(The former rule, worse than *every* chance map on a majority of the measures, flagged an uninformative map
+at most a few percent of the time; it is gone.)
 
 **Controls** (:func:`control_maps`, :func:`control_test`, :func:`controls_behaved`): maps whose answer is
 known, scored by the same test next to a method's maps: the map inverted (its order reversed) and the map
@@ -94,33 +91,28 @@ class ChanceMaps:
 
 @dataclass
 class ChanceResult:
-    """The below-chance test of N maps.
+    """The chance test of N maps.
 
     nonsensical: bool (N,), degenerate or not better than chance on a strict majority of the applicable
         measures (the rule of the module docstring); not_better: bool (N,), the latter part (False for a
         degenerate map); p_value: measure -> float64 (N,), the map's rank p-value (NaN where degenerate);
         level: the p-value at or below which a map is better than chance on a measure.
-    below: bool (N,), the former rule: the map does worse than every chance map on a strict majority of
-        the applicable measures; False for a degenerate map.
     degenerate: bool (N,); reasons: str (N,), :func:`binsight.metrics.baselines.degeneracy` ("" if usable).
     measures: the measures applied (energy only with masks), in :data:`MEASURES` order.
     fraction: measure -> float64 (N,), fraction of the 2 K chance maps that do strictly better than the map,
         in [0, 1]; NaN for a degenerate map (or, for energy, an empty mask).
     value: measure -> float64 (N,), the map's own value; chance: measure -> float64 (N, 2 K), the chance
         maps' values (first the K unstructured, then the K smooth ones); NaN rows for degenerate maps.
-    worse_count: int64 (N,), on how many measures the map does worse than every chance map.
     sigma: float64 (N,), the smooth chance maps' Gaussian sigma in pixels (NaN if degenerate).
     n_chance: K, chance maps of each kind.
     """
 
-    below: np.ndarray
     degenerate: np.ndarray
     reasons: np.ndarray
     measures: tuple[str, ...]
     fraction: dict[str, np.ndarray]
     value: dict[str, np.ndarray]
     chance: dict[str, np.ndarray]
-    worse_count: np.ndarray
     sigma: np.ndarray
     n_chance: int
     nonsensical: np.ndarray
@@ -130,11 +122,10 @@ class ChanceResult:
 
     def table_values(self) -> dict[str, np.ndarray]:
         """The study's per-image values, float64 (N,): "nonsensical" (0/1, 1 for a degenerate map: never
-        left out), "not_better_chance" (0/1), "below_chance" (0/1, the former rule), "chance_p_M" and
-        "chance_fraction_M" per measure (the last four NaN for degenerate maps, which the table leaves out)."""
+        left out), "not_better_chance" (0/1), "chance_p_M" and "chance_fraction_M" per measure (the last
+        three NaN for degenerate maps, which the table leaves out)."""
         values = {"nonsensical": self.nonsensical.astype(np.float64),
-                  "not_better_chance": np.where(self.degenerate, np.nan, self.not_better.astype(np.float64)),
-                  "below_chance": np.where(self.degenerate, np.nan, self.below.astype(np.float64))}
+                  "not_better_chance": np.where(self.degenerate, np.nan, self.not_better.astype(np.float64))}
         values.update({f"chance_p_{m}": self.p_value[m] for m in self.measures})
         values.update({f"chance_fraction_{m}": self.fraction[m] for m in self.measures})
         return values
@@ -200,7 +191,7 @@ def _smoothness_matched(sorted_values: np.ndarray, white: np.ndarray, target_tv:
     return best, (best_sigma if np.isfinite(target_tv) else np.nan)
 
 
-def below_chance(
+def chance_test(
     model: nn.Module,
     images: torch.Tensor,
     maps: torch.Tensor,
@@ -284,9 +275,9 @@ def _empty_result(n: int, n_chance: int, measures: tuple[str, ...], reasons: np.
                   level: float = LEVEL) -> ChanceResult:
     degenerate = reasons != ""
     return ChanceResult(
-        below=np.zeros(n, dtype=bool), degenerate=degenerate, reasons=reasons, measures=measures,
+        degenerate=degenerate, reasons=reasons, measures=measures,
         fraction={m: np.full(n, np.nan) for m in measures}, value={m: np.full(n, np.nan) for m in measures},
-        chance={m: np.full((n, 2 * n_chance), np.nan) for m in measures}, worse_count=np.zeros(n, dtype=np.int64),
+        chance={m: np.full((n, 2 * n_chance), np.nan) for m in measures},
         sigma=np.full(n, np.nan), n_chance=n_chance, nonsensical=degenerate.copy(),
         not_better=np.zeros(n, dtype=bool), p_value={m: np.full(n, np.nan) for m in measures}, level=level,
     )
@@ -331,10 +322,10 @@ def _scores(model, images, stacked, targets, *, steps, percentages, blur_sigma, 
 
 
 def _decide(result: ChanceResult) -> ChanceResult:
-    """Fill p_value, not_better, nonsensical, and the former rule's fraction, worse_count and below, from
-    value and chance (the rules of the module docstring)."""
-    applicable = np.zeros(len(result.below), dtype=np.int64)
-    not_better = np.zeros(len(result.below), dtype=np.int64)
+    """Fill fraction, p_value, not_better and nonsensical from value and chance (the rule of the module
+    docstring)."""
+    applicable = np.zeros(len(result.degenerate), dtype=np.int64)
+    not_better = np.zeros(len(result.degenerate), dtype=np.int64)
     for m in result.measures:
         own, chance = result.value[m][:, None], result.chance[m]
         better = chance > own if HIGHER_IS_BETTER[m] else chance < own
@@ -342,10 +333,8 @@ def _decide(result: ChanceResult) -> ChanceResult:
         defined = np.isfinite(result.value[m])
         result.fraction[m] = np.where(defined, better.mean(axis=1), np.nan)
         result.p_value[m] = np.where(defined, (1 + as_good.sum(axis=1)) / (1 + chance.shape[1]), np.nan)
-        result.worse_count += (defined & (result.fraction[m] == 1.0)).astype(np.int64)
         not_better += (defined & (result.p_value[m] > result.level)).astype(np.int64)
         applicable += defined.astype(np.int64)
-    result.below = (~result.degenerate) & (2 * result.worse_count > applicable)
     result.not_better = (~result.degenerate) & (2 * not_better > applicable)
     result.nonsensical = result.degenerate | result.not_better
     return result
@@ -385,9 +374,9 @@ def control_maps(maps: torch.Tensor, images: torch.Tensor, *, seed: int = 0) -> 
 
 def control_test(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets, masks: torch.Tensor | None = None,
                  *, seed: int = 0, **options) -> dict[str, ChanceResult]:
-    """:func:`below_chance` of each control of ``maps`` (:func:`control_maps`, with ``seed``), with the same
+    """:func:`chance_test` of each control of ``maps`` (:func:`control_maps`, with ``seed``), with the same
     ``seed`` and ``options`` as the maps' own test (the same chance maps' noise per image index)."""
-    return {name: below_chance(model, images, control, targets, masks, seed=seed, **options)
+    return {name: chance_test(model, images, control, targets, masks, seed=seed, **options)
             for name, control in control_maps(maps, images, seed=seed).items()}
 
 

@@ -65,13 +65,13 @@ def _basis(models: list[ModelRecord], config: Any) -> str:
         iterations = neuromask.options.get("iterations", "the default")
         parts.append(f"NeuroMask on the first {neuromask.n_images} images at {iterations} iterations.")
     if config.measures.chance_methods:
-        parts.append(f"The below-chance test on the first {config.measures.chance_images or config.data.n_images} "
+        parts.append(f"The chance test on the first {config.measures.chance_images or config.data.n_images} "
                      f"images, {config.measures.chance_maps} chance maps of each kind per map.")
     parts.append("BNN maps also under the sign surrogates "
                  f"{', '.join(config.verdicts.robustness_surrogates)} (robustness).")
-    parts.append(f"Every interval is a {config.verdicts.confidence:.0%} two-level bootstrap interval "
-                 f"({config.verdicts.n_resamples} resamples) over the models, resampled within each precision, "
-                 "and the images that hold a value; the report gives each one's counts. "
+    parts.append(f"Every interval is a {config.verdicts.confidence:.0%} crossed models-by-images t-interval "
+                 "(other seeds and other images at once), or, for a share of maps, an exact interval clustered "
+                 "by model; the report gives what each one covers. "
                  + " ".join(interval_limits(models_per_precision(models)))
                  + " Numbers in brackets are intervals; a part's bound is the margin its statistic is compared with.")
     return " ".join(parts)
@@ -104,24 +104,25 @@ def count_text(counts: dict[str, int]) -> str:
 
 
 def interval_limits(counts: dict[str, int]) -> list[str]:
-    """What the bootstrap intervals can and cannot cover with ``counts`` models per precision, one sentence
+    """What the crossed intervals can and cannot cover with ``counts`` models per precision, one sentence
     per precision, then what no interval covers."""
     out = []
     for precision, n in counts.items():
         name = _named(precision)
         if n == 1:
-            out.append(f"1 {name} model: it is not resampled, so no interval covers {name} model variance (they "
-                       f"speak of this network only), and no {name}-vs-{name} baseline exists.")
+            out.append(f"1 {name} model: no model can be left out, so no interval covers {name} model variance "
+                       f"(they speak of this network only), and no {name}-vs-{name} baseline exists.")
         elif n == 2:
-            out.append(f"2 {name} models: the {name}-vs-{name} baseline is one pair, so its interval varies with the "
-                       f"images only; other intervals resample the 2 models, which reproduces about half of their "
-                       "variance (too narrow at the model level).")
+            out.append(f"2 {name} models: the {name}-vs-{name} baseline is one pair, so its interval covers the "
+                       f"images only; other intervals take the variance of the 2 models with about 1 degree of "
+                       "freedom at the model level, so they are wide.")
         else:
-            out.append(f"{n} {name} models, resampled within precision: a bootstrap over {n} units reproduces about "
-                       f"{n - 1}/{n} of their variance, so intervals are somewhat narrow at the model level.")
+            out.append(f"{n} {name} models: intervals take their variance with a t quantile of few degrees of "
+                       f"freedom (at most {n - 1} at the model level), so they widen rather than narrow when the "
+                       "models disagree.")
     out.append("Intervals cover other models trained the same way and other images from the same source; not other "
-               "architectures, datasets or training recipes, nor the choices the robustness table varies, and they "
-               "are not adjusted for the number of comparisons a verdict makes.")
+               "architectures, datasets or training recipes, nor the choices the robustness table varies; only the "
+               "four findings' primary tests are adjusted for multiplicity (Holm), secondary parts are not.")
     return out
 
 

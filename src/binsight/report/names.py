@@ -13,6 +13,9 @@ SINGLE = {
     "degenerate": "Degenerate map: constant, all zero or flat within float noise (share)",
     "total_variation": "Total variation, robust scale (higher = noisier)",
     "high_frequency_energy": "High-frequency energy share (higher = noisier)",
+    "rank_total_variation": "Total variation of the map's ranks (higher = noisier; a monotone remap changes nothing)",
+    "rank_high_frequency_energy": "High-frequency energy share of the map's ranks (higher = noisier; a monotone "
+                                  "remap changes nothing)",
     "deletion_auc": "Deletion onto black, area under curve (lower = more faithful; reference only)",
     "insertion_auc": "Insertion from black, area under curve (higher = more faithful; reference only)",
     "deletion_blur_auc": "Deletion onto a blurred copy, area under curve (lower = more faithful)",
@@ -21,7 +24,12 @@ SINGLE = {
     "road_lerf": "ROAD, least relevant first (higher = more faithful)",
     "pointing_game": "Pointing game: top pixel on the object (share of maps; higher = better localised)",
     "energy_inside": "Energy inside the dilated object mask (higher = better localised)",
-    "below_chance": "Below chance: worse than the chance maps (share of maps; lower = better)",
+    "nonsensical": "Nonsensical: not better than chance on a majority of measures, or degenerate (share of maps; lower = better)",
+    "not_better_chance": "Not better than chance on a majority of measures (share of non-degenerate maps)",
+    "nonsensical_inverted": "Control: the map inverted, flagged nonsensical (share; expected high)",
+    "nonsensical_other_image": "Control: another image's map, flagged nonsensical (share; expected high)",
+    "nonsensical_edges": "Control: the image's edges, flagged nonsensical (share; expected low)",
+    "nonsensical_blob": "Control: a centred blob, flagged nonsensical (share; reported only)",
     "correct": "Prediction correct (share of images)",
     "predicted": "Predicted class (its index in the dataset's classes)",
 }
@@ -43,7 +51,8 @@ SANITY = {
     "sanity_ssim": "SSIM with the un-randomised map",
 }
 
-BINARY = {"degenerate", "pointing_game", "below_chance", "correct"}
+BINARY = {"degenerate", "pointing_game", "nonsensical", "not_better_chance", "nonsensical_inverted",
+          "nonsensical_other_image", "nonsensical_edges", "nonsensical_blob", "correct"}
 """Measures whose every value is 0 or 1: drawn as proportions with an interval, never as box plots."""
 
 NOT_DRAWN = {"predicted"}

@@ -45,19 +45,37 @@ def verdict_table(verdicts: StudyVerdicts) -> str:
     width = max([len("finding")] + [len(v.title) for v in rows])
     lines = [f"{'#':<2} {'finding':<{width}}  status"]
     for v in rows:
-        status = v.status.value + (", fragile" if v.fragile else "")
+        status = v.status.value + (", fragile" if v.fragile else "") + _primary_note(v)
         lines.append(f"{v.id:<2} {v.title:<{width}}  {status}")
         for part in v.parts:
-            lines += _table_part(part)
+            lines += _table_part(part, _role(v, part))
+        for check in v.checks:
+            lines += _table_part(check, "check")
     return "\n".join(lines)
 
 
-def _table_part(part: Part) -> list[str]:
+def _primary_note(v: Verdict) -> str:
+    """" (primary spearman, Holm-adjusted p 0.003)" for a verdict decided on primary parts; "" otherwise."""
+    if not v.primary:
+        return ""
+    adjusted = f", Holm-adjusted p {v.adjusted_p:.3g}" if v.adjusted_p is not None else ""
+    return f" (primary {' + '.join(v.primary)}{adjusted})"
+
+
+def _role(v: Verdict, part: Part) -> str:
+    """"primary" or "secondary" for a verdict decided on primary parts; "" otherwise."""
+    if not v.primary:
+        return ""
+    return "primary" if part.name in v.primary else "secondary"
+
+
+def _table_part(part: Part, role: str = "") -> list[str]:
     reading = f" ({part.reading})" if part.reading not in ("", part.status.value) else ""
     compared = shows_statistic(part)
     text = f"  {part.estimate.text()} ({_level(part.estimate)})" if compared else ""
     bound = f", bound {part.bound:+.3f}" if compared and part.bound is not None else ""
-    lines = [f"     - {part.name}: {part.status.value}{reading}{text}{bound}"]
+    tag = f" [{role}]" if role else ""
+    lines = [f"     - {part.name}{tag}: {part.status.value}{reading}{text}{bound}"]
     if part.levels:
         shown = "; ".join(f"{name} {level.text()}" for name, level in part.levels.items())
         lines.append(f"         {shown} ({_level(next(iter(part.levels.values())))})")
@@ -77,14 +95,18 @@ def verdict_markdown(v: Verdict) -> list[str]:
     on, the levels it compares, its reading), and the settings that change its status."""
     status = v.status.value + (", **fragile**" if v.fragile else "")
     reading = f" Reading: {v.reading}." if v.reading and v.reading != "-" else ""
-    lines = [f"{v.id}. **{v.title}**: *{status}*.{reading}"]
+    lines = [f"{v.id}. **{v.title}**: *{status}*{_primary_note(v)}.{reading}"]
     for part in v.parts:
-        lines.append(f"   - {_markdown_part(part)}")
+        role = _role(v, part)
+        lines.append(f"   - {role + ', ' if role else ''}{_markdown_part(part)}")
     for check in v.checks:
         lines.append(f"   - check, {_markdown_part(check)}")
-    changed = [r.setting for r in v.robustness if r.changed]
+    changed = [r.setting for r in v.robustness if r.changed and not r.secondary]
     if changed:
         lines.append(f"   - status changes under: {', '.join(changed)}")
+    secondary = [f"{r.setting} ({r.status.value})" for r in v.robustness if r.changed and r.secondary]
+    if secondary:
+        lines.append(f"   - a secondary measure alone gives another status (not fragile): {', '.join(secondary)}")
     return lines
 
 
@@ -109,8 +131,10 @@ def estimate_view(e: Estimate | None, counts: dict[str, int] | None = None) -> d
     absent); "covers" as :func:`covers_shown` makes it true for ``counts`` models per precision."""
     if e is None:
         return None
+    split = ", ".join(f"{k} {v:.3g}" for k, v in e.split.items())
     return {"value": number(e.value), "low": number(e.low), "high": number(e.high),
-            "confidence": f"{e.confidence:.0%}", "covers": covers_shown(e.covers, counts or {}),
+            "confidence": f"{e.confidence:.0%}",
+            "covers": covers_shown(e.covers, counts or {}) + (f"; variance: {split}" if split else ""),
             "effect": None if e.effect is None else number(e.effect, 2), "n_images": e.n_images}
 
 
@@ -131,13 +155,18 @@ def _part_label(name: str) -> str:
 
 
 def verdict_view(v: Verdict, counts: dict[str, int] | None = None) -> dict[str, Any]:
-    """The verdict as display strings; ``counts`` (models per precision) make the intervals' "covers" true
-    (:func:`covers_shown`)."""
+    """The verdict as display strings, parts marked primary / secondary; ``counts`` (models per precision)
+    make the intervals' "covers" true (:func:`covers_shown`)."""
+    parts = []
+    for p in v.parts:
+        view, role = part_view(p, counts), _role(v, p)
+        parts.append(dict(view, label=f"{view['label']} [{role}]") if role else view)
     return {
-        "id": v.id, "title": v.title, "finding": v.finding, "status": v.status.value, "reading": v.reading,
-        "sentence": v.sentence, "fragile": v.fragile,
-        "parts": [part_view(p, counts) for p in v.parts], "checks": [part_view(p, counts) for p in v.checks],
-        "robustness": [{"setting": r.setting, "status": r.status.value, "reading": r.reading, "changed": r.changed}
+        "id": v.id, "title": v.title + _primary_note(v), "finding": v.finding, "status": v.status.value,
+        "reading": v.reading, "sentence": v.sentence, "fragile": v.fragile,
+        "parts": parts, "checks": [part_view(p, counts) for p in v.checks],
+        "robustness": [{"setting": r.setting + (" (secondary)" if r.secondary else ""), "status": r.status.value,
+                        "reading": r.reading, "changed": r.changed and not r.secondary}
                        for r in v.robustness],
     }
 

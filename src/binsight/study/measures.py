@@ -20,7 +20,7 @@ import torch
 
 from binsight._registry import Registry
 from binsight.errors import BinsightError
-from binsight.metrics import baselines, noise, similarity
+from binsight.metrics import baselines, chance, faithfulness, noise, similarity
 
 PairFn = Callable[..., np.ndarray]
 
@@ -32,6 +32,8 @@ PAIR_MEASURES.add("top_k_iou", similarity.top_k_iou)
 NOISE_MEASURES: Registry[Callable[[torch.Tensor], np.ndarray]] = Registry("noise measure", BinsightError)
 NOISE_MEASURES.add("total_variation", noise.total_variation)
 NOISE_MEASURES.add("high_frequency_energy", noise.high_frequency_energy)
+NOISE_MEASURES.add("rank_total_variation", noise.rank_total_variation)
+NOISE_MEASURES.add("rank_high_frequency_energy", noise.rank_high_frequency_energy)
 
 FAITHFULNESS_MEASURES = ("deletion_auc", "insertion_auc", "deletion_blur_auc", "insertion_blur_auc", "road_morf",
                          "road_lerf")
@@ -51,6 +53,11 @@ def _smooth_random(shape: tuple[int, int, int, int], seed: int) -> torch.Tensor:
     return baselines.smooth_random_map(shape, seed=seed)
 
 
+CONTROL_MEASURES = {name: "nonsensical_" + name.replace(" ", "_") for name in chance.CONTROLS}
+"""The table's measure of each chance-test control (:data:`binsight.metrics.chance.CONTROLS`): 1 where the
+control map of a map was flagged nonsensical, 0 where not (e.g. "nonsensical_other_image")."""
+
+
 def chance_labels() -> list[str]:
     """The method labels of the chance baselines ("random", "smooth-random")."""
     return CHANCE_MAPS.names()
@@ -66,15 +73,16 @@ def masked_measure(name: str) -> PairFn | None:
 
 
 def pair_values(a: torch.Tensor, b: torch.Tensor, *, top_k: float, masks: torch.Tensor | None,
-                perm: np.ndarray | None) -> dict[str, np.ndarray]:
+                perm: np.ndarray | None, tie_seed: int = 0) -> dict[str, np.ndarray]:
     """Every pair measure of maps ``a`` and ``b`` (N, 1, H, W) of the same images: whole maps; inside
     ``masks`` (suffix ``_object``); ``a[i]`` against ``b[perm[i]]`` (suffix ``_shuffled``, the
     image-shuffled chance level); and, with masks, ``a[i]`` against ``b[perm[i]]`` inside image i's mask
-    (suffix ``_object_shuffled``, the chance level of the ``_object`` measures)."""
+    (suffix ``_object_shuffled``, the chance level of the ``_object`` measures). The top-k IoU takes
+    tied pixels in a random order seeded by ``tie_seed`` (never row-major order)."""
     values = {}
     for name in PAIR_MEASURES.names():
         fn = PAIR_MEASURES.get(name)
-        options = {"k": top_k} if name == "top_k_iou" else {}
+        options = {"k": top_k, "tie_seed": tie_seed} if name == "top_k_iou" else {}
         values[name] = fn(a, b, **options)
         masked = masked_measure(name)
         if masks is not None and masked is not None:
@@ -88,6 +96,26 @@ def pair_values(a: torch.Tensor, b: torch.Tensor, *, top_k: float, masks: torch.
 
 
 # -- single maps -----------------------------------------------------------------------------------------
+
+
+def faithfulness_scores(model: torch.nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, *,
+                        steps: int, percentages, batch_size: int, seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """(curves, values) of maps (N, 1, H, W) of ``images``: curves "black" and "blur" (deletion /
+    insertion onto black, the reference, and onto a blurred copy, ``steps`` steps), values their areas
+    (``deletion_auc``, ``insertion_auc``, ``deletion_blur_auc``, ``insertion_blur_auc``) and ROAD's
+    (``road_morf``, ``road_lerf``, imputing ``percentages``). Every ranking takes tied pixels in the order
+    of a random key seeded by ``seed`` (``tie_seed``; ROAD's imputation noise is seeded by it too), so a
+    map with many equal values (GradCAM's zeros) is not scanned in row-major order."""
+    curves = {substrate: faithfulness.deletion_insertion(model, images, maps, targets, steps=steps, substrate=substrate,
+                                                         insertion_substrate=substrate, batch_size=batch_size,
+                                                         tie_seed=seed)
+              for substrate in ("black", "blur")}
+    road = {order: faithfulness.road(model, images, maps, targets, percentages=percentages, order=order, seed=seed,
+                                     batch_size=batch_size, tie_seed=seed) for order in ("morf", "lerf")}
+    values = {"deletion_auc": curves["black"].deletion_area, "insertion_auc": curves["black"].insertion_area,
+              "deletion_blur_auc": curves["blur"].deletion_area, "insertion_blur_auc": curves["blur"].insertion_area,
+              "road_morf": road["morf"].area, "road_lerf": road["lerf"].area}
+    return curves, values
 
 
 def map_values(maps: torch.Tensor, masks: torch.Tensor | None, *, noise_measures: bool, localisation: bool,

@@ -23,7 +23,7 @@ Intervals are percentile intervals of the resampled statistic at ``confidence``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,8 +37,11 @@ class Estimate:
     value: the statistic on the sample. low, high: the percentile interval at ``confidence``.
     covers: in words, which units were resampled (e.g. "3 FP and 3 BNN models (resampled within
     precision) and 128 images (resampled)"). n_images: images that hold a value. n_resamples: resamples
-    in which the statistic was defined (of those drawn). effect: the standardised effect (see
-    :func:`effect_size`), None where it does not apply or the spread is zero.
+    in which the statistic was defined (of those drawn; 0 for an interval that is not a bootstrap's).
+    effect: the standardised effect (see :func:`effect_size`), None where it does not apply or the spread
+    is zero. se, df, split: for a crossed t-interval (:func:`binsight.study.inference.crossed_interval`),
+    its standard error, degrees of freedom and variance split ("models", "images", "residual": squared
+    units, summing to se squared); None and empty otherwise.
     """
 
     value: float
@@ -49,6 +52,9 @@ class Estimate:
     n_images: int
     n_resamples: int
     effect: float | None = None
+    se: float | None = None
+    df: float | None = None
+    split: dict[str, float] = field(default_factory=dict)
 
     def text(self, digits: int = 3) -> str:
         """``value [low, high]`` with signs, e.g. "+0.120 [+0.080, +0.160]"."""

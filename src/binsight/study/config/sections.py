@@ -158,7 +158,8 @@ class MeasuresConfig:
     """Which families of measures are taken, and their parameters."""
 
     similarity: bool = setting(True, help="FP-vs-BNN and within-precision map similarity of every pair of models.")
-    noise: bool = setting(True, help="total variation and high-frequency energy of every map.")
+    noise: bool = setting(True, help="total variation and high-frequency energy of every map, of its values and of "
+                                     "its within-map ranks.")
     faithfulness: bool = setting(True, help="deletion / insertion and ROAD of every map.")
     localisation: bool = setting(True, help="pointing game and energy on the object mask (where the dataset has "
                                             "masks).")
@@ -173,8 +174,9 @@ class MeasuresConfig:
     sanity_images: int = setting(8, help="images in the cascading randomisation check.")
     convergence_images: int = setting(16, help="images of each method's convergence check.")
     chance_methods: list[str] = setting(["gradient", "smoothgrad", "gradcam", "neuromask"],
-                                        help="methods whose non-degenerate maps are tested against chance maps "
-                                             "(`below_chance`); left out: every method of `methods.run`.")
+                                        help="methods whose maps get the chance test (`nonsensical`: not better "
+                                             "than chance on a majority of measures, or degenerate; verdict 3 (b)); "
+                                             "left out: every method of `methods.run`.")
     chance_maps: int = setting(20, help="chance maps of each kind per tested map (unstructured, and as many "
                                         "smoothness-matched); at least 10, so that a map can be better than chance "
                                         "at the test's level 0.05 (its smallest p-value is 1 / (2 chance_maps + 1)).")
@@ -182,6 +184,10 @@ class MeasuresConfig:
                                           "map costs (2 chance_maps + 1) x (2 (curve_steps + 1) + R) forward passes "
                                           "and (2 chance_maps + 1) x R ROAD imputations, R the number of "
                                           "road_percentages.")
+    chance_controls: bool = setting(True, help="also test the control maps of each tested map (the map inverted, "
+                                               "another image's map, the image's edges, a centred blob): whether "
+                                               "they are flagged as expected decides whether verdict 3 (b) can "
+                                               "decide; 4 more tests per map, each costing as much as the map's own.")
 
 
 @dataclass
@@ -189,16 +195,27 @@ class VerdictsConfig:
     """How the verdicts are decided (read by :class:`binsight.study.verdicts.VerdictSettings`)."""
 
     similarity_measures: list[str] = setting(["spearman", "ssim", "top_k_iou"],
-                                             help="the measures verdicts 1, 2 and 4 use (each gives its own "
+                                             help="the measures verdicts 1 and 3 (a) use (each gives its own "
                                                   "reading; each one alone is also a robustness setting).")
-    noise_measures: list[str] = setting(["total_variation", "high_frequency_energy"],
-                                        help="the measures verdicts 1, 2 and 4 use (each gives its own reading; "
-                                             "each one alone is also a robustness setting).")
+    noise_measures: list[str] = setting(["total_variation", "high_frequency_energy", "rank_total_variation",
+                                         "rank_high_frequency_energy"],
+                                        help="the measures verdict 2 uses (each gives its own reading; "
+                                             "each one alone is also a robustness setting); the rank_ ones "
+                                             "read each map's within-map ranks, so a monotone remap of the "
+                                             "values changes nothing.")
     faithfulness_measures: list[str] = setting(["road_morf", "road_lerf", "deletion_blur_auc", "insertion_blur_auc"],
-                                               help="the measures verdicts 1, 2 and 4 use (each gives its own "
+                                               help="the measures verdict 4 uses (each gives its own "
                                                     "reading; each one alone is also a robustness setting).")
     lower_is_better: list[str] = setting(["road_morf", "deletion_blur_auc"],
                                          help="the faithfulness measures where lower is better.")
+    primary_similarity: str = setting("spearman", help="the primary measure of verdicts 1 and 3 (a), one of "
+                                                       "similarity_measures: its part (whole map) decides the "
+                                                       "verdict and enters Holm's correction; the others are "
+                                                       "secondary, shown without deciding.")
+    primary_noise: str = setting("total_variation", help="the primary measure of verdict 2, one of noise_measures "
+                                                         "(as primary_similarity).")
+    primary_faithfulness: str = setting("road_morf", help="the primary measure of verdict 4, one of "
+                                                          "faithfulness_measures (as primary_similarity).")
     similarity_method: str = setting("gradient", help="the method of verdict 1 (maps alike).")
     noise_method: str = setting("smoothgrad", help="the method of verdict 2 (noisier).")
     convergence_method: str = setting("smoothgrad-n200", help="the noise method's convergence variant; left out: "
@@ -206,16 +223,21 @@ class VerdictsConfig:
                                                               "`noise_method`'s table (`methods.NAME.convergence`).")
     gradcam_method: str = setting("gradcam", help="the method of verdict 3.")
     faithfulness_method: str = setting("neuromask", help="the method of verdict 4.")
-    similarity_margin: float = setting(0.1, help='FP-vs-BNN at most this far below a within-precision baseline '
-                                                 'counts as "as similar"')
-    chance_margin: float = setting(0.1, help="how far above the image-shuffled chance level a similarity must be")
+    similarity_margin: float = setting(0.2, help="verdicts 1 and 3: how far below 1 the agreement ratio (FP-vs-BNN "
+                                                 "agreement beyond chance over the seeds', docs/verdicts.md) may lie "
+                                                 "and still read alike; one margin for every similarity measure.")
     noise_margin: float = setting(0.05, help="BNN-minus-FP noise as a fraction of FP noise that counts as noisier")
-    below_chance_margin: float = setting(0.02, help="a difference of below-chance fractions that counts")
+    nonsensical_margin: float = setting(0.02, help="verdict 3 (b): a BNN-minus-FP difference of nonsensical "
+                                                   "rates (not better than chance, or degenerate) that counts")
     faithfulness_margin: float = setting(0.01, help="a faithfulness difference, in the measure's units, that counts "
                                                     "as better")
-    confidence: float = setting(0.95, help="the level of every interval (two-level bootstrap: models, then images).")
-    n_resamples: int = setting(2000, help="bootstrap resamples.")
-    seed: int = setting(0, help="the bootstrap's seed.")
+    confidence: float = setting(0.95, help="the level of every interval (crossed models-by-images t-intervals; "
+                                           "exact intervals clustered by model for proportions).")
+    n_resamples: int = setting(2000, help="not used by the verdicts since their intervals are crossed t-intervals "
+                                          "(docs/verdicts.md), not a bootstrap; accepted so that configurations "
+                                          "that set it still load.")
+    seed: int = setting(0, help="not used by the verdicts (no interval of theirs is random); accepted so that "
+                                "configurations that set it still load.")
     robustness_surrogates: list[str] = setting(["ste", "approx", "identity"],
                                                help="the sign surrogates each BNN is also explained with (for the "
                                                     "methods whose table sets `robustness`); every verdict is "

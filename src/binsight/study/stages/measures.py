@@ -1,15 +1,15 @@
-"""Stage ``measures``: degeneracy, noise, faithfulness, localisation and the below-chance test of every map
-chunk not yet measured (one unit per model x method x chunk, as the maps)."""
+"""Stage ``measures``: degeneracy, noise, faithfulness, localisation and the chance test (with its controls)
+of every map chunk not yet measured (one unit per model x method x chunk, as the maps)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from binsight.metrics import chance, faithfulness
+from binsight.metrics import chance
 from binsight.study.context import RunContext
 from binsight.study.formats import Row, to_rows
-from binsight.study.measures import map_values
+from binsight.study.measures import CONTROL_MEASURES, faithfulness_scores, map_values
 from binsight.study.plan import MethodSpec, StudyModel
 from binsight.study.stages.maps import map_units
 
@@ -57,7 +57,7 @@ def measure_chunk(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: i
 
 
 def chance_positions(ctx: RunContext, spec: MethodSpec, chunk: int, n: int) -> torch.Tensor:
-    """Positions within a chunk of ``n`` images whose maps get the below-chance test: methods in
+    """Positions within a chunk of ``n`` images whose maps get the chance test: methods in
     ``measures.chance_methods``, on the first ``measures.chance_images`` images of the study."""
     if not spec.chance_test:
         return torch.zeros(0, dtype=torch.long)
@@ -68,30 +68,32 @@ def chance_positions(ctx: RunContext, spec: MethodSpec, chunk: int, n: int) -> t
 
 def chance_test(ctx: RunContext, model: StudyModel, chunk: int, images: torch.Tensor, maps: torch.Tensor,
                 targets: torch.Tensor, masks: torch.Tensor | None) -> dict[str, np.ndarray]:
-    """``below_chance`` and ``chance_fraction_M`` per map (NaN, left out of the table, for degenerate
-    maps): ``measures.chance_maps`` unstructured and smoothness-matched chance maps of each map."""
+    """The chance test of each map (:func:`binsight.metrics.chance.chance_test`, ``measures.chance_maps``
+    unstructured and smoothness-matched chance maps): ``nonsensical`` (1 for a degenerate map, never left
+    out), ``not_better_chance``, ``chance_p_M`` and ``chance_fraction_M`` (NaN, left out of the table, for
+    degenerate maps); with ``measures.chance_controls``, the same test of each control map
+    (:data:`binsight.study.measures.CONTROL_MEASURES`: 1 where the control was flagged)."""
     ms, dev = ctx.config.measures, ctx.device
-    result = chance.below_chance(model.module, images.to(dev), maps.to(dev), targets.to(dev), masks,
-                                 n_chance=ms.chance_maps, seed=chunk, percentages=ms.road_percentages,
-                                 dilation=ms.mask_dilation, batch_size=ctx.plan.batch_size)
-    return result.table_values()
+    options = dict(n_chance=ms.chance_maps, seed=chunk, percentages=ms.road_percentages, dilation=ms.mask_dilation,
+                   batch_size=ctx.plan.batch_size)
+    x, mp, t = images.to(dev), maps.to(dev), targets.to(dev)
+    values = chance.chance_test(model.module, x, mp, t, masks, **options).table_values()
+    if ms.chance_controls:
+        for name, result in chance.control_test(model.module, x, mp, t, masks, **options).items():
+            values[CONTROL_MEASURES[name]] = result.nonsensical.astype(np.float64)
+    return values
 
 
 def faithfulness_values(ctx: RunContext, model: StudyModel, label: str, chunk: int, images: torch.Tensor,
                         maps: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
     """Deletion / insertion areas onto black (reference) and onto a blurred copy (curves saved to
-    curves/), and ROAD most- and least-relevant-first."""
-    ms, batch = ctx.config.measures, ctx.plan.batch_size
-    x, mp, t = images.to(ctx.device), maps.to(ctx.device), targets.to(ctx.device)
-    curves = {substrate: faithfulness.deletion_insertion(model.module, x, mp, t, steps=ms.curve_steps,
-                                                         substrate=substrate, insertion_substrate=substrate,
-                                                         batch_size=batch)
-              for substrate in ("black", "blur")}
+    curves/), and ROAD most- and least-relevant-first (:func:`binsight.study.measures.faithfulness_scores`,
+    tied pixels in the order of the chunk's seeded key)."""
+    ms = ctx.config.measures
+    curves, values = faithfulness_scores(model.module, images.to(ctx.device), maps.to(ctx.device),
+                                         targets.to(ctx.device), steps=ms.curve_steps,
+                                         percentages=ms.road_percentages, batch_size=ctx.plan.batch_size, seed=chunk)
     ctx.folder.curves.save(model.name, label, chunk, fractions=curves["blur"].fractions,
                            deletion=curves["blur"].deletion, insertion=curves["blur"].insertion,
                            deletion_black=curves["black"].deletion, insertion_black=curves["black"].insertion)
-    road = {order: faithfulness.road(model.module, x, mp, t, percentages=ms.road_percentages, order=order,
-                                     seed=chunk, batch_size=batch) for order in ("morf", "lerf")}
-    return {"deletion_auc": curves["black"].deletion_area, "insertion_auc": curves["black"].insertion_area,
-            "deletion_blur_auc": curves["blur"].deletion_area, "insertion_blur_auc": curves["blur"].insertion_area,
-            "road_morf": road["morf"].area, "road_lerf": road["lerf"].area}
+    return values

@@ -70,5 +70,5 @@ def pair_rows(ctx: RunContext, a: str, b: str, label: str, data: StudyImages) ->
     perm = similarity.shuffled_pairs(n, seed=ctx.config.data.seed) if n >= 2 else None
     grown = None if masks is None else localisation.dilate(masks, ctx.config.measures.mask_dilation)
     values = pair_values(torch.from_numpy(ma["maps"]), torch.from_numpy(mb["maps"]), top_k=ctx.config.measures.top_k,
-                         masks=grown, perm=perm)
+                         masks=grown, perm=perm, tie_seed=ctx.config.data.seed)
     return to_rows(values, ma["images"], method=label, model=a, model_b=b)

@@ -42,10 +42,10 @@ class Status(str, enum.Enum):
 HELD, NOT_HELD, PARTLY_HELD, INCONCLUSIVE, NOT_MEASURED = (Status.HELD, Status.NOT_HELD, Status.PARTLY_HELD,
                                                          Status.INCONCLUSIVE, Status.NOT_MEASURED)
 
-# readings of a similarity comparison
-ALIKE, DIFFER, UNSTABLE, UNDECIDED = "alike", "BNN maps differ from FP maps", "maps unstable across seeds", "inconclusive"
-# readings of the convergence check
-MODEL_PROPERTY, MONTE_CARLO, CANNOT_TELL = "a property of the model", "Monte Carlo noise", "cannot tell"
+# the readings of a similarity part (binsight.study.inference.scale_free_similarity) and of the convergence
+# check (binsight.study.inference.convergence_reading)
+from binsight.study.inference import (ALIKE, CANNOT_TELL, DIFFER, MODEL_PROPERTY, MONTE_CARLO,  # noqa: E402
+                                      NOT_REPRODUCIBLE, UNDECIDED)
 
 
 @dataclass(frozen=True)
@@ -89,26 +89,32 @@ class Part:
     reading: str = ""
     levels: dict[str, Estimate] = field(default_factory=dict)
     comparisons: tuple["Part", ...] = ()
+    p_value: float | None = None
 
 
 @dataclass(frozen=True)
 class Robustness:
-    """A verdict recomputed under one alternative setting; ``changed``: its status differs from the verdict's."""
+    """A verdict recomputed under one alternative setting; ``changed``: its status differs from the verdict's;
+    ``secondary``: the row decides on a secondary measure alone (shown; never makes the verdict fragile)."""
 
     setting: str
     status: Status
     reading: str
     changed: bool
+    secondary: bool = False
 
 
 @dataclass(frozen=True)
 class Verdict:
     """One finding of the paper and what the study found.
 
-    status: from ``parts`` (:func:`combine`). reading: what the numbers support, in a few words. checks:
-    parts shown with the verdict that do not decide its status (chance comparisons, convergence,
-    degenerate maps). robustness: the verdict under alternative settings; fragile: some of them changed
-    its status.
+    status: from its ``primary`` parts (:func:`combine`; the part of the verdict's primary measure, and
+    for verdict 3 also its nonsensical part), then Holm's correction across the four findings: a held
+    status whose ``adjusted_p`` exceeds (1 - confidence) / 2 becomes inconclusive. The other parts are
+    secondary: shown, not deciding. p_value: the one-sided p-value of the primary test (None where none).
+    reading: what the numbers support, in a few words. checks: parts shown with the verdict that do not
+    decide its status (chance comparisons, controls, convergence, degenerate maps). robustness: the verdict
+    under alternative settings; fragile: a row that keeps the primary measure changed its status.
     """
 
     id: int
@@ -121,6 +127,9 @@ class Verdict:
     robustness: tuple[Robustness, ...] = ()
     fragile: bool = False
     checks: tuple[Part, ...] = ()
+    primary: tuple[str, ...] = ()
+    p_value: float | None = None
+    adjusted_p: float | None = None
 
 
 @dataclass(frozen=True)

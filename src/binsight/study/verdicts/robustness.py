@@ -1,5 +1,6 @@
 """Robustness: each verdict recomputed under every explanation surrogate of the BNNs, every single measure,
-and half and twice the margins; a verdict whose status changes under one of them is fragile."""
+and half and twice the margins; a verdict whose status changes under one of them (a secondary measure
+alone excepted) is fragile."""
 
 from __future__ import annotations
 
@@ -10,41 +11,48 @@ from binsight.study.names import FOREIGN_SURROGATE
 from binsight.study.verdicts.records import NOT_MEASURED, Robustness, Verdict
 from binsight.study.verdicts.table import Context
 
-def alternatives(ctx: Context, measures_field: str) -> list[tuple[str, Context]]:
-    """(setting, context) for each surrogate variant set, each single measure, and half / twice the margins."""
+def alternatives(ctx: Context, measures_field: str, primary_field: str) -> list[tuple[str, Context, bool]]:
+    """(setting, context, secondary) for each surrogate variant set, each single measure (decided on that
+    measure; secondary unless it is the primary one), and half / twice the margins."""
     out = []
     base = [m for m in ctx.models if not m.is_variant]
     fp = [m for m in base if m.precision != "bnn"]
     variants = [m for m in ctx.models if m.is_variant and m.precision == "bnn"]
     for surrogate in sorted({m.surrogate for m in variants}):
         models = fp + [m for m in variants if m.surrogate == surrogate]
-        out.append((f"BNNs explained with surrogate {surrogate}", ctx.replace(models=models)))
+        out.append((f"BNNs explained with surrogate {surrogate}", ctx.replace(models=models), False))
     base_ctx = ctx.replace(models=base)
     measures = getattr(ctx.settings, measures_field)
     if len(measures) > 1:
+        primary = getattr(ctx.settings, primary_field)
         for m in measures:
-            out.append((f"{m} only", base_ctx.replace(settings=dataclasses.replace(ctx.settings, **{measures_field: (m,)}))))
+            alone = dataclasses.replace(ctx.settings, **{measures_field: (m,), primary_field: m})
+            out.append((f"{m} only", base_ctx.replace(settings=alone), m != primary))
     for factor, words in ((0.5, "half"), (2.0, "twice")):
-        out.append((f"margins at {words} the default", base_ctx.replace(settings=ctx.settings.scaled_margins(factor))))
+        out.append((f"margins at {words} the default", base_ctx.replace(settings=ctx.settings.scaled_margins(factor)),
+                    False))
     return out
 
 
-def with_robustness(verdict: Verdict, compute: Callable[[Context], Verdict], ctx: Context, measures_field: str) -> Verdict:
-    """``verdict`` with its robustness rows; fragile when a measured row's status differs from its own."""
+def with_robustness(verdict: Verdict, compute: Callable[[Context], Verdict], ctx: Context, measures_field: str,
+                    primary_field: str) -> Verdict:
+    """``verdict`` with its robustness rows; fragile when a measured row that keeps the primary measure
+    (a surrogate, the margins, the primary measure alone) has another status than its own."""
     if verdict.status == NOT_MEASURED:
         return verdict
     rows = []
-    for setting, alt in alternatives(ctx, measures_field):
+    for setting, alt, secondary in alternatives(ctx, measures_field, primary_field):
         v = compute(alt)
         changed = v.status != NOT_MEASURED and v.status != verdict.status
-        rows.append(Robustness(setting, v.status, v.reading, changed))
+        rows.append(Robustness(setting, v.status, v.reading, changed, secondary))
     own = sorted(m.name for m in ctx.models if m.precision == "bnn" and not m.is_variant and m.surrogate == FOREIGN_SURROGATE)
     if own:  # a foreign BNN's sign cannot be switched: the surrogate rows leave it out
         rows.append(Robustness("BNNs explained with another surrogate", NOT_MEASURED,
                                f"does not apply to {', '.join(own)}: the sign's backward is the model's own, "
                                "not switchable", False))
-    fragile = any(r.changed for r in rows)
+    fragile = any(r.changed and not r.secondary for r in rows)
     sentence = verdict.sentence
     if fragile:
-        sentence += " Fragile: its status changes with " + "; ".join(f"{r.setting} ({r.status.value})" for r in rows if r.changed) + "."
+        sentence += " Fragile: its status changes with " + "; ".join(
+            f"{r.setting} ({r.status.value})" for r in rows if r.changed and not r.secondary) + "."
     return dataclasses.replace(verdict, robustness=tuple(rows), fragile=fragile, sentence=sentence)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from binsight.study.inference import one_sided_p
 from binsight.study.stats import Estimate
 from binsight.study.verdicts.records import (HELD, INCONCLUSIVE, NOT_HELD, NOT_MEASURED, PARTLY_HELD, Part, Status,
                                              Verdict)
@@ -19,6 +20,18 @@ def at_least(est: Estimate | None, bound: float) -> Status:
     if est.high <= bound:
         return NOT_HELD
     return INCONCLUSIVE
+
+
+def p_of(est: Estimate | None, bound: float, *, below: bool = False) -> float | None:
+    """The one-sided p-value that the true value lies above ``bound`` (``below``: below it), from a crossed
+    interval's standard error and degrees of freedom (the t tail of (estimate - bound) / se); None for an
+    estimate without them. A zero standard error gives 0 when the estimate is on the claimed side, else 1."""
+    if est is None or est.se is None or est.df is None:
+        return None
+    gap = (bound - est.value) if below else (est.value - bound)
+    if est.se == 0:
+        return 0.0 if gap > 0 else 1.0
+    return one_sided_p(gap / est.se, est.df)
 
 
 def invert(status: Status) -> Status:
@@ -60,33 +73,53 @@ def words(status: Status) -> str:
 
 def comparison(name: str, question: str, est: Estimate | None, bound: float, *, below: bool = False,
                describe: str = "") -> Part:
-    """A part that asks whether ``est`` lies above ``bound`` (``below``: below it); its sentence names the
-    estimate ``describe`` (default: ``name``)."""
+    """A part that asks whether ``est`` lies above ``bound`` (``below``: below it), with the one-sided
+    p-value of that claim (:func:`p_of`); its sentence names the estimate ``describe`` (default: ``name``)."""
     status = at_least(est, bound)
     status = invert(status) if below else status
     if est is None:
         return Part(name, question, NOT_MEASURED, None, bound, f"{describe or name}: not measured.")
     side = "below" if below else "above"
     sentence = f"{describe or name} = {est.text()} ({est.confidence:.0%} interval over {est.covers}), {side} {bound:+.3g}? {words(status)}."
-    return Part(name, question, status, est, bound, sentence)
+    return Part(name, question, status, est, bound, sentence, p_value=p_of(est, bound, below=below))
 
 
 def reading_of(parts: Sequence[Part]) -> str:
-    readings = {p.reading for p in parts if p.reading}
+    """The parts' common reading; with different readings, each part's, headed "measures disagree" only
+    when some part holds and another does not (otherwise "by measure": e.g. every part inconclusive, one
+    of them not reproducible)."""
+    read = [p for p in parts if p.reading]
+    readings = {p.reading for p in read}
     if not readings:
         return ""
     if len(readings) == 1:
         return readings.pop()
-    return "measures disagree: " + "; ".join(f"{p.name} {p.reading}" for p in parts)
+    statuses = {p.status for p in read}
+    head = "measures disagree" if HELD in statuses and NOT_HELD in statuses else "by measure"
+    return f"{head}: " + "; ".join(f"{p.name} {p.reading}" for p in read)
+
+
+def primary_p(parts: Sequence[Part]) -> float | None:
+    """The p-value of "every one of these parts' claims holds": the largest of theirs (an intersection-union
+    test); None when one of them has none."""
+    p_values = [p.p_value for p in parts]
+    return max(p_values) if p_values and all(p is not None for p in p_values) else None
 
 
 def make_verdict(number: int, title: str, finding: str, parts: Sequence[Part], reading: str, why_missing: str,
-             checks: Sequence[Part] = ()) -> Verdict:
-    status = combine([p.status for p in parts])
+                 checks: Sequence[Part] = (), primary: Sequence[str] = ()) -> Verdict:
+    """A verdict decided by its ``primary`` parts (by name; the others are secondary and shown only)."""
+    decisive = [p for p in parts if p.name in primary]
+    status = combine([p.status for p in decisive])
+    names = ", ".join(primary)
     if status == NOT_MEASURED:
-        return Verdict(number, title, finding, NOT_MEASURED, tuple(parts), "", f"Not measured: {why_missing}.", checks=tuple(checks))
-    counted = [p for p in parts if p.status != NOT_MEASURED]
-    summary = ", ".join(f"{p.name} {p.status.value}" for p in counted)
+        missing = f"{why_missing} (primary: {names})" if primary else why_missing
+        return Verdict(number, title, finding, NOT_MEASURED, tuple(parts), "", f"Not measured: {missing}.",
+                       checks=tuple(checks), primary=tuple(primary))
+    summary = ", ".join(f"{p.name} {p.status.value}" for p in decisive)
+    secondary = [p for p in parts if p.name not in primary and p.status != NOT_MEASURED]
+    rest = f"; secondary: {', '.join(f'{p.name} {p.status.value}' for p in secondary)}" if secondary else ""
     reading_text = f" Reading: {reading}." if reading else ""
-    sentence = f"The finding {words(status)} ({summary}).{reading_text}"
-    return Verdict(number, title, finding, status, tuple(parts), reading, sentence, checks=tuple(checks))
+    sentence = f"The finding {words(status)} on its primary test ({summary}{rest}).{reading_text}"
+    return Verdict(number, title, finding, status, tuple(parts), reading, sentence, checks=tuple(checks),
+                   primary=tuple(primary), p_value=primary_p(decisive) if decisive else None)

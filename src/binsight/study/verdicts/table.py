@@ -1,5 +1,5 @@
 """The study's tidy rows as the verdicts read them (:class:`Table`), and one model set's view of them
-(:class:`Context`: the models, the settings and the bootstrap draws every statistic of that set shares)."""
+(:class:`Context`: the models, the settings and the crossed intervals' deletion rows that set shares)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from binsight.study.stats import Draws, Estimate, Stat, draw, estimate
+from binsight.study.inference import CrossedEstimate, JackknifeDesign, crossed_interval, defined_images, jackknife_design
+from binsight.study.stats import Draws, Estimate, Stat
 from binsight.study.formats import Row
 from binsight.study.names import UNDEFINED
 from binsight.study.verdicts.records import ModelInfo
@@ -64,26 +65,25 @@ class Table:
 
 
 class Context:
-    """The table, one set of models (FP models and one surrogate's BNNs), the settings and the draws."""
+    """The table, one set of models (FP models and one surrogate's BNNs), the settings, and the crossed
+    intervals' deletion rows every statistic of that set shares."""
 
-    def __init__(self, table: Table, models: Sequence[ModelInfo], settings: VerdictSettings, methods: Sequence[str]):
+    def __init__(self, table: Table, models: Sequence[ModelInfo], settings: VerdictSettings, methods: Sequence[str],
+                 samples: dict[str, int] | None = None):
         self.table, self.models, self.settings, self.methods = table, tuple(models), settings, tuple(methods)
-        precisions = tuple(m.precision for m in self.models)
-        self.draws: Draws = self.memo(("draws", precisions), lambda: draw(
-            precisions, len(table.images), n_resamples=settings.n_resamples, seed=settings.seed,
-            confidence=settings.confidence))
+        self.samples = dict(samples or {})  # method label -> its Monte Carlo sample count (the convergence check)
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
-        """``compute()`` once per model set, resampling settings and ``key`` (shared by every context of
-        the same table, so that the robustness rows reuse the statistics they share)."""
-        s = self.settings
-        full = (tuple(m.name for m in self.models), s.n_resamples, s.seed, s.confidence, *key)
+        """``compute()`` once per model set, confidence and ``key`` (shared by every context of the same
+        table, so that the robustness rows reuse the statistics they share)."""
+        full = (tuple(m.name for m in self.models), self.settings.confidence, *key)
         if full not in self.table.cache:
             self.table.cache[full] = compute()
         return self.table.cache[full]
 
     def replace(self, *, models: Sequence[ModelInfo] | None = None, settings: VerdictSettings | None = None) -> "Context":
-        return Context(self.table, self.models if models is None else models, settings or self.settings, self.methods)
+        return Context(self.table, self.models if models is None else models, settings or self.settings, self.methods,
+                       self.samples)
 
     def count(self, precision: str) -> int:
         return sum(m.precision == precision for m in self.models)
@@ -94,5 +94,39 @@ class Context:
     def singles(self, measure: str, method: str) -> np.ndarray | None:
         return self.table.singles(measure, method, self.models)
 
-    def estimate(self, stat: Stat) -> Estimate | None:
-        return estimate(stat, self.draws)
+    def crossed(self, statistic: Callable[..., Stat], *arrays: np.ndarray) -> Estimate | None:
+        """The crossed t-interval (:func:`~binsight.study.inference.crossed_interval`) of a statistic of
+        ``arrays`` (single (M, K) or pair (M, M, K) values of this context's models), as an Estimate.
+
+        ``statistic(draws, *arrays)`` returns the :class:`~binsight.study.stats.Stat` on the deletion rows
+        given as ``draws`` (e.g. ``pair_mean(values, draws, "fp", "bnn")``; its effect is kept); the arrays
+        it gets hold only the image columns where every one of them has a value. None with fewer than 2
+        such images or where the statistic is undefined on the sample.
+        """
+        keep = defined_images(*arrays)
+        if keep.sum() < 2:
+            return None
+        design, draws = self.jackknife(int(keep.sum()))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stat = statistic(draws, *(a[..., keep] for a in arrays))
+        return as_estimate(crossed_interval(stat.values, design, self.settings.confidence), stat.effect)
+
+    def jackknife(self, n_images: int) -> tuple[JackknifeDesign, Draws]:
+        """(design, draws) of the deletion rows for this context's models and ``n_images`` images: the
+        design's weights as :class:`~binsight.study.stats.Draws`, so that ``stats``' means run on them."""
+        precisions = tuple(m.precision for m in self.models)
+
+        def make():
+            design = jackknife_design(precisions, n_images)
+            return design, Draws(precisions, design.models, design.images, self.settings.confidence)
+        return self.memo(("jackknife", n_images), make)
+
+
+def as_estimate(c: CrossedEstimate | None, effect: float | None = None) -> Estimate | None:
+    """A crossed interval as the verdicts' :class:`~binsight.study.stats.Estimate` (n_resamples 0; se, df
+    and the variance split kept)."""
+    if c is None:
+        return None
+    split = {"models": float(c.split.models), "images": float(c.split.images), "residual": float(c.split.residual)}
+    return Estimate(c.value, c.low, c.high, c.confidence, c.covers, c.n_images, 0, effect, se=c.se, df=c.df,
+                    split=split)

@@ -1,0 +1,52 @@
+"""The study's measure functions (binsight.study.measures): every ranking the study computes takes tied
+pixels in a seeded random order, never row-major order."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from binsight.metrics.faithfulness import pixel_ranks
+from binsight.metrics.similarity import top_k_iou
+from binsight.study.measures import faithfulness_scores, pair_values
+from support import TinyNet
+
+RANKED = ("deletion_auc", "insertion_auc", "deletion_blur_auc", "insertion_blur_auc", "road_morf")
+
+
+def tied_maps(n: int = 3, size: int = 8) -> torch.Tensor:
+    """GradCAM-like maps: about half the pixels exactly 0 (ReLU), the rest distinct positive values."""
+    values = torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return torch.where(values > 0.5, values, torch.zeros_like(values))
+
+
+def scores(maps: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
+    torch.manual_seed(0)
+    model = TinyNet(channels=1).eval()
+    images = torch.rand(len(maps), 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    return faithfulness_scores(model, images, maps, torch.zeros(len(maps), dtype=torch.long), steps=8,
+                               percentages=(30.0, 70.0), batch_size=64, seed=seed)[1]
+
+
+def test_faithfulness_scores_take_tied_pixels_in_the_seeded_order_not_row_major():
+    maps = tied_maps()
+    seeded = scores(maps, seed=5)
+    # the same order written without ties: the seeded ranks (0 = most salient), as a map
+    in_seeded_order = -pixel_ranks(maps, tie_seed=5).double()
+    in_row_major_order = -pixel_ranks(maps).double()
+    untied = scores(in_seeded_order, seed=5)
+    row_major = scores(in_row_major_order, seed=5)
+    for name in RANKED:
+        np.testing.assert_allclose(seeded[name], untied[name], rtol=1e-12, err_msg=name)
+    assert any(not np.allclose(seeded[name], row_major[name]) for name in RANKED)
+
+
+def test_pair_values_take_tied_pixels_of_the_top_k_in_the_seeded_order():
+    a = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
+    a[:, :, :, :4] = 1.0  # left half tied at the top
+    b = torch.zeros_like(a)
+    b[:, :, :4, :] = 1.0  # top half tied at the top
+    values = pair_values(a, b, top_k=0.1, masks=None, perm=None, tie_seed=3)
+    np.testing.assert_array_equal(values["top_k_iou"], top_k_iou(a, b, 0.1, tie_seed=3))
+    row_major = top_k_iou(a, b, 0.1)  # both top sets start at pixel (0, 0): 4 of 6 pixels shared
+    assert row_major[0] == 0.5 and not np.array_equal(values["top_k_iou"], row_major)
