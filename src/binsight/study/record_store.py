@@ -1,4 +1,4 @@
-"""The run's records: models.json, images.json, timings.json, sanity_layers_MODEL.json, verdicts.json,
+"""The run's records: models.json, images.json, interventions.json, timings.json, sanity_layers_MODEL.json, verdicts.json,
 examples.npz and the model copies under models/, written and read here alone as the typed records of
 :mod:`binsight.study.records`.
 
@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
 
+from binsight.metrics.evidence import InterventionResult
 from binsight.study.errors import CorruptUnit, CorruptUnitWarning
 from binsight.study.files import RunFiles, parse_json
 from binsight.study.formats import npz_bytes, parse_npz
@@ -23,6 +24,13 @@ from binsight.study.names import split_variant, validate_model_name
 from binsight.study.records import ImageSet, ModelRecord, Timings, model_records, sanity_layers
 
 T = TypeVar("T")
+
+
+def intervention_results(value: Any) -> dict[str, InterventionResult]:
+    """interventions.json's object as {model name: InterventionResult}; TypeError for another shape."""
+    if not isinstance(value, dict):
+        raise TypeError("expected an object of model names")
+    return {validate_model_name(name): InterventionResult.from_json(record) for name, record in value.items()}
 EXAMPLES = "examples.npz"
 
 
@@ -51,6 +59,15 @@ class RecordStore:
 
     def read_timings(self) -> Timings | None:
         return self._read("timings.json", Timings.from_json)
+
+    def write_interventions(self, results: dict[str, InterventionResult]) -> None:
+        """interventions.json: each base model's intervention test on planted data (model name ->
+        :class:`binsight.metrics.evidence.InterventionResult`)."""
+        self.files.write_json("interventions.json", {name: r.to_json() for name, r in results.items()})
+
+    def read_interventions(self) -> dict[str, InterventionResult] | None:
+        """The results of interventions.json by model name (None where absent or damaged)."""
+        return self._read("interventions.json", intervention_results)
 
     def write_sanity_layers(self, model: str, layers: Iterable[str]) -> None:
         """sanity_layers_MODEL.json: the layers the cascading randomisation test randomised, in order."""

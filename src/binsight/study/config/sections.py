@@ -195,6 +195,10 @@ class VerdictsConfig:
     faithfulness_measures: list[str] = setting(["road_morf", "road_lerf", "deletion_blur_auc", "insertion_blur_auc"],
                                                help="the measures verdicts 1, 2 and 4 use (each gives its own "
                                                     "reading; each one alone is also a robustness setting).")
+    evidence_measures: list[str] = setting(["energy_inside", "pointing_game"],
+                                           help="the localisation measures the evidence verdict (5, planted data) "
+                                                "reads on the planted window (each one alone is also a robustness "
+                                                "setting).")
     lower_is_better: list[str] = setting(["road_morf", "deletion_blur_auc"],
                                          help="the faithfulness measures where lower is better.")
     similarity_method: str = setting("gradient", help="the method of verdict 1 (maps alike).")
@@ -211,6 +215,8 @@ class VerdictsConfig:
     below_chance_margin: float = setting(0.02, help="a difference of below-chance fractions that counts")
     faithfulness_margin: float = setting(0.01, help="a faithfulness difference, in the measure's units, that counts "
                                                     "as better")
+    evidence_margin: float = setting(0.1, help="BNN maps' excess over the area at most this fraction below FP maps' "
+                                               "counts as finding the evidence as well (verdict 5)")
     confidence: float = setting(0.95, help="the level of every interval (two-level bootstrap: models, then images).")
     n_resamples: int = setting(2000, help="bootstrap resamples.")
     seed: int = setting(0, help="the bootstrap's seed.")

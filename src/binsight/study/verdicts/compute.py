@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 from binsight.study.config import VerdictsConfig
 from binsight.study.formats import Row
-from binsight.study.verdicts import faithfulness, gradcam, noise, similarity
+from binsight.study.verdicts import evidence, faithfulness, gradcam, noise, similarity
 from binsight.study.names import PRECISIONS
 from binsight.study.verdicts.records import ModelInfo, StudyVerdicts, Verdict, VerdictError
 from binsight.study.verdicts.robustness import with_robustness
@@ -20,12 +20,13 @@ VERDICTS: tuple[tuple[Callable[[Context], Verdict], str], ...] = (
     (noise.verdict_noise, "noise_measures"),
     (gradcam.verdict_gradcam, "similarity_measures"),
     (faithfulness.verdict_faithfulness, "faithfulness_measures"),
+    (evidence.verdict_evidence, "evidence_measures"),
 )
 """(verdict function, the VerdictSettings field of the measures its robustness rows take one at a time), in
 the order of the verdicts' numbers. A new verdict: a module with its ``FINDING`` and one function
 ``Context -> Verdict``, and a line here."""
 
-FINDINGS = {1: similarity.FINDING, 2: noise.FINDING, 3: gradcam.FINDING, 4: faithfulness.FINDING}
+FINDINGS = {1: similarity.FINDING, 2: noise.FINDING, 3: gradcam.FINDING, 4: faithfulness.FINDING, 5: evidence.FINDING}
 """Each verdict's finding, by number, as the paper states it."""
 
 def check_models(models: Sequence[ModelInfo]) -> None:
