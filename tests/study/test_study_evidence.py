@@ -16,6 +16,7 @@ from binsight.explain import get_explainer
 from binsight.metrics import evidence as ev
 from binsight.metrics.baselines import gaussian_map
 from binsight.models.factory import ModelSpec
+from binsight.report.build import build_report
 from binsight.study.config import config_from_dict
 from binsight.study.formats import Row, to_rows
 from binsight.study.runner import run_study
@@ -198,6 +199,10 @@ def test_a_study_on_planted_data_records_the_intervention_test_and_decides_the_e
     assert len(failed) == 1 and "'reads-nothing' did not pass the shortcut intervention test" in failed[0]
     v = result.verdicts[4]
     assert v.status == Status.HELD and "Left out (did not pass the shortcut intervention test): reads-nothing" in v.sentence
+    # the report's ground-truth section: the tests, the shares, maps beside their planted windows
+    html = build_report(tmp_path / "run").read_text()
+    assert 'id="evidence"' in html and "gradient: nonsensical FP maps" in html.replace("Gradient", "gradient")
+    assert (tmp_path / "run" / "figures" / "evidence_0.png").is_file()
     # continued: the record is read, not recomputed
     monkeypatch.setattr(ev, "intervention_test", lambda *a, **k: pytest.fail("tested again"))
     run_study(config, tmp_path / "run", models=models)
@@ -210,3 +215,5 @@ def test_on_other_data_the_stage_does_nothing(tmp_path):
     result = run_study(config, tmp_path / "run", models=[(pattern_model(), ModelSpec(normalize="inside", name="m"))])
     assert not (tmp_path / "run" / "interventions.json").exists() and not (tmp_path / "run" / "units" / "evidence").exists()
     assert result.verdicts[4].status == Status.NOT_MEASURED
+    html = build_report(tmp_path / "run").read_text()
+    assert 'id="evidence"' not in html and not list((tmp_path / "run" / "figures").glob("evidence_*"))

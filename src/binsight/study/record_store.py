@@ -94,13 +94,17 @@ class RecordStore:
         except UnicodeDecodeError as e:
             raise CorruptUnit(self.files.path("verdicts.json"), f"not UTF-8 text ({e.reason})") from None
 
-    def save_examples(self, images: np.ndarray, labels: np.ndarray) -> None:
-        """A few explained images (E, C, H, W) and labels (E,), so the report needs no dataset."""
+    def save_examples(self, images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None = None) -> None:
+        """A few explained images (E, C, H, W) and labels (E,), and their masks (E, 1, H, W) where the
+        dataset has them (the planted windows of a planted dataset), so the report needs no dataset."""
         arrays = {"images": np.asarray(images, np.float32), "labels": np.asarray(labels, np.int64)}
+        if masks is not None:
+            arrays["masks"] = np.asarray(masks, bool)
         self.files.write_bytes(EXAMPLES, npz_bytes(EXAMPLES, arrays))
 
     def read_examples(self, n: int) -> dict[str, np.ndarray]:
-        """{"images": (E, C, H, W), "labels": (E,)}, the first ``n``, verified; {} where absent or damaged."""
+        """{"images": (E, C, H, W), "labels": (E,)} and "masks" (E, 1, H, W) where saved, the first ``n``,
+        verified; {} where absent or damaged."""
         found = self._read(EXAMPLES, dict, parse=lambda path, data: parse_npz(path, data, EXAMPLES))
         if not found:
             return {}
@@ -109,7 +113,9 @@ class RecordStore:
             warnings.warn(f"{self.files.path(EXAMPLES)} does not hold images (E, C, H, W) and labels (E,); the "
                           "report shows no example images", CorruptUnitWarning, stacklevel=2)
             return {}
-        return {"images": images[:n], "labels": labels[:n]}
+        masks = found.get("masks")
+        kept = {"masks": masks[:n]} if masks is not None and masks.shape[0] == len(images) else {}
+        return {"images": images[:n], "labels": labels[:n], **kept}
 
     def model_path(self, name: str) -> Path:
         """Where the run keeps its copy of model ``name``'s checkpoint (models/NAME.safetensors)."""
