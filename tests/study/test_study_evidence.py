@@ -217,3 +217,20 @@ def test_on_other_data_the_stage_does_nothing(tmp_path):
     assert result.verdicts[4].status == Status.NOT_MEASURED
     html = build_report(tmp_path / "run").read_text()
     assert 'id="evidence"' not in html and not list((tmp_path / "run" / "figures").glob("evidence_*"))
+
+
+def test_the_shipped_planted_studies_are_twins():
+    """configs/planted.toml (shortcut) and configs/planted-decoy.toml: the same study but the dataset;
+    FP and BNN small-cnn, seeds 0-2, the four methods, localisation on the planted window as it is."""
+    from pathlib import Path
+
+    from binsight.study.config import load_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    shortcut, decoy = load_config(root / "planted.toml"), load_config(root / "planted-decoy.toml")
+    assert (shortcut.data.name, decoy.data.name) == ("fashion-mnist-shortcut", "fashion-mnist-decoy")
+    decoy.data.name = shortcut.data.name
+    assert decoy == shortcut
+    assert shortcut.models.precisions == ["fp", "bnn"] and shortcut.models.seeds == [0, 1, 2]
+    assert shortcut.methods.run == ["gradient", "smoothgrad", "gradcam", "neuromask"]
+    assert shortcut.measures.localisation and shortcut.measures.mask_dilation == 0
