@@ -76,7 +76,7 @@ def test_the_pattern_models_gradient_maps_find_the_evidence(shortcut):
     assert [c.name for c in v.parts[0].comparisons] == ["energy_inside minus area", "energy_inside minus edge map",
                                                         "pointing_game minus area", "pointing_game minus edge map"]
     shares = {c.name: c for c in v.checks}
-    assert set(shares) == {"gradient: nonsensical FP maps", "gradient: nonsensical BNN maps"}
+    assert set(shares) == {"gradient: some FP maps nonsensical", "gradient: some BNN maps nonsensical"}
     assert all(c.estimate.value == 0.0 and c.status == Status.NOT_HELD for c in shares.values())  # none misses it
 
 
@@ -88,7 +88,7 @@ def test_maps_that_ignore_the_model_do_not_find_it(shortcut, kind):
     v = evidence_verdict(table(shortcut, {m.name: maps for m in MODELS}, {m.name: passing("shortcut") for m in MODELS}))
     assert v.status == Status.NOT_HELD, v.sentence
     assert v.parts[2].status == Status.NOT_MEASURED  # FP maps find nothing: no scale for "as well"
-    bnn_share = next(c for c in v.checks if c.name == "gradient: nonsensical BNN maps")
+    bnn_share = next(c for c in v.checks if c.name == "gradient: some BNN maps nonsensical")
     assert bnn_share.status == Status.HELD and bnn_share.estimate.value > 0.4
 
 
@@ -101,7 +101,7 @@ def test_bnn_maps_that_miss_what_fp_maps_find(shortcut):
     assert v.parts[2].comparisons[0].estimate.value < -0.9  # BNN excess relative to FP excess: far below
     assert v.status == Status.PARTLY_HELD
     shares = {c.name: c.estimate.value for c in v.checks}
-    assert shares["gradient: nonsensical FP maps"] == 0.0 and shares["gradient: nonsensical BNN maps"] == 1.0
+    assert shares["gradient: some FP maps nonsensical"] == 0.0 and shares["gradient: some BNN maps nonsensical"] == 1.0
 
 
 @needs_data
@@ -156,6 +156,24 @@ def test_surrogate_variants_count_with_their_base_model(shortcut):
     assert surrogate.status == Status.HELD and not v.fragile
 
 
+# -- the record -----------------------------------------------------------------------------------------
+def test_interventions_json_reads_back_and_a_damaged_one_is_set_aside(tmp_path):
+    from binsight.study.config import StudyConfig
+    from binsight.study.errors import CorruptUnitWarning
+    from binsight.study.store import RunFolder
+
+    checks = (ev.decide("follows_swap", 990, 1000, 0.9, below=False),)
+    result = ev.InterventionResult("shortcut", 1000, 0.1, 0.99, 0.1, 0.01, 0.99, 0.9, 0.99, checks, "passed", 0)
+    with RunFolder.create(tmp_path / "run", StudyConfig()) as folder:
+        assert folder.records.read_interventions() is None
+        folder.records.write_interventions({"fp-0": result})
+        assert folder.records.read_interventions() == {"fp-0": result}
+        (tmp_path / "run" / "interventions.json").write_text(json.dumps({"fp-0": {"scenario": "shortcut"}}))
+        with pytest.warns(CorruptUnitWarning):
+            assert folder.records.read_interventions() is None  # set aside: the stage tests the models again
+        assert not (tmp_path / "run" / "interventions.json").exists()
+
+
 # -- the stage, in a tiny study ----------------------------------------------------------------------------
 STUDY = """
 [data]
@@ -201,7 +219,7 @@ def test_a_study_on_planted_data_records_the_intervention_test_and_decides_the_e
     assert v.status == Status.HELD and "Left out (did not pass the shortcut intervention test): reads-nothing" in v.sentence
     # the report's ground-truth section: the tests, the shares, maps beside their planted windows
     html = build_report(tmp_path / "run").read_text()
-    assert 'id="evidence"' in html and "gradient: nonsensical FP maps" in html.replace("Gradient", "gradient")
+    assert 'id="evidence"' in html and "gradient: some FP maps nonsensical" in html.replace("Gradient", "gradient")
     assert (tmp_path / "run" / "figures" / "evidence_0.png").is_file()
     # continued: the record is read, not recomputed
     monkeypatch.setattr(ev, "intervention_test", lambda *a, **k: pytest.fail("tested again"))

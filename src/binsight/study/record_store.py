@@ -1,6 +1,7 @@
-"""The run's records: models.json, images.json, interventions.json, timings.json, sanity_layers_MODEL.json, verdicts.json,
-examples.npz and the model copies under models/, written and read here alone as the typed records of
-:mod:`binsight.study.records`.
+"""The run's records: models.json, images.json, interventions.json (planted data), timings.json,
+sanity_layers_MODEL.json, verdicts.json, examples.npz and the model copies under models/, written and read
+here alone as the typed records of :mod:`binsight.study.records` (interventions.json: of
+:mod:`binsight.metrics.evidence`).
 
 Every record is checked when read: the JSON ones by shape (``from_json`` refuses a wrong type or a
 missing key), examples.npz by its checksum. A damaged record never blocks a run: read by the process

@@ -169,7 +169,7 @@ def nonsensical_checks(ctx: Context, methods: Sequence[str], scenario: str) -> l
                               lambda: mean_of(ctx, nonsensical(ctx, method, scenario), precision))
             if est is None:
                 continue
-            checks.append(comparison(f"{method}: nonsensical {name} maps",
+            checks.append(comparison(f"{method}: some {name} maps nonsensical",
                                      f"Do some {name} {method} maps miss the known answer (share of maps)?", est, 0.0,
                                      describe=f"share of {name} {method} maps that miss the known answer"))
     return checks
