@@ -220,7 +220,7 @@ def test_a_study_on_planted_data_records_the_intervention_test_and_decides_the_e
     # the report's ground-truth section: the tests, the shares, maps beside their planted windows
     html = build_report(tmp_path / "run").read_text()
     assert 'id="evidence"' in html and "gradient: some FP maps nonsensical" in html.replace("Gradient", "gradient")
-    assert (tmp_path / "run" / "figures" / "evidence_0.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "run" / "figures").glob("evidence_*")) == [f"evidence_{k}.png" for k in range(3)]
     # continued: the record is read, not recomputed
     monkeypatch.setattr(ev, "intervention_test", lambda *a, **k: pytest.fail("tested again"))
     run_study(config, tmp_path / "run", models=models)
@@ -252,3 +252,22 @@ def test_the_shipped_planted_studies_are_twins():
     assert shortcut.models.precisions == ["fp", "bnn"] and shortcut.models.seeds == [0, 1, 2]
     assert shortcut.methods.run == ["gradient", "smoothgrad", "gradcam", "neuromask"]
     assert shortcut.measures.localisation and shortcut.measures.mask_dilation == 0
+
+
+def test_the_report_shows_the_worst_examples_first():
+    """Shortcut: the stored examples whose BNN maps (of models that passed) put the least mass on the
+    window; decoy: the most on the irrelevant pattern. A BNN that failed its test does not count."""
+    from types import SimpleNamespace
+
+    from binsight.report.data import Table
+    from binsight.report.evidence import worst_examples
+
+    mass = {"bnn-0": [0.9, 0.1, 0.5, 0.3, 0.7], "bnn-bad": [0.0, 1.0, 1.0, 1.0, 1.0], "fp-0": [0.0] * 5}
+    rows = [Row("energy_inside", "gradient", model, "", 0, 10 + i, v) for model, vs in mass.items() for i, v in enumerate(vs)]
+    run = SimpleNamespace(base_models=list(mass), precisions={"bnn-0": "bnn", "bnn-bad": "bnn", "fp-0": "fp"},
+                          table=Table.from_rows(rows))
+    results = {"bnn-0": passing("shortcut"), "bnn-bad": passing("shortcut", passed=False), "fp-0": passing("shortcut")}
+    stored = [10, 11, 12, 13, 14]
+    assert worst_examples(run, stored, results, ["gradient"]) == [(1, 0.1), (3, 0.3), (2, 0.5)]
+    results = {name: passing("decoy", r.passed) for name, r in results.items()}
+    assert worst_examples(run, stored, results, ["gradient"]) == [(0, 0.9), (4, 0.7), (2, 0.5)]

@@ -1,6 +1,6 @@
 """The report's section on ground truth (a study on planted data): each model's intervention test
 (interventions.json), per method and precision the share of nonsensical maps with a known answer (the
-checks of verdict 5, verdicts.json), and example maps beside their ground-truth masks. Shown only when the
+checks of verdict 5, verdicts.json), and the worst example maps beside their ground-truth masks. Shown only when the
 run holds interventions.json (:mod:`binsight.study.stages.evidence`)."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from binsight.study.verdicts import StudyVerdicts
 
 GROUND_TRUTH = "ground truth"
 """The column of the example figures that shows the planted window."""
+STORED, SHOWN = 8, 3
+"""Example images read from examples.npz (the images stage keeps 8), and how many of the worst are drawn."""
 
 
 def has_interventions(run: RunData) -> bool:
@@ -24,31 +26,48 @@ def has_interventions(run: RunData) -> bool:
 
 
 def evidence_figures(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
-    """One figure per example image that has its planted window: rows = methods, columns = the window
-    (drawn as a map that puts the row's largest magnitude on it and nothing elsewhere), then every base
-    model's map, FP models first; one colour scale per row."""
-    masks = run.examples.get("masks") if run.examples else None
-    if not has_interventions(run) or masks is None or not run.images:
+    """A figure for each of the :data:`SHOWN` worst example images (:func:`worst_examples`) that has its
+    planted window: rows = methods, columns = the window (drawn as a map that puts the row's largest
+    magnitude on it and nothing elsewhere), then every base model's map, FP models first; one colour
+    scale per row."""
+    examples = run.folder.records.read_examples(STORED) if has_interventions(run) else {}
+    if "masks" not in examples or not run.images:
         return {}
     shown = [m for m in methods if m in run.setting("methods", "run", default=[])]
     models = sorted(run.base_models, key=lambda m: run.precisions.get(m, "") != "fp")
-    indices = [int(i) for i in run.images.indices[: len(masks)]]
-    maps = {(model, method): example_maps(run.folder, model, method, indices) for model in models for method in shown}
     results = run.folder.records.read_interventions() or {}
+    stored = [int(i) for i in run.images.indices[: len(examples["masks"])]]
+    maps = {(model, method): example_maps(run.folder, model, method, stored) for model in models for method in shown}
     titles = {GROUND_TRUTH: "planted window\n(ground truth)",
               **{m: f"{m} ({run.precisions.get(m, '?').upper()})" + ("" if m in results and results[m].passed else
                                                                     "\nno known answer (left out)") for m in models}}
     out = {}
-    for e, index in enumerate(indices):
+    for rank, (e, mass) in enumerate(worst_examples(run, stored, results, shown)):
         per_image = {k: v[e] for k, v in maps.items() if v is not None}
         for method in shown:
             row = [np.abs(v) for (model, meth), v in per_image.items() if meth == method]
             top = max((float(r.max()) for r in row), default=1.0) or 1.0
-            per_image[(GROUND_TRUTH, method)] = masks[e, 0].astype(np.float64) * top
-        title = f"image #{index}: each model's maps beside the planted window, the evidence its known answer names"
-        out[f"evidence_{e}"] = figures.example_grid(run.examples["images"][e], title, per_image, [GROUND_TRUTH, *models],
-                                                    titles, shown, set())
+            per_image[(GROUND_TRUTH, method)] = examples["masks"][e, 0].astype(np.float64) * top
+        title = (f"image #{stored[e]}: the maps beside the planted window; the mean share of mass on it "
+                 f"{_share(mass)} (worst {rank + 1} of {len(stored)} stored examples)")
+        out[f"evidence_{rank}"] = figures.example_grid(examples["images"][e], title, per_image, [GROUND_TRUTH, *models],
+                                                       titles, shown, set())
     return out
+
+
+def worst_examples(run: RunData, stored: list[int], results: dict, methods: list[str]) -> list[tuple[int, float]]:
+    """(position in the stored examples, mean energy_inside) of the :data:`SHOWN` examples whose maps by
+    the BNN models that passed their test (else every model that passed, else every model) miss the
+    known answer the most:
+    the least mass on the window on the shortcut, the most on the decoy's irrelevant pattern."""
+    passed = [m for m in run.base_models if m in results and results[m].passed]
+    pool = [m for m in passed if run.precisions.get(m) == "bnn"] or passed or run.base_models
+    rows = run.table.where(measure="energy_inside", model_b="")
+    keep = np.isin(rows["model"], pool) & np.isin(rows["method"], methods)
+    mass = [float(np.mean(v)) if (v := rows["value"][keep & (rows["image"] == i)]).size else np.nan for i in stored]
+    decoy = any(r.scenario == "decoy" for r in results.values())
+    order = sorted((e for e in range(len(stored)) if np.isfinite(mass[e])), key=lambda e: -mass[e] if decoy else mass[e])
+    return [(e, mass[e]) for e in order[:SHOWN]]
 
 
 def evidence_view(run: RunData, sv: StudyVerdicts | None) -> dict[str, Any] | None:
