@@ -410,7 +410,7 @@ def test_a_study_of_one_method_runs_end_to_end(tmp_path, monkeypatch, capsys):
         "warning: verdict 2", "warning: verdict 3", "warning: verdict 4"]
     assert (tmp_path / "run" / "report.html").is_file()
     verdicts = json.loads((tmp_path / "run" / "verdicts.json").read_text())
-    assert [v["status"] for v in verdicts["verdicts"]][1:] == ["not measured"] * 3
+    assert [v["status"] for v in verdicts["verdicts"]][1:] == ["not measured"] * 4  # verdicts 2-4, and 5 (no planted data)
     methods = {row["method"] for row in csv.DictReader(open(tmp_path / "run" / "measurements.csv"))} - {""}
     assert methods == {"gradient", "random", "smooth-random"}
 

@@ -123,7 +123,7 @@ def test_a_study_of_own_models_from_factories(own_folder, tmp_path):
     assert models["my-bnn"]["gradcam_layer"] == "model.bn3" and models["my-bnn"]["normalisation"]["mean"] == MEAN
     assert (tmp_path / "run" / "models" / "my-bnn.safetensors").is_file()
     recorded = StudyVerdicts.from_json((tmp_path / "run" / "verdicts.json").read_text())
-    assert len(recorded.verdicts) == len(verdicts.verdicts) == 4
+    assert len(recorded.verdicts) == len(verdicts.verdicts) == 5
     table = read_table(tmp_path / "run" / "measurements.csv")
     pairs = {(r["model"], r["model_b"], r["method"]) for r in table if r["measure"] == "spearman"}
     assert ("my-fp", "my-bnn", "gradient") in pairs and ("my-fp", "my-bnn+approx", "gradcam") in pairs

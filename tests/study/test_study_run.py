@@ -195,7 +195,7 @@ def test_run_folder_holds_the_outputs(runs):
     assert {m["name"]: m["surrogate"] for m in models}["fp-1"] == ""
     assert len(list((whole / "models").glob("*.safetensors"))) == 4
     verdicts = StudyVerdicts.from_json((whole / "verdicts.json").read_text())
-    assert len(verdicts.verdicts) == 4
+    assert len(verdicts.verdicts) == 5
     invocation = json.loads((whole / "run.json").read_text())["invocations"][0]
     assert {"python", "torch", "numpy", "device", "threads"} <= set(invocation) and invocation["device"] == "cpu"
     timings = json.loads((whole / "timings.json").read_text())

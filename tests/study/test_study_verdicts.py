@@ -373,7 +373,7 @@ def test_one_model_per_precision_has_no_baseline_and_says_what_intervals_cover()
 
 def test_empty_table_is_not_measured():
     out = compute_verdicts([], make_models(), SETTINGS)
-    assert [v.status for v in out.verdicts] == [Status.NOT_MEASURED] * 4
+    assert [v.status for v in out.verdicts] == [Status.NOT_MEASURED] * 5
     assert out.predictions.all_agree is None and out.per_pair == () and out.undefined == ()
 
 
@@ -659,7 +659,7 @@ def test_each_verdict_setting_is_declared_once_in_the_configuration():
     assert settings_fields == expected
     assert VerdictSettings().chance_map_methods == ("random", "smooth-random")
     assert VerdictSettings().margins() == ("similarity_margin", "noise_margin", "nonsensical_margin",
-                                           "faithfulness_margin")
+                                           "faithfulness_margin", "evidence_margin")
     with pytest.raises(dataclasses.FrozenInstanceError):
         VerdictSettings().seed = 1
     assert list(json.loads(StudyVerdicts.to_json(compute_verdicts([], make_models(), SETTINGS)))["settings"]) == expected

@@ -18,7 +18,7 @@ import jinja2
 import numpy as np
 
 from binsight import __version__
-from binsight.report import figures, names
+from binsight.report import evidence, figures, names
 from binsight.report.data import (UNDEFINED, RunData, Table, example_maps, load_run, mean_curves, read_verdicts,
                                   stored_methods)
 from binsight.report.findings import models_per_precision, run_limits
@@ -312,7 +312,7 @@ def _curves(run: RunData, methods: list[str]) -> dict[str, bytes | None]:
 
 
 _FIGURES = (("examples", _examples), ("single-map measures", _single_measures), ("similarity", _similarity),
-            ("sanity check", _sanity), ("curves", _curves))
+            ("sanity check", _sanity), ("curves", _curves), ("ground truth", evidence.evidence_figures))
 STEPS = 2 + len(_FIGURES)
 """How many times ``progress`` is called by one :func:`build_report`."""
 
@@ -413,6 +413,8 @@ def _context(run: RunData, methods: list[str], sv: StudyVerdicts | None, verdict
         "images": run.images,
         "figures": {name: png and _data_uri(png) for name, png in pngs.items()},
         "examples": sorted(k for k, v in pngs.items() if k.startswith("examples_") and v),
+        "evidence": evidence.evidence_view(run, sv),
+        "evidence_examples": sorted(k for k, v in pngs.items() if k.startswith("evidence_") and v),
         "config_toml": run.config_text,
         "setting": run.setting,
         "timings": run.timings,

@@ -1,6 +1,7 @@
-"""The run's records: models.json, images.json, timings.json, sanity_layers_MODEL.json, verdicts.json,
-examples.npz and the model copies under models/, written and read here alone as the typed records of
-:mod:`binsight.study.records`.
+"""The run's records: models.json, images.json, interventions.json (planted data), timings.json,
+sanity_layers_MODEL.json, verdicts.json, examples.npz and the model copies under models/, written and read
+here alone as the typed records of :mod:`binsight.study.records` (interventions.json: of
+:mod:`binsight.metrics.evidence`).
 
 Every record is checked when read: the JSON ones by shape (``from_json`` refuses a wrong type or a
 missing key), examples.npz by its checksum. A damaged record never blocks a run: read by the process
@@ -16,6 +17,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
 
+from binsight.metrics.evidence import InterventionResult
 from binsight.study.errors import CorruptUnit, CorruptUnitWarning
 from binsight.study.files import RunFiles, parse_json
 from binsight.study.formats import npz_bytes, parse_npz
@@ -23,6 +25,13 @@ from binsight.study.names import split_variant, validate_model_name
 from binsight.study.records import ImageSet, ModelRecord, Timings, model_records, sanity_layers
 
 T = TypeVar("T")
+
+
+def intervention_results(value: Any) -> dict[str, InterventionResult]:
+    """interventions.json's object as {model name: InterventionResult}; TypeError for another shape."""
+    if not isinstance(value, dict):
+        raise TypeError("expected an object of model names")
+    return {validate_model_name(name): InterventionResult.from_json(record) for name, record in value.items()}
 EXAMPLES = "examples.npz"
 
 
@@ -52,6 +61,15 @@ class RecordStore:
     def read_timings(self) -> Timings | None:
         return self._read("timings.json", Timings.from_json)
 
+    def write_interventions(self, results: dict[str, InterventionResult]) -> None:
+        """interventions.json: each base model's intervention test on planted data (model name ->
+        :class:`binsight.metrics.evidence.InterventionResult`)."""
+        self.files.write_json("interventions.json", {name: r.to_json() for name, r in results.items()})
+
+    def read_interventions(self) -> dict[str, InterventionResult] | None:
+        """The results of interventions.json by model name (None where absent or damaged)."""
+        return self._read("interventions.json", intervention_results)
+
     def write_sanity_layers(self, model: str, layers: Iterable[str]) -> None:
         """sanity_layers_MODEL.json: the layers the cascading randomisation test randomised, in order."""
         self.files.write_json(f"sanity_layers_{validate_model_name(model)}.json", list(layers))
@@ -77,13 +95,17 @@ class RecordStore:
         except UnicodeDecodeError as e:
             raise CorruptUnit(self.files.path("verdicts.json"), f"not UTF-8 text ({e.reason})") from None
 
-    def save_examples(self, images: np.ndarray, labels: np.ndarray) -> None:
-        """A few explained images (E, C, H, W) and labels (E,), so the report needs no dataset."""
+    def save_examples(self, images: np.ndarray, labels: np.ndarray, masks: np.ndarray | None = None) -> None:
+        """A few explained images (E, C, H, W) and labels (E,), and their masks (E, 1, H, W) where the
+        dataset has them (the planted windows of a planted dataset), so the report needs no dataset."""
         arrays = {"images": np.asarray(images, np.float32), "labels": np.asarray(labels, np.int64)}
+        if masks is not None:
+            arrays["masks"] = np.asarray(masks, bool)
         self.files.write_bytes(EXAMPLES, npz_bytes(EXAMPLES, arrays))
 
     def read_examples(self, n: int) -> dict[str, np.ndarray]:
-        """{"images": (E, C, H, W), "labels": (E,)}, the first ``n``, verified; {} where absent or damaged."""
+        """{"images": (E, C, H, W), "labels": (E,)} and "masks" (E, 1, H, W) where saved, the first ``n``,
+        verified; {} where absent or damaged."""
         found = self._read(EXAMPLES, dict, parse=lambda path, data: parse_npz(path, data, EXAMPLES))
         if not found:
             return {}
@@ -92,7 +114,9 @@ class RecordStore:
             warnings.warn(f"{self.files.path(EXAMPLES)} does not hold images (E, C, H, W) and labels (E,); the "
                           "report shows no example images", CorruptUnitWarning, stacklevel=2)
             return {}
-        return {"images": images[:n], "labels": labels[:n]}
+        masks = found.get("masks")
+        kept = {"masks": masks[:n]} if masks is not None and masks.shape[0] == len(images) else {}
+        return {"images": images[:n], "labels": labels[:n], **kept}
 
     def model_path(self, name: str) -> Path:
         """Where the run keeps its copy of model ``name``'s checkpoint (models/NAME.safetensors)."""

@@ -257,22 +257,23 @@ def _validate_verdicts(v: VerdictsConfig) -> None:
     from binsight.study.measures import FAITHFULNESS_MEASURES, NOISE_MEASURES, PAIR_MEASURES
 
     for key, allowed in (("similarity_measures", PAIR_MEASURES.names()), ("noise_measures", NOISE_MEASURES.names()),
-                         ("faithfulness_measures", FAITHFULNESS_MEASURES), ("lower_is_better", FAITHFULNESS_MEASURES)):
+                         ("faithfulness_measures", FAITHFULNESS_MEASURES), ("lower_is_better", FAITHFULNESS_MEASURES),
+                         ("evidence_measures", ("energy_inside", "pointing_game"))):
         values = getattr(v, key)
         for i, name in enumerate(values):
             _one_of(f"verdicts.{key}[{i}]", name, allowed)
         _unique(f"verdicts.{key}", values)
-    for key in ("similarity_measures", "noise_measures", "faithfulness_measures"):
+    for key in ("similarity_measures", "noise_measures", "faithfulness_measures", "evidence_measures"):
         if not getattr(v, key):
             raise ConfigError(f"verdicts.{key}: give at least one measure")
     for key, measures in (("primary_similarity", "similarity_measures"), ("primary_noise", "noise_measures"),
-                          ("primary_faithfulness", "faithfulness_measures")):
+                          ("primary_faithfulness", "faithfulness_measures"), ("primary_evidence", "evidence_measures")):
         _one_of(f"verdicts.{key} (one of verdicts.{measures})", getattr(v, key), getattr(v, measures))
     if not 0 < v.confidence < 1:
         raise ConfigError(f"verdicts.confidence: must be in (0, 1), got {v.confidence}")
     _positive("verdicts.n_resamples", v.n_resamples)
     _seed("verdicts.seed", v.seed)
-    for name in ("similarity_margin", "noise_margin", "nonsensical_margin", "faithfulness_margin"):
+    for name in ("similarity_margin", "noise_margin", "nonsensical_margin", "faithfulness_margin", "evidence_margin"):
         if not getattr(v, name) >= 0:
             raise ConfigError(f"verdicts.{name}: must be a finite number >= 0")
     for i, s in enumerate(v.robustness_surrogates):

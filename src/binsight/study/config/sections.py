@@ -206,6 +206,10 @@ class VerdictsConfig:
     faithfulness_measures: list[str] = setting(["road_morf", "road_lerf", "deletion_blur_auc", "insertion_blur_auc"],
                                                help="the measures verdict 4 uses (each gives its own "
                                                     "reading; each one alone is also a robustness setting).")
+    evidence_measures: list[str] = setting(["energy_inside", "pointing_game"],
+                                           help="the localisation measures the evidence verdict (5, planted data) "
+                                                "reads on the planted window (each one alone is also a robustness "
+                                                "setting).")
     lower_is_better: list[str] = setting(["road_morf", "deletion_blur_auc"],
                                          help="the faithfulness measures where lower is better.")
     primary_similarity: str = setting("spearman", help="the primary measure of verdicts 1 and 3 (a), one of "
@@ -216,6 +220,10 @@ class VerdictsConfig:
                                                          "(as primary_similarity).")
     primary_faithfulness: str = setting("road_morf", help="the primary measure of verdict 4, one of "
                                                           "faithfulness_measures (as primary_similarity).")
+    primary_evidence: str = setting("energy_inside", help="the evidence verdict's (5) measure that its robustness "
+                                                          "rows keep, one of evidence_measures; verdict 5 is a check "
+                                                          "against planted ground truth, outside Holm's correction of "
+                                                          "the four findings.")
     similarity_method: str = setting("gradient", help="the method of verdict 1 (maps alike).")
     noise_method: str = setting("smoothgrad", help="the method of verdict 2 (noisier).")
     convergence_method: str = setting("smoothgrad-n200", help="the noise method's convergence variant; left out: "
@@ -231,6 +239,8 @@ class VerdictsConfig:
                                                    "rates (not better than chance, or degenerate) that counts")
     faithfulness_margin: float = setting(0.01, help="a faithfulness difference, in the measure's units, that counts "
                                                     "as better")
+    evidence_margin: float = setting(0.1, help="BNN maps' excess over the area at most this fraction below FP maps' "
+                                               "counts as finding the evidence as well (verdict 5)")
     confidence: float = setting(0.95, help="the level of every interval (crossed models-by-images t-intervals; "
                                            "exact intervals clustered by model for proportions).")
     n_resamples: int = setting(2000, help="not used by the verdicts since their intervals are crossed t-intervals "

@@ -8,6 +8,7 @@ explainer gets the chunk's index, chance maps and ROAD too), so a unit recompute
 same numbers as it would have the first time.
 """
 
+from binsight.study.stages.evidence import EvidenceStage
 from binsight.study.stages.images import ImagesStage
 from binsight.study.stages.maps import MapsStage
 from binsight.study.stages.measures import MeasuresStage
@@ -17,10 +18,10 @@ from binsight.study.stages.predictions import PredictionsStage
 from binsight.study.stages.sanity import SanityStage
 from binsight.study.stages.verdicts import VerdictsStage
 
-STAGES = (ImagesStage(), ModelsStage(), PredictionsStage(), MapsStage(), MeasuresStage(), PairsStage(), SanityStage(),
-          VerdictsStage())
-"""Every stage of a study, in order: images -> models -> predictions -> maps -> measures -> pairs -> sanity
--> verdicts."""
+STAGES = (ImagesStage(), ModelsStage(), EvidenceStage(), PredictionsStage(), MapsStage(), MeasuresStage(), PairsStage(),
+          SanityStage(), VerdictsStage())
+"""Every stage of a study, in order: images -> models -> evidence (planted data only) -> predictions -> maps ->
+measures -> pairs -> sanity -> verdicts."""
 
-__all__ = ["STAGES", "ImagesStage", "ModelsStage", "PredictionsStage", "MapsStage", "MeasuresStage", "PairsStage",
-           "SanityStage", "VerdictsStage"]
+__all__ = ["STAGES", "ImagesStage", "ModelsStage", "EvidenceStage", "PredictionsStage", "MapsStage", "MeasuresStage",
+           "PairsStage", "SanityStage", "VerdictsStage"]

@@ -44,7 +44,8 @@ class ImagesStage:
                                  f"(checksum {old.checksum[:12]} then, {data.record.checksum[:12]} now): the dataset "
                                  "files changed; use a new --out folder")
         ctx.folder.records.write_images(data.record)
-        ctx.folder.records.save_examples(data.images[:EXAMPLES].numpy(), data.labels[:EXAMPLES].numpy())
+        ctx.folder.records.save_examples(data.images[:EXAMPLES].numpy(), data.labels[:EXAMPLES].numpy(),
+                                         None if data.masks is None else data.masks[:EXAMPLES].numpy())
 
 
 def dataset(choice: ImageChoice):

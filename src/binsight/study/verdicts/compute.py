@@ -10,7 +10,7 @@ import numpy as np
 
 from binsight.study.config import VerdictsConfig
 from binsight.study.formats import Row
-from binsight.study.verdicts import faithfulness, gradcam, noise, similarity
+from binsight.study.verdicts import evidence, faithfulness, gradcam, noise, similarity
 from binsight.study.names import PRECISIONS
 from binsight.study.inference import holm
 from binsight.study.verdicts.records import HELD, INCONCLUSIVE, ModelInfo, StudyVerdicts, Verdict, VerdictError
@@ -24,12 +24,13 @@ VERDICTS: tuple[tuple[Callable[[Context], Verdict], str, str], ...] = (
     (noise.verdict_noise, "noise_measures", "primary_noise"),
     (gradcam.verdict_gradcam, "similarity_measures", "primary_similarity"),
     (faithfulness.verdict_faithfulness, "faithfulness_measures", "primary_faithfulness"),
+    (evidence.verdict_evidence, "evidence_measures", "primary_evidence"),
 )
 """(verdict function, the VerdictSettings field of the measures its robustness rows take one at a time, the
 field of its primary measure), in the order of the verdicts' numbers. A new verdict: a module with its
 ``FINDING`` and one function ``Context -> Verdict``, and a line here."""
 
-FINDINGS = {1: similarity.FINDING, 2: noise.FINDING, 3: gradcam.FINDING, 4: faithfulness.FINDING}
+FINDINGS = {1: similarity.FINDING, 2: noise.FINDING, 3: gradcam.FINDING, 4: faithfulness.FINDING, 5: evidence.FINDING}
 """Each verdict's finding, by number, as the paper states it."""
 
 def check_models(models: Sequence[ModelInfo]) -> None:
