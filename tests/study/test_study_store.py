@@ -595,3 +595,24 @@ def test_a_damaged_record_is_set_aside_by_the_lock_holder_and_skipped_by_a_reade
     with pytest.warns(CorruptUnitWarning, match=r"images.json is corrupt .* moved to .*corrupt/images.json"):
         assert folder.records.read_images() is None
     assert not (folder.root / "images.json").exists() and (folder.root / "corrupt" / "images.json").is_file()
+
+
+@pytest.mark.parametrize("damage", [truncated, zero_bytes, garbage])
+def test_a_damaged_run_json_is_written_again_by_the_same_configuration_only(tmp_path, damage):
+    with RunFolder.create(tmp_path / "run", CONFIG) as folder:
+        folder.units.save("pairs", ("fp-0", "bnn-0", "gradient", 0), ROWS)
+        hash_ = folder.info()["config_hash"]
+    damage(tmp_path / "run" / "run.json")
+    with pytest.raises(RunFolderError, match=r"run.json is damaged; run `binsight study` with the run's configuration"):
+        RunFolder.existing(tmp_path / "run")
+    other = StudyConfig()
+    other.data.n_images = CONFIG.data.n_images + 1
+    before = snapshot(tmp_path / "run")
+    with pytest.raises(RunFolderError, match="not empty and holds no study run"):
+        RunFolder.create(tmp_path / "run", other)
+    assert snapshot(tmp_path / "run") == before
+    with pytest.warns(CorruptUnitWarning, match=r"run.json is corrupt .*written again from config.toml"):
+        folder = RunFolder.create(tmp_path / "run", CONFIG)
+    with folder:
+        assert folder.info()["config_hash"] == hash_ and folder.units.done("pairs", ("fp-0", "bnn-0", "gradient", 0))
+    assert (tmp_path / "run" / "corrupt" / "run.json").is_file()

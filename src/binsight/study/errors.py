@@ -1,4 +1,4 @@
-"""The run folder's errors: one it cannot use as asked, and a stored unit that fails to read or verify."""
+"""The run folder's errors: one it cannot use as asked, and a stored file that fails to read or verify."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ class RunFolderError(BinsightError):
 
 
 class CorruptUnit(RunFolderError):
-    """A stored unit that cannot be read or does not match its checksum; ``path`` names the file."""
+    """A stored unit or record that cannot be read, does not match its checksum or is not of the shape
+    binsight writes; ``path`` names the file."""
 
     def __init__(self, path: Path, reason: str):
         self.path, self.reason = Path(path), reason
-        super().__init__(f"stored unit {path} is corrupt ({reason}); run `binsight study` on this folder again to "
+        super().__init__(f"stored file {path} is corrupt ({reason}); run `binsight study` on this folder again to "
                          "recompute it")
 
 

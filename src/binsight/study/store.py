@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from binsight import __version__
+from binsight.errors import BinsightError
 from binsight.study.chunks import ChunkStore
 from binsight.study.config import ConfigError, StudyConfig, config_hash, load_config, to_toml
 from binsight.study.errors import CorruptUnit, CorruptUnitWarning, RunFolderError
@@ -154,7 +155,9 @@ class RunFolder:
         try:
             state = folder._claimable(want)  # again, under the lock
             folder._remove_partial_files()
-            if state == "new":
+            if state == "damaged":
+                folder.files.set_aside(MANIFEST, "not a manifest binsight can read; written again from config.toml")
+            if state in ("new", "damaged"):
                 folder._write_manifest(want)
             folder._restore_config(config, want)
         except BaseException:
@@ -178,14 +181,20 @@ class RunFolder:
     def existing(cls, root: str | os.PathLike) -> "RunFolder":
         """An existing run folder, for reading (e.g. to build its report)."""
         folder = cls(root)
+        if folder.root.is_dir() and folder._manifest() is None and folder.files.exists(MANIFEST) \
+                and folder.files.exists(CONFIG):
+            raise RunFolderError(f"{folder.root / MANIFEST} is damaged; run `binsight study` with the run's "
+                                 f"configuration ({folder.root / CONFIG}) on this folder to write it again")
         if not folder.root.is_dir() or folder._manifest() is None or not (folder.root / CONFIG).exists():
             raise RunFolderError(f"{folder.root} is not a study run folder (no run.json and config.toml); "
                                  "run `binsight study --out DIR` first")
         return folder
 
     def _claimable(self, want: str) -> str:
-        """"new" (absent, empty, or only the run's lock and manifest leftovers) or "run" (a run of hash
-        ``want``); raises :class:`RunFolderError` for anything else. Reads only."""
+        """"new" (absent, empty, or only the run's lock and manifest leftovers), "run" (a run of hash
+        ``want``) or "damaged" (a run.json binsight cannot read beside the config.toml of hash ``want``: a
+        run of this configuration whose manifest is to be written again); raises :class:`RunFolderError`
+        for anything else. Reads only."""
         if not self.root.exists():
             self._check_parent()
             return "new"
@@ -205,6 +214,8 @@ class RunFolder:
                     f"{want}); results of different configurations are never mixed. Use another --out folder, or "
                     f"rerun with the configuration in {self.root / CONFIG}")
             return "run"
+        if MANIFEST in names and CONFIG in names and self._config_hash_is(want):
+            return "damaged"
         if all(n == LOCK_NAME or _TEMP.fullmatch(n) for n in names) and (not names or LOCK_NAME in names):
             return "new"
         raise RunFolderError(f"{self.root} is not empty and holds no study run ({', '.join(sorted(names)[:3])}, ...); "
@@ -238,6 +249,13 @@ class RunFolder:
             raise RunFolderError(f"{self.root} holds a run of another binsight version (run folder format "
                                  f"{info.get('format', 1)}, this version writes {FORMAT}); use a new --out folder")
         return info
+
+    def _config_hash_is(self, want: str) -> bool:
+        """Whether config.toml is a configuration of hash ``want`` (False where it cannot be read)."""
+        try:
+            return self.files.read_bytes(CONFIG) is not None and want in _hashes(load_config(self.files.path(CONFIG)))
+        except (BinsightError, OSError):
+            return False
 
     def _write_manifest(self, config_hash_: str) -> None:
         self.files.write_json(MANIFEST, {"binsight": MARKER, "format": FORMAT, "config_hash": config_hash_,
