@@ -406,7 +406,7 @@ def test_the_page_opens_with_the_runs_limits(html):
     assert "fp-0 90.0 %" in box and "bnn-1 90.0 %" in box and "bnn-0+approx 90.0" not in box
     assert "6 test images of synthetic" in box and "NeuroMask 2000 iterations" in box
     assert "SmoothGrad 50 samples (convergence check: 200)" in box
-    assert "2 FP models: the FP-vs-FP baseline is one pair, so its interval varies with the images only" in box
+    assert "2 FP models: the FP-vs-FP baseline is one pair, so its interval covers the images only" in box
     assert "2 BNN models: the BNN-vs-BNN baseline is one pair" in box
     models = html[html.index('id="models"'):html.index('id="gradcam-layer"')]
     assert "<th>seed</th>" in models and "– (given)" in models and "group (seed)" not in models
@@ -424,7 +424,7 @@ def test_with_three_models_a_precision_the_intervals_resample_them(run_dir, tmp_
          "accuracy": 0.8, "accuracy_images": 100} for n, p, s in three])
     box = _limits(build_report(copy).read_text())
     assert "3 FP and 3 BNN models" in box and "given as checkpoints" not in box
-    assert "3 FP models, resampled within precision: a bootstrap over 3 units reproduces about 2/3" in box
+    assert "3 FP models: intervals take their variance with a t quantile of few degrees of freedom (at most 2" in box
     assert "images only" not in box and "fp-2 80.0 % (100 images)" in box
     covers = "3 FP and 3 BNN models (resampled within precision) and 6 images (resampled)"
     assert covers_shown(covers, {"fp": 3, "bnn": 3}) == covers
