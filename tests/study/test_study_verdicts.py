@@ -663,3 +663,31 @@ def test_each_verdict_setting_is_declared_once_in_the_configuration():
     with pytest.raises(dataclasses.FrozenInstanceError):
         VerdictSettings().seed = 1
     assert list(json.loads(StudyVerdicts.to_json(compute_verdicts([], make_models(), SETTINGS)))["settings"]) == expected
+
+
+# ------------------------------------------------------------------------------------------------------
+# guards: a verdict resting on maps that did not settle says so (#26)
+
+
+def unsettled_rows(models: list[ModelInfo], method: str, unsettled: dict[str, int]) -> list[Row]:
+    """``unsettled[name]`` of model name's N maps flagged 1 (the first ones), the rest 0."""
+    return [Row("unsettled", method, m.name, "", 0, i, float(i < unsettled.get(m.name, 0))) for m in models
+            for i in range(N)]
+
+
+def test_a_verdict_on_maps_that_did_not_settle_says_so_and_keeps_its_status():
+    models = make_models()
+    base = np.abs(smooth_maps(np.random.default_rng(0), 32))
+    rows = rows_from_maps({m.name: base for m in models}, models, "gradient")
+    settled = verdict(rows + unsettled_rows(models, "gradient", {}), models, 1, MAP_SETTINGS)
+    unsettled = verdict(rows + unsettled_rows(models, "gradient", {"bnn-0": 5}), models, 1, MAP_SETTINGS)
+    plain = verdict(rows, models, 1, MAP_SETTINGS)
+    assert settled.status == unsettled.status == plain.status == Status.HELD
+    check = {c.name: c for c in settled.checks}["gradient: maps unsettled"]
+    assert check.status == Status.NOT_HELD and check.estimate.value == 0.0 and "Caution" not in settled.sentence
+    check = {c.name: c for c in unsettled.checks}["gradient: maps unsettled"]
+    assert check.status == Status.HELD and check.estimate.value == pytest.approx(5 / (6 * N))
+    assert "Caution: it rests on maps that did not settle (gradient)" in unsettled.sentence
+    assert not any(c.name.endswith("maps unsettled") for c in plain.checks)  # no rows: no check
+    other = verdict(rows + unsettled_rows(models, "neuromask", {"bnn-0": 5}), models, 1, MAP_SETTINGS)
+    assert "Caution" not in other.sentence  # verdict 1 does not read NeuroMask's maps

@@ -11,6 +11,8 @@ from binsight.study.names import UNDEFINED
 
 SINGLE = {
     "degenerate": "Degenerate map: constant, all zero or flat within float noise (share)",
+    "unsettled": "Map did not settle: a NeuroMask mask near its random start, or SmoothGrad halves that "
+                 "disagree (share)",
     "total_variation": "Total variation, robust scale (higher = noisier)",
     "high_frequency_energy": "High-frequency energy share (higher = noisier)",
     "rank_total_variation": "Total variation of the map's ranks (higher = noisier; a monotone remap changes nothing)",
@@ -51,7 +53,7 @@ SANITY = {
     "sanity_ssim": "SSIM with the un-randomised map",
 }
 
-BINARY = {"degenerate", "pointing_game", "nonsensical", "not_better_chance", "nonsensical_inverted",
+BINARY = {"degenerate", "unsettled", "pointing_game", "nonsensical", "not_better_chance", "nonsensical_inverted",
           "nonsensical_other_image", "nonsensical_edges", "nonsensical_blob", "correct"}
 """Measures whose every value is 0 or 1: drawn as proportions with an interval, never as box plots."""
 

@@ -46,6 +46,8 @@ def measure_chunk(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: i
     values = map_values(maps, masks, noise_measures=ms.noise, localisation=ms.localisation, dilation=ms.mask_dilation)
     if ms.faithfulness:
         values.update(faithfulness_values(ctx, model, spec.label, chunk, images, maps, targets))
+    if "unsettled" in stored:  # the explainer's own measure of maps that did not settle (verdicts.guards)
+        values["unsettled"] = stored["unsettled"].astype(np.float64)
     rows = to_rows(values, stored["images"], method=spec.label, model=model.name)
     tested = chance_positions(ctx, spec, chunk, len(stored["images"]))
     if tested.numel():

@@ -14,6 +14,7 @@ from binsight.study.verdicts import evidence, faithfulness, gradcam, noise, simi
 from binsight.study.names import PRECISIONS
 from binsight.study.inference import holm
 from binsight.study.verdicts.records import HELD, INCONCLUSIVE, ModelInfo, StudyVerdicts, Verdict, VerdictError
+from binsight.study.verdicts.guards import with_guards
 from binsight.study.verdicts.robustness import with_robustness
 from binsight.study.verdicts.settings import VerdictSettings
 from binsight.study.verdicts.summary import per_pair_values, predictions, undefined_counts
@@ -62,7 +63,7 @@ def compute_verdicts(rows: Sequence[Row], models: Sequence[ModelInfo], config: V
         methods = sorted(table.methods)
     ctx = Context(table, models, settings, methods, samples)
     base_ctx = ctx.replace(models=[m for m in models if not m.is_variant])
-    verdicts = [with_robustness(compute(base_ctx), compute, ctx, measures, primary)
+    verdicts = [with_guards(with_robustness(compute(base_ctx), compute, ctx, measures, primary), base_ctx)
                 for compute, measures, primary in VERDICTS]
     return StudyVerdicts(tuple(corrected(verdicts, settings.confidence)), tuple(per_pair_values(table, models)),
                          predictions(table, models), tuple(undefined_counts(table)), settings)
