@@ -371,7 +371,7 @@ def test_undecidable_verdicts_are_named_before_any_work():
     assert "its method 'smoothgrad' does not run (methods.run: gradient)" in alone[0]
     untested = make_plan(config_from_dict({"measures": {"chance_methods": ["gradient"]}})).notes
     assert untested == ("verdict 3 (gradcam maps differ between FP and BNN models): part of it cannot be decided, "
-                        "its below-chance part: measures.chance_methods leaves out 'gradcam'",)
+                        "its nonsensical-maps part: measures.chance_methods leaves out 'gradcam'",)
     few = make_plan(config_from_dict({"measures": {"convergence_images": 1}})).notes
     assert few == ("verdict 2 (smoothgrad maps of BNNs noisier): part of it cannot be decided, its convergence "
                    "check: smoothgrad-n200 explains 1 image(s), fewer than 2 (measures.convergence_images)",)

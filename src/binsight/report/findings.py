@@ -141,8 +141,9 @@ def run_limits(models: list[ModelRecord], images: ImageSet | None, setting: Call
     rows.append(("test accuracy", ", ".join(_accuracy(m) for m in models if not m.is_variant) or "not recorded"))
     rows.append(("images", _images(images, setting)))
     rows.append(("method settings", _method_settings(setting)))
-    rows.append(("intervals", f"{setting('verdicts', 'confidence', default=0.95):.0%} two-level bootstrap (models "
-                              "within each precision, then images). " + " ".join(interval_limits(counts))))
+    rows.append(("intervals", f"{setting('verdicts', 'confidence', default=0.95):.0%} crossed models-by-images "
+                              "t-intervals (shares of maps: exact intervals clustered by model). "
+                              + " ".join(interval_limits(counts))))
     return rows
 
 
@@ -163,7 +164,7 @@ def _images(images: ImageSet | None, setting: Callable[..., Any]) -> str:
         k = int(setting("methods", method, "n_images", default=0) or 0)
         if 0 < k < n:
             parts.append(f"{method} on the first {k}")
-    for what, key in (("the below-chance test", "chance_images"), ("the sanity check", "sanity_images"),
+    for what, key in (("the chance test (nonsensical maps)", "chance_images"), ("the sanity check", "sanity_images"),
                       ("convergence checks", "convergence_images")):
         k = int(setting("measures", key, default=0) or 0)
         if 0 < k < n:

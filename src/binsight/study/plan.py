@@ -201,7 +201,7 @@ def undecidable(config: StudyConfig, sources: Sequence[ModelSource]) -> list[str
          method_reasons(s.gradcam_method, ms.similarity, "similarity") + fp_and_bnn(),
          [f"its similarity parts: {why}" for why in baselines()]
          + ([] if s.gradcam_method in ms.chance_methods else
-            [f"its below-chance part: measures.chance_methods leaves out {s.gradcam_method!r}"])),
+            [f"its nonsensical-maps part: measures.chance_methods leaves out {s.gradcam_method!r}"])),
         (f"verdict 4 ({s.faithfulness_method} more faithful than the other methods)",
          method_reasons(s.faithfulness_method, ms.faithfulness, "faithfulness")
          + ([] if others else ["no other method runs to compare it with"]), []),
