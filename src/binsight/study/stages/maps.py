@@ -36,7 +36,7 @@ class MapsStage:
                 bar.set_postfix_str(f"{m.name} {spec.label}")
                 with ctx.clock(f"maps/{spec.label}"):
                     maps, targets, extras = explain(ctx, m, spec, data.images[s].to(ctx.device), data.labels[s],
-                                                    chunk=c, with_extras=True)
+                                                    chunk=c)
                 unsettled = unsettled_flags(extras, len(maps))
                 ctx.folder.maps.save(m.name, spec.label, c, maps=maps.cpu().numpy().astype(np.float32),
                                      targets=targets.cpu().numpy().astype(np.int64), images=data.indices[s].astype(np.int64),
@@ -57,22 +57,20 @@ def map_units(plan: StudyPlan, models: Sequence[StudyModel]) -> list[MapUnit]:
 
 
 def explain(ctx: RunContext, model: StudyModel, spec: MethodSpec, x: torch.Tensor, labels: torch.Tensor, chunk: int,
-            options: dict[str, Any] | None = None, *, with_extras: bool = False) -> tuple:
-    """(maps (n, 1, H, W), targets (n,)) of ``spec`` for images ``x``: the true labels explained by
-    default (``methods.target``), else each model's predicted class; ``with_extras``: and the explainer's
-    extras (``{}`` for chance maps)."""
+            options: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """(maps (n, 1, H, W), targets (n,), the explainer's extras ({} for chance maps)) of ``spec`` for
+    images ``x``: the true labels explained by default (``methods.target``), else each model's predicted
+    class."""
     targets = labels.to(x.device) if ctx.config.methods.target == "label" else None
     if spec.chance:
         with torch.no_grad():
             targets = model.module(x).argmax(1) if targets is None else targets
         seed = ctx.config.data.seed * 100_003 + chunk
         maps = CHANCE_MAPS.get(spec.label)((x.shape[0], 1, x.shape[2], x.shape[3]), seed)
-        return (maps.to(x.device), targets, {}) if with_extras else (maps.to(x.device), targets)
+        return maps.to(x.device), targets, {}
     explanation = create_explainer(spec, model, chunk=chunk, batch_size=ctx.plan.batch_size,
                                    options=options).explain(x, targets)
-    if with_extras:
-        return explanation.maps, explanation.targets, explanation.extras
-    return explanation.maps, explanation.targets
+    return explanation.maps, explanation.targets, explanation.extras
 
 
 def unsettled_flags(extras: dict, n: int) -> np.ndarray | None:

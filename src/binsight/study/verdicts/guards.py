@@ -18,6 +18,8 @@ import dataclasses
 from typing import Sequence
 
 from binsight.study.inference import clustered_proportion
+from binsight.study.verdicts.evidence import evidence_methods
+from binsight.study.verdicts.faithfulness import other_methods
 from binsight.study.verdicts.gradcam import proportion_estimate
 from binsight.study.verdicts.records import HELD, NOT_HELD, NOT_MEASURED, Part, Verdict
 from binsight.study.verdicts.table import Context
@@ -36,9 +38,7 @@ def verdict_methods(ctx: Context, number: int) -> list[str]:
         return [s.noise_method, s.convergence_method]
     if number == 3:
         return [s.gradcam_method]
-    skip = {s.convergence_method, *s.chance_map_methods}
-    others = [m for m in ctx.methods if m not in skip]
-    return [s.faithfulness_method, *[m for m in others if m != s.faithfulness_method]] if number == 4 else others
+    return [s.faithfulness_method, *other_methods(ctx)] if number == 4 else evidence_methods(ctx)
 
 
 def unsettled_check(ctx: Context, method: str) -> Part | None:
