@@ -447,3 +447,30 @@ def test_the_readme_notebook_route_runs_and_builds_the_report(tmp_path):
     assert done.stdout.splitlines()[0].startswith("1 gradient: FP and BNN maps look alike ")
     html = (tmp_path / "runs" / "notebook" / "report.html").read_text()
     assert "2 FP and 2 BNN models" in _limits(html)
+
+
+def test_findings_of_a_planted_run_go_to_their_own_named_block(run_dir, tmp_path):
+    """A planted study's findings name each model's intervention test (and who is left out), and go between
+    the markers of their own block, leaving the default study's block as it is."""
+    from binsight.metrics.evidence import InterventionResult
+    from binsight.report.findings import FindingsError, findings_markdown, markers, replace_block
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    results = {"fp-0": InterventionResult("shortcut", 10000, 0.1, 1.0, 0.107, 0.0, 1.0, 0.893, 1.0, (), "passed", 0),
+               "bnn-0": InterventionResult("shortcut", 10000, 0.1, 0.917, 0.097, 0.01, 0.5, 0.871, 0.97, (), "failed", 0)}
+    RunFolder(copy).records.write_interventions(results)
+    block = findings_markdown(copy)
+    assert ("Intervention test (shortcut, 10,000 test images each; docs/ground-truth.md): fp-0 **passed** (accuracy "
+            "100.0 % with the pattern, 10.7 % without; follows a swapped pattern on 100.0 %); bnn-0 **failed**") in block
+    assert "Left out of the evidence verdict (no known answer): bnn-0." in block
+    assert "Intervention test" not in findings_markdown(run_dir)
+    default, planted = markers(), markers("planted")
+    readme = f"a\n{default[0]}\nold\n{default[1]}\nb\n{planted[0]}\nold planted\n{planted[1]}\nc\n"
+    written = replace_block(readme, block, "planted")
+    assert written == f"a\n{default[0]}\nold\n{default[1]}\nb\n{planted[0]}\n{block}{planted[1]}\nc\n"
+    with pytest.raises(FindingsError, match="marker"):
+        replace_block(f"a\n{default[0]}\nold\n{default[1]}\n", block, "planted")
+    for bad in ("Planted", "a b", "x" * 33, "-x"):
+        with pytest.raises(FindingsError, match="block name"):
+            markers(bad)

@@ -10,6 +10,7 @@ puts the block between the README's markers (:func:`replace_block`).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +23,8 @@ from binsight.study.store import RunFolder
 
 START = "<!-- findings: written by scripts/readme_findings.py; do not edit by hand -->"
 END = "<!-- end of findings -->"
+BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+"""A named block (``--block NAME``): lower-case letters, digits and hyphens."""
 
 
 class FindingsError(BinsightError):
@@ -40,6 +43,9 @@ def findings_markdown(run_dir: str | os.PathLike) -> str:
     lines = [_basis(models, config), ""]
     for v in verdicts.verdicts:
         lines += verdict_markdown(v)
+    interventions = folder.records.read_interventions()
+    if interventions:
+        lines[1:1] = [interventions_sentence(interventions), ""]
     timings = folder.records.read_timings()
     if timings is not None:
         lines += ["", timings_sentence(timings)]
@@ -193,10 +199,39 @@ def timings_sentence(timings: Timings) -> str:
     return f"Stage times of this run{on} (wall, as recorded in timings.json): {listed}."
 
 
-def replace_block(text: str, block: str) -> str:
-    """``text`` with everything between :data:`START` and :data:`END` replaced by ``block``."""
-    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise FindingsError(f"the file needs the two marker lines, once each and in this order:\n{START}\n{END}")
-    head, rest = text.split(START)
-    _, tail = rest.split(END)
-    return f"{head}{START}\n{block}{END}{tail}"
+def interventions_sentence(results: dict[str, Any]) -> str:
+    """Each model's intervention test on planted data (interventions.json), as one paragraph."""
+    scenario = next(iter(results.values())).scenario
+    rows = []
+    for name, r in results.items():
+        moved = (f"follows a swapped pattern on {100 * r.follows_swap:.1f} %" if scenario == "shortcut" else
+                 f"removal changes {100 * r.changed_by_removal:.1f} % of its predictions, a swap "
+                 f"{100 * r.changed_by_swap:.1f} %")
+        rows.append(f"{name} **{r.status}** (accuracy {100 * r.accuracy:.1f} % with the pattern, "
+                    f"{100 * r.accuracy_removed:.1f} % without; {moved})")
+    left_out = [name for name, r in results.items() if not r.passed]
+    tail = (f" Left out of the evidence verdict (no known answer): {', '.join(left_out)}." if left_out else
+            " Every model passed, so every model has a known answer.")
+    n = next(iter(results.values())).n_images
+    return (f"Intervention test ({scenario}, {n:,} test images each; docs/ground-truth.md): " + "; ".join(rows) + "."
+            + tail)
+
+
+def markers(name: str = "") -> tuple[str, str]:
+    """The (start, end) marker lines of the findings block ``name`` ("" = the default study's)."""
+    if not name:
+        return START, END
+    if not isinstance(name, str) or not BLOCK_NAME.fullmatch(name):
+        raise FindingsError(f"block name {name!r}: use 1 to 32 lower-case letters, digits and hyphens")
+    return (f"<!-- findings {name}: written by scripts/readme_findings.py --block {name}; do not edit by hand -->",
+            f"<!-- end of findings {name} -->")
+
+
+def replace_block(text: str, block: str, name: str = "") -> str:
+    """``text`` with everything between the markers of block ``name`` (:func:`markers`) replaced by ``block``."""
+    start, end = markers(name)
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise FindingsError(f"the file needs the two marker lines, once each and in this order:\n{start}\n{end}")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{block}{end}{tail}"
