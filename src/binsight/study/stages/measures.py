@@ -90,7 +90,7 @@ def faithfulness_values(ctx: RunContext, model: StudyModel, label: str, chunk: i
                         maps: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
     """Deletion / insertion areas onto black (reference) and onto a blurred copy (curves saved to
     curves/), and ROAD most- and least-relevant-first (:func:`binsight.study.measures.faithfulness_scores`,
-    tied pixels in the order of the chunk's seeded key)."""
+    tied pixels read as a group, ROAD's noise seeded by the chunk)."""
     ms = ctx.config.measures
     curves, values = faithfulness_scores(model.module, images.to(ctx.device), maps.to(ctx.device),
                                          targets.to(ctx.device), steps=ms.curve_steps,
