@@ -17,10 +17,16 @@ Rows (per-image seconds; "speed-up" = Quantus s per image / binsight s per image
   pointing game against ``quantus.PointingGame``, energy inside the mask against
   ``quantus.RelevanceMassAccuracy``, Spearman and SSIM against Quantus' ``correlation_spearman`` and
   ``ssim`` (``quantus.functions.similarity_func``, what its MPRT and other metrics call per pair);
-  total variation and high-frequency energy have no Quantus counterpart (their row has binsight only).
+  total variation and high-frequency energy have no Quantus counterpart (their row has binsight only);
+* the chance test (no Quantus counterpart) of three methods' maps of the model (Gradient, SmoothGrad,
+  GradCAM) on ``--chance-images`` images at the study's settings (20 chance maps of each kind, ROAD at 10,
+  30, ..., 90 %, the four controls): a fresh test per method (``chance_test`` and ``control_test``, the
+  maps-independent parts scored again for each method) against one :class:`binsight.metrics.chance.ChanceTest`
+  shared by the three (scored once); per image and method; the floor is the bare forward passes of as many
+  images as the model saw in the shared run.
 
 Usage: nice .venv/bin/python benchmarks/bench_measures.py [--images 128] [--quantus-images 16] [--threads 1]
-                                                          [--only road deletion maps] [--json FILE]
+                                                          [--only road deletion maps chance] [--json FILE]
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import torch
 
 from binsight.data import load_dataset
 from binsight.explain import get_explainer
-from binsight.metrics import deletion_area, energy_inside, entropy, gini, pointing_game, road, spearman, ssim
+from binsight.metrics import chance, deletion_area, energy_inside, entropy, gini, pointing_game, road, spearman, ssim
 from binsight.metrics.faithfulness import pixel_ranks
 from binsight.metrics.imputation import noisy_linear_imputation
 from binsight.metrics.noise import high_frequency_energy, total_variation
@@ -135,6 +141,37 @@ def map_rows(model, images, maps, targets, masks, other, args) -> list[dict]:
     return rows
 
 
+def chance_rows(model, images, maps_by_method: dict, targets, masks, args) -> list[dict]:
+    few = slice(0, args.chance_images)
+    x, t, m = images[few], targets[few], masks[few]
+    options = dict(n_chance=20, percentages=[10.0, 30.0, 50.0, 70.0, 90.0], dilation=2, batch_size=args.batch_size)
+    seen = [0]
+    hook = model.register_forward_hook(lambda module, inputs, out: seen.__setitem__(0, seen[0] + len(inputs[0])))
+
+    def fresh():
+        for maps in maps_by_method.values():
+            chance.chance_test(model, x, maps[few], t, m, **options)
+            chance.control_test(model, x, maps[few], t, m, **options)
+
+    def shared():
+        test = chance.ChanceTest(model, x, t, m, **options)
+        for maps in maps_by_method.values():
+            test.test(maps[few])
+            test.controls(maps[few])
+
+    t_fresh, _ = timed(fresh)
+    seen[0] = 0
+    t_shared, _ = timed(shared)
+    passes = seen[0]
+    hook.remove()
+    floor = forward_floor(model, x.repeat_interleave(-(-passes // len(x)), 0)[:passes], args.batch_size)
+    n = len(x) * len(maps_by_method)
+    label = f"chance test with controls, {len(maps_by_method)} methods"
+    return [row(f"{label}, a fresh test per method", n, t_fresh, n, float("nan"), floor),
+            row(f"{label}, shared", n, t_shared, n, float("nan"), floor,
+                note=f"{passes / n:,.0f} forward passes per image and method")]
+
+
 def row(name: str, n: int, t_ours: float, n_theirs: int, t_theirs: float, floor: float, note: str = "") -> dict:
     ours, theirs = t_ours / n, t_theirs / n_theirs
     return {"measure": name, "images": n, "binsight_s_per_image": ours, "quantus_images": n_theirs,
@@ -148,7 +185,9 @@ def main() -> None:
     parser.add_argument("--quantus-images", type=int, default=16, help="images for Quantus' ROAD (slow)")
     parser.add_argument("--percentages", type=float, nargs="+", default=[10, 20, 30, 40, 50, 60, 70, 80, 90])
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--only", choices=["road", "deletion", "maps"], nargs="+", default=["road", "deletion", "maps"])
+    parser.add_argument("--chance-images", type=int, default=16, help="images of the chance test's rows")
+    parser.add_argument("--only", choices=["road", "deletion", "maps", "chance"], nargs="+",
+                        default=["road", "deletion", "maps", "chance"])
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); on a machine shared "
                         "with other jobs 1 thread is both faster and steadier")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
@@ -172,6 +211,10 @@ def main() -> None:
         rows += deletion_rows(model, images, maps, targets, args)
     if "maps" in args.only:
         rows += map_rows(model, images, maps, targets, masks, other, args)
+    if "chance" in args.only:
+        gradcam = get_explainer("gradcam", model).explain(images, targets).maps.detach()
+        rows += chance_rows(model, images, {"gradient": maps, "smoothgrad": other, "gradcam": gradcam}, targets,
+                            masks, args)
     print("\n| measure | binsight ms/image | Quantus ms/image (images) | speed-up | forward floor ms/image | x floor |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -167,7 +167,7 @@ def toy_case():
     """A 2 x 2 two-channel image whose class-1 logit is a known sum of pixel contributions."""
     weight = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[1.0, 0.0], [0.0, 0.0]]])
     image = torch.tensor([[[0.4, 0.3], [0.2, 0.1]], [[0.1, 0.0], [0.0, 0.0]]]).unsqueeze(0)
-    # per-pixel contributions, channels summed: 0.4 + 0.1, 0.6, 0.6, 0.4 -> order 1, 2 (tie: row-major), 0, 3
+    # per-pixel contributions, channels summed: 0.4 + 0.1, 0.6, 0.6, 0.4 -> order {1, 2} (tied), 0, 3
     saliency = torch.tensor([[0.5, 0.6], [0.6, 0.4]]).view(1, 1, 2, 2)
     return LinearLogit(weight), image, saliency
 
@@ -177,10 +177,11 @@ def test_deletion_and_insertion_curves_match_the_closed_form():
     result = deletion_insertion(
         model, image, saliency, targets=[1], steps=4, substrate="black", insertion_substrate="black"
     )
-    logits_deleted = [2.1, 1.5, 0.9, 0.4, 0.0]  # remove pixels 1, 2, 0 (both channels: 0.5), 3
-    logits_inserted = [0.0, 0.6, 1.2, 1.7, 2.1]
-    expected_deletion = [sigmoid(z) for z in logits_deleted]
-    expected_insertion = [sigmoid(z) for z in logits_inserted]
+    logits_deleted = [2.1, None, 0.9, 0.4, 0.0]  # remove pixels {1, 2}, 0 (both channels: 0.5), 3
+    logits_inserted = [0.0, None, 1.2, 1.7, 2.1]
+    # step 1 falls inside the tie {1, 2}: the line between the group kept (step 0) and removed (step 2)
+    expected_deletion = [sigmoid(z) if z is not None else (sigmoid(2.1) + sigmoid(0.9)) / 2 for z in logits_deleted]
+    expected_insertion = [sigmoid(z) if z is not None else (sigmoid(0.0) + sigmoid(1.2)) / 2 for z in logits_inserted]
     np.testing.assert_allclose(result.fractions, [0, 0.25, 0.5, 0.75, 1.0])
     np.testing.assert_allclose(result.deletion[0], expected_deletion, rtol=1e-6)
     np.testing.assert_allclose(result.insertion[0], expected_insertion, rtol=1e-6)
@@ -202,8 +203,9 @@ def test_deletion_area_alone_equals_the_deletion_of_both_curves():
 def test_mean_substrate_and_default_blur_insertion():
     model, image, saliency = toy_case()
     result = deletion_insertion(model, image, saliency, [1], steps=4, substrate="mean", mean=[0.5, 0.0])
-    # each removed pixel takes 0.5 in channel 0: contribution 0.5 * weight
-    expected = [sigmoid(z) for z in (2.1, 2.1 - 0.6 + 1.0, 2.1 - 1.2 + 2.5, 2.1 - 1.7 + 3.0, 5.0)]
+    # each removed pixel takes 0.5 in channel 0: contribution 0.5 * weight; step 1 inside the tie {1, 2}
+    expected = [sigmoid(z) for z in (2.1, 2.1, 2.1 - 1.2 + 2.5, 2.1 - 1.7 + 3.0, 5.0)]
+    expected[1] = (expected[0] + expected[2]) / 2
     np.testing.assert_allclose(result.deletion[0], expected, rtol=1e-6)
     flat = torch.full((1, 1, 6, 6), 0.3)  # blurring a constant image leaves it as it is
     lin = LinearLogit(torch.ones(1, 6, 6))
@@ -290,9 +292,9 @@ def test_road_morf_hurts_more_than_lerf_and_repeats_with_a_seed():
     assert (morf.area < lerf.area).all()
     again = road(model, images, contribution, 1, percentages=(20, 50, 80), batch_size=2)
     np.testing.assert_allclose(again.probability, morf.probability)
-    assert morf.correct.shape == (4, 3) and morf.correct.dtype == bool
-    with pytest.raises(MetricError, match="every pixel"):
-        road(model, images, contribution, 1, percentages=(100,))
+    assert morf.correct.shape == (4, 3) and set(np.unique(morf.correct)) <= {0.0, 1.0}  # no ties: 0 or 1
+    with pytest.raises(MetricError, match="percentages"):
+        road(model, images, contribution, 1, percentages=(101,))
 
 
 # -- localisation --------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from binsight.metrics._checks import MetricError
-from binsight.metrics.chance import (CONTROLS, MEASURES, _decide, _empty_result, chance_test, chance_maps, control_maps,
-                                    control_test, controls_behaved)
+from binsight.metrics import faithfulness
+from binsight.metrics.chance import (CONTROLS, MEASURES, ChanceTest, _decide, _empty_result, chance_test, chance_maps,
+                                    control_maps, control_test, controls_behaved, unstructured_ranks)
 
 # -- chance maps ---------------------------------------------------------------------------------------------
 
@@ -290,3 +291,76 @@ def test_a_level_that_no_rank_can_reach_is_refused():
         chance_test(BrightModel(), images, masks.double(), 1, n_chance=5)
     with pytest.raises(MetricError, match="level"):
         chance_test(BrightModel(), images, masks.double(), 1, n_chance=20, level=0.0)
+
+
+# -- shared scores: the unstructured chance maps and the model-ignorant controls, once per images ---------------
+
+
+class Counting(nn.Module):
+    """BrightModel, counting the images it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.model, self.seen = BrightModel(), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += len(x)
+        return self.model(x)
+
+
+def assert_same(a, b, exact: bool = True) -> None:
+    assert a.measures == b.measures
+    np.testing.assert_array_equal(a.nonsensical, b.nonsensical)
+    for m in a.measures:
+        for got, want in ((a.value[m], b.value[m]), (a.chance[m], b.chance[m]), (a.p_value[m], b.p_value[m])):
+            if exact:
+                np.testing.assert_array_equal(got, want, err_msg=m)
+            else:
+                np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, err_msg=m)
+
+
+def method_maps(images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Two "methods" of the same images: the object mask blurred (ties only at 0) and white noise."""
+    blurred = torch.from_numpy(scipy.ndimage.gaussian_filter(masks.double().numpy(), (0, 0, 1, 1)))
+    return {"mask": torch.where(blurred > 0.05, blurred, torch.zeros_like(blurred)),
+            "noise": torch.from_numpy(np.random.default_rng(2).random(masks.shape))}
+
+
+def test_a_chance_test_shared_by_methods_equals_a_fresh_one_per_method_at_a_fraction_of_the_passes():
+    images, masks = placed_squares(6)
+    shared_model = Counting()
+    shared = ChanceTest(shared_model, images, 1, masks, seed=4, **OPTIONS)
+    for name, maps in method_maps(images, masks).items():
+        fresh_model = Counting()
+        fresh = chance_test(fresh_model, images, maps, 1, masks, seed=4, **OPTIONS)
+        fresh_controls = control_test(fresh_model, images, maps, 1, masks, seed=4, **OPTIONS)
+        before = shared_model.seen
+        assert_same(shared.test(maps), fresh)
+        controls = shared.controls(maps)
+        assert list(controls) == list(fresh_controls) == list(CONTROLS)
+        for control in CONTROLS:
+            assert_same(controls[control], fresh_controls[control])
+        k, per_map = OPTIONS["n_chance"], 2 * (OPTIONS["steps"] + 1) + len(OPTIONS["percentages"])
+        # fresh: the unstructured chance maps twice (test, controls), the map and its K smooth chance maps
+        # and those of the 4 controls; shared, for the second method: its map and 2 controls only
+        assert fresh_model.seen == 6 * per_map * (2 * k + 5 * (1 + k))
+        if name == "noise":
+            assert shared_model.seen - before == 6 * per_map * 3 * (1 + k)
+
+
+def test_chance_values_do_not_depend_on_the_batch_size_or_the_imputation_chunks(monkeypatch):
+    images, masks = placed_squares(5)
+    maps = method_maps(images, masks)["mask"]
+    options = dict(n_chance=10, steps=5, percentages=(30, 60))
+    results = [ChanceTest(BrightModel(), images, 1, masks, batch_size=size, **options).test(maps) for size in (3, 64, 4096)]
+    monkeypatch.setattr(faithfulness, "IMPUTATION_ELEMENTS", 256)  # ROAD imputed one model batch at a time
+    results.append(ChanceTest(BrightModel(), images, 1, masks, batch_size=3, **options).test(maps))
+    for result in results[1:]:
+        assert_same(result, results[0], exact=False)
+
+
+def test_the_unstructured_ranking_is_the_one_of_the_placed_values_for_a_map_without_ties():
+    maps = torch.rand(3, 1, 6, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    placed = chance_maps(maps, n_chance=4, seed=9).unstructured.flatten(2)
+    ranks = unstructured_ranks(3, (6, 7), n_chance=4, seed=9).flatten(2)
+    np.testing.assert_array_equal(ranks.numpy(), placed.argsort(-1).argsort(-1).double().numpy())

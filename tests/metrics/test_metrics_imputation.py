@@ -10,7 +10,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from binsight.metrics import MetricError, noisy_linear_imputation, road
+from binsight.metrics import MetricError, faithfulness, noisy_linear_imputation, road
 from binsight.metrics.imputation import linear_imputation
 
 NEIGHBOURS = (((0, 1), 1 / 6), ((0, -1), 1 / 6), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
@@ -92,13 +92,22 @@ def test_one_kept_pixel_and_one_removed_pixel_match_the_direct_solve():
     assert_matches_reference(pixels, holes)
 
 
-def test_a_fully_removed_image_is_refused_and_nothing_removed_is_unchanged():
-    pixels, _ = case(n=2)
-    holes = torch.zeros(2, 1, 9, 11, dtype=torch.bool)
-    assert torch.equal(noisy_linear_imputation(pixels.float(), holes), pixels.float())
-    holes[1] = True
-    with pytest.raises(MetricError, match="every pixel"):
-        noisy_linear_imputation(pixels.float(), holes)
+def test_a_fully_removed_image_takes_each_channels_mean_and_nothing_removed_is_unchanged():
+    pixels, holes = case(n=2)
+    nothing = torch.zeros(2, 1, 9, 11, dtype=torch.bool)
+    assert torch.equal(noisy_linear_imputation(pixels.float(), nothing), pixels.float())
+    holes[1] = True  # image 1 fully removed, image 0 not: the mean is image 1's alone
+    imputed = linear_imputation(pixels, holes)
+    expected = pixels[1].mean((1, 2), keepdim=True).expand(2, 9, 11)
+    np.testing.assert_allclose(imputed[1].numpy(), expected.numpy(), rtol=0, atol=1e-12)
+    assert_matches_reference(pixels[:1], holes[:1])
+    # the mean is the average over the kept pixel of the one-kept-pixel imputation (a constant image)
+    one_kept = []
+    for k in range(99):
+        keep_k = torch.ones(1, 1, 99, dtype=torch.bool)
+        keep_k[..., k] = False
+        one_kept.append(linear_imputation(pixels[1:], keep_k.view(1, 1, 9, 11)))
+    np.testing.assert_allclose(torch.stack(one_kept).mean(0)[0].numpy(), expected.numpy(), rtol=0, atol=1e-6)
 
 
 def test_a_ramp_is_reproduced_and_a_larger_image_matches_the_direct_solve():
@@ -146,3 +155,49 @@ def test_road_does_not_depend_on_the_batch_size():
             for size in (1, 4, 1000)]
     for run in runs[1:]:
         np.testing.assert_allclose(run.probability, runs[0].probability, rtol=0, atol=1e-7)
+
+
+def reference_road(model, images: torch.Tensor, maps: np.ndarray, targets, percentages) -> np.ndarray:
+    """ROAD most relevant first without noise, one image and percentage at a time with the SciPy solve: a
+    count inside a tie group read on the line between the group's boundaries a and b (every tied pixel
+    kept, every one removed); every pixel removed: each channel's mean."""
+    n, size = images.shape[0], maps[0].size
+    out = np.empty((n, len(percentages)))
+    for i in range(n):
+        values = maps[i].ravel()
+        ranked = np.sort(values)[::-1]
+
+        def probability(k: int) -> float:
+            holes = (values >= ranked[k - 1]) if k > 0 else np.zeros(size, dtype=bool)
+            pixels = images[i:i + 1].double().numpy()
+            filled = (np.broadcast_to(pixels.mean(axis=(2, 3), keepdims=True), pixels.shape) if k == size
+                      else reference_imputation(pixels, holes.reshape(1, *maps.shape[-2:])))
+            with torch.no_grad():
+                logits = model(torch.from_numpy(np.ascontiguousarray(filled)).float()).double()
+            return float(torch.softmax(logits, 1)[0, targets[i]])
+
+        for j, p in enumerate(percentages):
+            c = int(np.rint(p / 100 * size))
+            if 0 < c < size and ranked[c - 1] == ranked[c]:
+                a, b = int((values > ranked[c]).sum()), int((values >= ranked[c]).sum())
+                out[i, j] = probability(a) + (c - a) / (b - a) * (probability(b) - probability(a))
+            else:
+                out[i, j] = probability(c)
+    return out
+
+
+def test_road_with_tied_map_values_matches_the_reference_solve():
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 99, 3)).eval()
+    pixels, _ = case(n=3, share=0.5, seed=8)
+    rng = np.random.default_rng(9)
+    maps = np.maximum(rng.standard_normal((3, 1, 9, 11)), 0)  # about half zeros: a tie reaching 100 %
+    maps = np.ceil(4 * maps)  # positive values in a few levels: ties inside the ranking too
+    percentages = (10, 25, 40, 55, 70, 85, 100)
+    counts = torch.as_tensor(np.rint(np.array(percentages) / 100 * 99).astype(np.int64))
+    assert (faithfulness._Points.of(torch.from_numpy(maps), counts).weight > 0).sum() >= 3  # read inside ties
+    ours = road(model, pixels.float(), torch.from_numpy(maps), [0, 1, 2], percentages=percentages, noise=0.0)
+    expected = reference_road(model, pixels.float(), maps, [0, 1, 2], percentages)
+    np.testing.assert_allclose(ours.probability, expected, rtol=0, atol=TOLERANCE)

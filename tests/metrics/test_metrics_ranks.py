@@ -1,5 +1,6 @@
 """Known answers for the rank-based noise measures (invariant to a monotone remap of a map's values) and the
-seeded random tie-breaking of the ranking measures (deletion / insertion, ROAD, top-k IoU)."""
+seeded random tie-breaking of the pixel ranks and the top-k IoU (deletion / insertion and ROAD read tied
+pixels as a group: tests/metrics/test_metrics_ties.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import scipy.ndimage
 import torch
 from torch import nn
 
-from binsight.metrics import MetricError, deletion_insertion, road, top_k_iou
+from binsight.metrics import MetricError, top_k_iou
 from binsight.metrics.faithfulness import pixel_ranks
 from binsight.metrics.noise import (
     high_frequency_energy,
@@ -78,32 +79,6 @@ def test_pixel_ranks_break_ties_at_random_by_seed_and_keep_distinct_values_in_or
     assert torch.equal(pixel_ranks(distinct, tie_seed=5), pixel_ranks(distinct))  # no ties, nothing moves
     with pytest.raises(MetricError, match="tie_seed"):
         pixel_ranks(maps, tie_seed=-1)
-
-
-class LeftColumnsModel(nn.Module):
-    """Two classes; class 1's logit is 10 x the mean of the left half's pixels."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = 10 * x[..., :, : x.shape[-1] // 2].mean((1, 2, 3))
-        return torch.stack([torch.zeros_like(z), z], 1)
-
-
-def test_deletion_and_road_with_a_tie_seed_stop_sweeping_a_tied_map_in_row_major_order():
-    images = torch.ones(1, 1, 8, 8)
-    flat = torch.zeros(1, 1, 8, 8)  # one tie over the whole map
-    model = LeftColumnsModel()
-    plain = deletion_insertion(model, images, flat, 1, steps=8, substrate="black")
-    again = deletion_insertion(model, images, flat, 1, steps=8, substrate="black", tie_seed=None)
-    np.testing.assert_array_equal(plain.deletion, again.deletion)
-    seeded = [deletion_insertion(model, images, flat, 1, steps=8, substrate="black", tie_seed=s) for s in (0, 0, 1)]
-    np.testing.assert_array_equal(seeded[0].deletion, seeded[1].deletion)
-    assert not np.array_equal(seeded[0].deletion, seeded[2].deletion)
-    # row-major order removes half of the left columns by step 4, a random order about as much on each side:
-    # the seeded curves sit between, never equal to the row-major one
-    assert not np.array_equal(seeded[0].deletion, plain.deletion)
-    morf = [road(model, images, flat, 1, percentages=(25, 50), tie_seed=s).probability for s in (None, 3, 3)]
-    np.testing.assert_array_equal(morf[1], morf[2])
-    assert not np.array_equal(morf[0], morf[1])
 
 
 def test_top_k_iou_tie_seed_draws_ties_at_random_and_none_keeps_row_major():

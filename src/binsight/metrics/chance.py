@@ -22,7 +22,10 @@ Measures, each changing the image where the map points (:data:`MEASURES`; lower 
 
 Pixels of equal value (a binary mask, a map clipped at 0) are not ranked by the map: for deletion and
 ROAD they are ordered at random (seeded), in the map and in its chance maps alike, instead of in row-major
-order, which would sweep through a tied region like a structured map.
+order, which would sweep through a tied region like a structured map. An unstructured chance map's ranking
+is then a uniformly random permutation whatever the map: it is taken as its noise's ranking, the same for
+every map of an image, so its scores are computed once per image and shared by every method's maps
+(:class:`ChanceTest`).
 
 For each measure, the map's rank among its 2 ``n_chance`` chance maps is a p-value: p = (1 + the number of
 chance maps that do at least as well as the map) / (1 + 2 ``n_chance``), ties counted against the map; a
@@ -191,62 +194,119 @@ def _smoothness_matched(sorted_values: np.ndarray, white: np.ndarray, target_tv:
     return best, (best_sigma if np.isfinite(target_tv) else np.nan)
 
 
-def chance_test(
-    model: nn.Module,
-    images: torch.Tensor,
-    maps: torch.Tensor,
-    targets: torch.Tensor | Sequence[int] | int,
-    masks: torch.Tensor | None = None,
-    *,
-    n_chance: int = 20,
-    seed: int = 0,
-    steps: int = 10,
-    percentages: Sequence[float] = DEFAULT_PERCENTAGES,
-    dilation: int = DEFAULT_DILATION,
-    blur_sigma: float | None = None,
-    tolerance: float = FLAT_TOLERANCE,
-    span: float | None = None,
-    batch_size: int = faithfulness.DEFAULT_BATCH_SIZE,
-    level: float = LEVEL,
-) -> ChanceResult:
-    """Test each map (N, 1, H, W) of ``images`` (N, C, H, W) in [0, 1] against its chance maps.
+class ChanceTest:
+    """The chance test of maps of N images (N, C, H, W) in [0, 1], bound to one model, the images, the
+    classes the maps explain (``targets``: an int, or N ints), the object masks (bool (N, 1, H, W) or None:
+    then no energy measure) and the test's settings; :meth:`test` tests maps, :meth:`controls` their
+    controls.
 
-    targets: the class each map explains (an int, or N ints). masks: bool (N, 1, H, W) object masks or
-    None (then no energy measure). The deletion measures use ``steps`` steps (``steps`` + 1 points) and
-    the blur of ``blur_sigma`` pixels (default min(H, W) / 14); ROAD imputes ``percentages`` (seeded by
-    ``seed``); energy uses the masks grown by ``dilation`` pixels. ``tolerance`` and ``span`` define a
-    degenerate map (:func:`binsight.metrics.baselines.degeneracy`); degenerate maps are not scored (they
-    are nonsensical). ``level``: the p-value at or below which a map is better than chance on a measure;
-    1 / (2 n_chance + 1) must not exceed it.
-    Cost: the model sees (2 n_chance + 1) * (2 (steps + 1) + len(percentages)) perturbed images per
-    usable map (two deletion curves and ROAD), at most ``batch_size`` at a time, and ROAD imputes
-    (2 n_chance + 1) * len(percentages) images.
-    Returns a :class:`ChanceResult`; the rule is in the module's docstring.
+    Settings: ``n_chance`` chance maps of each kind; the deletion measures use ``steps`` steps
+    (``steps`` + 1 points) and the blur of ``blur_sigma`` pixels (default min(H, W) / 14); ROAD imputes
+    ``percentages`` (its noise seeded by ``seed``); energy uses the masks grown by ``dilation`` pixels.
+    ``tolerance`` and ``span`` define a degenerate map (:func:`binsight.metrics.baselines.degeneracy`);
+    degenerate maps are not scored (they are nonsensical). ``level``: the p-value at or below which a map
+    is better than chance on a measure; 1 / (2 n_chance + 1) must not exceed it.
+
+    **What is shared.** An unstructured chance map is the map's values at random positions, its ties in a
+    random order: its ranking of the pixels is a uniformly random permutation whatever the map, so it is
+    taken as the ranking of its noise (:func:`unstructured_ranks`; for a map without ties the very ranking
+    the placed values have) and its deletion and ROAD scores do not depend on the map. They are computed
+    once, for every image, the first time they are needed, and so are the results of the model-ignorant
+    controls (edges, blob: :data:`MODEL_IGNORANT`); every later :meth:`test` or :meth:`controls` of any
+    maps of these images (another method's) reuses them. A fresh ChanceTest per call gives exactly the
+    same results, at the cost of scoring them again.
+
+    Cost: the model sees (n_chance + 1) (2 (steps + 1) + R) images per usable map (R = len(percentages))
+    and ROAD imputes (n_chance + 1) R, plus, once, n_chance (2 (steps + 1) + R) per image for the
+    unstructured chance maps (fewer where a count is repeated: each distinct count is evaluated once).
     """
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | Sequence[int] | int,
+                 masks: torch.Tensor | None = None, *, n_chance: int = 20, seed: int = 0, steps: int = 10,
+                 percentages: Sequence[float] = DEFAULT_PERCENTAGES, dilation: int = DEFAULT_DILATION,
+                 blur_sigma: float | None = None, tolerance: float = FLAT_TOLERANCE, span: float | None = None,
+                 batch_size: int = faithfulness.DEFAULT_BATCH_SIZE, level: float = LEVEL):
+        self.images = check_images(images)
+        n, _, height, width = self.images.shape
+        self.masks = None if masks is None else check_masks(masks, torch.Size((n, 1, height, width)))
+        _check_count(n_chance)
+        _check_level(level, n_chance)
+        self.model, self.targets = model, _targets_of(targets, n)
+        self.n_chance, self.seed, self.level, self.dilation = n_chance, seed, level, dilation
+        self.tolerance, self.span = tolerance, span
+        self.scoring = dict(steps=steps, percentages=percentages, blur_sigma=blur_sigma, seed=seed,
+                            batch_size=batch_size)
+        self.measures = MEASURES if masks is not None else MEASURES[:-1]
+        self._unstructured: dict[str, np.ndarray] | None = None
+        self._ignorant: dict[str, ChanceResult] | None = None
+
+    def test(self, maps: torch.Tensor) -> ChanceResult:
+        """The test of each map (N, 1, H, W) against its chance maps; the rule is in the module's docstring."""
+        values = check_maps(maps, finite=False)
+        if tuple(values.shape) != (self.images.shape[0], 1, *self.images.shape[-2:]):
+            raise MetricError(f"maps are {tuple(values.shape)}; the chance test of these images needs "
+                              f"{(self.images.shape[0], 1, *self.images.shape[-2:])}")
+        reasons = degeneracy(values, tolerance=self.tolerance, span=self.span)
+        usable = np.flatnonzero(reasons == "")
+        result = _empty_result(len(values), self.n_chance, self.measures, reasons, self.level)
+        if usable.size:
+            keep = torch.from_numpy(usable)
+            made = chance_maps(values[keep], n_chance=self.n_chance, seed=self.seed, indices=usable)
+            result.sigma[usable] = made.sigma
+            own = torch.cat([values[keep].unsqueeze(1), made.smooth], dim=1)  # (U, 1 + K, 1, H, W)
+            scores = _scores(self.model, self.images[keep], _ties_broken(own, usable, self.seed), self.targets[keep],
+                             **self.scoring)
+            shared = self.unstructured_scores()
+            for m in scores:  # the measures that need the model
+                result.value[m][usable] = scores[m][:, 0]
+                result.chance[m][usable] = np.concatenate([shared[m][usable], scores[m][:, 1:]], axis=1)
+            if self.masks is not None:
+                stacked = torch.cat([values[keep].unsqueeze(1), made.unstructured, made.smooth], dim=1)
+                energy = _energy(stacked, self.masks[keep], self.dilation)
+                result.value["energy_inside"][usable], result.chance["energy_inside"][usable] = energy[:, 0], energy[:, 1:]
+        return _decide(result)
+
+    def controls(self, maps: torch.Tensor) -> dict[str, ChanceResult]:
+        """:meth:`test` of each control of ``maps`` (:func:`control_maps` with this test's seed), by
+        :data:`CONTROLS` name; the model-ignorant ones are tested once per ChanceTest."""
+        if self._ignorant is None:
+            self._ignorant = {name: self.test(m) for name, m in
+                              _model_ignorant_maps(self.images, (len(self.images), 1, *self.images.shape[-2:])).items()}
+        own = {name: self.test(m) for name, m in _map_controls(check_maps(maps).double(), self.seed).items()}
+        return {name: own[name] if name in own else self._ignorant[name] for name in CONTROLS
+                if name in own or name in self._ignorant}
+
+    def unstructured_scores(self) -> dict[str, np.ndarray]:
+        """Deletion and ROAD scores of every image's unstructured chance maps, measure -> float64 (N, K)
+        (:func:`unstructured_ranks`), computed on the first call."""
+        if self._unstructured is None:
+            n, _, height, width = self.images.shape
+            ranks = unstructured_ranks(n, (height, width), n_chance=self.n_chance, seed=self.seed)
+            self._unstructured = _scores(self.model, self.images, ranks, self.targets, **self.scoring)
+        return self._unstructured
+
+
+def unstructured_ranks(n: int, size: tuple[int, int], *, n_chance: int, seed: int) -> torch.Tensor:
+    """The pixel rankings of the unstructured chance maps of N images, float64 (N, K, 1, H, W), each pixel's
+    rank 0..H W - 1 (0 = lowest): the ranks of the noise ``numpy.random.default_rng([seed, i]).standard_normal
+    ((K, H W))`` of image i, the first draw of its :func:`chance_maps` (whose unstructured maps place the
+    map's values in that order), so the same ranking as those maps' where the map has no ties."""
+    ranks = np.empty((n, n_chance, size[0] * size[1]))
+    for i in range(n):
+        noise = np.random.default_rng([seed, i]).standard_normal((n_chance, size[0] * size[1]))
+        np.put_along_axis(ranks[i], np.argsort(noise, axis=1), np.arange(noise.shape[1], dtype=np.float64)[None],
+                          axis=1)
+    return torch.from_numpy(ranks).view(n, n_chance, 1, *size)
+
+
+def chance_test(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
+                targets: torch.Tensor | Sequence[int] | int, masks: torch.Tensor | None = None,
+                **options) -> ChanceResult:
+    """Test each map (N, 1, H, W) of ``images`` (N, C, H, W) against its chance maps: :meth:`ChanceTest.test`
+    of a fresh :class:`ChanceTest` (``options``: its settings). Returns a :class:`ChanceResult`."""
     values = check_maps(maps, finite=False)
     images = check_images(images, n=values.shape[0])
-    if masks is not None:
-        masks = check_masks(masks, values.shape)
-    _check_count(n_chance)
-    _check_level(level, n_chance)
-    reasons = degeneracy(values, tolerance=tolerance, span=span)
-    usable = np.flatnonzero(reasons == "")
-    measures = MEASURES if masks is not None else MEASURES[:-1]
-    n = values.shape[0]
-    result = _empty_result(n, n_chance, measures, reasons, level)
-    if usable.size:
-        keep = torch.from_numpy(usable)
-        made = chance_maps(values[keep], n_chance=n_chance, seed=seed, indices=usable)
-        result.sigma[usable] = made.sigma
-        stacked = torch.cat([values[keep].unsqueeze(1), made.unstructured, made.smooth], dim=1)  # (U, 1 + 2K, ...)
-        ordered = _ties_broken(stacked, usable, seed)
-        scores = _scores(model, images[keep], ordered, _targets_of(targets, n)[keep], steps=steps,
-                         percentages=percentages, blur_sigma=blur_sigma, seed=seed, batch_size=batch_size)
-        if masks is not None:
-            scores["energy_inside"] = _energy(stacked, masks[keep], dilation)
-        for m in measures:
-            result.value[m][usable], result.chance[m][usable] = scores[m][:, 0], scores[m][:, 1:]
-    return _decide(result)
+    return ChanceTest(model, images, targets, masks, **options).test(values)
 
 
 def _check_count(n_chance: int) -> None:
@@ -306,7 +366,8 @@ def _energy(stacked: torch.Tensor, masks: torch.Tensor, dilation: int) -> np.nda
 def _scores(model, images, stacked, targets, *, steps, percentages, blur_sigma, seed,
             batch_size) -> dict[str, np.ndarray]:
     """Deletion and ROAD areas of every map of ``stacked`` (U, M, 1, H, W), as float64 (U, M): the maps of
-    image u go through the faithfulness measures together with the other images' maps."""
+    image u go through the faithfulness measures together with the other images' maps (ROAD's noise is
+    drawn in that order, from ``seed``)."""
     u, m = stacked.shape[:2]
     flat_maps = stacked.reshape(u * m, *stacked.shape[2:])
     flat_images = images.repeat_interleave(m, dim=0)
@@ -352,6 +413,10 @@ NEGATIVE_CONTROLS = ("inverted", "other image")
 POSITIVE_CONTROLS = ("edges",)
 """Controls the test should mostly not flag: model-ignorant maps that point at the image's structure."""
 
+MODEL_IGNORANT = ("edges", "blob")
+"""Controls made from the images alone, the same for every method's maps: tested once per
+:class:`ChanceTest`."""
+
 
 def control_maps(maps: torch.Tensor, images: torch.Tensor, *, seed: int = 0) -> dict[str, torch.Tensor]:
     """The control maps of N maps (N, 1, H, W) of ``images`` (N, C, H, W), float64, by :data:`CONTROLS` name.
@@ -362,22 +427,32 @@ def control_maps(maps: torch.Tensor, images: torch.Tensor, *, seed: int = 0) -> 
     """
     values = check_maps(maps, finite=False).double()
     images = check_images(images, n=values.shape[0])
+    return {**_map_controls(values, seed), **_model_ignorant_maps(images, values.shape)}
+
+
+def _map_controls(values: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    """The controls made from the maps (N, 1, H, W): "inverted" and (N >= 2) "other image"."""
     low = values.amin(dim=(1, 2, 3), keepdim=True)
     high = values.amax(dim=(1, 2, 3), keepdim=True)
     out = {"inverted": high + low - values}
     if len(values) >= 2:
         out["other image"] = values[torch.from_numpy(derangement(len(values), seed))]
-    out["edges"] = edge_map(images).double()
-    out["blob"] = gaussian_map(values.shape).double()
     return out
+
+
+def _model_ignorant_maps(images: torch.Tensor, shape) -> dict[str, torch.Tensor]:
+    """The controls that depend on neither the maps nor the model (:data:`MODEL_IGNORANT`)."""
+    return {"edges": edge_map(images).double(), "blob": gaussian_map(tuple(shape)).double()}
 
 
 def control_test(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets, masks: torch.Tensor | None = None,
                  *, seed: int = 0, **options) -> dict[str, ChanceResult]:
     """:func:`chance_test` of each control of ``maps`` (:func:`control_maps`, with ``seed``), with the same
-    ``seed`` and ``options`` as the maps' own test (the same chance maps' noise per image index)."""
-    return {name: chance_test(model, images, control, targets, masks, seed=seed, **options)
-            for name, control in control_maps(maps, images, seed=seed).items()}
+    ``seed`` and ``options`` as the maps' own test (the same chance maps' noise per image index):
+    :meth:`ChanceTest.controls` of a fresh :class:`ChanceTest`."""
+    values = check_maps(maps, finite=False)
+    images = check_images(images, n=values.shape[0])
+    return ChanceTest(model, images, targets, masks, seed=seed, **options).controls(values)
 
 
 @dataclass(frozen=True)

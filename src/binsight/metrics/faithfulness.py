@@ -8,8 +8,12 @@
 Shared conventions. ``images`` are float (N, C, H, W) pixels in [0, 1] as the model takes them; ``maps``
 float (N, 1, H, W), finite; ``targets`` int class indices (N,) (or one int for all). A "pixel" is a
 position (i, j): removing it changes all C channels at once. Pixels are ranked by their map value, highest
-first; equal values are ranked in row-major order (lower index first), so results are deterministic; with
-``tie_seed`` (an int) they are ordered at random instead, by a seeded key (:func:`pixel_ranks`). The
+first. Pixels of equal value (a tie group, e.g. GradCAM's zeros) have no order among them, and none is
+made up: a point of a curve whose pixel count falls strictly inside a tie group (a < count < b, with a
+pixels ranked above the group and b - a in it) is evaluated with the whole group kept (a pixels removed)
+and with the whole group removed (b), and read on the straight line between the two at its count,
+(1 - w) f(a) + w f(b), w = (count - a) / (b - a) (:class:`_Points`). So no result depends on any order
+of tied pixels, and a map without ties is evaluated at exactly its nominal counts, as before. The
 model is any ``nn.Module`` mapping images to logits (N, K); the curves follow the softmax probability of
 the target class. Perturbed images of many steps and many images go through the model together, at most
 ``batch_size`` at a time (this bounds memory and never changes the result). While a measure runs the model
@@ -70,8 +74,9 @@ class RoadCurves:
 
     percentages: float64 (P,), percent of pixels removed (imputed) at each point.
     probability: float64 (N, P), softmax probability of the target class on the imputed image.
-    correct: bool (N, P), whether the model still predicts the target class (ROAD's accuracy curve is
-        ``correct.mean(0)``).
+    correct: float64 (N, P), 1 where the model still predicts the target class, 0 where not (ROAD's accuracy
+        curve is ``correct.mean(0)``); a point inside a tie group is read between the group's boundaries,
+        like ``probability``, so it may lie between 0 and 1.
     area: float64 (N,), mean of ``probability`` over the percentages. Most relevant first (morf): lower is
         more faithful; least relevant first (lerf): higher is more faithful.
     order: "morf" or "lerf".
@@ -99,7 +104,6 @@ def deletion_insertion(
     batch_size: int = DEFAULT_BATCH_SIZE,
     blur_sigma: float | None = None,
     mean: Sequence[float] | torch.Tensor | None = None,
-    tie_seed: int | None = None,
 ) -> DeletionInsertion:
     """Deletion and insertion curves (Petsiuk et al. 2018) of each image, and their normalised areas.
 
@@ -114,16 +118,16 @@ def deletion_insertion(
     or, when None, each image's own; a tensor broadcastable to (N, C, H, W) is used as given
     (:func:`binsight._utils.make_substrate`).
 
-    Equal map values are ordered by ``tie_seed`` (:func:`pixel_ranks`; None: row-major order).
-    Returns a :class:`DeletionInsertion`. ``steps`` trades resolution for time: the model sees
-    2 N (steps + 1) images.
+    A step inside a tie group is read between the group's boundaries (module docstring).
+    Returns a :class:`DeletionInsertion`. ``steps`` trades resolution for time: the model sees at most
+    2 N (steps + 1) images (each distinct pixel count of an image once; steps inside a tie group cost none).
     """
     images, maps, targets = _check_common(images, maps, targets)
-    counts, ranks = _steps(images, maps, steps, batch_size, tie_seed)
+    counts, points, ranks = _steps(images, maps, steps, batch_size)
     removed_onto = _utils.make_substrate(images, substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
     inserted_onto = _utils.make_substrate(images, insertion_substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
-    deletion = _curve(model, ranks, counts, removed_onto, images, targets, batch_size)
-    insertion = _curve(model, ranks, counts, images, inserted_onto, targets, batch_size)
+    deletion = _curve(model, ranks, points, removed_onto, images, targets, batch_size)
+    insertion = _curve(model, ranks, points, images, inserted_onto, targets, batch_size)
     fractions = counts.numpy() / (images.shape[-2] * images.shape[-1])
     return DeletionInsertion(
         fractions=fractions,
@@ -145,26 +149,26 @@ def deletion_area(
     batch_size: int = DEFAULT_BATCH_SIZE,
     blur_sigma: float | None = None,
     mean: Sequence[float] | torch.Tensor | None = None,
-    tie_seed: int | None = None,
 ) -> np.ndarray:
     """The deletion area of :func:`deletion_insertion`, float64 (N,), without the insertion curve (half the
-    model's work: it sees N (steps + 1) images)."""
+    model's work: it sees at most N (steps + 1) images)."""
     images, maps, targets = _check_common(images, maps, targets)
-    counts, ranks = _steps(images, maps, steps, batch_size, tie_seed)
+    counts, points, ranks = _steps(images, maps, steps, batch_size)
     removed_onto = _utils.make_substrate(images, substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
-    deletion = _curve(model, ranks, counts, removed_onto, images, targets, batch_size)
+    deletion = _curve(model, ranks, points, removed_onto, images, targets, batch_size)
     return scipy.integrate.trapezoid(deletion, counts.numpy() / (images.shape[-2] * images.shape[-1]), axis=1)
 
 
-def _steps(images: torch.Tensor, maps: torch.Tensor, steps: Any, batch_size: Any,
-           tie_seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pixel counts (steps + 1,) of the curve's points, pixel ranks of the maps), after checking ``steps``."""
+def _steps(images: torch.Tensor, maps: torch.Tensor, steps: Any,
+           batch_size: Any) -> tuple[torch.Tensor, "_Points", torch.Tensor]:
+    """(pixel counts (steps + 1,) of the curve's points, where they are evaluated, pixel ranks of the maps),
+    after checking ``steps``."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise MetricError(f"steps must be a positive integer, got {steps!r}")
     check_batch_size(batch_size)
     n_pixels = images.shape[-2] * images.shape[-1]
     counts = torch.as_tensor(np.rint(np.arange(steps + 1) / steps * n_pixels).astype(np.int64))
-    return counts, pixel_ranks(maps, tie_seed).to(images.device)
+    return counts, _Points.of(maps, counts), pixel_ranks(maps).to(images.device)
 
 
 def pixel_ranks(maps: torch.Tensor, tie_seed: int | None = None) -> torch.Tensor:
@@ -181,25 +185,84 @@ def pixel_ranks(maps: torch.Tensor, tie_seed: int | None = None) -> torch.Tensor
 def _curve(
     model: nn.Module,
     ranks: torch.Tensor,
-    counts: torch.Tensor,
+    points: "_Points",
     inside: torch.Tensor,
     outside: torch.Tensor,
     targets: torch.Tensor,
     batch_size: int,
 ) -> np.ndarray:
-    """Target probability (N, S) of the images showing ``inside`` on the ``counts[s]`` top-ranked pixels
-    and ``outside`` elsewhere, for every image and step; (image, step) pairs are batched together."""
-    n, steps = ranks.shape[0], counts.numel()
-    image_index = torch.arange(n).repeat_interleave(steps)
-    step_index = torch.arange(steps).repeat(n)
+    """Target probability (N, S) of the images showing ``inside`` on their top-ranked pixels and ``outside``
+    elsewhere at every point of ``points``; the evaluations of all images are batched together."""
 
-    def perturbed(pairs: torch.Tensor) -> torch.Tensor:
-        i, s = image_index[pairs], step_index[pairs]
-        on_top = ranks[i] < counts[s].view(-1, 1, 1, 1).to(ranks.device)
+    def perturbed(items: torch.Tensor) -> torch.Tensor:
+        i = points.image[items]
+        on_top = ranks[i] < points.count[items].view(-1, 1, 1, 1).to(ranks.device)
         return torch.where(on_top, inside[i], outside[i])
 
-    probs, _ = target_probabilities(model, perturbed, image_index, targets, batch_size)
-    return probs.reshape(n, steps)
+    probs, _ = target_probabilities(model, perturbed, points.image, targets, batch_size)
+    return points.read(probs)
+
+
+@dataclass
+class _Points:
+    """Where the points of N curves are evaluated, and how each point is read from the evaluations.
+
+    Point (n, p) removes image n's ``counts[p]`` top-ranked pixels. Strictly inside a tie group (a < count
+    < b: module docstring) it is read as (1 - weight) f(lower) + weight f(upper) from the evaluations at a
+    and b; elsewhere a = b = count and weight = 0 (the evaluation itself, exactly). Every count evaluated
+    is a group boundary, so the pixels it removes are those of value above a threshold, whatever order the
+    ranks give ties. Each distinct (image, count) is evaluated once, in the order first needed (image by
+    image, point by point, a before b).
+
+    image, count: int64 (M,), the evaluations' image and pixels removed; lower, upper: int64 (N, P), the
+    evaluations of each point's a and b; weight: float64 (N, P), (count - a) / (b - a), in [0, 1).
+    """
+
+    image: torch.Tensor
+    count: torch.Tensor
+    lower: np.ndarray
+    upper: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def of(cls, maps: torch.Tensor, counts: torch.Tensor) -> "_Points":
+        """The points of ``maps`` (N, 1, H, W), highest value first, at pixel ``counts`` (P,)."""
+        n, n_counts = maps.shape[0], counts.numel()
+        a, b = _tie_bounds(maps.detach().flatten(1).cpu(), counts.cpu())
+        keys = (torch.arange(n)[:, None, None] * (maps[0].numel() + 1) + torch.stack([a, b], 2)).flatten()
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        first = torch.full(unique.shape, keys.numel()).scatter_reduce(0, inverse, torch.arange(keys.numel()), "amin")
+        order = torch.argsort(first)
+        position = torch.empty_like(order)
+        position[order] = torch.arange(order.numel())
+        index = position[inverse].view(n, n_counts, 2).numpy()
+        evaluations = unique[order]
+        span = (b - a).double()
+        weight = torch.where(span > 0, (counts.double() - a) / span.clamp_min(1), 0.0)
+        return cls(evaluations // (maps[0].numel() + 1), evaluations % (maps[0].numel() + 1),
+                   index[..., 0], index[..., 1], weight.numpy())
+
+    def read(self, evaluated: np.ndarray) -> np.ndarray:
+        """Each point's value, float64 (N, P), from the values of the evaluations (M,)."""
+        return (1 - self.weight) * evaluated[self.lower] + self.weight * evaluated[self.upper]
+
+
+def _tie_bounds(values: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b), int64 (N, P): for each row of ``values`` (N, Q) ranked highest first and each count, the tie
+    group the count falls strictly inside (a pixels above it, b - a in it), or a = b = count where it falls
+    between two different values (or at 0 or Q)."""
+    n_pixels = values.shape[1]
+    c = counts.view(1, -1).expand(values.shape[0], -1)
+    if n_pixels < 2:
+        return c, c
+    ascending = values.sort(dim=1).values
+    descending = ascending.flip(1)
+    at = c.clamp(1, n_pixels - 1)
+    last_kept_out, first_kept = descending.gather(1, at - 1), descending.gather(1, at)
+    tied = (c > 0) & (c < n_pixels) & (last_kept_out == first_kept)
+    above = n_pixels - torch.searchsorted(ascending, first_kept, right=True)
+    at_least = n_pixels - torch.searchsorted(ascending, first_kept, right=False)
+    return torch.where(tied, above, c), torch.where(tied, at_least, c)
 
 
 def target_probabilities(
@@ -242,18 +305,19 @@ def road(
     noise: float = ROAD_NOISE,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    tie_seed: int | None = None,
 ) -> RoadCurves:
     """ROAD (Rong et al. 2022): remove p% of the pixels and impute them by noisy linear imputation.
 
     For each p in ``percentages`` the round(p / 100 * H * W) most relevant pixels (``order="morf"``) or least
     relevant ones (``"lerf"``) of each image are removed and replaced by :func:`noisy_linear_imputation`
     (noise std ``noise``, drawn from ``numpy.random.default_rng(seed)``: the same seed gives the same result).
-    Equal map values are ordered by ``tie_seed`` (:func:`pixel_ranks`; None: row-major order).
-    Every (image, percentage) pair of the call is imputed in one batched solve on the images' device
-    (:mod:`binsight.metrics.imputation`; in chunks of :data:`IMPUTATION_ELEMENTS` pixel values, which
-    changes nothing), then the model sees every imputed image, ``batch_size`` at a time. Imputed pixels
-    are not clipped to [0, 1] (as in the reference code), so they may leave that range by about ``noise``.
+    A percentage inside a tie group is read between the group's boundaries (module docstring), which may be
+    the whole image (100 %: each channel's mean, :func:`noisy_linear_imputation`).
+    Every evaluation of the call (each distinct (image, pixel count)) is imputed in one batched solve on
+    the images' device (:mod:`binsight.metrics.imputation`; in chunks of :data:`IMPUTATION_ELEMENTS` pixel
+    values, which changes nothing), then the model sees every imputed image, ``batch_size`` at a time; the
+    noise is drawn evaluation by evaluation in that order. Imputed pixels are not clipped to [0, 1] (as in
+    the reference code), so they may leave that range by about ``noise``.
 
     Returns a :class:`RoadCurves`.
     """
@@ -266,16 +330,14 @@ def road(
     if not noise >= 0:
         raise MetricError(f"noise is a standard deviation and must be >= 0, got {noise}")
     check_batch_size(batch_size)
-    n, n_steps = images.shape[0], percentages.size
     counts = torch.as_tensor(np.rint(percentages / 100 * images.shape[-2] * images.shape[-1]).astype(np.int64))
-    if (counts >= images.shape[-2] * images.shape[-1]).any():
-        raise MetricError("cannot impute an image whose every pixel is removed; use percentages below 100")
-    ranks = pixel_ranks(maps if order == "morf" else -maps, tie_seed).to(images.device)
-    image_index = torch.arange(n).repeat_interleave(n_steps)
-    imputed = _ImputedPairs(images, ranks, counts.to(images.device), noise, np.random.default_rng(seed), batch_size)
-    probs, predicted = target_probabilities(model, imputed, image_index, targets, batch_size)
-    probability = probs.reshape(n, n_steps)
-    correct = predicted.reshape(n, n_steps) == targets.cpu().numpy()[:, None]
+    ordered = maps if order == "morf" else -maps
+    points = _Points.of(ordered, counts)
+    ranks = pixel_ranks(ordered).to(images.device)
+    imputed = _Imputed(images, ranks, points, noise, np.random.default_rng(seed), batch_size)
+    probs, predicted = target_probabilities(model, imputed, points.image, targets, batch_size)
+    probability = points.read(probs)
+    correct = points.read((predicted == targets.cpu().numpy()[points.image.numpy()]).astype(np.float64))
     return RoadCurves(
         percentages=percentages,
         probability=probability,
@@ -285,31 +347,31 @@ def road(
     )
 
 
-class _ImputedPairs:
-    """ROAD's imputed images, pair m = (image m // P, percentage m % P), made a chunk of pairs at a time.
+class _Imputed:
+    """ROAD's imputed images, evaluation m = (image ``points.image[m]``, ``points.count[m]`` pixels removed),
+    made a chunk of evaluations at a time.
 
-    Called with consecutive pair indices that never straddle a chunk (chunks are whole model batches):
-    the chunk holding them is imputed in one solve the first time it is asked for, with the noise drawn
-    from ``rng`` in chunk order (the same stream as one solve of every pair).
+    Called with consecutive evaluation indices that never straddle a chunk (chunks are whole model
+    batches): the chunk holding them is imputed in one solve the first time it is asked for, with the noise
+    drawn from ``rng`` in chunk order (the same stream as one solve of every evaluation).
     """
 
-    def __init__(self, images: torch.Tensor, ranks: torch.Tensor, counts: torch.Tensor, noise: float,
+    def __init__(self, images: torch.Tensor, ranks: torch.Tensor, points: _Points, noise: float,
                  rng: np.random.Generator, batch_size: int):
-        self.images, self.ranks, self.counts, self.noise, self.rng = images, ranks, counts, noise, rng
+        self.images, self.ranks, self.points, self.noise, self.rng = images, ranks, points, noise, rng
         per_pair = images[0].numel()
         self.chunk = batch_size * max(1, IMPUTATION_ELEMENTS // (batch_size * per_pair))
         self.start, self.done = -1, torch.empty(0)
 
-    def __call__(self, pairs: torch.Tensor) -> torch.Tensor:
-        start = int(pairs[0]) // self.chunk * self.chunk
+    def __call__(self, items: torch.Tensor) -> torch.Tensor:
+        start = int(items[0]) // self.chunk * self.chunk
         if start != self.start:
-            total = self.images.shape[0] * self.counts.numel()
-            chunk = torch.arange(start, min(start + self.chunk, total), device=self.images.device)
-            i, s = chunk // self.counts.numel(), chunk % self.counts.numel()
-            removed = self.ranks[i] < self.counts[s].view(-1, 1, 1, 1)
+            chunk = slice(start, min(start + self.chunk, self.points.image.numel()))
+            i, count = self.points.image[chunk], self.points.count[chunk].to(self.images.device)
+            removed = self.ranks[i] < count.view(-1, 1, 1, 1)
             self.done = noisy_linear_imputation(self.images[i], removed, noise=self.noise, rng=self.rng)
             self.start = start
-        return self.done[pairs.to(self.images.device) - start]
+        return self.done[items.to(self.images.device) - start]
 
 
 # -- checks ------------------------------------------------------------------------------------------

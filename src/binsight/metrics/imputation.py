@@ -9,6 +9,10 @@ removed. For one image and channel with removed pixels R this is the linear syst
 
 with d_u the sum of the weights of u's neighbours inside the image. A is symmetric (a neighbour's weight is
 the same both ways) and weakly diagonally dominant, positive definite when the image keeps a pixel.
+An image with every pixel removed has no kept value to spread (A is singular, its null space the constant
+images): it takes each channel's mean over the image, the average over which one pixel is kept of the
+imputation that keeps only that pixel (a constant image of its value). ROAD needs this value where a group
+of tied map values reaches the end of the ranking (:func:`binsight.metrics.faithfulness.road`).
 
 How it is solved: preconditioned conjugate gradients (CG) with the Jacobi preconditioner d_u, on the whole
 pixel grid of every system at once. A system is one (image, channel) pair; all systems of a call are one
@@ -64,8 +68,7 @@ def noisy_linear_imputation(
     added to each imputed value: ``rng.standard_normal((M, C))`` (``rng`` default
     ``numpy.random.default_rng(0)``) for the M removed pixels of the call, numbered image by image in
     row-major order, so the noise of a pixel depends only on the stream's position, not on the device.
-    A removed region with no kept pixel around it has no defined value: the system is singular and a
-    :class:`MetricError` is raised (this happens only when every pixel of an image is removed).
+    An image with every pixel removed takes each channel's mean (module docstring), plus the noise.
     Returns the imputed images, same shape, dtype and device as ``images``; kept pixels are unchanged.
     """
     images = check_images(images)
@@ -80,8 +83,6 @@ def noisy_linear_imputation(
         raise MetricError(f"noise is a standard deviation and must be >= 0, got {noise}")
     device = images.device if images.device.type != "mps" else torch.device("cpu")
     holes = removed.detach().to(device)
-    if holes.flatten(1).all(1).any():
-        raise MetricError("cannot impute an image whose every pixel is removed; use percentages below 100")
     pixels = images.detach().to(device, torch.float64)
     solved = linear_imputation(pixels, holes)
     rng = rng if rng is not None else np.random.default_rng(0)
@@ -103,7 +104,8 @@ def _with_noise(solved: torch.Tensor, holes: torch.Tensor, noise: float, rng: np
 def linear_imputation(pixels: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
     """The noiseless imputation: ``pixels`` float64 (N, C, H, W) with the ``holes`` (bool (N, 1, H, W)) solved.
 
-    Every image must keep a pixel. One preconditioned CG solve over all N C systems (module docstring).
+    One preconditioned CG solve over all N C systems; an image with every pixel removed takes each channel's
+    mean (module docstring).
     """
     n, channels, height, width = pixels.shape
     inside = holes.expand(n, channels, height, width).reshape(n * channels, height, width)
@@ -113,7 +115,9 @@ def linear_imputation(pixels: torch.Tensor, holes: torch.Tensor) -> torch.Tensor
     mask = inside.to(pixels.dtype)
     degree = neighbour_sum(torch.ones_like(values[:1]))  # d_u: the weights of u's neighbours inside the image
     rhs = mask * neighbour_sum(values * (1 - mask))
-    solution = _conjugate_gradients(rhs, mask, degree)
+    solution = _conjugate_gradients(rhs, mask, degree)  # a fully removed system: rhs 0, solution 0
+    removed_all = inside.flatten(1).all(1)
+    solution[removed_all] = values[removed_all].mean((1, 2), keepdim=True).expand(-1, height, width)
     return torch.where(inside, solution, values).view(pixels.shape)
 
 

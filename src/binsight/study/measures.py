@@ -103,15 +103,13 @@ def faithfulness_scores(model: torch.nn.Module, images: torch.Tensor, maps: torc
     """(curves, values) of maps (N, 1, H, W) of ``images``: curves "black" and "blur" (deletion /
     insertion onto black, the reference, and onto a blurred copy, ``steps`` steps), values their areas
     (``deletion_auc``, ``insertion_auc``, ``deletion_blur_auc``, ``insertion_blur_auc``) and ROAD's
-    (``road_morf``, ``road_lerf``, imputing ``percentages``). Every ranking takes tied pixels in the order
-    of a random key seeded by ``seed`` (``tie_seed``; ROAD's imputation noise is seeded by it too), so a
-    map with many equal values (GradCAM's zeros) is not scanned in row-major order."""
+    (``road_morf``, ``road_lerf``, imputing ``percentages``, the noise seeded by ``seed``). Pixels of equal
+    value (GradCAM's zeros) are read as a group, never in an order (:mod:`binsight.metrics.faithfulness`)."""
     curves = {substrate: faithfulness.deletion_insertion(model, images, maps, targets, steps=steps, substrate=substrate,
-                                                         insertion_substrate=substrate, batch_size=batch_size,
-                                                         tie_seed=seed)
+                                                         insertion_substrate=substrate, batch_size=batch_size)
               for substrate in ("black", "blur")}
     road = {order: faithfulness.road(model, images, maps, targets, percentages=percentages, order=order, seed=seed,
-                                     batch_size=batch_size, tie_seed=seed) for order in ("morf", "lerf")}
+                                     batch_size=batch_size) for order in ("morf", "lerf")}
     values = {"deletion_auc": curves["black"].deletion_area, "insertion_auc": curves["black"].insertion_area,
               "deletion_blur_auc": curves["blur"].deletion_area, "insertion_blur_auc": curves["blur"].insertion_area,
               "road_morf": road["morf"].area, "road_lerf": road["lerf"].area}

@@ -181,13 +181,16 @@ class MeasuresConfig:
                                         "smoothness-matched); at least 10, so that a map can be better than chance "
                                         "at the test's level 0.05 (its smallest p-value is 1 / (2 chance_maps + 1)).")
     chance_images: int = setting(16, help="the test runs on the first chance_images images (0 = all); each tested "
-                                          "map costs (2 chance_maps + 1) x (2 (curve_steps + 1) + R) forward passes "
-                                          "and (2 chance_maps + 1) x R ROAD imputations, R the number of "
-                                          "road_percentages.")
+                                          "map costs (chance_maps + 1) x (22 + R) forward passes (10-step deletion "
+                                          "onto a blur and onto the mean, ROAD) and (chance_maps + 1) x R ROAD "
+                                          "imputations, R the number of road_percentages; each image's unstructured "
+                                          "chance maps cost chance_maps x (22 + R) passes once per model, shared "
+                                          "by every method.")
     chance_controls: bool = setting(True, help="also test the control maps of each tested map (the map inverted, "
                                                "another image's map, the image's edges, a centred blob): whether "
                                                "they are flagged as expected decides whether verdict 3 (b) can "
-                                               "decide; 4 more tests per map, each costing as much as the map's own.")
+                                               "decide; the first two cost as much as the map's own test, edges "
+                                               "and blob are tested once per model and image.")
 
 
 @dataclass

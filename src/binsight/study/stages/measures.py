@@ -1,5 +1,7 @@
 """Stage ``measures``: degeneracy, noise, faithfulness, localisation and the chance test (with its controls)
-of every map chunk not yet measured (one unit per model x method x chunk, as the maps)."""
+of every map chunk not yet measured (one unit per model x method x chunk, as the maps). The parts of the
+chance test that do not depend on the maps (the unstructured chance maps' scores, the model-ignorant
+controls) are scored once per model and chunk and shared by every method's maps (:class:`SharedChance`)."""
 
 from __future__ import annotations
 
@@ -21,13 +23,14 @@ class MeasuresStage:
         data = ctx.images
         todo = [(m, spec, c, s) for m, spec, c, s in ctx.mine(map_units(ctx.plan, ctx.models))
                 if not measured(ctx, m, spec, c)]
+        shared = SharedChance()
         with ctx.progress(len(todo), "measures") as bar:
             for m, spec, c, s in todo:
                 bar.set_postfix_str(f"{m.name} {spec.label}")
                 stored = ctx.folder.maps.load(m.name, spec.label, c, images=data.indices[s])
                 masks = None if data.masks is None else data.masks[s]
                 with ctx.clock(f"measures/{spec.label}"):
-                    rows = measure_chunk(ctx, m, spec, c, stored, data.images[s], masks)
+                    rows = measure_chunk(ctx, m, spec, c, stored, data.images[s], masks, shared)
                 ctx.folder.units.save("measures", (m.name, spec.label, c), rows)
                 bar.update()
 
@@ -38,9 +41,35 @@ def measured(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: int) -
             and (not ctx.config.measures.faithfulness or ctx.folder.curves.done(model.name, spec.label, chunk)))
 
 
+class SharedChance:
+    """The chance tests (:class:`binsight.metrics.chance.ChanceTest`) of the current model, one per chunk,
+    each shared by every method's maps of that chunk whose targets are the same (a method that explains
+    other targets gets a test of its own). Sharing changes no value: a fresh test per method gives exactly
+    the same results; it only scores the maps-independent parts once. Tests of the previous model are
+    dropped when the model changes (the stage's units run model by model)."""
+
+    def __init__(self):
+        self.model, self.tests = None, {}
+
+    def test(self, ctx: RunContext, model: StudyModel, chunk: int, images: torch.Tensor, targets: torch.Tensor,
+             masks: torch.Tensor | None) -> chance.ChanceTest:
+        """The chance test of ``images`` (on ctx's device), ``targets`` and ``masks`` of ``chunk``."""
+        if model.name != self.model:
+            self.model, self.tests = model.name, {}
+        test = self.tests.get(chunk)
+        if test is None or not torch.equal(test.targets, targets.cpu().long()):
+            ms = ctx.config.measures
+            test = chance.ChanceTest(model.module, images, targets, masks, n_chance=ms.chance_maps, seed=chunk,
+                                     percentages=ms.road_percentages, dilation=ms.mask_dilation,
+                                     batch_size=ctx.plan.batch_size)
+            self.tests[chunk] = test
+        return test
+
+
 def measure_chunk(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: int, stored: dict[str, np.ndarray],
-                  images: torch.Tensor, masks: torch.Tensor | None) -> list[Row]:
-    """Rows of every single-map measure for one chunk; writes the chunk's deletion / insertion curves."""
+                  images: torch.Tensor, masks: torch.Tensor | None, shared: SharedChance | None = None) -> list[Row]:
+    """Rows of every single-map measure for one chunk; writes the chunk's deletion / insertion curves.
+    ``shared``: the chance tests shared with the other methods' chunks (None: a test of its own)."""
     ms = ctx.config.measures
     maps, targets = torch.from_numpy(stored["maps"]), torch.from_numpy(stored["targets"])
     values = map_values(maps, masks, noise_measures=ms.noise, localisation=ms.localisation, dilation=ms.mask_dilation)
@@ -51,8 +80,9 @@ def measure_chunk(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: i
     rows = to_rows(values, stored["images"], method=spec.label, model=model.name)
     tested = chance_positions(ctx, spec, chunk, len(stored["images"]))
     if tested.numel():
-        found = chance_test(ctx, model, chunk, images[tested], maps[tested], targets[tested],
-                            None if masks is None else masks[tested])
+        test = (shared or SharedChance()).test(ctx, model, chunk, images[tested].to(ctx.device), targets[tested],
+                                                None if masks is None else masks[tested])
+        found = chance_values(ctx, test, maps[tested])
         rows += to_rows(found, stored["images"][tested.numpy()], method=spec.label, model=model.name,
                         omit_undefined=True)
     return rows
@@ -68,20 +98,15 @@ def chance_positions(ctx: RunContext, spec: MethodSpec, chunk: int, n: int) -> t
     return torch.arange(n)[torch.arange(first, first + n) < limit]
 
 
-def chance_test(ctx: RunContext, model: StudyModel, chunk: int, images: torch.Tensor, maps: torch.Tensor,
-                targets: torch.Tensor, masks: torch.Tensor | None) -> dict[str, np.ndarray]:
-    """The chance test of each map (:func:`binsight.metrics.chance.chance_test`, ``measures.chance_maps``
-    unstructured and smoothness-matched chance maps): ``nonsensical`` (1 for a degenerate map, never left
-    out), ``not_better_chance``, ``chance_p_M`` and ``chance_fraction_M`` (NaN, left out of the table, for
+def chance_values(ctx: RunContext, test: chance.ChanceTest, maps: torch.Tensor) -> dict[str, np.ndarray]:
+    """The chance test of each map (``measures.chance_maps`` unstructured and smoothness-matched chance maps,
+    the chunk's index as seed): ``nonsensical`` (1 for a degenerate map, never left out),
+    ``not_better_chance``, ``chance_p_M`` and ``chance_fraction_M`` (NaN, left out of the table, for
     degenerate maps); with ``measures.chance_controls``, the same test of each control map
     (:data:`binsight.study.measures.CONTROL_MEASURES`: 1 where the control was flagged)."""
-    ms, dev = ctx.config.measures, ctx.device
-    options = dict(n_chance=ms.chance_maps, seed=chunk, percentages=ms.road_percentages, dilation=ms.mask_dilation,
-                   batch_size=ctx.plan.batch_size)
-    x, mp, t = images.to(dev), maps.to(dev), targets.to(dev)
-    values = chance.chance_test(model.module, x, mp, t, masks, **options).table_values()
-    if ms.chance_controls:
-        for name, result in chance.control_test(model.module, x, mp, t, masks, **options).items():
+    values = test.test(maps).table_values()
+    if ctx.config.measures.chance_controls:
+        for name, result in test.controls(maps).items():
             values[CONTROL_MEASURES[name]] = result.nonsensical.astype(np.float64)
     return values
 
@@ -90,7 +115,7 @@ def faithfulness_values(ctx: RunContext, model: StudyModel, label: str, chunk: i
                         maps: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:
     """Deletion / insertion areas onto black (reference) and onto a blurred copy (curves saved to
     curves/), and ROAD most- and least-relevant-first (:func:`binsight.study.measures.faithfulness_scores`,
-    tied pixels in the order of the chunk's seeded key)."""
+    tied pixels read as a group, ROAD's noise seeded by the chunk)."""
     ms = ctx.config.measures
     curves, values = faithfulness_scores(model.module, images.to(ctx.device), maps.to(ctx.device),
                                          targets.to(ctx.device), steps=ms.curve_steps,
