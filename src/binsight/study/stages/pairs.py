@@ -39,10 +39,8 @@ class PairsStage:
                 if not ctx.folder.units.done("pairs", (a.name, b.name, spec.label))]
         with ctx.progress(len(todo), "pairs") as bar:
             for a, b, spec in todo:
-                if spec.label in checks:  # a model with itself: the method's maps against its seed check's
-                    rows = pair_rows(ctx, a.name, b.name, spec.label, ctx.images, first=checks[spec.label])
-                else:
-                    rows = pair_rows(ctx, a.name, b.name, spec.label, ctx.images)
+                # a seed check's pair: a model's maps of the method against its seed check's
+                rows = pair_rows(ctx, a.name, b.name, spec.label, ctx.images, first=checks.get(spec.label, ""))
                 ctx.folder.units.save("pairs", (a.name, b.name, spec.label), rows)
                 bar.update()
 
