@@ -34,13 +34,7 @@ from binsight.explain.neuromask import (
 from binsight.models import build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread avoids contention on a shared machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/explain/conftest.py
 
 
 def tiny_cnn(in_channels: int = 1, classes: int = 10, seed: int = 0) -> nn.Module:

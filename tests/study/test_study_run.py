@@ -21,6 +21,7 @@ import processes
 from binsight.explain import EXPLAINERS, Attribution, Explainer, register_explainer
 from binsight.study.config import ConfigError, config_from_dict, tomllib
 from binsight.study.context import RunContext
+from binsight.study.names import seed_check_label
 from binsight.study.plan import make_plan
 from binsight.study.runner import run_study
 from binsight.study.store import RunFolder
@@ -168,6 +169,29 @@ def test_surrogate_variants_are_explained_measured_and_paired(runs):
     assert ("fp-0", "bnn-1", "neuromask") in pairs and ("fp-0", "bnn-0+approx", "neuromask") not in pairs
     assert not any("random" in method or method == "smoothgrad-n200" for _, _, method in pairs)
     assert ("bnn-0", "bnn-0+approx", "gradient") not in pairs  # a model is never paired with its own variant
+
+
+def test_the_seed_check_survives_a_resumed_run_and_pairs_each_model_with_itself(runs):
+    """NeuroMask's seed check (the default table's seed_check_images, here all 4 of its images): every base
+    model's maps from a second start, stored under their own label, the same in the resumed run; each
+    model's start-to-start pair rows, with their chance level."""
+    label = seed_check_label("neuromask")
+    for model in BASE:
+        stored = {}
+        for run in ("whole", "killed"):
+            files = sorted((runs[run] / "maps" / model / label).glob("*.npz"))
+            stored[run] = [dict(np.load(f)) for f in files]
+        assert len(stored["whole"]) == 2  # 4 images in chunks of 3
+        for whole, killed in zip(stored["whole"], stored["killed"]):
+            assert all(np.array_equal(whole[k], killed[k]) for k in ("maps", "images", "targets"))
+        first = [dict(np.load(f)) for f in sorted((runs["whole"] / "maps" / model / "neuromask").glob("*.npz"))]
+        assert np.array_equal(first[0]["images"], stored["whole"][0]["images"])
+        assert not np.array_equal(first[0]["maps"], stored["whole"][0]["maps"])  # another start
+    assert not list(runs["whole"].glob(f"maps/*+*/{label}"))  # base models only
+    rows = [r for r in runs["table"] if r["method"] == label]
+    assert {(r["model"], r["model_b"]) for r in rows} == {(m, m) for m in BASE}
+    assert {r["measure"] for r in rows} >= {"spearman", "ssim", "top_k_iou", "spearman_shuffled"}
+    assert len({r["image"] for r in rows}) == 4
 
 
 def test_maps_explain_the_true_label_and_predictions_are_rows(runs):

@@ -25,7 +25,10 @@ The start: ``s = start_seed(seed, model)`` mixes ``seed`` with a digest of the m
 (:func:`binsight._utils.model_digest`), so two different models never start from the same draw (their masks
 would look alike while they are near the start), and identical weights (a copy, another surrogate of one BNN)
 start from one draw. ``shared_start=True`` uses ``s = seed`` for every model: one draw, for comparisons
-that must be paired by the start.
+that must be paired by the start. ``start=k`` (k >= 1) takes the model's k-th other starting draw,
+``derived_seed(s, k)``, independent of the default one (``start=0``, the stream above, unchanged): the same
+model explained from two starts is NeuroMask's own seed check (a study's ``seed_check_images``), how much of a
+mask the model fixes and how much its random start.
 
 How far a mask left its start is measured, not guessed from ``iterations``: ``start_correlation`` is the
 Pearson correlation over pixels between the final mask and the start mask ``sigmoid(w0 / T)``; above
@@ -230,10 +233,13 @@ def initial_w(shape: tuple[int, int], indices: range | list[int], seed: int,
     return w.to(dtype=dtype, device=device)
 
 
-def start_seed(seed: int, model: nn.Module | None) -> int:
+def start_seed(seed: int, model: nn.Module | None, start: int = 0) -> int:
     """The seed of the initial w of ``model``'s masks: ``seed`` mixed with the digest of the model's weights
-    (:func:`binsight._utils.model_digest`); ``model=None``: ``seed`` itself (the start shared by every model)."""
-    return seed if model is None else derived_seed(seed, model_digest(model))
+    (:func:`binsight._utils.model_digest`); ``model=None``: ``seed`` itself (the start shared by every model).
+    ``start`` k >= 1: the k-th other draw of the same model, ``derived_seed(that seed, k)``; 0 (the default
+    stream) leaves it as it is."""
+    first = seed if model is None else derived_seed(seed, model_digest(model))
+    return first if start == 0 else derived_seed(first, start)
 
 
 def start_correlation(masks: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
@@ -267,6 +273,8 @@ class NeuroMask(Explainer):
         seed: seeds each image's initial w together with the image's index in the call and the model's
             weights (:func:`start_seed`).
         shared_start: the initial w depends on ``seed`` and the image index only, the same for every model.
+        start: which of the model's starting draws (0: the default one; k >= 1: the k-th other, independent
+            draw, :func:`start_seed`), for a seed check of the same model from two starts.
         mask_size: None (full resolution, reference) or (h, w) / int for a low-resolution w, upsampled.
         substrate: ``"black"`` (reference), ``"blur"`` or ``"mean"``.
         blur_sigma: Gaussian sigma in pixels for the blur substrate.
@@ -291,6 +299,7 @@ class NeuroMask(Explainer):
         iterations: int = ITERATIONS,
         seed: int = 0,
         shared_start: bool = False,
+        start: int = 0,
         mask_size: int | tuple[int, int] | None = None,
         substrate: str = "black",
         blur_sigma: float = 5.0,
@@ -316,6 +325,8 @@ class NeuroMask(Explainer):
             raise NeuroMaskError(f"iterations must be a positive integer, got {iterations!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise NeuroMaskError(f"seed must be a non-negative integer, got {seed!r}")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise NeuroMaskError(f"start must be a non-negative integer (0: the default starting draw), got {start!r}")
         if substrate not in SUBSTRATES:
             raise NeuroMaskError(f"unknown substrate {substrate!r}; use one of {', '.join(SUBSTRATES)}")
         if not isinstance(blur_sigma, (int, float)) or not blur_sigma > 0:
@@ -328,6 +339,7 @@ class NeuroMask(Explainer):
         self.iterations = iterations
         self.seed = seed
         self.shared_start = bool(shared_start)
+        self.start = start
         self.mask_size = _parse_mask_size(mask_size)
         self.substrate = substrate
         self.blur_sigma = float(blur_sigma)
@@ -344,6 +356,7 @@ class NeuroMask(Explainer):
             "iterations": self.iterations,
             "seed": self.seed,
             "shared_start": self.shared_start,
+            "start": self.start,
             "mask_size": list(self.mask_size) if self.mask_size else None,
             "substrate": self.substrate,
             "blur_sigma": self.blur_sigma,
@@ -373,7 +386,7 @@ class NeuroMask(Explainer):
         self._bf16 = fastpath.applies(inputs.device, self.precision)
         self._step_setting = (preset, (height, width))
         results, starts = [], []
-        seed = start_seed(self.seed, None if self.shared_start else self.model)
+        seed = start_seed(self.seed, None if self.shared_start else self.model, self.start)
         groups = batch_slices(inputs.shape[0], self.batch_size)
         with tqdm(total=len(groups) * self.iterations, desc=f"neuromask ({inputs.shape[0]} images)", unit="step",
                   disable=not self.show_progress, leave=False) as self._bar:

@@ -8,7 +8,8 @@ and :func:`is_variant` is the one answer to "is this a surrogate variant?". :dat
 measure's undefined values in the table (``"spearman:undefined"``); :data:`FOREIGN_SURROGATE` is the
 surrogate recorded for a BNN whose sign binsight cannot switch; :data:`PRECISIONS` are
 :data:`binsight.models.PRECISIONS` (as readers write them: :data:`binsight.study.stats.PRECISION_NAMES`).
-The chance-map labels are the names of :data:`binsight.study.measures.CHANCE_MAPS` (``chance_labels()``).
+The chance-map labels are the names of :data:`binsight.study.measures.CHANCE_MAPS` (``chance_labels()``);
+a method's seed check (its maps from a second starting draw) is stored under :func:`seed_check_label`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from binsight.models.factory import NAME_PATTERN
 from binsight.study.errors import RunFolderError
 
 __all__ = ["PRECISIONS", "UNDEFINED", "FOREIGN_SURROGATE", "MAX_NAME", "VARIANT_SEP",
-           "validate_model_name", "variant_name", "split_variant", "is_variant", "check_unique_names"]
+           "SEED_CHECK_SUFFIX", "seed_check_label", "validate_model_name", "variant_name", "split_variant", "is_variant", "check_unique_names"]
 
 UNDEFINED = ":undefined"
 """Suffix of a measure's name for the count of its undefined values (``"MEASURE:undefined"`` rows of value 1)."""
@@ -29,6 +30,14 @@ FOREIGN_SURROGATE = "own"
 """The surrogate recorded for a BNN whose sign cannot be switched (not a binsight BNN)."""
 MAX_NAME = 64
 VARIANT_SEP = "+"
+SEED_CHECK_SUFFIX = "-start1"
+"""Suffix of the method label a seed check's maps and start-to-start pairs are stored under."""
+
+
+def seed_check_label(method: str) -> str:
+    """The label of ``method``'s seed check: its maps explained from the model's second starting draw
+    (explainer option ``start=1``), e.g. ``"neuromask-start1"``."""
+    return f"{method}{SEED_CHECK_SUFFIX}"
 
 
 def validate_model_name(name: object) -> str:

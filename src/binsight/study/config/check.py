@@ -18,6 +18,7 @@ from binsight.errors import BinsightError
 from binsight.models import PRECISIONS
 from binsight.study.config.sections import (CheckpointConfig, ConfigError, DataConfig, MeasuresConfig, MethodConfig,
                                             MethodsConfig, ModelsConfig, RunConfig, StudyConfig, VerdictsConfig)
+from binsight.study.names import seed_check_label
 
 TARGETS = ("label", "predicted")
 AUTOMATIC_NAME = re.compile(r"(fp|bnn)-[0-9]+")
@@ -179,12 +180,13 @@ def _validate_methods(me: MethodsConfig, ms: MeasuresConfig) -> None:
     for name, table in me.tables.items():
         _validate_method_table(name, table, me, ms)
     labels = me.run + [me.table(m).convergence_label for m in me.run if me.table(m).convergence]
+    labels += [seed_check_label(m) for m in me.run if me.table(m).seed_check_images]
     from binsight.study.measures import chance_labels
 
     clash = sorted(set(labels) & set(chance_labels()))
     if clash:
         raise ConfigError(f"methods: {clash[0]!r} is the label of a chance baseline; name the method otherwise")
-    _unique("method labels (methods.run and convergence labels)", labels)
+    _unique("method labels (methods.run, convergence and seed check labels)", labels)
 
 
 def _validate_method_table(name: str, t: MethodConfig, me: MethodsConfig, ms: MeasuresConfig) -> None:
@@ -206,6 +208,11 @@ def _validate_method_table(name: str, t: MethodConfig, me: MethodsConfig, ms: Me
                 raise ConfigError(f"{key}{what}.{option}: must be a finite number, got {value}")
     if t.n_images < 0:
         raise ConfigError(f"{key}.n_images: must be >= 0 (0 = all of data.n_images)")
+    if t.seed_check_images < 0:
+        raise ConfigError(f"{key}.seed_check_images: must be >= 0 (0 = no seed check)")
+    if t.seed_check_images and "start" not in allowed:
+        raise ConfigError(f"{key}.seed_check_images: explainer {explainer!r} has no `start` option (no random "
+                          "starting draw to check); set it to 0")
 
 
 def _validate_measures(ms: MeasuresConfig, me: MethodsConfig) -> None:

@@ -122,7 +122,17 @@ class MethodConfig:
                                                    "follows it).")
     convergence_label: str = setting("", help="the method label the convergence check's maps are stored under "
                                               "(\"\" = `NAME-convergence`).")
+    seed_check_images: int = setting(0, help="a seed check on the first n images (0 = none; the default study's "
+                                             "neuromask: 16), for an explainer with a `start` option (NeuroMask): "
+                                             "every base model explains them again from its next starting draw "
+                                             "(`start` + 1, stored as `NAME-start1`); their start-to-start "
+                                             "similarity is the method's own seed baseline in the similarity "
+                                             "verdicts (docs/verdicts.md).")
     options: dict[str, Any] = setting({}, help="every other key, passed to the explainer.")
+
+
+SEED_CHECK_IMAGES = 16
+"""The default study's NeuroMask seed check: images explained again from a second start (docs/verdicts.md)."""
 
 
 def default_method_tables() -> dict[str, MethodConfig]:
@@ -133,7 +143,8 @@ def default_method_tables() -> dict[str, MethodConfig]:
                                    convergence_label="smoothgrad-n200",
                                    options={"n_samples": 50, "noise_level": 0.15}),
         "gradcam": MethodConfig(sanity=True, robustness=True),
-        "neuromask": MethodConfig(n_images=64, options={"iterations": 2000, "return_history": False}),
+        "neuromask": MethodConfig(n_images=64, seed_check_images=SEED_CHECK_IMAGES,
+                                  options={"iterations": 2000, "return_history": False}),
     }
 
 

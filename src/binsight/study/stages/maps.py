@@ -3,6 +3,12 @@
 Base models get every method; surrogate variants only the methods in the robustness check; the chance
 maps ("explained" by :data:`binsight.study.measures.CHANCE_MAPS`) only the base models. The runner knows
 no method by name: it loops over the plan's method labels (:class:`~binsight.study.plan.MethodSpec`).
+
+A method whose table sets ``seed_check_images`` (NeuroMask's, by default) also has a seed check: every base
+model explains the method's first ``seed_check_images`` images again from its next starting draw (the
+explainer's ``start`` option plus one; same chunks, so the same seeds and image positions), stored under
+:func:`~binsight.study.names.seed_check_label` (``neuromask-start1``). Only the pairs stage reads these maps
+(each model's start-to-start similarity); no single-map measure is taken of them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from binsight.study.config import ConfigError, surrogate_names
 from binsight.study.context import RunContext
 from binsight.study.formats import iter_chunks
 from binsight.study.measures import CHANCE_MAPS
+from binsight.study.names import seed_check_label
 from binsight.study.plan import MethodSpec, StudyModel, StudyPlan
 
 MapUnit = tuple[StudyModel, MethodSpec, int, slice]
@@ -29,7 +36,8 @@ class MapsStage:
 
     def run(self, ctx: RunContext) -> None:
         data = ctx.images
-        todo = [u for u in ctx.mine(map_units(ctx.plan, ctx.models))
+        units = map_units(ctx.plan, ctx.models) + seed_check_units(ctx.plan, ctx.models)
+        todo = [u for u in ctx.mine(units)
                 if not ctx.folder.maps.done(u[0].name, u[1].label, u[2], images=data.indices[u[3]])]
         with ctx.progress(len(todo), "maps") as bar:
             for m, spec, c, s in todo:
@@ -54,6 +62,26 @@ def map_units(plan: StudyPlan, models: Sequence[StudyModel]) -> list[MapUnit]:
                 continue
             units += [(m, spec, c, s) for c, s in iter_chunks(spec.n_images, plan.chunk_size)]
     return units
+
+
+def seed_check_specs(plan: StudyPlan) -> list[tuple[MethodSpec, MethodSpec]]:
+    """(method, its seed check) for each method whose table sets ``seed_check_images``: the seed check is
+    the method's explainer and options from the next starting draw (``start`` + 1) on its first
+    ``seed_check_images`` images, labelled :func:`~binsight.study.names.seed_check_label`."""
+    out = []
+    for spec in plan.methods:
+        n = 0 if spec.chance else plan.config.methods.table(spec.label).seed_check_images
+        if n and spec.label in plan.config.methods.run:
+            options = {**spec.options, "start": int(spec.options.get("start", 0)) + 1}
+            out.append((spec, MethodSpec(seed_check_label(spec.label), spec.explainer, options,
+                                         min(n, spec.n_images), spec.seeded)))
+    return out
+
+
+def seed_check_units(plan: StudyPlan, models: Sequence[StudyModel]) -> list[MapUnit]:
+    """(model, seed check, chunk, positions) of every base model (no surrogate variant) and seed check."""
+    return [(m, check, c, s) for _, check in seed_check_specs(plan) for m in models if not m.is_variant
+            for c, s in iter_chunks(check.n_images, plan.chunk_size)]
 
 
 def explain(ctx: RunContext, model: StudyModel, spec: MethodSpec, x: torch.Tensor, labels: torch.Tensor, chunk: int,
