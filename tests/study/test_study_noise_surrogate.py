@@ -56,9 +56,9 @@ def planted_rows(*, surrogate_extra: float, network_extra: float | tuple[float, 
     return rows
 
 
-def noise_verdict(rows: list[Row], samples=SAMPLES):
+def noise_verdict(rows: list[Row], samples=SAMPLES, methods=None):
     settings = dataclasses.replace(SETTINGS, noise_measures=MEASURES)
-    return compute_verdicts(rows, models(), settings, samples=samples).verdicts[1]
+    return compute_verdicts(rows, models(), settings, samples=samples, methods=methods).verdicts[1]
 
 
 def free_checks(v) -> dict:
@@ -84,6 +84,18 @@ def test_extra_noise_that_stays_without_the_surrogate_belongs_to_the_network():
         assert check.p_value < 0.025
     assert v.reading.endswith(f"; extra noise: {NETWORK}") and "extra noise: belongs to the network." in \
         free_checks(v)["total_variation"].sentence
+
+
+def test_surrogate_free_maps_that_did_not_settle_cannot_tell():
+    """The extrapolation assumes small Monte Carlo noise: one unsettled map at the larger count is enough."""
+    rows = planted_rows(surrogate_extra=0.6, network_extra=0.6)
+    flags = [Row("unsettled", FREE_MANY, m.name, "", 0, i, float(m.name == "bnn-1" and i == 3))
+             for m in models() for i in range(IMAGES)]
+    check = free_checks(noise_verdict(rows + flags))["total_variation"]
+    assert check.status == Status.HELD and check.reading == CANNOT_TELL
+    assert "1 of its maps at 16000 samples did not settle" in check.sentence
+    settled = [dataclasses.replace(r, value=0.0) for r in flags]
+    assert free_checks(noise_verdict(rows + settled))["total_variation"].reading == NETWORK
 
 
 def test_extra_noise_of_one_bnn_seed_only_cannot_tell():
@@ -112,10 +124,14 @@ def test_without_the_surrogate_free_maps_the_verdict_is_as_before():
     rows = [r for r in planted_rows(surrogate_extra=0.6, network_extra=0.6) if r.method not in (FREE, FREE_MANY)]
     v = noise_verdict(rows)
     assert not free_checks(v) and "extra noise" not in v.reading
-    missing = noise_verdict([r for r in planted_rows(surrogate_extra=0.6, network_extra=0.6) if r.method != FREE_MANY])
-    assert not free_checks(missing)  # one sample count only: nothing to extrapolate, the check is left out
+    rows = [r for r in planted_rows(surrogate_extra=0.6, network_extra=0.6) if r.method != FREE_MANY]
+    assert not free_checks(noise_verdict(rows, methods=["smoothgrad"]))  # not run: nothing shown
+    missing = free_checks(noise_verdict(rows, methods=["smoothgrad", FREE]))  # run, one sample count only
+    assert missing["total_variation"].status == Status.NOT_MEASURED
+    assert f"not measured (no maps of {FREE_MANY})" in missing["total_variation"].sentence
     no_counts = noise_verdict(planted_rows(surrogate_extra=0.6, network_extra=0.6), samples={})
-    assert not free_checks(no_counts)
+    assert "sample counts" in free_checks(no_counts)["total_variation"].sentence
+    assert "extra noise" not in no_counts.reading
 
 
 def test_no_extra_noise_with_the_surrogate_leaves_nothing_to_attribute():

@@ -20,8 +20,9 @@ each pixel's estimate has variance (|w|^2 + w_j^2) / n: every pixel carries the 
 gradient's norm, and converging needs n of the order of the number of pixels (SmoothGrad's variance is
 only that of the gradient at that pixel). The maps' split-half reliability is measured as SmoothGrad's
 (extras ``split_half_reliability`` and ``unconverged``, the same :data:`~binsight.explain.smoothgrad.RELIABLE`).
-Measured on 16 Fashion-MNIST test images (the default study's small-cnn models, 3 FP and 3 BNN, noise_level
-0.15): see ``docs/verdicts.md`` (verdict 2) for the reliability at the default ``n_samples``.
+On the default study's models the reliability and the cost per pair are measured by
+``benchmarks/bench_smoothgrad_forward.py`` (numbers in ``docs/verdicts.md``, verdict 2): a BNN's maps need
+several times more pairs than an FP model's to settle.
 
 Noise: as :class:`~binsight.explain.smoothgrad.SmoothGrad` (sigma = ``noise_level`` x each image's
 (max - min), or ``noise_std``; image i of a call draws from its own generator seeded from (``seed``, i)),

@@ -12,6 +12,7 @@ import numpy as np
 
 from binsight.study.inference import CANNOT_TELL, CONVERGENCE_EXPONENTS, convergence_reading, extrapolated
 from binsight.study.stats import Estimate, Stat, relative_difference, single_mean
+from binsight.study.verdicts.guards import UNSETTLED
 from binsight.study.verdicts.records import HELD, NOT_HELD, NOT_MEASURED, Part, Status, Verdict
 from binsight.study.verdicts.rules import at_least, comparison, make_verdict, p_of
 from binsight.study.verdicts.table import Context
@@ -89,8 +90,11 @@ def surrogate_free_check(ctx: Context, measure: str) -> Part:
     surrogate-free method's maps (``surrogate_free_method``, forward passes only, FP and BNN at equal samples
     and noise) extrapolated to infinitely many samples with its convergence variant
     (``surrogate_free_convergence_method``, same images: :func:`extrapolation`), against the margin, and
-    read (:func:`attribution`) together with the noise method's difference on the same images. Not
-    measured where :func:`extrapolation` cannot be formed (e.g. the method not in ``methods.run``)."""
+    read (:func:`attribution`) together with the noise method's difference on the same images; cannot tell
+    where any of the convergence variant's maps did not settle (its ``unsettled`` rows: split-half
+    reliability below :data:`binsight.explain.smoothgrad.RELIABLE`), since the extrapolation holds only
+    once the Monte Carlo noise is small. Not measured where :func:`extrapolation` cannot be formed (e.g.
+    the method not in ``methods.run``)."""
     s = ctx.settings
     name = f"{measure} without the surrogate"
     question = f"Are BNN maps noisier by {measure} without the surrogate gradient?"
@@ -102,11 +106,15 @@ def surrogate_free_check(ctx: Context, measure: str) -> Part:
                            f"Are BNN maps noisier by {measure} with {s.noise_method} on the same images?", same,
                            s.noise_margin)
     status = at_least(found.limit, s.noise_margin)
-    reading = attribution(surrogate.status, status)
+    flags = ctx.singles(UNSETTLED, s.surrogate_free_convergence_method)
+    unsettled = 0 if flags is None else int(np.nansum(flags))
+    reading = attribution(surrogate.status, status) if not unsettled else CANNOT_TELL
+    why = (f" ({unsettled} of its maps at {found.samples[1]} samples did not settle: the extrapolation assumes "
+           "maps whose Monte Carlo noise is small)" if unsettled else "")
     text = surrogate.estimate.text() if surrogate.estimate else "n/a"
     sentence = (f"Without the surrogate ({measure}, {found.images} images): BNN minus FP as a fraction of FP, "
                 f"{s.noise_method} {text} ({surrogate.status.value}); surrogate-free {found.text()} "
-                f"({status.value}); extra noise: {reading}.")
+                f"({status.value}); extra noise: {reading}{why}.")
     return Part(name, question, status, found.limit, s.noise_margin, sentence, reading,
                 comparisons=(surrogate, found.few, found.many), p_value=p_of(found.limit, s.noise_margin))
 
@@ -184,6 +192,7 @@ def verdict_noise(ctx: Context) -> Verdict:
     reading = f"convergence: {converged}" if converged else "convergence not measured"
     if common_reading(free):
         reading += f"; extra noise: {common_reading(free)}"
+    if common_reading(free) or s.surrogate_free_method in ctx.methods:  # run, so shown also when not measured
         checks += free
     return make_verdict(2, f"{s.noise_method}: BNN maps are noisier", FINDING, parts, reading,
                         f"needs {', '.join(s.noise_measures)} of {s.noise_method} maps of FP and BNN models", checks,
