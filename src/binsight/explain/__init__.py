@@ -1,10 +1,17 @@
 """Explainers: one ``attribute(inputs, target)`` API for every method, found by name in a registry.
 
 Importing the package registers the built-in methods: ``gradient``, ``smoothgrad``, ``gradcam``,
-``neuromask`` and the ``captum`` family (``"captum:ClassName"``).
+``neuromask``, ``smoothgrad-forward`` and the ``captum`` family (``"captum:ClassName"``).
 """
 
-from binsight.explain import captum_adapter, gradcam, gradient, neuromask, smoothgrad  # noqa: F401  (register)
+from binsight.explain import (  # noqa: F401  (register)
+    captum_adapter,
+    gradcam,
+    gradient,
+    neuromask,
+    smoothgrad,
+    smoothgrad_forward,
+)
 from binsight.explain.base import Attribution, Explainer, ExplainerError, Explanation, preserved_model
 from binsight.explain.registry import (
     EXPLAINERS,

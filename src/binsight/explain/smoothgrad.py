@@ -65,6 +65,25 @@ def split_half_reliability(first: torch.Tensor, second: torch.Tensor) -> torch.T
     return 2 * r / (1 + r)
 
 
+def convergence_extras(halves: tuple[torch.Tensor, torch.Tensor] | None, inputs: torch.Tensor, what: str,
+                       n_samples: int) -> dict[str, torch.Tensor]:
+    """The extras of a map averaged over Monte Carlo samples, from the maps (N, ...) of its two halves of
+    samples (None where there is nothing to split) of ``inputs`` (N, C, H, W): ``split_half_reliability`` float64 (N,)
+    (:func:`split_half_reliability`; NaN without halves) and ``unconverged`` bool (N,) (below
+    :data:`RELIABLE`); a :class:`~binsight._utils.BinsightWarning` naming ``what`` when any map is unconverged."""
+    reliability = torch.full((inputs.shape[0],), float("nan"), dtype=torch.float64, device=inputs.device)
+    if halves is not None:
+        reliability = split_half_reliability(*halves)
+    unconverged = reliability < RELIABLE
+    if bool(unconverged.any()):
+        # the same text for every call of one setting, so that a study's many calls warn once
+        warnings.warn(f"{what} maps are not converged at n_samples={n_samples} (split-half reliability below "
+                      f"{RELIABLE}: two halves of the noisy copies give maps that disagree); raise n_samples; "
+                      "extras['unconverged'] marks them and extras['split_half_reliability'] says how far",
+                      BinsightWarning, stacklevel=4)
+    return {"split_half_reliability": reliability, "unconverged": unconverged}
+
+
 def image_noise(
     seed: int, index: int, n_samples: int, shape: tuple[int, ...], std: float, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
@@ -75,6 +94,41 @@ def image_noise(
 
 def _non_negative(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value)) and value >= 0
+
+
+def check_noise(noise_level: Any, noise_std: Any) -> None:
+    """Refuse a ``noise_level`` that is not a finite number >= 0, or a ``noise_std`` that is neither that
+    nor None, with an :class:`ExplainerError`."""
+    if not _non_negative(noise_level):
+        raise ExplainerError(f"noise_level must be a finite number >= 0, got {noise_level!r}")
+    if noise_std is not None and not _non_negative(noise_std):
+        raise ExplainerError(f"noise_std must be a finite number >= 0 or None, got {noise_std!r}")
+
+
+def noise_stds(inputs: torch.Tensor, noise_level: float, noise_std: float | None) -> list[float]:
+    """The noise std of each image of ``inputs`` (N, C, H, W), in pixel units: ``noise_std`` where given,
+    else ``noise_level`` x the image's (max - min). N values."""
+    if noise_std is not None:
+        return [float(noise_std)] * inputs.shape[0]
+    flat = inputs.flatten(1)
+    spans = flat.amax(1) - flat.amin(1)
+    return [noise_level * s for s in spans.tolist()]
+
+
+def copy_noise(seed: int, n_samples: int, inputs: torch.Tensor, stds: list[float], copy_ids: torch.Tensor,
+               cache: dict[int, torch.Tensor]) -> torch.Tensor:
+    """The noise of the copies numbered ``copy_ids`` (copy j of image i is number i * n_samples + j, its noise
+    row j of :func:`image_noise` of image i), in order: float32 (len(copy_ids), C, H, W) on the inputs'
+    device. ``cache`` keeps the noise of the last image, whose copies may span chunks of consecutive ids."""
+    image_ids = copy_ids // n_samples
+    parts = []
+    for i in image_ids.unique().tolist():
+        if i not in cache:
+            cache.clear()
+            cache[i] = image_noise(seed, i, n_samples, tuple(inputs.shape[1:]), stds[i], inputs.device)
+        js = copy_ids[image_ids == i] % n_samples
+        parts.append(cache[i][js[0] : js[-1] + 1])
+    return torch.cat(parts)
 
 
 @register_explainer
@@ -124,10 +178,7 @@ class SmoothGrad(Explainer):
         self._bf16 = False
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ExplainerError(f"n_samples must be a positive integer, got {n_samples!r}")
-        if not _non_negative(noise_level):
-            raise ExplainerError(f"noise_level must be a finite number >= 0, got {noise_level!r}")
-        if noise_std is not None and not _non_negative(noise_std):
-            raise ExplainerError(f"noise_std must be a finite number >= 0 or None, got {noise_std!r}")
+        check_noise(noise_level, noise_std)
         if variant not in VARIANTS:
             raise ExplainerError(f"unknown SmoothGrad variant {variant!r}; use one of {', '.join(VARIANTS)}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -142,11 +193,7 @@ class SmoothGrad(Explainer):
 
     def noise_stds(self, inputs: torch.Tensor) -> list[float]:
         """The noise std of each image (N values, pixel units)."""
-        if self.noise_std is not None:
-            return [self.noise_std] * inputs.shape[0]
-        flat = inputs.flatten(1)
-        spans = flat.amax(1) - flat.amin(1)
-        return [self.noise_level * s for s in spans.tolist()]
+        return noise_stds(inputs, self.noise_level, self.noise_std)
 
     def noise(self, inputs: torch.Tensor, index: int) -> torch.Tensor:
         """The noise added to image ``index``: float32 (n_samples, C, H, W) on the inputs' device."""
@@ -158,19 +205,11 @@ class SmoothGrad(Explainer):
         (total, first) = self._gradient_sums(inputs, targets)
         k, half = self.n_samples, self.n_samples // 2
         maps = self._reduced(total[0] / k, total[1] / k)
-        reliability = torch.full((inputs.shape[0],), float("nan"), dtype=torch.float64, device=inputs.device)
+        halves = None
         if half:
             second = [(t - f) / (k - half) for t, f in zip(total, first)]
-            reliability = split_half_reliability(self._reduced(first[0] / half, first[1] / half),
-                                                 self._reduced(*second))
-        unconverged = reliability < RELIABLE
-        if bool(unconverged.any()):
-            # the same text for every call of one setting, so that a study's many calls warn once
-            warnings.warn(f"SmoothGrad maps are not converged at n_samples={k} (split-half reliability below "
-                          f"{RELIABLE}: two halves of the noisy copies give maps that disagree); raise n_samples; "
-                          "extras['unconverged'] marks them and extras['split_half_reliability'] says how far",
-                          BinsightWarning, stacklevel=3)
-        return Attribution(maps, targets, {"split_half_reliability": reliability, "unconverged": unconverged})
+            halves = (self._reduced(first[0] / half, first[1] / half), self._reduced(*second))
+        return Attribution(maps, targets, convergence_extras(halves, inputs, "SmoothGrad", k))
 
     def _reduced(self, mean: torch.Tensor, mean_sq: torch.Tensor) -> torch.Tensor:
         """The chosen variant of the gradient's mean and mean square (float64 (N, C, H, W)), reduced over
@@ -218,16 +257,8 @@ class SmoothGrad(Explainer):
     ) -> torch.Tensor:
         """The noisy copies numbered ``copy_ids`` (copy j of image i is number i * n_samples + j), in order:
         (len(copy_ids), C, H, W). ``cache`` keeps the noise of the last image, whose copies may span chunks."""
-        k = self.n_samples
-        image_ids = copy_ids // k
-        parts = []
-        for i in image_ids.unique().tolist():
-            if i not in cache:
-                cache.clear()
-                cache[i] = image_noise(self.seed, i, k, tuple(inputs.shape[1:]), stds[i], inputs.device)
-            js = copy_ids[image_ids == i] % k
-            parts.append(inputs[i] + cache[i][js[0] : js[-1] + 1])
-        return torch.cat(parts)
+        image_ids = (copy_ids // self.n_samples).to(inputs.device)
+        return inputs[image_ids] + copy_noise(self.seed, self.n_samples, inputs, stds, copy_ids, cache)
 
     def params(self) -> dict[str, Any]:
         return {

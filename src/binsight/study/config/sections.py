@@ -145,6 +145,10 @@ def default_method_tables() -> dict[str, MethodConfig]:
         "gradcam": MethodConfig(sanity=True, robustness=True),
         "neuromask": MethodConfig(n_images=64, seed_check_images=SEED_CHECK_IMAGES,
                                   options={"iterations": 2000, "return_history": False}),
+        # verdict 2's surrogate-free check; not in methods.run by default (its cost: docs/verdicts.md, verdict 2)
+        "smoothgrad-forward": MethodConfig(n_images=16, convergence={"n_samples": 16000},
+                                           convergence_label="smoothgrad-forward-n16000",
+                                           options={"n_samples": 4000, "noise_level": 0.15}),
     }
 
 
@@ -243,6 +247,15 @@ class VerdictsConfig:
     convergence_method: str = setting("smoothgrad-n200", help="the noise method's convergence variant; left out: "
                                                               "the label of the convergence check of "
                                                               "`noise_method`'s table (`methods.NAME.convergence`).")
+    surrogate_free_method: str = setting("smoothgrad-forward", help="verdict 2's surrogate-free method (forward "
+                                                                   "passes only, no surrogate gradient): whether "
+                                                                   "BNNs' extra noise belongs to the network or to "
+                                                                   "its surrogate; measured only when it is in "
+                                                                   "methods.run (it is not by default).")
+    surrogate_free_convergence_method: str = setting("smoothgrad-forward-n16000",
+                                                     help="the surrogate-free method's convergence variant (more "
+                                                          "samples, same images), extrapolated with it to "
+                                                          "infinitely many samples.")
     gradcam_method: str = setting("gradcam", help="the method of verdict 3.")
     faithfulness_method: str = setting("neuromask", help="the method of verdict 4.")
     similarity_margin: float = setting(0.2, help="verdicts 1 and 3: how far below 1 the agreement ratio (FP-vs-BNN "

@@ -58,7 +58,8 @@ def _method_difference(ctx: Context, measure: str, method: str, other: str, sign
 
 def other_methods(ctx: Context) -> list[str]:
     s = ctx.settings
-    skip = {s.faithfulness_method, s.convergence_method, *s.chance_map_methods}
+    skip = {s.faithfulness_method, s.convergence_method, s.surrogate_free_method, s.surrogate_free_convergence_method,
+            *s.chance_map_methods}  # the surrogate-free ones run for verdict 2's check on its few images
     return [m for m in ctx.methods if m not in skip]
 
 

@@ -35,7 +35,7 @@ def verdict_methods(ctx: Context, number: int) -> list[str]:
     if number == 1:
         return [s.similarity_method]
     if number == 2:
-        return [s.noise_method, s.convergence_method]
+        return [s.noise_method, s.convergence_method, s.surrogate_free_method, s.surrogate_free_convergence_method]
     if number == 3:
         return [s.gradcam_method]
     return [s.faithfulness_method, *other_methods(ctx)] if number == 4 else evidence_methods(ctx)
