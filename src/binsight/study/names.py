@@ -20,8 +20,8 @@ from binsight.models import PRECISIONS
 from binsight.models.factory import NAME_PATTERN
 from binsight.study.errors import RunFolderError
 
-__all__ = ["PRECISIONS", "UNDEFINED", "FOREIGN_SURROGATE", "MAX_NAME", "VARIANT_SEP",
-           "validate_model_name", "variant_name", "split_variant", "is_variant", "check_unique_names"]
+__all__ = ["PRECISIONS", "UNDEFINED", "FOREIGN_SURROGATE", "MAX_NAME", "VARIANT_SEP", "PREDICTED_SUFFIX",
+           "MATCHED_FP", "predicted_label", "validate_model_name", "variant_name", "split_variant", "is_variant", "check_unique_names"]
 
 UNDEFINED = ":undefined"
 """Suffix of a measure's name for the count of its undefined values (``"MEASURE:undefined"`` rows of value 1)."""
@@ -29,6 +29,17 @@ FOREIGN_SURROGATE = "own"
 """The surrogate recorded for a BNN whose sign cannot be switched (not a binsight BNN)."""
 MAX_NAME = 64
 VARIANT_SEP = "+"
+PREDICTED_SUFFIX = "@predicted"
+"""Suffix of a method label for its maps of each model's predicted class (stage ``predicted``; the
+verdicts' robustness row "each model explains its predicted class"), e.g. ``"gradient@predicted"``."""
+MATCHED_FP = "matched"
+"""The variant suffix of an accuracy-matched FP model: ``fp-0+matched`` (the verdicts' robustness row "FP
+models matched to the BNNs' accuracy"; ``models.matched_fp``)."""
+
+
+def predicted_label(method: str) -> str:
+    """The method label of ``method``'s predicted-class maps (:data:`PREDICTED_SUFFIX`)."""
+    return f"{method}{PREDICTED_SUFFIX}"
 
 
 def validate_model_name(name: object) -> str:

@@ -248,6 +248,13 @@ class VerdictsConfig:
                                           "that set it still load.")
     seed: int = setting(0, help="not used by the verdicts (no interval of theirs is random); accepted so that "
                                 "configurations that set it still load.")
+    all_correct_min_images: int = setting(10, help="the robustness row on the images every base model classifies "
+                                                    "correctly reads not measured when fewer images remain "
+                                                    "(docs/verdicts.md, controls for binarization).")
+    predicted_labels: bool = setting(True, help="the robustness row where each model explains its predicted class: "
+                                                "the maps of the images a base model misclassifies are made a second "
+                                                "time for its predicted class, for the methods of verdicts 1 and 2 "
+                                                "(`similarity_method`, `noise_method`; stage `predicted`).")
     robustness_surrogates: list[str] = setting(["ste", "approx", "identity"],
                                                help="the sign surrogates each BNN is also explained with (for the "
                                                     "methods whose table sets `robustness`); every verdict is "

@@ -14,14 +14,15 @@ from binsight.study.stages.maps import MapsStage
 from binsight.study.stages.measures import MeasuresStage
 from binsight.study.stages.models import ModelsStage
 from binsight.study.stages.pairs import PairsStage
+from binsight.study.stages.predicted import PredictedStage
 from binsight.study.stages.predictions import PredictionsStage
 from binsight.study.stages.sanity import SanityStage
 from binsight.study.stages.verdicts import VerdictsStage
 
 STAGES = (ImagesStage(), ModelsStage(), EvidenceStage(), PredictionsStage(), MapsStage(), MeasuresStage(), PairsStage(),
-          SanityStage(), VerdictsStage())
+          PredictedStage(), SanityStage(), VerdictsStage())
 """Every stage of a study, in order: images -> models -> evidence (planted data only) -> predictions -> maps ->
-measures -> pairs -> sanity -> verdicts."""
+measures -> pairs -> predicted (predicted-class maps of misclassified images) -> sanity -> verdicts."""
 
 __all__ = ["STAGES", "ImagesStage", "ModelsStage", "EvidenceStage", "PredictionsStage", "MapsStage", "MeasuresStage",
-           "PairsStage", "SanityStage", "VerdictsStage"]
+           "PairsStage", "PredictedStage", "SanityStage", "VerdictsStage"]
