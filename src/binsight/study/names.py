@@ -4,7 +4,8 @@ Model names: a model of a run is named by the own-model rule, :data:`binsight.mo
 (``[A-Za-z0-9][A-Za-z0-9_.-]*``, at most :data:`MAX_NAME` characters), and never holds ``..`` or ``+``
 (a name is one path component of the run folder, :func:`validate_model_name`);
 ``BASE+SURROGATE`` names a BNN explained with another sign surrogate than its own (:func:`variant_name`),
-and :func:`is_variant` is the one answer to "is this a surrogate variant?". :data:`UNDEFINED` marks a
+``fp-N+matched`` an FP model trained to the accuracy of the BNN of its seed (:data:`MATCHED_FP`), and
+:func:`is_variant` is the one answer to "is this a variant (no model of the default set)?". :data:`UNDEFINED` marks a
 measure's undefined values in the table (``"spearman:undefined"``); :data:`FOREIGN_SURROGATE` is the
 surrogate recorded for a BNN whose sign binsight cannot switch; :data:`PRECISIONS` are
 :data:`binsight.models.PRECISIONS` (as readers write them: :data:`binsight.study.stats.PRECISION_NAMES`).

@@ -120,6 +120,9 @@ def _validate_models(m: ModelsConfig) -> None:
     if m.explain_surrogate:
         _one_of("models.explain_surrogate", m.explain_surrogate, surrogate_names())
     _validate_checkpoints(m.checkpoints)
+    for i, size in enumerate(m.matched_fp):
+        _positive(f"models.matched_fp[{i}]", size)
+    _unique("models.matched_fp", m.matched_fp)
     own_specs(m)
 
 

@@ -82,6 +82,12 @@ class ModelsConfig:
                                       "one-cycle schedule).")
     augment: bool = setting(True, help="random horizontal flips and shifts of up to one pixel of the training images.")
     train_subset: int = setting(0, help="train on this many images (0 = all).")
+    matched_fp: list[int] = setting([], help="the accuracy-matched FP control (stage `matched`, docs/verdicts.md): "
+                                             "training-set sizes, each below `train_subset` where set; each trained "
+                                             "FP model is trained again by its recipe and seed on these many images, "
+                                             "in ascending order until its test accuracy reaches the BNN's of its "
+                                             "seed, and the closest is kept ([] = off: it trains up to one model per "
+                                             "size and seed).")
     train_batch_size: int = setting(0, help="training batch (0 = the recipe's).")
     test_subset: int = setting(0, help="the accuracy recorded at training time, and that of checkpoints and own "
                                        "models, is measured on this many images of the split (0 = all).")

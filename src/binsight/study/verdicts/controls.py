@@ -98,7 +98,8 @@ def matched_context(ctx: Context) -> Context | str:
     base = base_models(ctx)
     matched = {split_variant(m.name)[0]: m for m in ctx.models if is_matched(m)}
     if not matched:
-        return "no accuracy-matched FP models (models.matched_fp is off)"
+        return ("no accuracy-matched FP models (models.matched_fp is off, or no FP model trained by the study has a "
+                "BNN of its seed)")
     fp = [m for m in base if m.precision == "fp"]
     missing = [m.name for m in fp if m.name not in matched]
     if missing:
