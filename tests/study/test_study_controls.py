@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from test_study_verdicts import SETTINGS, faithfulness_rows, make_models, single_rows, verdict
+from test_study_verdicts import SETTINGS, faithfulness_rows, make_models, pair_rows, single_rows, verdict
 
 from binsight.study.formats import Row
 from binsight.study.verdicts import ModelInfo, Status
@@ -163,6 +163,24 @@ def test_a_difference_the_accuracy_gap_does_not_explain_keeps_its_status_with_ma
     row = rows_by_setting(v)[MATCHED]
     assert v.status == row.status == Status.HELD and not row.changed
     assert ALL_CORRECT in rows_by_setting(v)  # the matched models are no base models: not in the main verdict
+
+
+def test_maps_that_differ_only_from_more_accurate_fp_models_read_alike_with_matched_ones():
+    """Verdict 1 on pairs: FP-vs-BNN agreement far below the seeds' with the FP models, as high as the
+    seeds' with the matched ones (whose own seed baseline is as high)."""
+    models = matched_models()
+
+    def level(kind, a, b):
+        matched = "+matched" in a.name or "+matched" in b.name
+        return 0.2 if kind == "fp-bnn" and not matched else 0.6
+
+    spearman = dataclasses.replace(SETTINGS, similarity_measures=("spearman",))
+    v = verdict(pair_rows("gradient", "spearman", models, level), models, 1, spearman)
+    row = rows_by_setting(v)[MATCHED]
+    assert v.status == Status.NOT_HELD and row.status == Status.HELD and row.changed and v.fragile
+    steady = verdict(pair_rows("gradient", "spearman", models, lambda kind, a, b: 0.2 if kind == "fp-bnn" else 0.6),
+                     models, 1, spearman)
+    assert rows_by_setting(steady)[MATCHED].status == Status.NOT_HELD and not steady.fragile
 
 
 def test_without_matched_fp_models_the_row_is_not_measured():

@@ -51,7 +51,8 @@ def recomputed(verdict: Verdict, compute: Callable[[Context], Verdict], setting:
 def with_robustness(verdict: Verdict, compute: Callable[[Context], Verdict], ctx: Context, measures_field: str,
                     primary_field: str) -> Verdict:
     """``verdict`` with its robustness rows; fragile when a measured row that keeps the primary measure
-    (a surrogate, the margins, the primary measure alone) has another status than its own."""
+    (a surrogate, the margins, the primary measure alone, a control for binarization) has another status
+    than its own."""
     if verdict.status == NOT_MEASURED:
         return verdict
     rows = []
