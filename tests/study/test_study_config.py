@@ -416,7 +416,7 @@ def test_a_study_of_one_method_runs_end_to_end(tmp_path, monkeypatch, capsys):
     verdicts = json.loads((tmp_path / "run" / "verdicts.json").read_text())
     assert [v["status"] for v in verdicts["verdicts"]][1:] == ["not measured"] * 4  # verdicts 2-4, and 5 (no planted data)
     methods = {row["method"] for row in csv.DictReader(open(tmp_path / "run" / "measurements.csv"))} - {""}
-    assert methods == {"gradient", "random", "smooth-random"}
+    assert methods == {"gradient", "random", "smooth-random", "gradient@predicted"}  # verdict 1's control
 
 
 @pytest.mark.slow

@@ -75,6 +75,10 @@ def _basis(models: list[ModelRecord], config: Any) -> str:
                      f"images, {config.measures.chance_maps} chance maps of each kind per map.")
     parts.append("BNN maps also under the sign surrogates "
                  f"{', '.join(config.verdicts.robustness_surrogates)} (robustness).")
+    controls = ["on the images every model classifies correctly"]
+    controls += ["with each model explaining its predicted class"] if config.verdicts.predicted_labels else []
+    controls += ["with FP models trained to the BNNs' accuracy"] if m.matched_fp else []
+    parts.append(f"Each verdict also recomputed {', '.join(controls)} (controls for binarization, robustness).")
     parts.append(f"Every interval is a {config.verdicts.confidence:.0%} crossed models-by-images t-interval "
                  "(other seeds and other images at once), or, for a share of maps, an exact interval clustered "
                  "by model; the report gives what each one covers. "
@@ -137,13 +141,16 @@ def run_limits(models: list[ModelRecord], images: ImageSet | None, setting: Call
     the images each part explains, NeuroMask's iterations and SmoothGrad's samples, and what the intervals
     can and cannot cover. ``setting(*path, default=...)`` reads config.toml (as :meth:`RunData.setting`)."""
     counts = models_per_precision(models)
-    variants = sum(m.is_variant for m in models)
+    variants = sum(m.is_variant and m.precision == "bnn" for m in models)
+    matched = [m for m in models if m.is_variant and m.precision == "fp"]
     given = [m for m in models if not m.is_variant and m.seed is None]
     origin = ("; given as checkpoints or own models (no training seed)" if given and len(given) == sum(counts.values())
               else "")
     rows = [("models", count_text(counts) + origin +
              (f"; {variants} more table entries are BNNs explained with another surrogate (robustness only)"
-              if variants else ""))]
+              if variants else "")
+             + (f"; {len(matched)} are FP models trained on fewer images to the BNNs' accuracy (robustness only: "
+                f"{', '.join(_accuracy(m) for m in matched)})" if matched else ""))]
     rows.append(("test accuracy", ", ".join(_accuracy(m) for m in models if not m.is_variant) or "not recorded"))
     rows.append(("images", _images(images, setting)))
     rows.append(("method settings", _method_settings(setting)))

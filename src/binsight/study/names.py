@@ -4,7 +4,8 @@ Model names: a model of a run is named by the own-model rule, :data:`binsight.mo
 (``[A-Za-z0-9][A-Za-z0-9_.-]*``, at most :data:`MAX_NAME` characters), and never holds ``..`` or ``+``
 (a name is one path component of the run folder, :func:`validate_model_name`);
 ``BASE+SURROGATE`` names a BNN explained with another sign surrogate than its own (:func:`variant_name`),
-and :func:`is_variant` is the one answer to "is this a surrogate variant?". :data:`UNDEFINED` marks a
+``fp-N+matched`` an FP model trained to the accuracy of the BNN of its seed (:data:`MATCHED_FP`), and
+:func:`is_variant` is the one answer to "is this a variant (no model of the default set)?". :data:`UNDEFINED` marks a
 measure's undefined values in the table (``"spearman:undefined"``); :data:`FOREIGN_SURROGATE` is the
 surrogate recorded for a BNN whose sign binsight cannot switch; :data:`PRECISIONS` are
 :data:`binsight.models.PRECISIONS` (as readers write them: :data:`binsight.study.stats.PRECISION_NAMES`).
@@ -21,8 +22,9 @@ from binsight.models import PRECISIONS
 from binsight.models.factory import NAME_PATTERN
 from binsight.study.errors import RunFolderError
 
-__all__ = ["PRECISIONS", "UNDEFINED", "FOREIGN_SURROGATE", "MAX_NAME", "VARIANT_SEP",
-           "SEED_CHECK_SUFFIX", "seed_check_label", "validate_model_name", "variant_name", "split_variant", "is_variant", "check_unique_names"]
+__all__ = ["PRECISIONS", "UNDEFINED", "FOREIGN_SURROGATE", "MAX_NAME", "VARIANT_SEP", "PREDICTED_SUFFIX",
+           "MATCHED_FP", "SEED_CHECK_SUFFIX", "predicted_label", "seed_check_label", "validate_model_name",
+           "variant_name", "split_variant", "is_variant", "check_unique_names"]
 
 UNDEFINED = ":undefined"
 """Suffix of a measure's name for the count of its undefined values (``"MEASURE:undefined"`` rows of value 1)."""
@@ -38,6 +40,19 @@ def seed_check_label(method: str) -> str:
     """The label of ``method``'s seed check: its maps explained from the model's second starting draw
     (explainer option ``start=1``), e.g. ``"neuromask-start1"``."""
     return f"{method}{SEED_CHECK_SUFFIX}"
+
+
+PREDICTED_SUFFIX = "@predicted"
+"""Suffix of a method label for its maps of each model's predicted class (stage ``predicted``; the
+verdicts' robustness row "each model explains its predicted class"), e.g. ``"gradient@predicted"``."""
+MATCHED_FP = "matched"
+"""The variant suffix of an accuracy-matched FP model: ``fp-0+matched`` (the verdicts' robustness row "FP
+models matched to the BNNs' accuracy"; ``models.matched_fp``)."""
+
+
+def predicted_label(method: str) -> str:
+    """The method label of ``method``'s predicted-class maps (:data:`PREDICTED_SUFFIX`)."""
+    return f"{method}{PREDICTED_SUFFIX}"
 
 
 def validate_model_name(name: object) -> str:

@@ -121,6 +121,9 @@ def _validate_models(m: ModelsConfig) -> None:
     if m.explain_surrogate:
         _one_of("models.explain_surrogate", m.explain_surrogate, surrogate_names())
     _validate_checkpoints(m.checkpoints)
+    for i, size in enumerate(m.matched_fp):
+        _positive(f"models.matched_fp[{i}]", size)
+    _unique("models.matched_fp", m.matched_fp)
     own_specs(m)
 
 
@@ -279,6 +282,9 @@ def _validate_verdicts(v: VerdictsConfig) -> None:
     if not 0 < v.confidence < 1:
         raise ConfigError(f"verdicts.confidence: must be in (0, 1), got {v.confidence}")
     _positive("verdicts.n_resamples", v.n_resamples)
+    if v.all_correct_min_images < 2:
+        raise ConfigError(f"verdicts.all_correct_min_images: a verdict needs at least 2 images, got "
+                          f"{v.all_correct_min_images}")
     _seed("verdicts.seed", v.seed)
     for name in ("similarity_margin", "noise_margin", "nonsensical_margin", "faithfulness_margin", "evidence_margin"):
         if not getattr(v, name) >= 0:

@@ -82,6 +82,12 @@ class ModelsConfig:
                                       "one-cycle schedule).")
     augment: bool = setting(True, help="random horizontal flips and shifts of up to one pixel of the training images.")
     train_subset: int = setting(0, help="train on this many images (0 = all).")
+    matched_fp: list[int] = setting([], help="the accuracy-matched FP control (stage `matched`, docs/verdicts.md): "
+                                             "training-set sizes, each below `train_subset` where set; each trained "
+                                             "FP model is trained again by its recipe and seed on these many images, "
+                                             "in ascending order until its test accuracy reaches the BNN's of its "
+                                             "seed, and the closest is kept ([] = off: it trains up to one model per "
+                                             "size and seed).")
     train_batch_size: int = setting(0, help="training batch (0 = the recipe's).")
     test_subset: int = setting(0, help="the accuracy recorded at training time, and that of checkpoints and own "
                                        "models, is measured on this many images of the split (0 = all).")
@@ -275,6 +281,13 @@ class VerdictsConfig:
                                           "that set it still load.")
     seed: int = setting(0, help="not used by the verdicts (no interval of theirs is random); accepted so that "
                                 "configurations that set it still load.")
+    all_correct_min_images: int = setting(10, help="the robustness row on the images every base model classifies "
+                                                    "correctly reads not measured when fewer images remain "
+                                                    "(docs/verdicts.md, controls for binarization).")
+    predicted_labels: bool = setting(True, help="the robustness row where each model explains its predicted class: "
+                                                "the maps of the images a base model misclassifies are made a second "
+                                                "time for its predicted class, for the methods of verdicts 1 and 2 "
+                                                "(`similarity_method`, `noise_method`; stage `predicted`).")
     robustness_surrogates: list[str] = setting(["ste", "approx", "identity"],
                                                help="the sign surrogates each BNN is also explained with (for the "
                                                     "methods whose table sets `robustness`); every verdict is "

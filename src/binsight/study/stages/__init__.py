@@ -11,17 +11,20 @@ same numbers as it would have the first time.
 from binsight.study.stages.evidence import EvidenceStage
 from binsight.study.stages.images import ImagesStage
 from binsight.study.stages.maps import MapsStage
+from binsight.study.stages.matched import MatchedStage
 from binsight.study.stages.measures import MeasuresStage
 from binsight.study.stages.models import ModelsStage
 from binsight.study.stages.pairs import PairsStage
+from binsight.study.stages.predicted import PredictedStage
 from binsight.study.stages.predictions import PredictionsStage
 from binsight.study.stages.sanity import SanityStage
 from binsight.study.stages.verdicts import VerdictsStage
 
-STAGES = (ImagesStage(), ModelsStage(), EvidenceStage(), PredictionsStage(), MapsStage(), MeasuresStage(), PairsStage(),
-          SanityStage(), VerdictsStage())
-"""Every stage of a study, in order: images -> models -> evidence (planted data only) -> predictions -> maps ->
-measures -> pairs -> sanity -> verdicts."""
+STAGES = (ImagesStage(), ModelsStage(), MatchedStage(), EvidenceStage(), PredictionsStage(), MapsStage(),
+          MeasuresStage(), PairsStage(), PredictedStage(), SanityStage(), VerdictsStage())
+"""Every stage of a study, in order: images -> models -> matched (accuracy-matched FP models, opt-in) ->
+evidence (planted data only) -> predictions -> maps -> measures -> pairs -> predicted (predicted-class maps
+of the misclassified images) -> sanity -> verdicts."""
 
-__all__ = ["STAGES", "ImagesStage", "ModelsStage", "EvidenceStage", "PredictionsStage", "MapsStage", "MeasuresStage",
-           "PairsStage", "SanityStage", "VerdictsStage"]
+__all__ = ["STAGES", "ImagesStage", "ModelsStage", "MatchedStage", "EvidenceStage", "PredictionsStage", "MapsStage",
+           "MeasuresStage", "PairsStage", "PredictedStage", "SanityStage", "VerdictsStage"]

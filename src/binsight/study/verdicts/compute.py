@@ -11,7 +11,7 @@ import numpy as np
 from binsight.study.config import VerdictsConfig
 from binsight.study.formats import Row
 from binsight.study.verdicts import evidence, faithfulness, gradcam, noise, similarity
-from binsight.study.names import PRECISIONS
+from binsight.study.names import PRECISIONS, PREDICTED_SUFFIX
 from binsight.study.inference import holm
 from binsight.study.verdicts.records import HELD, INCONCLUSIVE, ModelInfo, StudyVerdicts, Verdict, VerdictError
 from binsight.study.verdicts.guards import with_guards
@@ -59,8 +59,8 @@ def compute_verdicts(rows: Sequence[Row], models: Sequence[ModelInfo], config: V
     check_models(models)
     settings = config if isinstance(config, VerdictSettings) else VerdictSettings.from_config(config)
     table = Table(rows)
-    if methods is None:
-        methods = sorted(table.methods)
+    if methods is None:  # a method's predicted-class maps (verdicts.controls) are a robustness row, no method
+        methods = sorted(m for m in table.methods if not m.endswith(PREDICTED_SUFFIX))
     ctx = Context(table, models, settings, methods, samples)
     base_ctx = ctx.replace(models=[m for m in models if not m.is_variant])
     verdicts = [with_guards(with_robustness(compute(base_ctx), compute, ctx, measures, primary), base_ctx)

@@ -1,6 +1,8 @@
 """Robustness: each verdict recomputed under every explanation surrogate of the BNNs, every single measure,
-and half and twice the margins; a verdict whose status changes under one of them (a secondary measure
-alone excepted) is fragile."""
+half and twice the margins, and the controls for binarization (:mod:`binsight.study.verdicts.controls`: the
+images every model classifies correctly, each model's predicted class, accuracy-matched FP models); a
+verdict whose status changes under one of them (a secondary measure alone excepted) is fragile. A row that
+cannot be computed reads not measured, with the reason, and changes nothing."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import dataclasses
 from typing import Callable
 
 from binsight.study.names import FOREIGN_SURROGATE
+from binsight.study.verdicts.controls import control_contexts
 from binsight.study.verdicts.records import NOT_MEASURED, Robustness, Verdict
 from binsight.study.verdicts.table import Context
 
@@ -34,17 +37,29 @@ def alternatives(ctx: Context, measures_field: str, primary_field: str) -> list[
     return out
 
 
+def recomputed(verdict: Verdict, compute: Callable[[Context], Verdict], setting: str, alt: Context | str,
+               secondary: bool, note: str = "") -> Robustness:
+    """The row of ``setting``: ``compute`` on ``alt`` (``note`` before its reading), or not measured with the
+    reason ``alt`` gives; changed when measured with another status than ``verdict``'s."""
+    if isinstance(alt, str):
+        return Robustness(setting, NOT_MEASURED, f"not measured: {alt}", False, secondary)
+    v = compute(alt)
+    changed = v.status != NOT_MEASURED and v.status != verdict.status
+    return Robustness(setting, v.status, "; ".join(t for t in (note, v.reading) if t), changed, secondary)
+
+
 def with_robustness(verdict: Verdict, compute: Callable[[Context], Verdict], ctx: Context, measures_field: str,
                     primary_field: str) -> Verdict:
     """``verdict`` with its robustness rows; fragile when a measured row that keeps the primary measure
-    (a surrogate, the margins, the primary measure alone) has another status than its own."""
+    (a surrogate, the margins, the primary measure alone, a control for binarization) has another status
+    than its own."""
     if verdict.status == NOT_MEASURED:
         return verdict
     rows = []
     for setting, alt, secondary in alternatives(ctx, measures_field, primary_field):
-        v = compute(alt)
-        changed = v.status != NOT_MEASURED and v.status != verdict.status
-        rows.append(Robustness(setting, v.status, v.reading, changed, secondary))
+        rows.append(recomputed(verdict, compute, setting, alt, secondary))
+    for setting, alt, note in control_contexts(ctx, verdict.id):
+        rows.append(recomputed(verdict, compute, setting, alt, False, note))
     own = sorted(m.name for m in ctx.models if m.precision == "bnn" and not m.is_variant and m.surrogate == FOREIGN_SURROGATE)
     if own:  # a foreign BNN's sign cannot be switched: the surrogate rows leave it out
         rows.append(Robustness("BNNs explained with another surrogate", NOT_MEASURED,
