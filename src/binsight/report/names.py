@@ -67,6 +67,8 @@ METHODS = {
     "gradient": "Gradient",
     "smoothgrad": "SmoothGrad",
     "smoothgrad-n200": "SmoothGrad, 200 samples (convergence check)",
+    "smoothgrad-forward": "SmoothGrad from forward passes (no surrogate)",
+    "smoothgrad-forward-n16000": "SmoothGrad from forward passes, 16000 pairs (convergence check)",
     "gradcam": "GradCAM",
     "neuromask": "NeuroMask",
     "random": "random map (chance)",
