@@ -115,7 +115,7 @@ def planted_row(args: argparse.Namespace, name: str, data, precision: str, seed:
     model, meta = trained(args, name, precision, seed)
     start = time.perf_counter()
     result = intervention_test(model, data.images, data.labels, data.masks, planted.SCENARIOS[name])
-    row = {"dataset": name, "precision": precision, "seed": seed, **result.to_json(),
+    row = {**result.to_json(), "swap_seed": result.seed, "dataset": name, "precision": precision, "seed": seed,
            "train_seconds": meta["train_seconds"], "from_cache": meta["from_cache"],
            "test_seconds": time.perf_counter() - start}
     print(f"{name} {precision} seed {seed} ({result.n_images} test images, {row['test_seconds']:.0f} s): "
