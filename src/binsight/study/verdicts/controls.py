@@ -75,9 +75,12 @@ def all_correct_context(ctx: Context) -> tuple[Context | str, str]:
 
 def predicted_context(ctx: Context, number: int) -> Context | str:
     """The base models' context with every method replaced by its predicted-class maps (``M@predicted``), or
-    why the row is not measured for verdict ``number`` (its methods have no such rows)."""
+    why the row is not measured for verdict ``number`` (its methods have no such rows). The checks' methods
+    (the convergence check's, the surrogate-free check's) have none and need none: the row's status is the
+    verdict's primary test, which does not read them."""
     s = ctx.settings
-    needed = [m for m in dict.fromkeys(verdict_methods(ctx, number)) if m != s.convergence_method]
+    checks = {s.convergence_method, s.surrogate_free_method, s.surrogate_free_convergence_method}
+    needed = [m for m in dict.fromkeys(verdict_methods(ctx, number)) if m not in checks]
     missing = [m for m in needed if predicted_label(m) not in ctx.table.methods]
     if missing:
         return (f"no predicted-class maps of {', '.join(missing)} (verdicts.predicted_labels makes them for the "
