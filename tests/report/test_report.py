@@ -334,6 +334,10 @@ def test_findings_block_is_generated_from_the_run_folder_alone(run_dir, tmp_path
     assert timings_sentence(Timings.from_json({"stages": {"maps": 3.2, "verdicts": 0.1}, "ranks": 2})) == (
         "Stage times of this run on 2 processes (torchrun) (wall, as recorded in timings.json): maps 3 s.")
     assert "this run in one process (wall" in timings_sentence(Timings.from_json({"stages": {"maps": 3.2}}))
+    continued = Timings.from_json({"stages": {"verdicts": 5.4, "maps": 0.2}, "history": [{"maps": 399.3, "verdicts": 4.4}]})
+    assert timings_sentence(continued) == (
+        "Stage times of this run (wall, as recorded in timings.json), invocation by invocation: invocation 1: maps "
+        "399 s, verdicts 4 s; invocation 2 (continued in one process): verdicts 5 s.")
     readme = f"intro\n{START}\nold findings\n{END}\nafter\n"
     assert replace_block(readme, block) == f"intro\n{START}\n{block}{END}\nafter\n"
     for broken in ("no markers", f"{END}\n{START}", f"{START}\n{START}\n{END}"):

@@ -199,11 +199,20 @@ def _method_settings(setting: Callable[..., Any]) -> str:
 
 
 def timings_sentence(timings: Timings) -> str:
-    """The stages' wall seconds, as the run recorded them (a continued run adds up its invocations)."""
-    listed = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.stages.items() if seconds >= 1)
+    """The stages' wall seconds, as the run recorded them: a continued run's earlier invocations first, each
+    as its own list (the number of processes is recorded for the last invocation only)."""
     ranks = timings.ranks
     on = f" on {ranks} processes (torchrun)" if ranks > 1 else " in one process"
-    return f"Stage times of this run{on} (wall, as recorded in timings.json): {listed}."
+    if not timings.history:
+        return f"Stage times of this run{on} (wall, as recorded in timings.json): {_listed(timings.stages)}."
+    earlier = "; ".join(f"invocation {k}: {_listed(stages)}" for k, stages in enumerate(timings.history, 1))
+    last = len(timings.history) + 1
+    return (f"Stage times of this run (wall, as recorded in timings.json), invocation by invocation: {earlier}; "
+            f"invocation {last} (continued{on}): {_listed(timings.stages)}.")
+
+
+def _listed(stages: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages.items() if seconds >= 1) or "under 1 s"
 
 
 def interventions_sentence(results: dict[str, Any]) -> str:
