@@ -292,6 +292,15 @@ def check_images(
     return images.detach()
 
 
+def check_count(value: Any, name: str, *, least: int, error: Error = BinsightError, note: str = "") -> int:
+    """``value`` if it is an int (not a bool) of at least ``least`` (0 or 1); anything else raises ``error``
+    naming ``name`` ("must be a positive integer" / "a non-negative integer", then ``note``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        kind = "a positive integer" if least == 1 else "a non-negative integer"
+        raise error(f"{name} must be {kind}{note}, got {value!r}")
+    return value
+
+
 def check_batch_size(batch_size: Any, *, optional: bool = True, error: Error = BinsightError) -> int | None:
     """``batch_size`` if it is a positive int (or None where ``optional``); anything else raises ``error``."""
     if batch_size is None and optional:

@@ -99,6 +99,7 @@ from binsight._utils import (
     BinsightWarning,
     batch_slices,
     call_model,
+    check_count,
     flat_maps,
     derived_seed,
     image_generator,
@@ -321,18 +322,14 @@ class NeuroMask(Explainer):
         self._step_setting: tuple[Preset, tuple[int, int]] | None = None
         if preset is not None and preset not in PRESETS:
             raise NeuroMaskError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)} or None (by input size)")
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise NeuroMaskError(f"iterations must be a positive integer, got {iterations!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise NeuroMaskError(f"seed must be a non-negative integer, got {seed!r}")
-        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-            raise NeuroMaskError(f"start must be a non-negative integer (0: the default starting draw), got {start!r}")
+        check_count(iterations, "iterations", least=1, error=NeuroMaskError)
+        check_count(seed, "seed", least=0, error=NeuroMaskError)
+        check_count(start, "start", least=0, error=NeuroMaskError, note=" (0: the default starting draw)")
         if substrate not in SUBSTRATES:
             raise NeuroMaskError(f"unknown substrate {substrate!r}; use one of {', '.join(SUBSTRATES)}")
         if not isinstance(blur_sigma, (int, float)) or not blur_sigma > 0:
             raise NeuroMaskError(f"blur_sigma must be > 0 pixels, got {blur_sigma!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise NeuroMaskError(f"patience must be a positive integer, got {patience!r}")
+        check_count(patience, "patience", least=1, error=NeuroMaskError)
         if not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
             raise NeuroMaskError(f"tolerance is a relative improvement in [0, 1), got {tolerance!r}")
         self.preset = preset

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from binsight._utils import BinsightWarning, batch_slices, call_model, image_generator
+from binsight._utils import BinsightWarning, batch_slices, call_model, check_count, image_generator
 from binsight.explain import fast as fastpath
 from binsight.explain.base import (
     Attribution,
@@ -176,13 +176,11 @@ class SmoothGrad(Explainer):
         self.precision = fastpath.check_precision(precision, error=ExplainerError)
         self._runner = fastpath.StepRunner(model, self._gradient_step, self.fast)
         self._bf16 = False
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ExplainerError(f"n_samples must be a positive integer, got {n_samples!r}")
+        check_count(n_samples, "n_samples", least=1, error=ExplainerError)
         check_noise(noise_level, noise_std)
         if variant not in VARIANTS:
             raise ExplainerError(f"unknown SmoothGrad variant {variant!r}; use one of {', '.join(VARIANTS)}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ExplainerError(f"seed must be a non-negative integer, got {seed!r}")
+        check_count(seed, "seed", least=0, error=ExplainerError)
         self.n_samples = n_samples
         self.noise_level = float(noise_level)
         self.noise_std = None if noise_std is None else float(noise_std)

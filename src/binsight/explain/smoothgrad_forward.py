@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from binsight._utils import batch_slices
+from binsight._utils import batch_slices, check_count
 from binsight.explain.base import Attribution, Explainer, ExplainerError, check_reduction, reduce_map
 from binsight.explain.registry import register_explainer
 from binsight.explain.smoothgrad import check_noise, convergence_extras, copy_noise, noise_stds
@@ -78,13 +78,11 @@ class SmoothGradForward(Explainer):
         batch_size: int | None = None,
     ):
         super().__init__(model, surrogate=surrogate, batch_size=batch_size)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ExplainerError(f"n_samples must be a positive integer, got {n_samples!r}")
+        check_count(n_samples, "n_samples", least=1, error=ExplainerError)
         check_noise(noise_level, noise_std)
         if noise_level == 0 or noise_std == 0:
             raise ExplainerError("smoothgrad-forward divides by the noise std: give noise_level > 0 or noise_std > 0")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ExplainerError(f"seed must be a non-negative integer, got {seed!r}")
+        check_count(seed, "seed", least=0, error=ExplainerError)
         self.n_samples = n_samples
         self.noise_level = float(noise_level)
         self.noise_std = None if noise_std is None else float(noise_std)
