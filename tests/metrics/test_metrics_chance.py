@@ -308,9 +308,22 @@ class Counting(nn.Module):
         return self.model(x)
 
 
-def assert_same(a, b, exact: bool = True) -> None:
+def assert_same(a, b, exact: bool = True, decisions_only: bool = False) -> None:
+    """a and b decide alike; unless ``decisions_only`` (a sequential test against a full one), every value too;
+    with it, a's scored values equal b's and a's complete p-values too."""
     assert a.measures == b.measures
     np.testing.assert_array_equal(a.nonsensical, b.nonsensical)
+    np.testing.assert_array_equal(a.not_better, b.not_better)
+    if decisions_only:
+        for m in a.measures:
+            np.testing.assert_array_equal(a.value[m], b.value[m], err_msg=m)
+            scored = np.isfinite(a.chance[m])
+            np.testing.assert_array_equal(a.chance[m][scored], b.chance[m][scored], err_msg=m)
+            complete = scored.all(axis=1)
+            np.testing.assert_array_equal(a.p_value[m][complete], b.p_value[m][complete], err_msg=m)
+            stopped = ~complete & np.isfinite(a.value[m])
+            assert (a.p_value[m][stopped] > a.level).all() and (b.p_value[m][stopped] > b.level).all(), m
+        return
     for m in a.measures:
         for got, want in ((a.value[m], b.value[m]), (a.chance[m], b.chance[m]), (a.p_value[m], b.p_value[m])):
             if exact:
@@ -332,20 +345,23 @@ def test_a_chance_test_shared_by_methods_equals_a_fresh_one_per_method_at_a_frac
     shared = ChanceTest(shared_model, images, 1, masks, seed=4, **OPTIONS)
     for name, maps in method_maps(images, masks).items():
         fresh_model = Counting()
-        fresh = chance_test(fresh_model, images, maps, 1, masks, seed=4, **OPTIONS)
-        fresh_controls = control_test(fresh_model, images, maps, 1, masks, seed=4, **OPTIONS)
+        fresh = chance_test(fresh_model, images, maps, 1, masks, seed=4, sequential=False, **OPTIONS)
+        fresh_controls = control_test(fresh_model, images, maps, 1, masks, seed=4, sequential=False, **OPTIONS)
+        assert_same(chance_test(BrightModel(), images, maps, 1, masks, seed=4, **OPTIONS), fresh, decisions_only=True)
         before = shared_model.seen
-        assert_same(shared.test(maps), fresh)
+        assert_same(shared.test(maps), fresh, decisions_only=True)
         controls = shared.controls(maps)
         assert list(controls) == list(fresh_controls) == list(CONTROLS)
         for control in CONTROLS:
-            assert_same(controls[control], fresh_controls[control])
-        k, per_map = OPTIONS["n_chance"], 2 * (OPTIONS["steps"] + 1) + len(OPTIONS["percentages"])
-        # fresh: the unstructured chance maps twice (test, controls), the map and its K smooth chance maps
-        # and those of the 4 controls; shared, for the second method: its map and 2 controls only
-        assert fresh_model.seen == 6 * per_map * (2 * k + 5 * (1 + k))
+            assert_same(controls[control], fresh_controls[control], decisions_only=True)
+        k, per_map = OPTIONS["n_chance"], 2 * (OPTIONS["steps"] - 1) + len(OPTIONS["percentages"])
+        # fresh, every chance map scored: the unstructured chance maps twice (test, controls), the map and its
+        # K smooth chance maps and those of the 4 controls, each deletion curve without its two ends (the image
+        # and its substrate, 3 passes per image and test); shared and sequential, for the second method: at
+        # most its map and 2 controls, each with its smooth chance maps, and fewer (the noise is flagged early)
+        assert fresh_model.seen == 6 * per_map * (2 * k + 5 * (1 + k)) + 2 * 3 * 6
         if name == "noise":
-            assert shared_model.seen - before == 6 * per_map * 3 * (1 + k)
+            assert 6 * per_map * 3 <= shared_model.seen - before < 6 * per_map * 3 * (1 + k) / 2
 
 
 def test_chance_values_do_not_depend_on_the_batch_size_or_the_imputation_chunks(monkeypatch):
@@ -364,3 +380,21 @@ def test_the_unstructured_ranking_is_the_one_of_the_placed_values_for_a_map_with
     placed = chance_maps(maps, n_chance=4, seed=9).unstructured.flatten(2)
     ranks = unstructured_ranks(3, (6, 7), n_chance=4, seed=9).flatten(2)
     np.testing.assert_array_equal(ranks.numpy(), placed.argsort(-1).argsort(-1).double().numpy())
+
+
+def test_a_head_tests_its_first_images_exactly_as_a_test_of_those_images_alone():
+    images, masks = placed_squares(6)
+    maps = method_maps(images, masks)["mask"]
+    whole = ChanceTest(BrightModel(), images, 1, masks, seed=4, **OPTIONS)
+    whole.test(maps)  # draws every image's noise and scores every image's unstructured chance maps
+    head = whole.head(3)
+    assert whole.head(3) is head and whole.head(6) is whole and len(head.images) == 3
+    alone = ChanceTest(BrightModel(), images[:3], 1, masks[:3], seed=4, **OPTIONS)
+    assert_same(head.test(maps[:3]), alone.test(maps[:3]), exact=False)
+    controls, fresh = head.controls(maps[:3]), alone.controls(maps[:3])
+    assert list(controls) == list(CONTROLS)
+    for name in CONTROLS:
+        assert_same(controls[name], fresh[name], exact=False)
+    for bad in (0, 7, 2.0, True):
+        with pytest.raises(MetricError, match="head"):
+            whole.head(bad)

@@ -60,13 +60,15 @@ def test_shared_chance_keeps_one_test_per_chunk_of_the_current_model_and_targets
 
     measures = SimpleNamespace(chance_maps=10, road_percentages=[50.0], mask_dilation=1)
     ctx = SimpleNamespace(config=SimpleNamespace(measures=measures), plan=SimpleNamespace(batch_size=32))
-    first, second = (SimpleNamespace(name=name, module=TinyNet(channels=1).eval()) for name in ("fp", "bnn"))
+    first, second = (SimpleNamespace(name=name, base="", module=TinyNet(channels=1).eval()) for name in ("fp", "bnn"))
     images, targets = torch.rand(3, 1, 8, 8), torch.tensor([0, 1, 0])
     shared = SharedChance()
     test = shared.test(ctx, first, 0, images, targets, None)
     assert shared.test(ctx, first, 0, images, targets.clone(), None) is test  # another method, same targets
     assert test.seed == 0 and test.n_chance == 10 and test.model is first.module
     assert shared.test(ctx, first, 1, images, targets, None) is not test  # another chunk: its own seed
+    variant = SimpleNamespace(name="fp+approx", base="fp", module=first.module)  # the same forward pass
+    assert shared.test(ctx, variant, 0, images, targets, None) is test
     assert shared.test(ctx, first, 0, images, torch.tensor([1, 1, 0]), None) is not test  # other targets
     other_model = shared.test(ctx, second, 0, images, targets, None)
     assert other_model.model is second.module and set(shared.tests) == {0}  # the first model's tests dropped

@@ -30,7 +30,9 @@ every map of an image, so its scores are computed once per image and shared by e
 For each measure, the map's rank among its 2 ``n_chance`` chance maps is a p-value: p = (1 + the number of
 chance maps that do at least as well as the map) / (1 + 2 ``n_chance``), ties counted against the map; a
 map is *better than chance* on a measure when p <= ``level`` (default :data:`LEVEL`, 0.05; the smallest p
-is 1 / (1 + 2 ``n_chance``), so ``n_chance`` must be at least 10 at 0.05). The rule (:func:`chance_test`,
+is 1 / (1 + 2 ``n_chance``), so ``n_chance`` must be at least 10 at 0.05). Scoring stops for a measure once
+too many chance maps do as well for p to reach ``level`` (:class:`ChanceTest`, sequential scoring: the same
+decisions as scoring every chance map; that measure's p-value is then Besag and Clifford's h / l). The rule (:func:`chance_test`,
 ``ChanceResult.nonsensical``): a map is **nonsensical** when it is *not better* than chance on a strict
 majority of the applicable measures (2 of 3 without masks, 3 of 4 with), or when it is degenerate
 (:func:`binsight.metrics.baselines.degeneracy`: no ranking of pixels at all). Degenerate maps are counted,
@@ -48,23 +50,22 @@ controls do not behave so cannot decide whether its maps are nonsensical.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import scipy.ndimage
 import torch
 from torch import nn
 
+from binsight import _utils
 from binsight.metrics import faithfulness
 from binsight.metrics._checks import MetricError, check_images, check_maps, check_masks
 from binsight.metrics.baselines import FLAT_TOLERANCE, degeneracy, derangement, gaussian_map
 from binsight.metrics.evidence import edge_map
 from binsight.metrics.localisation import DEFAULT_DILATION, energy_inside
-from binsight.metrics.noise import total_variation
-
-SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
-"""Candidate Gaussian sigmas, in pixels, of the smoothness-matched chance maps."""
+from binsight.metrics.chance_maps import (SIGMAS, ChanceMaps, ImageNoise, chance_maps,  # noqa: F401 (kept here too)
+                                          chance_maps_of, check_count)
 
 MEASURES = ("deletion_blur", "deletion_mean", "road_morf", "energy_inside")
 """The measures of the test, in the order :class:`ChanceResult` lists them."""
@@ -79,20 +80,6 @@ LEVEL = 0.05
 
 
 @dataclass
-class ChanceMaps:
-    """Chance maps of N maps, K of each kind, float64 (N, K, 1, H, W), and the matched scale.
-
-    unstructured: the map's values at shuffled positions. smooth: the map's values in the order of white
-    noise blurred by ``sigma[i]`` pixels. sigma: float64 (N,), NaN for a map whose total variation is
-    undefined (a constant map; its smooth chance maps then use the first sigma of :data:`SIGMAS`).
-    """
-
-    unstructured: torch.Tensor
-    smooth: torch.Tensor
-    sigma: np.ndarray
-
-
-@dataclass
 class ChanceResult:
     """The chance test of N maps.
 
@@ -102,10 +89,12 @@ class ChanceResult:
         level: the p-value at or below which a map is better than chance on a measure.
     degenerate: bool (N,); reasons: str (N,), :func:`binsight.metrics.baselines.degeneracy` ("" if usable).
     measures: the measures applied (energy only with masks), in :data:`MEASURES` order.
-    fraction: measure -> float64 (N,), fraction of the 2 K chance maps that do strictly better than the map,
-        in [0, 1]; NaN for a degenerate map (or, for energy, an empty mask).
+    fraction: measure -> float64 (N,), fraction of the chance maps scored (all 2 K, or fewer where the
+        sequential test stopped: :class:`ChanceTest`) that do strictly better than the map, in [0, 1]; NaN
+        for a degenerate map (or, for energy, an empty mask).
     value: measure -> float64 (N,), the map's own value; chance: measure -> float64 (N, 2 K), the chance
-        maps' values (first the K unstructured, then the K smooth ones); NaN rows for degenerate maps.
+        maps' values (first the K unstructured, then the K smooth ones); NaN rows for degenerate maps, NaN
+        for the chance maps the sequential test did not need.
     sigma: float64 (N,), the smooth chance maps' Gaussian sigma in pixels (NaN if degenerate).
     n_chance: K, chance maps of each kind.
     """
@@ -143,57 +132,6 @@ class ChanceResult:
                 "nonsensical": float(self.nonsensical.mean())}
 
 
-def chance_maps(maps: torch.Tensor, *, n_chance: int = 20, seed: int = 0,
-                indices: Sequence[int] | None = None) -> ChanceMaps:
-    """``n_chance`` unstructured and ``n_chance`` smoothness-matched chance maps of each map (N, 1, H, W).
-
-    Map i's noise comes from ``numpy.random.default_rng([seed, indices[i]])`` (indices default 0..N-1), so
-    its chance maps depend only on the seed, its index and its values. Smooth scale: for each sigma of :data:`SIGMAS` the K noise
-    fields are blurred (``scipy.ndimage.gaussian_filter``, reflecting borders) and given the map's values;
-    the sigma whose chance maps' mean :func:`~binsight.metrics.noise.total_variation` is nearest the map's
-    is kept.
-    """
-    values = check_maps(maps, finite=True)
-    _check_count(n_chance)
-    n, _, height, width = values.shape
-    flat_values = values.reshape(n, -1).numpy()
-    target_tv = total_variation(values)
-    unstructured = np.empty((n, n_chance, height * width))
-    smooth = np.empty_like(unstructured)
-    sigma = np.full(n, np.nan)
-    indices = range(n) if indices is None else [int(i) for i in indices]
-    if len(indices) != n:
-        raise MetricError(f"indices: one per map, got {len(indices)} for {n} maps")
-    for i, index in enumerate(indices):
-        rng = np.random.default_rng([seed, index])
-        sorted_values = np.sort(flat_values[i])
-        unstructured[i] = _placed(sorted_values, rng.standard_normal((n_chance, height * width)))
-        white = rng.standard_normal((n_chance, height, width))
-        smooth[i], sigma[i] = _smoothness_matched(sorted_values, white, target_tv[i])
-    shape = (n, n_chance, 1, height, width)
-    return ChanceMaps(torch.from_numpy(unstructured.reshape(shape)), torch.from_numpy(smooth.reshape(shape)), sigma)
-
-
-def _placed(sorted_values: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """Rows (K, P): the j-th smallest value at the pixel of each noise row's j-th smallest value."""
-    placed = np.empty(noise.shape)
-    np.put_along_axis(placed, np.argsort(noise, axis=1), sorted_values[None, :], axis=1)
-    return placed
-
-
-def _smoothness_matched(sorted_values: np.ndarray, white: np.ndarray, target_tv: float) -> tuple[np.ndarray, float]:
-    """(chance maps (K, P), sigma): the blur of ``white`` (K, H, W) whose maps' mean TV is nearest target."""
-    best, best_gap, best_sigma = None, np.inf, np.nan
-    k, height, width = white.shape
-    for sigma in SIGMAS:
-        blurred = scipy.ndimage.gaussian_filter(white, sigma=(0, sigma, sigma), mode="reflect")
-        placed = _placed(sorted_values, blurred.reshape(k, -1))
-        gap = abs(np.nanmean(total_variation(torch.from_numpy(placed).view(k, 1, height, width))) - target_tv)
-        if best is None or gap < best_gap:
-            best, best_gap, best_sigma = placed, gap, sigma
-    return best, (best_sigma if np.isfinite(target_tv) else np.nan)
-
-
 class ChanceTest:
     """The chance test of maps of N images (N, C, H, W) in [0, 1], bound to one model, the images, the
     classes the maps explain (``targets``: an int, or N ints), the object masks (bool (N, 1, H, W) or None:
@@ -202,43 +140,60 @@ class ChanceTest:
 
     Settings: ``n_chance`` chance maps of each kind; the deletion measures use ``steps`` steps
     (``steps`` + 1 points) and the blur of ``blur_sigma`` pixels (default min(H, W) / 14); ROAD imputes
-    ``percentages`` (its noise seeded by ``seed``); energy uses the masks grown by ``dilation`` pixels.
-    ``tolerance`` and ``span`` define a degenerate map (:func:`binsight.metrics.baselines.degeneracy`);
-    degenerate maps are not scored (they are nonsensical). ``level``: the p-value at or below which a map
-    is better than chance on a measure; 1 / (2 n_chance + 1) must not exceed it.
+    ``percentages`` (its noise: standard normal fields drawn per image and chance map from ``seed``, see
+    below); energy uses the masks grown by ``dilation`` pixels. ``tolerance`` and ``span`` define a
+    degenerate map (:func:`binsight.metrics.baselines.degeneracy`); degenerate maps are not scored (they
+    are nonsensical). ``level``: the p-value at or below which a map is better than chance on a measure;
+    1 / (2 n_chance + 1) must not exceed it.
 
     **What is shared.** An unstructured chance map is the map's values at random positions, its ties in a
     random order: its ranking of the pixels is a uniformly random permutation whatever the map, so it is
     taken as the ranking of its noise (:func:`unstructured_ranks`; for a map without ties the very ranking
     the placed values have) and its deletion and ROAD scores do not depend on the map. They are computed
     once, for every image, the first time they are needed, and so are the results of the model-ignorant
-    controls (edges, blob: :data:`MODEL_IGNORANT`); every later :meth:`test` or :meth:`controls` of any
-    maps of these images (another method's) reuses them. A fresh ChanceTest per call gives exactly the
-    same results, at the cost of scoring them again.
+    controls (edges, blob: :data:`MODEL_IGNORANT`) and each image's noise (:class:`ImageNoise`); every
+    later :meth:`test` or :meth:`controls` of any maps of these images (another method's) reuses them. A
+    fresh ChanceTest per call gives exactly the same results, at the cost of scoring them again.
 
-    Cost: the model sees (n_chance + 1) (2 (steps + 1) + R) images per usable map (R = len(percentages))
-    and ROAD imputes (n_chance + 1) R, plus, once, n_chance (2 (steps + 1) + R) per image for the
-    unstructured chance maps (fewer where a count is repeated: each distinct count is evaluated once).
+    **Sequential scoring** (``sequential``, default True). A map is better than chance on a measure only
+    while at most ``level`` (2 K + 1) - 1 of its chance maps do at least as well (1 at the defaults): once
+    more do, no further chance map can change that measure's decision. The map is scored first, then
+    its K unstructured chance maps (shared), then its smooth chance maps in blocks of
+    :data:`SEQUENTIAL_BLOCK`, each measure only for the maps whose decision on it is still open. Every
+    decision (per measure, hence per map) is exactly the one of scoring all 2 K chance maps
+    (``sequential=False``; tested); what changes is the reported p-value of a measure that stopped early:
+    Besag and Clifford's sequential p-value h / l (h chance maps at least as good among the l scored,
+    above ``level`` by construction), and its fraction over the l scored. Chance maps not scored are NaN in
+    :attr:`ChanceResult.chance`. So an uninformative map, or an inverted one, costs little more than its
+    own scoring; a map better than chance costs the full test. Each chance map's ROAD noise is its own
+    field (``numpy.random.default_rng([seed, index, 2])``, slot 0 the map, 1..K unstructured, K + 1..2 K
+    smooth), so a score does not depend on which other maps shared its batch.
+
+    Cost: per usable map, the model sees 2 (steps + 1) + R images (R = len(percentages)) for the map and as
+    many per smooth chance map scored (at most K), ROAD imputing R per map scored; once per image,
+    K (2 (steps + 1) + R) for the unstructured chance maps.
     """
 
     def __init__(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | Sequence[int] | int,
                  masks: torch.Tensor | None = None, *, n_chance: int = 20, seed: int = 0, steps: int = 10,
                  percentages: Sequence[float] = DEFAULT_PERCENTAGES, dilation: int = DEFAULT_DILATION,
                  blur_sigma: float | None = None, tolerance: float = FLAT_TOLERANCE, span: float | None = None,
-                 batch_size: int = faithfulness.DEFAULT_BATCH_SIZE, level: float = LEVEL):
+                 batch_size: int = faithfulness.DEFAULT_BATCH_SIZE, level: float = LEVEL, sequential: bool = True):
         self.images = check_images(images)
         n, _, height, width = self.images.shape
         self.masks = None if masks is None else check_masks(masks, torch.Size((n, 1, height, width)))
-        _check_count(n_chance)
+        check_count(n_chance)
         _check_level(level, n_chance)
         self.model, self.targets = model, _targets_of(targets, n)
         self.n_chance, self.seed, self.level, self.dilation = n_chance, seed, level, dilation
-        self.tolerance, self.span = tolerance, span
-        self.scoring = dict(steps=steps, percentages=percentages, blur_sigma=blur_sigma, seed=seed,
-                            batch_size=batch_size)
+        self.tolerance, self.span, self.sequential = tolerance, span, bool(sequential)
+        self.scoring = dict(steps=steps, percentages=percentages, blur_sigma=blur_sigma, batch_size=batch_size)
         self.measures = MEASURES if masks is not None else MEASURES[:-1]
         self._unstructured: dict[str, np.ndarray] | None = None
         self._ignorant: dict[str, ChanceResult] | None = None
+        self._noise: dict[int, ImageNoise] = {}
+        self._fields: dict[int, torch.Tensor] = {}
+        self._end_points: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
     def test(self, maps: torch.Tensor) -> ChanceResult:
         """The test of each map (N, 1, H, W) against its chance maps; the rule is in the module's docstring."""
@@ -251,20 +206,96 @@ class ChanceTest:
         result = _empty_result(len(values), self.n_chance, self.measures, reasons, self.level)
         if usable.size:
             keep = torch.from_numpy(usable)
-            made = chance_maps(values[keep], n_chance=self.n_chance, seed=self.seed, indices=usable)
+            made = chance_maps_of(values[keep], [self._image_noise(int(i)) for i in usable])
             result.sigma[usable] = made.sigma
-            own = torch.cat([values[keep].unsqueeze(1), made.smooth], dim=1)  # (U, 1 + K, 1, H, W)
-            scores = _scores(self.model, self.images[keep], _ties_broken(own, usable, self.seed), self.targets[keep],
-                             **self.scoring)
-            shared = self.unstructured_scores()
-            for m in scores:  # the measures that need the model
-                result.value[m][usable] = scores[m][:, 0]
-                result.chance[m][usable] = np.concatenate([shared[m][usable], scores[m][:, 1:]], axis=1)
+            ranked = _ties_broken(torch.cat([values[keep].unsqueeze(1), made.smooth], dim=1), usable, self.seed)
+            self._score_sequentially(result, usable, ranked)
             if self.masks is not None:
                 stacked = torch.cat([values[keep].unsqueeze(1), made.unstructured, made.smooth], dim=1)
                 energy = _energy(stacked, self.masks[keep], self.dilation)
                 result.value["energy_inside"][usable], result.chance["energy_inside"][usable] = energy[:, 0], energy[:, 1:]
         return _decide(result)
+
+    def _score_sequentially(self, result: "ChanceResult", usable: np.ndarray, ranked: torch.Tensor) -> None:
+        """Fill ``result``'s model measures for the ``usable`` maps from ``ranked`` (U, 1 + K, 1, H, W: each
+        map's pixel ranks, then its smooth chance maps'): the map, the shared unstructured scores, then the
+        smooth chance maps block by block where a decision is still open (class docstring)."""
+        k, shared = self.n_chance, self.unstructured_scores()
+        fields = torch.stack([self._image_fields(int(i)) for i in usable])  # (U, 1 + 2 K, C, H, W)
+        most_as_good = _most_as_good(self.level, k)
+        for m in SCORED:
+            result.value[m][usable] = self._score(m, usable, ranked[:, :1], fields[:, :1])[:, 0]
+            result.chance[m][usable, :k] = shared[m][usable]
+            for start in range(0, k, SEQUENTIAL_BLOCK):
+                block = np.arange(start, min(k, start + SEQUENTIAL_BLOCK))
+                rows = np.arange(len(usable))
+                if self.sequential:
+                    rows = rows[_as_good_count(result, m, usable) <= most_as_good]
+                if rows.size == 0:
+                    break
+                at = torch.from_numpy(rows)
+                scores = self._score(m, usable[rows], ranked[at][:, 1 + block], fields[at][:, 1 + k + block])
+                result.chance[m][usable[rows][:, None], k + block[None, :]] = scores
+
+    def _score(self, measure: str, images: np.ndarray, ranked: torch.Tensor, fields: torch.Tensor) -> np.ndarray:
+        """Scores on ``measure`` of the maps ``ranked`` (U, M, 1, H, W) of images ``images`` (U,), with
+        ROAD noise ``fields`` (U, M, C, H, W): float64 (U, M)."""
+        at = np.asarray(images, dtype=np.int64)
+        ends = None if measure == "road_morf" else tuple(e[at] for e in self._ends()[measure])
+        at = torch.from_numpy(at)
+        return _scores(measure, self.model, self.images[at], ranked, self.targets[at], fields, ends=ends,
+                       **self.scoring)
+
+    def _ends(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each deletion measure's end points, shared by every map of an image: the target probability of
+        every image unperturbed and of its substrate (blur, mean), float64 (N,) each; 3 N passes, once."""
+        if self._end_points is None:
+            substrates = {"deletion_blur": _utils.make_substrate(self.images, "blur", blur_sigma=self.scoring["blur_sigma"],
+                                                                 error=MetricError),
+                          "deletion_mean": self.images.mean(dim=(2, 3), keepdim=True).expand_as(self.images)}
+            every = torch.arange(len(self.images))
+
+            def probabilities(batch: torch.Tensor) -> np.ndarray:
+                return faithfulness.target_probabilities(self.model, lambda k: batch[k], every, self.targets,
+                                                         self.scoring["batch_size"])[0]
+
+            unperturbed = probabilities(self.images)
+            self._end_points = {m: (unperturbed, probabilities(substrate)) for m, substrate in substrates.items()}
+        return self._end_points
+
+    def _image_noise(self, index: int) -> "ImageNoise":
+        if index not in self._noise:
+            self._noise[index] = ImageNoise.draw(self.seed, index, self.n_chance, self.images.shape[-2:])
+        return self._noise[index]
+
+    def _image_fields(self, index: int) -> torch.Tensor:
+        """ROAD's noise of image ``index``'s map and chance maps: float64 (1 + 2 K, C, H, W) normals."""
+        if index not in self._fields:
+            shape = (1 + 2 * self.n_chance, *self.images.shape[1:])
+            self._fields[index] = torch.from_numpy(np.random.default_rng([self.seed, index, 2]).standard_normal(shape))
+        return self._fields[index]
+
+    def head(self, n: int) -> "ChanceTest":
+        """The test of the first ``n`` images alone, sharing what this one has scored or drawn for them (an
+        image's noise depends only on the seed and its index, the same in both): the study tests controls
+        on fewer images than maps. Memoised: every call with one ``n`` gives the same test."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(self.images):
+            raise MetricError(f"head: a number of images in 1..{len(self.images)}, got {n!r}")
+        n = int(n)
+        if n == len(self.images):
+            return self
+        heads = self.__dict__.setdefault("_heads", {})
+        if n not in heads:
+            head = copy.copy(self)
+            head.images, head.targets = self.images[:n], self.targets[:n]
+            head.masks = None if self.masks is None else self.masks[:n]
+            head._ignorant, head._heads = None, {}
+            head._unstructured = None if self._unstructured is None else {
+                m: v[:n] for m, v in self._unstructured.items()}
+            head._end_points = None if self._end_points is None else {
+                m: (a[:n], b[:n]) for m, (a, b) in self._end_points.items()}
+            heads[n] = head  # _noise and _fields: the same dicts, keyed by image index
+        return heads[n]
 
     def controls(self, maps: torch.Tensor) -> dict[str, ChanceResult]:
         """:meth:`test` of each control of ``maps`` (:func:`control_maps` with this test's seed), by
@@ -280,10 +311,33 @@ class ChanceTest:
         """Deletion and ROAD scores of every image's unstructured chance maps, measure -> float64 (N, K)
         (:func:`unstructured_ranks`), computed on the first call."""
         if self._unstructured is None:
-            n, _, height, width = self.images.shape
-            ranks = unstructured_ranks(n, (height, width), n_chance=self.n_chance, seed=self.seed)
-            self._unstructured = _scores(self.model, self.images, ranks, self.targets, **self.scoring)
+            n, k = len(self.images), self.n_chance
+            ranks = torch.from_numpy(np.stack([self._image_noise(i).unstructured for i in range(n)]).astype(np.float64))
+            ranks = ranks.view(n, k, 1, *self.images.shape[-2:])
+            fields = torch.stack([self._image_fields(i)[1:1 + k] for i in range(n)])
+            every = np.arange(n)
+            self._unstructured = {m: self._score(m, every, ranks, fields) for m in SCORED}
         return self._unstructured
+
+
+SCORED = ("deletion_blur", "deletion_mean", "road_morf")
+"""The measures of :data:`MEASURES` that need the model (energy needs only the maps and masks)."""
+
+SEQUENTIAL_BLOCK = 5
+"""Smooth chance maps scored at a time by the sequential test (:class:`ChanceTest`)."""
+
+
+def _most_as_good(level: float, n_chance: int) -> int:
+    """The most chance maps (of 2 n_chance) that may do at least as well as a map better than chance:
+    the largest h with (1 + h) / (1 + 2 n_chance) <= level."""
+    return int(np.floor(level * (1 + 2 * n_chance) - 1 + 1e-9))
+
+
+def _as_good_count(result: "ChanceResult", measure: str, usable: np.ndarray) -> np.ndarray:
+    """How many scored chance maps do at least as well as each usable map on ``measure``: int (U,)."""
+    own, chance = result.value[measure][usable][:, None], result.chance[measure][usable]
+    as_good = chance >= own if HIGHER_IS_BETTER[measure] else chance <= own
+    return as_good.sum(axis=1)
 
 
 def unstructured_ranks(n: int, size: tuple[int, int], *, n_chance: int, seed: int) -> torch.Tensor:
@@ -291,12 +345,8 @@ def unstructured_ranks(n: int, size: tuple[int, int], *, n_chance: int, seed: in
     rank 0..H W - 1 (0 = lowest): the ranks of the noise ``numpy.random.default_rng([seed, i]).standard_normal
     ((K, H W))`` of image i, the first draw of its :func:`chance_maps` (whose unstructured maps place the
     map's values in that order), so the same ranking as those maps' where the map has no ties."""
-    ranks = np.empty((n, n_chance, size[0] * size[1]))
-    for i in range(n):
-        noise = np.random.default_rng([seed, i]).standard_normal((n_chance, size[0] * size[1]))
-        np.put_along_axis(ranks[i], np.argsort(noise, axis=1), np.arange(noise.shape[1], dtype=np.float64)[None],
-                          axis=1)
-    return torch.from_numpy(ranks).view(n, n_chance, 1, *size)
+    ranks = np.stack([ImageNoise.draw(seed, i, n_chance, size).unstructured for i in range(n)])
+    return torch.from_numpy(ranks.astype(np.float64)).view(n, n_chance, 1, *size)
 
 
 def chance_test(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
@@ -307,11 +357,6 @@ def chance_test(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
     values = check_maps(maps, finite=False)
     images = check_images(images, n=values.shape[0])
     return ChanceTest(model, images, targets, masks, **options).test(values)
-
-
-def _check_count(n_chance: int) -> None:
-    if isinstance(n_chance, bool) or not isinstance(n_chance, (int, np.integer)) or n_chance < 1:
-        raise MetricError(f"n_chance is the number of chance maps of each kind, a positive int; got {n_chance!r}")
 
 
 def _check_level(level: float, n_chance: int) -> None:
@@ -363,23 +408,26 @@ def _energy(stacked: torch.Tensor, masks: torch.Tensor, dilation: int) -> np.nda
     return energy_inside(flat_maps, masks.repeat_interleave(m, dim=0), dilation=dilation).reshape(u, m)
 
 
-def _scores(model, images, stacked, targets, *, steps, percentages, blur_sigma, seed,
-            batch_size) -> dict[str, np.ndarray]:
-    """Deletion and ROAD areas of every map of ``stacked`` (U, M, 1, H, W), as float64 (U, M): the maps of
-    image u go through the faithfulness measures together with the other images' maps (ROAD's noise is
-    drawn in that order, from ``seed``)."""
+def _scores(measure: str, model, images, stacked, targets, fields, *, steps, percentages, blur_sigma,
+            batch_size, ends=None) -> np.ndarray:
+    """``measure``'s score of every map of ``stacked`` (U, M, 1, H, W) of ``images`` (U, C, H, W), as float64
+    (U, M): deletion onto the blur or onto each image's mean (``ends``: each image's probabilities
+    unperturbed and fully deleted, float64 (U,) each, or None), or ROAD with the noise ``fields``
+    (U, M, C, H, W). Every map is scored on its own: a score does not depend on the other maps of the call."""
     u, m = stacked.shape[:2]
     flat_maps = stacked.reshape(u * m, *stacked.shape[2:])
     flat_images = images.repeat_interleave(m, dim=0)
     flat_targets = targets.repeat_interleave(m)
-    mean = flat_images.mean(dim=(2, 3), keepdim=True)
-    scores = {}
-    for name, substrate in (("deletion_blur", "blur"), ("deletion_mean", mean)):
-        scores[name] = faithfulness.deletion_area(model, flat_images, flat_maps, flat_targets, steps=steps,
-                                                  substrate=substrate, blur_sigma=blur_sigma, batch_size=batch_size)
-    scores["road_morf"] = faithfulness.road(model, flat_images, flat_maps, flat_targets, percentages=percentages,
-                                            order="morf", seed=seed, batch_size=batch_size).area
-    return {name: np.asarray(v, dtype=np.float64).reshape(u, m) for name, v in scores.items()}
+    if measure == "road_morf":
+        score = faithfulness.road(model, flat_images, flat_maps, flat_targets, percentages=percentages, order="morf",
+                                  batch_size=batch_size, noise_fields=fields.reshape(u * m, *fields.shape[2:])).area
+    else:
+        substrate = "blur" if measure == "deletion_blur" else flat_images.mean(dim=(2, 3), keepdim=True)
+        flat_ends = None if ends is None else tuple(np.repeat(e, m) for e in ends)
+        score = faithfulness.deletion_area(model, flat_images, flat_maps, flat_targets, steps=steps,
+                                           substrate=substrate, blur_sigma=blur_sigma, batch_size=batch_size,
+                                           ends=flat_ends)
+    return np.asarray(score, dtype=np.float64).reshape(u, m)
 
 
 def _decide(result: ChanceResult) -> ChanceResult:
@@ -390,10 +438,14 @@ def _decide(result: ChanceResult) -> ChanceResult:
     for m in result.measures:
         own, chance = result.value[m][:, None], result.chance[m]
         better = chance > own if HIGHER_IS_BETTER[m] else chance < own
-        as_good = chance >= own if HIGHER_IS_BETTER[m] else chance <= own
-        defined = np.isfinite(result.value[m])
-        result.fraction[m] = np.where(defined, better.mean(axis=1), np.nan)
-        result.p_value[m] = np.where(defined, (1 + as_good.sum(axis=1)) / (1 + chance.shape[1]), np.nan)
+        as_good = (chance >= own if HIGHER_IS_BETTER[m] else chance <= own).sum(axis=1)
+        scored = np.isfinite(chance).sum(axis=1)
+        defined = np.isfinite(result.value[m]) & (scored > 0)
+        complete = scored == chance.shape[1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result.fraction[m] = np.where(defined, better.sum(axis=1) / scored, np.nan)
+            p = np.where(complete, (1 + as_good) / (1 + chance.shape[1]), as_good / scored)  # Besag-Clifford
+        result.p_value[m] = np.where(defined, p, np.nan)
         not_better += (defined & (result.p_value[m] > result.level)).astype(np.int64)
         applicable += defined.astype(np.int64)
     result.not_better = (~result.degenerate) & (2 * not_better > applicable)

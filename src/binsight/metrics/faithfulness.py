@@ -149,13 +149,16 @@ def deletion_area(
     batch_size: int = DEFAULT_BATCH_SIZE,
     blur_sigma: float | None = None,
     mean: Sequence[float] | torch.Tensor | None = None,
+    ends: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The deletion area of :func:`deletion_insertion`, float64 (N,), without the insertion curve (half the
-    model's work: it sees at most N (steps + 1) images)."""
+    model's work: it sees at most N (steps + 1) images). ``ends``: the target probabilities (float64 (N,)
+    each) of every image unperturbed and of its substrate, where the caller knows them (many maps of one
+    image: the chance test); the points at 0 and at every pixel are then read from them, not evaluated."""
     images, maps, targets = _check_common(images, maps, targets)
     counts, points, ranks = _steps(images, maps, steps, batch_size)
     removed_onto = _utils.make_substrate(images, substrate, blur_sigma=blur_sigma, mean=mean, error=MetricError)
-    deletion = _curve(model, ranks, points, removed_onto, images, targets, batch_size)
+    deletion = _curve(model, ranks, points, removed_onto, images, targets, batch_size, ends)
     return scipy.integrate.trapezoid(deletion, counts.numpy() / (images.shape[-2] * images.shape[-1]), axis=1)
 
 
@@ -190,16 +193,32 @@ def _curve(
     outside: torch.Tensor,
     targets: torch.Tensor,
     batch_size: int,
+    ends: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Target probability (N, S) of the images showing ``inside`` on their top-ranked pixels and ``outside``
-    elsewhere at every point of ``points``; the evaluations of all images are batched together."""
+    elsewhere at every point of ``points``; the evaluations of all images are batched together. ``ends``
+    (float64 (N,) each, or None): the probabilities with no pixel and with every pixel on top, read instead
+    of evaluated."""
 
     def perturbed(items: torch.Tensor) -> torch.Tensor:
         i = points.image[items]
         on_top = ranks[i] < points.count[items].view(-1, 1, 1, 1).to(ranks.device)
         return torch.where(on_top, inside[i], outside[i])
 
-    probs, _ = target_probabilities(model, perturbed, points.image, targets, batch_size)
+    if ends is None:
+        probs, _ = target_probabilities(model, perturbed, points.image, targets, batch_size)
+        return points.read(probs)
+    image, count = points.image.numpy(), points.count.numpy()
+    none, every = (np.asarray(e, dtype=np.float64).reshape(-1) for e in ends)
+    if none.shape != (len(targets),) or every.shape != (len(targets),):
+        raise MetricError(f"ends: two arrays of {len(targets)} probabilities (one per image), got shapes "
+                          f"{none.shape} and {every.shape}")
+    probs = np.where(count == 0, none[image], every[image])
+    todo = torch.from_numpy(np.flatnonzero((count > 0) & (count < ranks[0].numel())))
+    if todo.numel():
+        evaluated, _ = target_probabilities(model, lambda k: perturbed(todo[k]), points.image[todo], targets,
+                                            batch_size)
+        probs[todo.numpy()] = evaluated
     return points.read(probs)
 
 
@@ -305,6 +324,7 @@ def road(
     noise: float = ROAD_NOISE,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    noise_fields: torch.Tensor | None = None,
 ) -> RoadCurves:
     """ROAD (Rong et al. 2022): remove p% of the pixels and impute them by noisy linear imputation.
 
@@ -317,7 +337,10 @@ def road(
     the images' device (:mod:`binsight.metrics.imputation`; in chunks of :data:`IMPUTATION_ELEMENTS` pixel
     values, which changes nothing), then the model sees every imputed image, ``batch_size`` at a time; the
     noise is drawn evaluation by evaluation in that order. Imputed pixels are not clipped to [0, 1] (as in
-    the reference code), so they may leave that range by about ``noise``.
+    the reference code), so they may leave that range by about ``noise``. ``noise_fields`` (float (N, C,
+    H, W) standard normal draws, or None): image n's imputed pixels get ``noise`` times ``noise_fields[n]``
+    at every percentage instead of the stream of ``seed``, so an image's curve does not depend on the
+    other images of the call.
 
     Returns a :class:`RoadCurves`.
     """
@@ -334,7 +357,10 @@ def road(
     ordered = maps if order == "morf" else -maps
     points = _Points.of(ordered, counts)
     ranks = pixel_ranks(ordered).to(images.device)
-    imputed = _Imputed(images, ranks, points, noise, np.random.default_rng(seed), batch_size)
+    if noise_fields is not None and tuple(noise_fields.shape) != tuple(images.shape):
+        raise MetricError(f"noise_fields has shape {tuple(noise_fields.shape)}; it must be the images' "
+                          f"{tuple(images.shape)}")
+    imputed = _Imputed(images, ranks, points, noise, np.random.default_rng(seed), batch_size, noise_fields)
     probs, predicted = target_probabilities(model, imputed, points.image, targets, batch_size)
     probability = points.read(probs)
     correct = points.read((predicted == targets.cpu().numpy()[points.image.numpy()]).astype(np.float64))
@@ -357,8 +383,9 @@ class _Imputed:
     """
 
     def __init__(self, images: torch.Tensor, ranks: torch.Tensor, points: _Points, noise: float,
-                 rng: np.random.Generator, batch_size: int):
+                 rng: np.random.Generator, batch_size: int, fields: torch.Tensor | None = None):
         self.images, self.ranks, self.points, self.noise, self.rng = images, ranks, points, noise, rng
+        self.fields = fields
         per_pair = images[0].numel()
         self.chunk = batch_size * max(1, IMPUTATION_ELEMENTS // (batch_size * per_pair))
         self.start, self.done = -1, torch.empty(0)
@@ -369,7 +396,8 @@ class _Imputed:
             chunk = slice(start, min(start + self.chunk, self.points.image.numel()))
             i, count = self.points.image[chunk], self.points.count[chunk].to(self.images.device)
             removed = self.ranks[i] < count.view(-1, 1, 1, 1)
-            self.done = noisy_linear_imputation(self.images[i], removed, noise=self.noise, rng=self.rng)
+            fields = None if self.fields is None else self.fields[i.to(self.fields.device)]
+            self.done = noisy_linear_imputation(self.images[i], removed, noise=self.noise, rng=self.rng, fields=fields)
             self.start = start
         return self.done[items.to(self.images.device) - start]
 

@@ -71,8 +71,11 @@ def _basis(models: list[ModelRecord], config: Any) -> str:
         iterations = neuromask.options.get("iterations", "the default")
         parts.append(f"NeuroMask on the first {neuromask.n_images} images at {iterations} iterations.")
     if config.measures.chance_methods:
-        parts.append(f"The chance test on the first {config.measures.chance_images or config.data.n_images} "
-                     f"images, {config.measures.chance_maps} chance maps of each kind per map.")
+        tested = config.measures.chance_images or config.data.n_images
+        controls = (f"; its four controls on the first {min(tested, config.measures.control_images or tested)}"
+                    if config.measures.chance_controls else "")
+        parts.append(f"The chance test on the first {tested} images, {config.measures.chance_maps} chance maps of "
+                     f"each kind per map{controls}.")
     parts.append("BNN maps also under the sign surrogates "
                  f"{', '.join(config.verdicts.robustness_surrogates)} (robustness).")
     controls = ["on the images every model classifies correctly"]

@@ -231,6 +231,9 @@ def _validate_measures(ms: MeasuresConfig, me: MethodsConfig) -> None:
                           f"must not exceed the test's level {_chance_level()}); got {ms.chance_maps}")
     if ms.chance_images < 0:
         raise ConfigError(f"measures.chance_images: must be >= 0 (0 = every image), got {ms.chance_images}")
+    if ms.control_images < 0:
+        raise ConfigError(f"measures.control_images: must be >= 0 (0 = every chance-tested image), got "
+                          f"{ms.control_images}")
     if not ms.road_percentages:
         raise ConfigError("measures.road_percentages: give at least one percent of pixels for ROAD to impute, "
                           "e.g. [10.0, 30.0, 50.0, 70.0, 90.0]")

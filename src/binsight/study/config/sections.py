@@ -201,17 +201,24 @@ class MeasuresConfig:
     chance_maps: int = setting(20, help="chance maps of each kind per tested map (unstructured, and as many "
                                         "smoothness-matched); at least 10, so that a map can be better than chance "
                                         "at the test's level 0.05 (its smallest p-value is 1 / (2 chance_maps + 1)).")
-    chance_images: int = setting(16, help="the test runs on the first chance_images images (0 = all); each tested "
-                                          "map costs (chance_maps + 1) x (22 + R) forward passes (10-step deletion "
-                                          "onto a blur and onto the mean, ROAD) and (chance_maps + 1) x R ROAD "
-                                          "imputations, R the number of road_percentages; each image's unstructured "
-                                          "chance maps cost chance_maps x (22 + R) passes once per model, shared "
-                                          "by every method.")
+    chance_images: int = setting(128, help="the test runs on the first chance_images images (0 = all). A tested "
+                                           "map costs 18 + R forward passes (10-step deletion onto a blur and onto "
+                                           "the mean, their two ends shared by every map of an image; ROAD, R the "
+                                           "number of road_percentages) and R ROAD imputations, and as much for each "
+                                           "smooth chance map the sequential test still needs (at most chance_maps; "
+                                           "a measure stops once two chance maps do as well as the map); each "
+                                           "image's unstructured chance maps cost chance_maps x (18 + R) passes once "
+                                           "per network, shared by every method and surrogate variant.")
+    control_images: int = setting(32, help="the controls (chance_controls) are tested on the first control_images "
+                                           "of the chance-tested images (0 = all of them): they check that the test "
+                                           "can flag a map and does not flag the image's edges, for which 32 images "
+                                           "per model suffice; each costs about a tested map.")
     chance_controls: bool = setting(True, help="also test the control maps of each tested map (the map inverted, "
                                                "another image's map, the image's edges, a centred blob): whether "
                                                "they are flagged as expected decides whether verdict 3 (b) can "
-                                               "decide; the first two cost as much as the map's own test, edges "
-                                               "and blob are tested once per model and image.")
+                                               "decide; the first two are tested like the map (mostly flagged, so "
+                                               "cheaply: the test stops early), edges and blob once per network "
+                                               "and image.")
 
 
 @dataclass

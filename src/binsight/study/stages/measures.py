@@ -23,6 +23,7 @@ class MeasuresStage:
         data = ctx.images
         todo = [(m, spec, c, s) for m, spec, c, s in ctx.mine(map_units(ctx.plan, ctx.models))
                 if not measured(ctx, m, spec, c)]
+        todo.sort(key=lambda unit: network_of(unit[0]))  # a BNN's surrogate variants right after it (stable)
         shared = SharedChance()
         with ctx.progress(len(todo), "measures") as bar:
             for m, spec, c, s in todo:
@@ -41,12 +42,19 @@ def measured(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: int) -
             and (not ctx.config.measures.faithfulness or ctx.folder.curves.done(model.name, spec.label, chunk)))
 
 
+def network_of(model: StudyModel) -> str:
+    """The network a model's forward pass is: a surrogate variant's is its base BNN's (the surrogate
+    changes only the backward pass the maps are made with)."""
+    return model.base or model.name
+
+
 class SharedChance:
-    """The chance tests (:class:`binsight.metrics.chance.ChanceTest`) of the current model, one per chunk,
+    """The chance tests (:class:`binsight.metrics.chance.ChanceTest`) of the current network, one per chunk,
     each shared by every method's maps of that chunk whose targets are the same (a method that explains
-    other targets gets a test of its own). Sharing changes no value: a fresh test per method gives exactly
-    the same results; it only scores the maps-independent parts once. Tests of the previous model are
-    dropped when the model changes (the stage's units run model by model)."""
+    other targets gets a test of its own), and by a BNN's surrogate variants (the same forward pass:
+    :func:`network_of`). Sharing changes no value: a fresh test per method gives exactly the same results;
+    it only scores the maps-independent parts once. Tests of the previous network are dropped when the
+    network changes (the stage's units run network by network)."""
 
     def __init__(self):
         self.model, self.tests = None, {}
@@ -54,8 +62,8 @@ class SharedChance:
     def test(self, ctx: RunContext, model: StudyModel, chunk: int, images: torch.Tensor, targets: torch.Tensor,
              masks: torch.Tensor | None) -> chance.ChanceTest:
         """The chance test of ``images`` (on ctx's device), ``targets`` and ``masks`` of ``chunk``."""
-        if model.name != self.model:
-            self.model, self.tests = model.name, {}
+        if network_of(model) != self.model:
+            self.model, self.tests = network_of(model), {}
         test = self.tests.get(chunk)
         if test is None or not torch.equal(test.targets, targets.cpu().long()):
             ms = ctx.config.measures
@@ -82,9 +90,12 @@ def measure_chunk(ctx: RunContext, model: StudyModel, spec: MethodSpec, chunk: i
     if tested.numel():
         test = (shared or SharedChance()).test(ctx, model, chunk, images[tested].to(ctx.device), targets[tested],
                                                 None if masks is None else masks[tested])
-        found = chance_values(ctx, test, maps[tested])
-        rows += to_rows(found, stored["images"][tested.numpy()], method=spec.label, model=model.name,
-                        omit_undefined=True)
+        rows += to_rows(test.test(maps[tested]).table_values(), stored["images"][tested.numpy()], method=spec.label,
+                        model=model.name, omit_undefined=True)
+        controlled = control_count(ctx, chunk, len(tested))
+        if controlled:
+            rows += to_rows(control_values(test.head(controlled), maps[tested[:controlled]]),
+                            stored["images"][tested[:controlled].numpy()], method=spec.label, model=model.name)
     return rows
 
 
@@ -98,17 +109,24 @@ def chance_positions(ctx: RunContext, spec: MethodSpec, chunk: int, n: int) -> t
     return torch.arange(n)[torch.arange(first, first + n) < limit]
 
 
-def chance_values(ctx: RunContext, test: chance.ChanceTest, maps: torch.Tensor) -> dict[str, np.ndarray]:
-    """The chance test of each map (``measures.chance_maps`` unstructured and smoothness-matched chance maps,
-    the chunk's index as seed): ``nonsensical`` (1 for a degenerate map, never left out),
-    ``not_better_chance``, ``chance_p_M`` and ``chance_fraction_M`` (NaN, left out of the table, for
-    degenerate maps); with ``measures.chance_controls``, the same test of each control map
-    (:data:`binsight.study.measures.CONTROL_MEASURES`: 1 where the control was flagged)."""
-    values = test.test(maps).table_values()
-    if ctx.config.measures.chance_controls:
-        for name, result in test.controls(maps).items():
-            values[CONTROL_MEASURES[name]] = result.nonsensical.astype(np.float64)
-    return values
+def control_count(ctx: RunContext, chunk: int, tested: int) -> int:
+    """How many of a chunk's ``tested`` chance-tested maps (the first ones) also get their controls tested:
+    those among the first ``measures.control_images`` images of the study (none without
+    ``measures.chance_controls``)."""
+    ms = ctx.config.measures
+    if not ms.chance_controls:
+        return 0
+    first = chunk * ctx.plan.chunk_size
+    limit = ms.control_images or ms.chance_images or ctx.config.data.n_images
+    return int(min(tested, max(0, limit - first)))
+
+
+def control_values(test: chance.ChanceTest, maps: torch.Tensor) -> dict[str, np.ndarray]:
+    """The chance test of each control of ``maps`` (:data:`binsight.study.measures.CONTROL_MEASURES`: 1 where
+    the control was flagged nonsensical, 0 where not); the map's own test (``nonsensical``,
+    ``not_better_chance``, ``chance_p_M``, ``chance_fraction_M``: :meth:`ChanceResult.table_values`) is
+    written beside it by :func:`measure_chunk`."""
+    return {CONTROL_MEASURES[name]: result.nonsensical.astype(np.float64) for name, result in test.controls(maps).items()}
 
 
 def faithfulness_values(ctx: RunContext, model: StudyModel, label: str, chunk: int, images: torch.Tensor,
