@@ -20,10 +20,11 @@ Rows (per-image seconds; "speed-up" = Quantus s per image / binsight s per image
   total variation and high-frequency energy have no Quantus counterpart (their row has binsight only);
 * the chance test (no Quantus counterpart) of three methods' maps of the model (Gradient, SmoothGrad,
   GradCAM) on ``--chance-images`` images at the study's settings (20 chance maps of each kind, ROAD at 10,
-  30, ..., 90 %, the four controls): a fresh test per method (``chance_test`` and ``control_test``, the
-  maps-independent parts scored again for each method) against one :class:`binsight.metrics.chance.ChanceTest`
-  shared by the three (scored once); per image and method; the floor is the bare forward passes of as many
-  images as the model saw in the shared run.
+  30, ..., 90 %, the four controls): a fresh test per method scoring every chance map (``chance_test`` and
+  ``control_test`` with ``sequential=False``, the maps-independent parts scored again for each method), one
+  :class:`binsight.metrics.chance.ChanceTest` shared by the three scoring every chance map, and the same
+  shared test scoring sequentially (the default: the same decisions); per image and method, with the
+  forward passes each made; the floor is the bare forward passes of as many images as the sequential run's.
 
 Usage: nice .venv/bin/python benchmarks/bench_measures.py [--images 128] [--quantus-images 16] [--threads 1]
                                                           [--only road deletion maps chance] [--json FILE]
@@ -150,26 +151,32 @@ def chance_rows(model, images, maps_by_method: dict, targets, masks, args) -> li
 
     def fresh():
         for maps in maps_by_method.values():
-            chance.chance_test(model, x, maps[few], t, m, **options)
-            chance.control_test(model, x, maps[few], t, m, **options)
+            chance.chance_test(model, x, maps[few], t, m, sequential=False, **options)
+            chance.control_test(model, x, maps[few], t, m, sequential=False, **options)
 
-    def shared():
-        test = chance.ChanceTest(model, x, t, m, **options)
+    def shared(sequential: bool):
+        test = chance.ChanceTest(model, x, t, m, sequential=sequential, **options)
         for maps in maps_by_method.values():
             test.test(maps[few])
             test.controls(maps[few])
 
-    t_fresh, _ = timed(fresh)
-    seen[0] = 0
-    t_shared, _ = timed(shared)
-    passes = seen[0]
+    counts, walls = {}, {}
+    for name, run in (("fresh", fresh), ("shared", lambda: shared(False)), ("sequential", lambda: shared(True))):
+        seen[0] = 0
+        walls[name], _ = timed(run)
+        counts[name] = seen[0]
     hook.remove()
+    passes = counts["sequential"]
     floor = forward_floor(model, x.repeat_interleave(-(-passes // len(x)), 0)[:passes], args.batch_size)
     n = len(x) * len(maps_by_method)
     label = f"chance test with controls, {len(maps_by_method)} methods"
-    return [row(f"{label}, a fresh test per method", n, t_fresh, n, float("nan"), floor),
-            row(f"{label}, shared", n, t_shared, n, float("nan"), floor,
-                note=f"{passes / n:,.0f} forward passes per image and method")]
+    note = "{:,.0f} forward passes per image and method".format
+    return [row(f"{label}, a fresh test per method, every chance map", n, walls["fresh"], n, float("nan"), 0.0,
+                note=note(counts["fresh"] / n)),
+            row(f"{label}, shared, every chance map", n, walls["shared"], n, float("nan"), 0.0,
+                note=note(counts["shared"] / n)),
+            row(f"{label}, shared, sequential (the default)", n, walls["sequential"], n, float("nan"), floor,
+                note=note(passes / n))]
 
 
 def row(name: str, n: int, t_ours: float, n_theirs: int, t_theirs: float, floor: float, note: str = "") -> dict:

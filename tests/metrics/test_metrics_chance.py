@@ -398,3 +398,15 @@ def test_a_head_tests_its_first_images_exactly_as_a_test_of_those_images_alone()
     for bad in (0, 7, 2.0, True):
         with pytest.raises(MetricError, match="head"):
             whole.head(bad)
+
+
+def test_the_total_variation_of_a_permuted_map_is_read_from_its_scaled_values_placed_alike():
+    from binsight.metrics.noise import robust_unit, total_variation, tv_of_unit
+
+    rng = np.random.default_rng(5)
+    maps = torch.from_numpy(np.stack([smooth_field(1.0, 3), np.where(rng.random((28, 28)) < 0.6, 0.0, 1.0),
+                                      np.full((28, 28), 2.0)])[:, None])  # smooth, tied, constant
+    perm = torch.from_numpy(rng.permutation(28 * 28))
+    permuted = maps.flatten(1)[:, perm].view(maps.shape)
+    placed = robust_unit(maps)[:, perm].view(maps.shape)
+    np.testing.assert_array_equal(tv_of_unit(placed), total_variation(permuted))  # NaN for the constant map too

@@ -169,9 +169,10 @@ class ChanceTest:
     field (``numpy.random.default_rng([seed, index, 2])``, slot 0 the map, 1..K unstructured, K + 1..2 K
     smooth), so a score does not depend on which other maps shared its batch.
 
-    Cost: per usable map, the model sees 2 (steps + 1) + R images (R = len(percentages)) for the map and as
+    Cost: per usable map, the model sees 2 (steps - 1) + R images (R = len(percentages); each deletion
+    curve's two ends, the image and its substrate, are scored once per image: 3 images) for the map and as
     many per smooth chance map scored (at most K), ROAD imputing R per map scored; once per image,
-    K (2 (steps + 1) + R) for the unstructured chance maps.
+    K (2 (steps - 1) + R) for the unstructured chance maps.
     """
 
     def __init__(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | Sequence[int] | int,
@@ -194,6 +195,7 @@ class ChanceTest:
         self._noise: dict[int, ImageNoise] = {}
         self._fields: dict[int, torch.Tensor] = {}
         self._end_points: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+        self._heads: dict[int, ChanceTest] = {}
 
     def test(self, maps: torch.Tensor) -> ChanceResult:
         """The test of each map (N, 1, H, W) against its chance maps; the rule is in the module's docstring."""
@@ -284,7 +286,7 @@ class ChanceTest:
         n = int(n)
         if n == len(self.images):
             return self
-        heads = self.__dict__.setdefault("_heads", {})
+        heads = self._heads
         if n not in heads:
             head = copy.copy(self)
             head.images, head.targets = self.images[:n], self.targets[:n]

@@ -19,7 +19,7 @@ import scipy.ndimage
 import torch
 
 from binsight.metrics._checks import MetricError, check_maps
-from binsight.metrics.noise import total_variation
+from binsight.metrics.noise import robust_unit, total_variation, tv_of_unit
 
 SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 """Candidate Gaussian sigmas, in pixels, of the smoothness-matched chance maps."""
@@ -92,6 +92,7 @@ def chance_maps_of(values: torch.Tensor, noise: list["ImageNoise"]) -> ChanceMap
     n, _, height, width = values.shape
     flat = values.reshape(n, -1).double().numpy()
     target_tv = total_variation(values)
+    units = robust_unit(values.double()).numpy()  # a chance map's TV: the map's own scaled values, placed
     k = noise[0].unstructured.shape[0] if n else 0
     unstructured = np.empty((n, k, height * width))
     smooth = np.empty_like(unstructured)
@@ -100,7 +101,8 @@ def chance_maps_of(values: torch.Tensor, noise: list["ImageNoise"]) -> ChanceMap
         ordered = np.sort(flat[i])
         unstructured[i] = ordered[noise[i].unstructured]
         candidates = ordered[noise[i].smooth]  # (len(SIGMAS), K, P)
-        tv = total_variation(torch.from_numpy(candidates).view(-1, 1, height, width)).reshape(len(SIGMAS), k)
+        placed_units = np.sort(units[i])[noise[i].smooth]  # scaling is monotone: sorted units pair with sorted values
+        tv = tv_of_unit(torch.from_numpy(placed_units).view(-1, 1, height, width)).reshape(len(SIGMAS), k)
         gaps = np.abs(np.nanmean(tv, axis=1) - target_tv[i]) if np.isfinite(target_tv[i]) else np.full(len(SIGMAS), np.nan)
         best = int(np.nanargmin(gaps)) if np.isfinite(gaps).any() else 0
         smooth[i] = candidates[best]

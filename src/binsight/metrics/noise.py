@@ -40,6 +40,17 @@ def total_variation(maps: torch.Tensor) -> np.ndarray:
     Physica D 1992 (the anisotropic form).
     """
     maps = check_maps(maps, on_device=True)
+    return tv_of_unit(robust_unit(maps).view(maps.shape))
+
+
+def robust_unit(maps: torch.Tensor) -> torch.Tensor:
+    """The values :func:`total_variation` measures: each map (N, 1, H, W) clipped to its 1st and 99th
+    percentiles and scaled to [0, 1] (the range where those coincide), as rows (N, H W); NaN rows for
+    constant or non-finite maps. Each value's image depends only on the map's multiset of values, not on
+    where they sit: the same values in another order give the same numbers in that order, so
+    ``tv_of_unit`` of such a permutation equals :func:`total_variation` of the permuted map (the chance maps
+    use this: :mod:`binsight.metrics.chance_maps`)."""
+    maps = check_maps(maps, on_device=True)
     values = maps.flatten(1)
     finite = torch.isfinite(values).all(1, keepdim=True)
     safe = torch.where(finite, values, 0.0)
@@ -49,7 +60,7 @@ def total_variation(maps: torch.Tensor) -> np.ndarray:
     low = torch.where(spiky, safe.amin(1, keepdim=True), low)
     high = torch.where(spiky, safe.amax(1, keepdim=True), high)
     clipped = torch.where(finite, torch.minimum(torch.maximum(safe, low), high), torch.nan)
-    return _tv_of_unit(_unit_rows(clipped).view(maps.shape))
+    return _unit_rows(clipped)
 
 
 def total_variation_range(maps: torch.Tensor) -> np.ndarray:
@@ -59,7 +70,7 @@ def total_variation_range(maps: torch.Tensor) -> np.ndarray:
     scaled towards 0 and the value collapses (use :func:`total_variation`). Same formula otherwise.
     """
     maps = check_maps(maps, on_device=True)
-    return _tv_of_unit(_unit_rows(maps.flatten(1)).view(maps.shape))
+    return tv_of_unit(_unit_rows(maps.flatten(1)).view(maps.shape))
 
 
 def rank_total_variation(maps: torch.Tensor) -> np.ndarray:
@@ -72,7 +83,7 @@ def rank_total_variation(maps: torch.Tensor) -> np.ndarray:
     NaN for a constant or non-finite map.
     """
     maps = check_maps(maps, on_device=True)
-    return _tv_of_unit(_unit_rows(_finite_ranks(maps.flatten(1))).view(maps.shape))
+    return tv_of_unit(_unit_rows(_finite_ranks(maps.flatten(1))).view(maps.shape))
 
 
 def rank_high_frequency_energy(maps: torch.Tensor) -> np.ndarray:
@@ -96,7 +107,7 @@ def _unit_rows(values: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, (values - low) / torch.where(ok, span, 1.0), torch.nan)
 
 
-def _tv_of_unit(unit: torch.Tensor) -> np.ndarray:
+def tv_of_unit(unit: torch.Tensor) -> np.ndarray:
     """Anisotropic total variation of maps (N, 1, H, W) already scaled to [0, 1], divided by H * W."""
     height, width = unit.shape[-2:]
     horizontal = unit.diff(dim=-1).abs().sum((1, 2, 3))

@@ -1,7 +1,8 @@
 """Stage ``measures``: degeneracy, noise, faithfulness, localisation and the chance test (with its controls)
 of every map chunk not yet measured (one unit per model x method x chunk, as the maps). The parts of the
 chance test that do not depend on the maps (the unstructured chance maps' scores, the model-ignorant
-controls) are scored once per model and chunk and shared by every method's maps (:class:`SharedChance`)."""
+controls) are scored once per network and chunk and shared by every method's maps and every surrogate
+variant (:class:`SharedChance`); the controls are tested on the first ``measures.control_images`` images."""
 
 from __future__ import annotations
 
