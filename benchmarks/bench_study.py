@@ -10,7 +10,10 @@ work apart from the waiting; with one thread, wall = CPU on an idle machine), th
 whole process against the targets (< 30 min from nothing, < 3 min with cached models, 2 CPU cores),
 the load average before and after, and a probe of the machine's speed (a bare forward and backward pass)
 before and after, to compare runs taken under different loads. ``--only cached`` skips run 1 (the cache
-in ``--workdir`` must already hold the models); ``--only floor`` measures the floor below and nothing else.
+in ``--workdir`` must already hold the models); ``--only floor`` measures the floor below and nothing else;
+``--only floor --run DIR`` sets every stage of the run in DIR against its own floor: the images its models
+saw (timings.json's ``passes``: forward-only and forward-and-backward, over all ranks) at the rate of bare
+passes of the default models on ``--nproc`` processes.
 ``--nproc K`` runs the study under ``torchrun --standalone --nproc-per-node K`` (one thread per process
 unless ``--threads``), the same study sharded over K processes.
 
@@ -103,6 +106,65 @@ def floor_seconds(threads: int | None, nproc: int = 1) -> dict[str, float]:
     return {precision: NEUROMASK_PASSES / rate for precision, rate in rates.items()}
 
 
+def pass_rates(threads: int | None, nproc: int) -> dict[str, float]:
+    """Images per second of bare passes of the default models, ``nproc`` child processes at once (their
+    rates summed): "forward" (no gradients, softmax) and "forward_backward" (forward and backward to the
+    input), each the best of batch sizes 64 to 512 and the harmonic mean of small-cnn FP and BNN (a count
+    split evenly between them takes count / that rate)."""
+    code = (
+        "import time, torch; from binsight.models import build_model\n"
+        "def best(step, m):\n"
+        "    top = 0.0\n"
+        "    for batch in (64, 256, 512):\n"
+        "        x = torch.rand(batch, 1, 28, 28, requires_grad=True)\n"
+        "        for _ in range(3): step(m, x)\n"
+        "        t = time.perf_counter(); n = 0\n"
+        "        while time.perf_counter() - t < 2: step(m, x); n += batch\n"
+        "        top = max(top, n / (time.perf_counter() - t))\n"
+        "    return top\n"
+        "def fwd(m, x):\n"
+        "    with torch.no_grad(): torch.softmax(m(x), 1)\n"
+        "def fwd_bwd(m, x): torch.autograd.grad(m(x)[:, 0].sum(), x)\n"
+        "for precision in ('fp', 'bnn'):\n"
+        "    m = build_model('small-cnn', precision).eval()\n"
+        "    print(precision, best(fwd, m), best(fwd_bwd, m))\n"
+    )
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads or 1)} if threads or nproc > 1 else {})}
+    children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+                for _ in range(nproc)]
+    rates = {"fp": [0.0, 0.0], "bnn": [0.0, 0.0]}
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode:
+            raise RuntimeError(f"the pass-rate probe failed (exit {child.returncode})")
+        for line in out.strip().splitlines():
+            precision, forward, backward = line.split()
+            rates[precision][0] += float(forward)
+            rates[precision][1] += float(backward)
+    return {kind: 2 / (1 / rates["fp"][i] + 1 / rates["bnn"][i]) for i, kind in enumerate(("forward", "forward_backward"))}
+
+
+def print_stage_floors(run: Path, threads: int | None, nproc: int) -> None:
+    """Each stage of the run in ``run`` against its floor: the bare passes of the images its models saw
+    (timings.json's ``passes``, counted by binsight.study.passes) at :func:`pass_rates`."""
+    timings = json.loads((run / "timings.json").read_text())
+    if not timings.get("passes"):
+        raise SystemExit(f"{run}/timings.json has no pass counts (a run of an older binsight): rerun the study")
+    rates = pass_rates(threads, nproc)
+    print(f"bare pass rates, {nproc} process(es): forward {rates['forward']:,.0f} img/s, forward + backward "
+          f"{rates['forward_backward']:,.0f} img/s (small-cnn FP and BNN, harmonic mean)")
+    print(f"{'stage':<12}{'forward':>14}{'fwd+bwd':>14}{'floor s':>10}{'wall s':>10}{'x floor':>9}")
+    floors, walls = 0.0, 0.0
+    for stage, counts in timings["passes"].items():
+        floor = sum(counts.get(kind, 0.0) / rates[kind] for kind in rates)
+        wall = timings["stages"].get(stage, 0.0)
+        floors, walls = floors + floor, walls + wall
+        ratio = f"{wall / floor:.2f}" if floor > 0 else "-"
+        print(f"{stage:<12}{counts.get('forward', 0):>14,.0f}{counts.get('forward_backward', 0):>14,.0f}"
+              f"{floor:>10.1f}{wall:>10.1f}{ratio:>9}")
+    print(f"{'all stages':<12}{'':>28}{floors:>10.1f}{walls:>10.1f}{walls / floors:>9.2f}")
+
+
 def print_floor(threads: int | None, nproc: int) -> None:
     floor = floor_seconds(threads, nproc)
     print(f"floor: the default study's NeuroMask passes alone (bare forward + backward to the input, best of "
@@ -130,9 +192,14 @@ def main() -> None:
     parser.add_argument("--only", choices=("cold", "cached", "floor"), default=None,
                         help="run one of the two runs only, or only measure the floor")
     parser.add_argument("--nproc", type=int, default=1, help="processes (torchrun) the study runs on")
+    parser.add_argument("--run", default=None, help="with --only floor: a run folder; each of its stages against "
+                        "the bare passes of the images its models saw (timings.json's passes)")
     args = parser.parse_args()
     if args.only == "floor":
-        print_floor(args.threads, args.nproc)
+        if args.run:
+            print_stage_floors(Path(args.run), args.threads, args.nproc)
+        else:
+            print_floor(args.threads, args.nproc)
         return
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-study-"))
     cache = work / "cache"

@@ -43,6 +43,7 @@ RANK = {
 STUDY_RANK = {
     "study": 0,  # binsight.study itself (the package's __init__)
     "errors": 0,
+    "passes": 0,  # counting the images a stage puts through its models
     "stats": 0,  # the two-level bootstrap
     "measures": 0,  # the per-map and per-pair values, the chance maps
     "names": 1,  # names shared by the study, the verdicts and the report

@@ -227,6 +227,10 @@ def test_run_folder_holds_the_outputs(runs):
     assert {"python", "torch", "numpy", "device", "threads"} <= set(invocation) and invocation["device"] == "cpu"
     timings = json.loads((whole / "timings.json").read_text())
     assert {"models", "maps", "measures", "pairs", "sanity", "verdicts"} <= set(timings["cpu"])
+    passes = timings["passes"]  # images through the models per stage (binsight.study.passes)
+    assert passes["predictions"] == {"forward": 6.0 * len(BASE), "forward_backward": 0.0}  # each base model, once
+    assert passes["maps"]["forward_backward"] > 0 and passes["measures"]["forward"] > 0
+    assert passes["models"]["forward_backward"] > 0  # trained in the run
     log = runs["log"]
     assert "status" in log
     assert all(v.title in log for v in verdicts.verdicts)  # full titles, never cut

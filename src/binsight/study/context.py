@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from binsight import distributed
+from binsight.study.passes import KINDS, PassCounter
 from binsight.study.plan import StudyModel, StudyPlan
 from binsight.study.records import ImageSet, Timings
 from binsight.study.store import RunFolder
@@ -87,10 +88,13 @@ class RunContext:
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage: wall seconds and this process's CPU seconds, accumulated and saved to timings.json
-        (on a shared machine CPU time tells the work apart from the waiting)."""
+        (on a shared machine CPU time tells the work apart from the waiting), and count the images its models
+        saw, summed over the ranks (:mod:`binsight.study.passes`; a stage that raised is not counted)."""
         start, cpu = time.perf_counter(), time.process_time()
         try:
-            yield
+            with PassCounter() as counter:
+                yield
+            self.timings.add_passes(name, dict(zip(KINDS, distributed.sum_over_ranks([counter.counts[k] for k in KINDS]))))
         finally:
             self.timings.add_stage(name, time.perf_counter() - start, time.process_time() - cpu)
             self.save_timings()

@@ -149,13 +149,22 @@ class ImageSet:
 class Timings:
     """timings.json: this invocation's wall seconds per stage (``stages``, of rank 0) and CPU seconds
     (``cpu``, of rank 0's process; ``cpu_by_method``: maps and measures per method), the processes that
-    ran it (``ranks``) and the earlier invocations' stages (``history``)."""
+    ran it (``ranks``), the earlier invocations' stages (``history``) and this invocation's images through
+    the models per stage and kind, over all ranks (``passes``: "forward", "forward_backward")."""
 
     stages: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
     ranks: int = 1
     cpu_by_method: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    passes: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add_passes(self, name: str, counts: dict[str, float]) -> None:
+        """Add a stage's images through the models, kind -> images summed over the ranks
+        (:mod:`binsight.study.passes`), to ``passes`` (this invocation's)."""
+        into = self.passes.setdefault(name, {})
+        for kind, n in counts.items():
+            into[kind] = into.get(kind, 0.0) + float(n)
 
     def add_stage(self, name: str, wall: float, cpu: float) -> None:
         self.stages[name] = self.stages.get(name, 0.0) + wall
@@ -172,19 +181,19 @@ class Timings:
 
     def to_json(self) -> dict[str, Any]:
         return {"stages": self.stages, "cpu": self.cpu, "ranks": self.ranks, "cpu_by_method": self.cpu_by_method,
-                "history": self.history}
+                "history": self.history, "passes": self.passes}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Timings":
         checked(data, "timings.json", {"stages": (dict,), "cpu": (dict,), "ranks": (int,), "cpu_by_method": (dict,),
-                                       "history": (list,)}, required=("stages",))
+                                       "history": (list,), "passes": (dict,)}, required=("stages",))
         for key in ("stages", "cpu", "cpu_by_method"):
             seconds(data.get(key, {}), f"timings.json: {key}")
         for entry in data.get("history", []):
             seconds(entry, "timings.json: history")
         return cls(stages=dict(data.get("stages") or {}), cpu=dict(data.get("cpu") or {}),
                    ranks=int(data.get("ranks", 1)), cpu_by_method=dict(data.get("cpu_by_method") or {}),
-                   history=list(data.get("history", [])))
+                   history=list(data.get("history", [])), passes=_passes(data.get("passes", {})))
 
 
 def model_records(data: Any) -> list[ModelRecord]:
@@ -227,3 +236,14 @@ def seconds(data: Any, what: str) -> None:
     for name, value in data.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{what}: {name!r} is {str(value)[:40]}, not a number of seconds")
+
+
+def _passes(data: Any) -> dict[str, dict[str, float]]:
+    """timings.json's ``passes``: stage -> {kind: images >= 0}."""
+    out = {}
+    for stage, counts in data.items():
+        if not isinstance(counts, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                                                   for v in counts.values()):
+            raise ValueError(f"timings.json: passes of {stage!r} must map each kind of pass to a count of images")
+        out[str(stage)] = {str(k): float(v) for k, v in counts.items()}
+    return out
