@@ -75,6 +75,21 @@ def probe(threads: int | None) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def probe_lines(code: str, threads: int | None, nproc: int) -> list[str]:
+    """The output lines of ``nproc`` child processes running ``code`` at once (the study's layout; one
+    thread each when ``nproc`` > 1 unless ``threads``), all children's lines together."""
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads or 1)} if threads or nproc > 1 else {})}
+    children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+                for _ in range(nproc)]
+    lines = []
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode:
+            raise RuntimeError(f"a probe process failed (exit {child.returncode})")
+        lines += out.strip().splitlines()
+    return lines
+
+
 def floor_seconds(threads: int | None, nproc: int = 1) -> dict[str, float]:
     """Seconds that the default study's NeuroMask passes take at least (see the module docstring), per
     precision, from the rate of bare forward + backward-to-the-input passes at the best of batch sizes
@@ -92,17 +107,10 @@ def floor_seconds(threads: int | None, nproc: int = 1) -> dict[str, float]:
         "        best = max(best, n / (time.perf_counter() - t))\n"
         "    print(precision, best)\n"
     )
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads or 1)} if threads or nproc > 1 else {})}
-    children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
-                for _ in range(nproc)]
     rates: dict[str, float] = {}
-    for child in children:
-        out, _ = child.communicate()
-        if child.returncode:
-            raise RuntimeError(f"the floor probe failed (exit {child.returncode})")
-        for line in out.strip().splitlines():
-            precision, rate = line.split()
-            rates[precision] = rates.get(precision, 0.0) + float(rate)
+    for line in probe_lines(code, threads, nproc):
+        precision, rate = line.split()
+        rates[precision] = rates.get(precision, 0.0) + float(rate)
     return {precision: NEUROMASK_PASSES / rate for precision, rate in rates.items()}
 
 
@@ -129,18 +137,11 @@ def pass_rates(threads: int | None, nproc: int) -> dict[str, float]:
         "    m = build_model('small-cnn', precision).eval()\n"
         "    print(precision, best(fwd, m), best(fwd_bwd, m))\n"
     )
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads or 1)} if threads or nproc > 1 else {})}
-    children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
-                for _ in range(nproc)]
     rates = {"fp": [0.0, 0.0], "bnn": [0.0, 0.0]}
-    for child in children:
-        out, _ = child.communicate()
-        if child.returncode:
-            raise RuntimeError(f"the pass-rate probe failed (exit {child.returncode})")
-        for line in out.strip().splitlines():
-            precision, forward, backward = line.split()
-            rates[precision][0] += float(forward)
-            rates[precision][1] += float(backward)
+    for line in probe_lines(code, threads, nproc):
+        precision, forward, backward = line.split()
+        rates[precision][0] += float(forward)
+        rates[precision][1] += float(backward)
     return {kind: 2 / (1 / rates["fp"][i] + 1 / rates["bnn"][i]) for i, kind in enumerate(("forward", "forward_backward"))}
 
 
