@@ -7,6 +7,7 @@ import scipy.ndimage
 import torch
 from torch import nn
 
+from binsight._utils import make_substrate
 from binsight.metrics._checks import MetricError
 from binsight.metrics import faithfulness
 from binsight.metrics.chance import (CONTROLS, MEASURES, ChanceTest, _decide, _empty_result, chance_test, chance_maps,
@@ -410,3 +411,28 @@ def test_the_total_variation_of_a_permuted_map_is_read_from_its_scaled_values_pl
     permuted = maps.flatten(1)[:, perm].view(maps.shape)
     placed = robust_unit(maps)[:, perm].view(maps.shape)
     np.testing.assert_array_equal(tv_of_unit(placed), total_variation(permuted))  # NaN for the constant map too
+
+
+def test_known_deletion_ends_and_per_image_road_noise_give_the_same_scores_alone_or_in_company():
+    images, masks = placed_squares(4)
+    maps = method_maps(images, masks)["noise"]
+    model = BrightModel()
+    whole = faithfulness.deletion_area(model, images, maps, 1, steps=5, substrate="blur")
+    substrate = make_substrate(images, "blur", blur_sigma=None)
+    every = torch.arange(4)
+    none = faithfulness.target_probabilities(model, lambda k: images[k], every, torch.ones(4, dtype=torch.long), 8)[0]
+    full = faithfulness.target_probabilities(model, lambda k: substrate[k], every, torch.ones(4, dtype=torch.long), 8)[0]
+    counting = Counting()
+    read = faithfulness.deletion_area(counting, images, maps, 1, steps=5, substrate="blur", ends=(none, full))
+    np.testing.assert_allclose(read, whole, rtol=0, atol=1e-12)
+    assert counting.seen == 4 * (5 - 1)  # the two ends read, not evaluated
+    with pytest.raises(MetricError, match="ends"):
+        faithfulness.deletion_area(model, images, maps, 1, steps=5, ends=(none[:2], full))
+
+    fields = torch.from_numpy(np.random.default_rng(0).standard_normal(images.shape))
+    together = faithfulness.road(model, images, maps, 1, percentages=(30, 70), noise_fields=fields).area
+    alone = [faithfulness.road(model, images[i:i + 1], maps[i:i + 1], 1, percentages=(30, 70),
+                               noise_fields=fields[i:i + 1]).area[0] for i in range(4)]
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-12)  # the stream of a seed would differ
+    with pytest.raises(MetricError, match="noise_fields"):
+        faithfulness.road(model, images, maps, 1, noise_fields=fields[:2])
