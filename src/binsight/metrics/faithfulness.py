@@ -205,20 +205,18 @@ def _curve(
         on_top = ranks[i] < points.count[items].view(-1, 1, 1, 1).to(ranks.device)
         return torch.where(on_top, inside[i], outside[i])
 
-    if ends is None:
-        probs, _ = target_probabilities(model, perturbed, points.image, targets, batch_size)
-        return points.read(probs)
     image, count = points.image.numpy(), points.count.numpy()
-    none, every = (np.asarray(e, dtype=np.float64).reshape(-1) for e in ends)
-    if none.shape != (len(targets),) or every.shape != (len(targets),):
-        raise MetricError(f"ends: two arrays of {len(targets)} probabilities (one per image), got shapes "
-                          f"{none.shape} and {every.shape}")
-    probs = np.where(count == 0, none[image], every[image])
-    todo = torch.from_numpy(np.flatnonzero((count > 0) & (count < ranks[0].numel())))
+    probs, todo = np.empty(count.size), torch.arange(count.size)
+    if ends is not None:
+        none, every = (np.asarray(e, dtype=np.float64).reshape(-1) for e in ends)
+        if none.shape != (len(targets),) or every.shape != (len(targets),):
+            raise MetricError(f"ends: two arrays of {len(targets)} probabilities (one per image), got shapes "
+                              f"{none.shape} and {every.shape}")
+        probs = np.where(count == 0, none[image], every[image])
+        todo = torch.from_numpy(np.flatnonzero((count > 0) & (count < ranks[0].numel())))
     if todo.numel():
-        evaluated, _ = target_probabilities(model, lambda k: perturbed(todo[k]), points.image[todo], targets,
-                                            batch_size)
-        probs[todo.numpy()] = evaluated
+        probs[todo.numpy()] = target_probabilities(model, lambda k: perturbed(todo[k]), points.image[todo], targets,
+                                                   batch_size)[0]
     return points.read(probs)
 
 
