@@ -72,3 +72,19 @@ def test_shared_chance_keeps_one_test_per_chunk_of_the_current_model_and_targets
     assert shared.test(ctx, first, 0, images, torch.tensor([1, 1, 0]), None) is not test  # other targets
     other_model = shared.test(ctx, second, 0, images, targets, None)
     assert other_model.model is second.module and set(shared.tests) == {0}  # the first model's tests dropped
+
+
+def test_controls_are_tested_on_the_first_control_images_of_the_chance_tested_ones():
+    from types import SimpleNamespace
+
+    from binsight.study.stages.measures import control_count
+
+    def ctx(control_images, chance_images=128, controls=True):
+        measures = SimpleNamespace(chance_controls=controls, control_images=control_images, chance_images=chance_images)
+        return SimpleNamespace(config=SimpleNamespace(measures=measures, data=SimpleNamespace(n_images=128)),
+                               plan=SimpleNamespace(chunk_size=20))
+
+    assert [control_count(ctx(32), chunk, 20) for chunk in range(3)] == [20, 12, 0]  # images 0-19, 20-31, none
+    assert control_count(ctx(0), 2, 20) == 20  # 0: every chance-tested image
+    assert control_count(ctx(0, chance_images=50), 2, 10) == 10 and control_count(ctx(0, chance_images=50), 3, 0) == 0
+    assert control_count(ctx(32, controls=False), 0, 20) == 0
