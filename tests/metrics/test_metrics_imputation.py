@@ -1,7 +1,8 @@
 """Known answers for ROAD's batched noisy linear imputation (binsight.metrics.imputation): the torch CG
 solve against the direct SciPy solve of the same system (the reference: a banded Cholesky per call, as
 binsight solved it before), on random holes, holes at the border, a fully removed image and one removed
-pixel; independence of the batch and chunking; the seeded noise."""
+pixel; independence of the batch and chunking; the seeded noise. Every test runs with both solves: the
+compiled CPU loop (numba, what the CPU uses) and the torch CG (what a GPU uses), here on the CPU."""
 
 from __future__ import annotations
 
@@ -11,12 +12,23 @@ import scipy.linalg
 import torch
 
 from binsight.metrics import MetricError, faithfulness, noisy_linear_imputation, road
+from binsight.metrics import imputation
 from binsight.metrics.imputation import linear_imputation
 
 NEIGHBOURS = (((0, 1), 1 / 6), ((0, -1), 1 / 6), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
               ((1, 1), 1 / 12), ((1, -1), 1 / 12), ((-1, 1), 1 / 12), ((-1, -1), 1 / 12))
+COMPILED = imputation._compiled_conjugate_gradients  # before the solver fixture may replace it
+
 TOLERANCE = 1e-6
 """Largest |CG - SciPy| allowed on an imputed pixel (values in [0, 1]; the float64 solves agree to ~1e-10)."""
+
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def solver(request, monkeypatch):
+    """Run the test with the compiled CPU solve (the default on the CPU) or with the torch CG."""
+    if request.param == "torch":
+        monkeypatch.setattr(imputation, "_compiled_conjugate_gradients", imputation._conjugate_gradients)
+    return request.param
 
 
 def reference_imputation(pixels: np.ndarray, holes: np.ndarray) -> np.ndarray:
@@ -201,3 +213,22 @@ def test_road_with_tied_map_values_matches_the_reference_solve():
     ours = road(model, pixels.float(), torch.from_numpy(maps), [0, 1, 2], percentages=percentages, noise=0.0)
     expected = reference_road(model, pixels.float(), maps, [0, 1, 2], percentages)
     np.testing.assert_allclose(ours.probability, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_the_compiled_and_the_torch_solves_agree_on_large_holes():
+    # 28 x 28 with 90 % removed needs the most iterations; the two solves differ only in float64 rounding
+    pixels, holes = case(n=4, channels=1, size=(28, 28), share=0.9, seed=11)
+    mask = holes[:, 0].double()
+    degree = imputation.neighbour_sum(torch.ones(1, 28, 28, dtype=torch.float64))
+    rhs = mask * imputation.neighbour_sum(pixels[:, 0] * (1 - mask))
+    compiled = COMPILED(rhs, mask, degree)
+    torch_cg = imputation._conjugate_gradients(rhs, mask, degree)
+    np.testing.assert_allclose(compiled[holes[:, 0]].numpy(), torch_cg[holes[:, 0]].numpy(), rtol=0, atol=1e-9)
+
+
+def test_a_solve_that_does_not_converge_is_an_error(monkeypatch):
+    monkeypatch.setattr(imputation, "_MIN_ITERATIONS", 2)
+    monkeypatch.setattr(imputation, "_ITERATIONS_PER_SIDE", 0)
+    pixels, holes = case(n=1, channels=1, size=(28, 28), share=0.9, seed=12)
+    with pytest.raises(MetricError, match="did not converge"):
+        linear_imputation(pixels, holes)
