@@ -28,6 +28,8 @@ Rows (per-image seconds; "speed-up" = Quantus s per image / binsight s per image
 
 Usage: nice .venv/bin/python benchmarks/bench_measures.py [--images 128] [--quantus-images 16] [--threads 1]
                                                           [--only road deletion maps chance] [--json FILE]
+                                                          [--device cuda]
+Without Quantus installed (the GPU machine), its columns are left empty.
 """
 
 from __future__ import annotations
@@ -56,10 +58,27 @@ def timed(fn: Callable[[], object], repeats: int = 1) -> tuple[float, object]:
     """Best wall seconds of ``repeats`` calls of fn, and its last result."""
     best, out = float("inf"), None
     for _ in range(repeats):
+        _synchronize()
         start = time.perf_counter()
         out = fn()
+        _synchronize()
         best = min(best, time.perf_counter() - start)
     return best, out
+
+
+def _synchronize() -> None:
+    """Wait for queued GPU work, so that a wall time covers it (nothing on the CPU)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def have_quantus() -> bool:
+    """Whether Quantus is installed (the test extras); without it the Quantus columns are left empty."""
+    try:
+        import quantus  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def forward_floor(model, inputs: torch.Tensor, batch_size: int) -> float:
@@ -72,24 +91,28 @@ def forward_floor(model, inputs: torch.Tensor, batch_size: int) -> float:
 
 
 def quantus_metric(metric, model, images, maps, targets, masks=None, batch_size: int = 64):
+    """Quantus' ``metric`` on NumPy copies of the tensors, its model on the model's device."""
+    device = str(next(model.parameters()).device) if model is not None else "cpu"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return metric(model=model, x_batch=images.numpy(), y_batch=targets.numpy(), a_batch=maps.numpy(),
-                      s_batch=None if masks is None else masks.numpy().astype(float), device="cpu", softmax=True,
-                      batch_size=batch_size)
+        return metric(model=model, x_batch=images.cpu().numpy(), y_batch=targets.cpu().numpy(),
+                      a_batch=maps.cpu().numpy(), s_batch=None if masks is None else masks.cpu().numpy().astype(float),
+                      device=device, softmax=True, batch_size=batch_size)
 
 
 def road_rows(model, images, maps, targets, args) -> list[dict]:
-    import quantus
-
     percentages = list(args.percentages)
     t_ours, _ = timed(lambda: road(model, images, maps, targets, percentages=percentages, batch_size=args.batch_size), 2)
     few = slice(0, args.quantus_images)
-    metric = quantus.ROAD(percentages=percentages, noise=0.01, normalise=False, abs=False, disable_warnings=True)
-    t_theirs, _ = timed(lambda: quantus_metric(metric, model, images[few], maps[few], targets[few]))
+    t_theirs = float("nan")
+    if have_quantus():
+        import quantus
+
+        metric = quantus.ROAD(percentages=percentages, noise=0.01, normalise=False, abs=False, disable_warnings=True)
+        t_theirs, _ = timed(lambda: quantus_metric(metric, model, images[few], maps[few], targets[few]))
     n_pixels = images.shape[-2] * images.shape[-1]
-    counts = torch.as_tensor(np.rint(np.array(percentages) / 100 * n_pixels).astype(np.int64))
-    ranks = pixel_ranks(maps.double())
+    counts = torch.as_tensor(np.rint(np.array(percentages) / 100 * n_pixels).astype(np.int64)).to(images.device)
+    ranks = pixel_ranks(maps.double()).to(images.device)
     removed = ranks.repeat_interleave(len(percentages), 0) < counts.repeat(len(images)).view(-1, 1, 1, 1)
     stacked = images.repeat_interleave(len(percentages), 0)
     t_impute, imputed = timed(lambda: noisy_linear_imputation(stacked, removed), 2)
@@ -99,47 +122,58 @@ def road_rows(model, images, maps, targets, args) -> list[dict]:
 
 
 def deletion_rows(model, images, maps, targets, args) -> list[dict]:
-    import quantus
-
     steps = images.shape[-2] * images.shape[-1] // 8
     t_ours, _ = timed(lambda: deletion_area(model, images, maps, targets, steps=steps, substrate="black",
                                             batch_size=args.batch_size), 2)
-    metric = quantus.PixelFlipping(features_in_step=8, perturb_baseline="black", normalise=False, abs=False,
-                                   disable_warnings=True)
-    t_theirs, _ = timed(lambda: quantus_metric(metric, model, images, maps, targets))
+    t_theirs = float("nan")
+    if have_quantus():
+        import quantus
+
+        metric = quantus.PixelFlipping(features_in_step=8, perturb_baseline="black", normalise=False, abs=False,
+                                       disable_warnings=True)
+        t_theirs, _ = timed(lambda: quantus_metric(metric, model, images, maps, targets))
     inputs = images.repeat_interleave(steps + 1, 0)
     floor = forward_floor(model, inputs, args.batch_size)
     return [row(f"deletion onto black, {steps} steps", len(images), t_ours, len(images), t_theirs, floor)]
 
 
 def map_rows(model, images, maps, targets, masks, other, args) -> list[dict]:
+    n = len(images)
+    ours = [("Gini / Sparseness", lambda: gini(maps)), ("entropy / Complexity", lambda: entropy(maps)),
+            ("pointing game / PointingGame", lambda: pointing_game(maps, masks)),
+            ("energy inside / RelevanceMassAccuracy", lambda: energy_inside(maps, masks)),
+            ("Spearman / correlation_spearman", lambda: spearman(maps, other)),
+            ("SSIM / ssim", lambda: ssim(maps, other)), ("total variation", lambda: total_variation(maps)),
+            ("high-frequency energy", lambda: high_frequency_energy(maps))]
+    theirs = quantus_map_calls(images, maps, targets, masks, other) if have_quantus() else {}
+    rows = []
+    for name, call in ours:
+        t_ours, _ = timed(call, 3)
+        t_theirs = timed(theirs[name], 3)[0] if name in theirs else float("nan")
+        rows.append(row(name, n, t_ours, n, t_theirs, 0.0))
+    return rows
+
+
+def quantus_map_calls(images, maps, targets, masks, other) -> dict[str, Callable[[], object]]:
+    """Quantus' counterpart of each maps-only row, by the row's name."""
     import quantus
     from quantus.functions import similarity_func
 
-    n = len(images)
-    a, b = maps.numpy()[:, 0], other.numpy()[:, 0]
-    cases = [
-        ("Gini / Sparseness", lambda: gini(maps),
-         lambda: quantus_metric(quantus.Sparseness(disable_warnings=True), None, images, maps, targets)),
-        ("entropy / Complexity", lambda: entropy(maps),
-         lambda: quantus_metric(quantus.Complexity(disable_warnings=True), None, images, maps, targets)),
-        ("pointing game / PointingGame", lambda: pointing_game(maps, masks),
-         lambda: quantus_metric(quantus.PointingGame(disable_warnings=True), None, images, maps, targets, masks)),
-        ("energy inside / RelevanceMassAccuracy", lambda: energy_inside(maps, masks),
-         lambda: quantus_metric(quantus.RelevanceMassAccuracy(disable_warnings=True), None, images, maps, targets,
-                                masks)),
-        ("Spearman / correlation_spearman", lambda: spearman(maps, other),
-         lambda: [similarity_func.correlation_spearman(x.ravel(), y.ravel()) for x, y in zip(a, b)]),
-        ("SSIM / ssim", lambda: ssim(maps, other), lambda: similarity_func.ssim(a, b, batched=True, win_size=7)),
-        ("total variation", lambda: total_variation(maps), None),
-        ("high-frequency energy", lambda: high_frequency_energy(maps), None),
-    ]
-    rows = []
-    for name, ours, theirs in cases:
-        t_ours, _ = timed(ours, 3)
-        t_theirs = timed(theirs, 3)[0] if theirs is not None else float("nan")
-        rows.append(row(name, n, t_ours, n, t_theirs, 0.0))
-    return rows
+    a, b = maps.cpu().numpy()[:, 0], other.cpu().numpy()[:, 0]
+    return {
+        "Gini / Sparseness":
+            lambda: quantus_metric(quantus.Sparseness(disable_warnings=True), None, images, maps, targets),
+        "entropy / Complexity":
+            lambda: quantus_metric(quantus.Complexity(disable_warnings=True), None, images, maps, targets),
+        "pointing game / PointingGame":
+            lambda: quantus_metric(quantus.PointingGame(disable_warnings=True), None, images, maps, targets, masks),
+        "energy inside / RelevanceMassAccuracy":
+            lambda: quantus_metric(quantus.RelevanceMassAccuracy(disable_warnings=True), None, images, maps,
+                                   targets, masks),
+        "Spearman / correlation_spearman":
+            lambda: [similarity_func.correlation_spearman(x.ravel(), y.ravel()) for x, y in zip(a, b)],
+        "SSIM / ssim": lambda: similarity_func.ssim(a, b, batched=True, win_size=7),
+    }
 
 
 def chance_rows(model, images, maps_by_method: dict, targets, masks, args) -> list[dict]:
@@ -198,19 +232,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); on a machine shared "
                         "with other jobs 1 thread is both faster and steadier")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    parser.add_argument("--device", default="cpu", help="where binsight's measures run (cpu, cuda, ...): the "
+                        "model, images and maps go there; Quantus runs its model there too, on NumPy copies")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    device = torch.device(args.device)
     data = load_dataset("fashion-mnist", "test").subset(args.images, seed=0)
     model, model_kind = load_model()
-    images = data.images
+    model = model.to(device)
+    images = data.images.to(device)
     explanation = get_explainer("gradient", model).explain(images)
     maps, targets = explanation.maps.detach(), explanation.targets
     other = get_explainer("smoothgrad", model).explain(images, targets).maps.detach()
     masks = images > 0.1
     print(f"model: small-cnn fp, {model_kind}; {len(images)} Fashion-MNIST test images; Gradient maps; "
-          f"torch threads: {torch.get_num_threads()}")
+          f"device {device}; torch threads: {torch.get_num_threads()}"
+          + ("" if have_quantus() else "; Quantus not installed: its columns are empty"))
     rows = []
     if "road" in args.only:
         rows += road_rows(model, images, maps, targets, args)
@@ -233,8 +272,8 @@ def main() -> None:
         print(f"| {r['measure']} | {r['binsight_s_per_image'] * 1e3:.3f} | {theirs} | {speedup} | {floor} | {over} |"
               + (f" {r['note']}" if r["note"] else ""))
     if args.json:
-        args.json.write_text(json.dumps({"model": model_kind, "threads": torch.get_num_threads(), "rows": rows},
-                                        indent=1))
+        header = {"model": model_kind, "device": str(device), "threads": torch.get_num_threads()}
+        args.json.write_text(json.dumps({**header, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

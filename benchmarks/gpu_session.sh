@@ -6,6 +6,8 @@
 #   (a) benchmarks/bench_gpu.py, every section (methods vs Captum and the floor, fast paths, bf16,
 #       NeuroMask faithful on all 10,000 Fashion-MNIST test images)
 #   (b) the default study on the GPU with the cached default models (timings.json: time by stage)
+#   (b2) benchmarks/bench_measures.py --device cuda (every measure on the GPU and its forward floor; no
+#       Quantus columns: Quantus is not installed there)
 #   (c) benchmarks/bench_scaling.py --ranks 1 8 --device cpu (gloo; explain stage on 8 processes vs 1)
 #   (d) benchmarks/bench_scaling.py --ranks 1 --device cuda (the same benchmark on the one GPU)
 #
@@ -15,8 +17,8 @@
 #   OUT=/some/dir bash benchmarks/gpu_session.sh             # on the GPU machine (its $OUT)
 #   QUICK=1 DEVICE=cpu OUT=/tmp/x bash benchmarks/gpu_session.sh   # smoke run of the script, tiny sizes
 #
-# Writes at most 8 files into $OUT: session.log, nvidia-smi.txt, gpu/bench_gpu.{json,md},
-# study/{timings,verdicts,run,models}.json.
+# Writes at most 9 files into $OUT: session.log, nvidia-smi.txt, gpu/bench_gpu.{json,md},
+# gpu/bench_measures.json, study/{timings,verdicts,run,models}.json.
 set -u
 OUT=${OUT:?set OUT to the folder for the results}
 DEVICE=${DEVICE:-cuda}
@@ -92,6 +94,11 @@ for f in timings.json verdicts.json run.json models.json; do
     [ -f "$STUDY_DIR/$f" ] && cp "$STUDY_DIR/$f" "$OUT/study/"
 done
 [ -f "$STUDY_DIR/timings.json" ] && cat "$STUDY_DIR/timings.json"
+
+# -- (b2) the measures on the GPU -----------------------------------------------------------------------
+if [ "$QUICK" = 1 ]; then MEASURE_ARGS=(--images 16 --chance-images 2); else MEASURE_ARGS=(); fi
+BINSIGHT_CACHE="$ROOT/cache/binsight" part measures 120 $PY benchmarks/bench_measures.py --device "$DEVICE" \
+    --json "$OUT/gpu/bench_measures.json" "${MEASURE_ARGS[@]}"
 
 # -- (c) torchrun on the CPU: 1 vs 8 processes ----------------------------------------------------------
 if [ "$QUICK" = 1 ]; then SCALE=(--images 4 --iterations 5); RANKS=(1 2); else SCALE=(--images 80); RANKS=(1 8); fi
