@@ -232,3 +232,18 @@ def test_a_solve_that_does_not_converge_is_an_error(monkeypatch):
     pixels, holes = case(n=1, channels=1, size=(28, 28), share=0.9, seed=12)
     with pytest.raises(MetricError, match="did not converge"):
         linear_imputation(pixels, holes)
+
+
+def test_the_compiled_solve_gives_the_same_on_one_thread_and_on_several():
+    from binsight.metrics import _cg_kernel
+
+    pixels, holes = case(n=6, channels=1, size=(16, 16), share=0.7, seed=13)
+    mask = holes[:, 0].double()
+    degree = imputation.neighbour_sum(torch.ones(1, 16, 16, dtype=torch.float64))
+    rhs = (mask * imputation.neighbour_sum(pixels[:, 0] * (1 - mask))).numpy()
+    outs = []
+    for threads in (1, 2):
+        out = np.zeros(rhs.shape)
+        assert _cg_kernel.conjugate_gradients(rhs, mask.numpy(), degree[0].numpy(), 1e-10, 1000, out, threads).all()
+        outs.append(out)
+    np.testing.assert_allclose(outs[0], outs[1], rtol=0, atol=1e-12)

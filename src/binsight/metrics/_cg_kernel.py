@@ -15,8 +15,20 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
-def conjugate_gradients(rhs, mask, degree, tolerance, max_iterations, out):  # pragma: no cover - compiled
+def conjugate_gradients(rhs, mask, degree, tolerance, max_iterations, out, threads: int = 1):
+    """:func:`_conjugate_gradients` compiled for one thread, or for ``threads`` > 1 over numba's thread pool.
+
+    One thread never starts numba's pool: the study runs one process of one thread per core, where a pool's
+    idle workers would spin beside the next process's model passes."""
+    if threads <= 1:
+        return _serial(rhs, mask, degree, tolerance, max_iterations, out)
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return _parallel(rhs, mask, degree, tolerance, max_iterations, out)
+
+
+def _conjugate_gradients(rhs, mask, degree, tolerance, max_iterations, out):  # pragma: no cover - compiled
     """Solve A v = rhs for each system s; (A v)_u = mask_u (degree_u v_u - sum_r w_ur v_r) on the removed
     pixels u (mask_u = 1), the 8-neighbour weights w 1/6 (direct) and 1/12 (diagonal).
 
@@ -80,3 +92,7 @@ def conjugate_gradients(rhs, mask, degree, tolerance, max_iterations, out):  # p
             q = where[u]
             out[s, q // stride - 1, q % stride - 1] = x[u]
     return converged
+
+
+_serial = njit(cache=True)(_conjugate_gradients)  # prange runs as range
+_parallel = njit(parallel=True, cache=True)(_conjugate_gradients)

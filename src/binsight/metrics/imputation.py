@@ -142,16 +142,14 @@ def linear_imputation(pixels: torch.Tensor, holes: torch.Tensor) -> torch.Tensor
 def _compiled_conjugate_gradients(rhs: torch.Tensor, mask: torch.Tensor, degree: torch.Tensor) -> torch.Tensor:
     """:func:`_conjugate_gradients` on CPU tensors by :func:`binsight.metrics._cg_kernel.conjugate_gradients`
     (numba), on as many threads as torch uses."""
-    import numba
-
     from binsight.metrics import _cg_kernel
 
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     height, width = rhs.shape[1:]
     out = np.zeros(tuple(rhs.shape))
+    threads = torch.get_num_threads() if len(rhs) > 1 else 1
     converged = _cg_kernel.conjugate_gradients(
         rhs.contiguous().numpy(), mask.contiguous().numpy(), degree[0].contiguous().numpy(), RELATIVE_TOLERANCE,
-        max(_MIN_ITERATIONS, _ITERATIONS_PER_SIDE * (height + width)), out)
+        max(_MIN_ITERATIONS, _ITERATIONS_PER_SIDE * (height + width)), out, threads)
     if not converged.all():
         raise MetricError(f"the imputation did not converge ({int((~converged).sum())} of {len(converged)} "
                           f"systems); please report this with the image size ({height} x {width}) and the share "
