@@ -16,10 +16,17 @@ from numba import njit, prange
 
 
 def conjugate_gradients(rhs, mask, degree, tolerance, max_iterations, out, threads: int = 1):
-    """:func:`_conjugate_gradients` compiled for one thread, or for ``threads`` > 1 over numba's thread pool.
+    """Solve A v = rhs for each system s; (A v)_u = mask_u (degree_u v_u - sum_r w_ur v_r) on the removed
+    pixels u (mask_u = 1), the 8-neighbour weights w 1/6 (direct) and 1/12 (diagonal).
 
-    One thread never starts numba's pool: the study runs one process of one thread per core, where a pool's
-    idle workers would spin beside the next process's model passes."""
+    rhs, mask: float64 (S, H, W), rhs 0 where mask is 0; degree: float64 (H, W), each pixel's neighbour
+    weights inside the image. Each system stops when r . r / d <= tolerance^2 rhs . rhs / d (the torch
+    solve's rule) or after max_iterations. Writes the solutions into out (S, H, W) on the removed pixels
+    (the others are left as they are) and returns bool (S,): whether each system met the tolerance.
+    ``threads`` > 1 solves systems side by side on numba's thread pool; one thread never starts that pool
+    (the study runs one process of one thread per core, where a pool's idle workers would spin beside the
+    other processes' model passes).
+    """
     if threads <= 1:
         return _serial(rhs, mask, degree, tolerance, max_iterations, out)
     import numba
@@ -28,71 +35,74 @@ def conjugate_gradients(rhs, mask, degree, tolerance, max_iterations, out, threa
     return _parallel(rhs, mask, degree, tolerance, max_iterations, out)
 
 
-def _conjugate_gradients(rhs, mask, degree, tolerance, max_iterations, out):  # pragma: no cover - compiled
-    """Solve A v = rhs for each system s; (A v)_u = mask_u (degree_u v_u - sum_r w_ur v_r) on the removed
-    pixels u (mask_u = 1), the 8-neighbour weights w 1/6 (direct) and 1/12 (diagonal).
-
-    rhs, mask: float64 (S, H, W), rhs 0 where mask is 0; degree: float64 (H, W), each pixel's neighbour
-    weights inside the image. Each system stops when r . r / d <= tolerance^2 rhs . rhs / d (the torch
-    solve's rule) or after max_iterations. Writes the solutions into out (S, H, W) on the removed pixels
-    (the others are left as they are) and returns bool (S,): whether each system met the tolerance.
-    """
-    systems, height, width = rhs.shape
-    stride = width + 2  # p lives on the grid padded by a ring of zeros: no bounds tests in the stencil
-    converged = np.zeros(systems, dtype=np.bool_)
-    for s in prange(systems):
-        n = 0
-        for i in range(height):
-            for j in range(width):
-                if mask[s, i, j] != 0.0:
-                    n += 1
-        where = np.empty(n, dtype=np.int64)  # the removed pixels' positions on the padded grid
-        diagonal, inverse = np.empty(n), np.empty(n)
-        r, x, ap = np.empty(n), np.zeros(n), np.empty(n)
-        p = np.zeros((height + 2) * stride)
-        k = 0
-        for i in range(height):
-            for j in range(width):
-                if mask[s, i, j] != 0.0:
-                    where[k] = (i + 1) * stride + j + 1
-                    diagonal[k] = 12.0 * degree[i, j]
-                    inverse[k] = 1.0 / degree[i, j]
-                    r[k] = rhs[s, i, j]
-                    k += 1
-        rz = 0.0
-        for u in range(n):
-            z = r[u] * inverse[u]
-            p[where[u]] = z
-            rz += r[u] * z
-        limit = tolerance * tolerance * rz
-        iteration = 0
-        while rz > limit and iteration < max_iterations:
-            pap = 0.0
-            for u in range(n):
-                q = where[u]
-                edge = (2.0 * (p[q - stride] + p[q + stride] + p[q - 1] + p[q + 1])
-                        + p[q - stride - 1] + p[q - stride + 1] + p[q + stride - 1] + p[q + stride + 1])
-                v = (diagonal[u] * p[q] - edge) / 12.0
-                ap[u] = v
-                pap += p[q] * v
-            alpha = rz / pap if pap != 0.0 else 0.0
-            rz_next = 0.0
-            for u in range(n):
-                x[u] += alpha * p[where[u]]
-                r[u] -= alpha * ap[u]
-                rz_next += r[u] * r[u] * inverse[u]
-            beta = rz_next / rz
-            for u in range(n):
-                q = where[u]
-                p[q] = r[u] * inverse[u] + beta * p[q]
-            rz = rz_next
-            iteration += 1
-        converged[s] = rz <= limit
-        for u in range(n):
-            q = where[u]
-            out[s, q // stride - 1, q % stride - 1] = x[u]
+@njit(cache=True)
+def _serial(rhs, mask, degree, tolerance, max_iterations, out):  # pragma: no cover - compiled
+    converged = np.zeros(rhs.shape[0], dtype=np.bool_)
+    for s in range(rhs.shape[0]):
+        converged[s] = _solve(rhs[s], mask[s], degree, tolerance, max_iterations, out[s])
     return converged
 
 
-_serial = njit(cache=True)(_conjugate_gradients)  # prange runs as range
-_parallel = njit(parallel=True, cache=True)(_conjugate_gradients)
+@njit(parallel=True, cache=True)
+def _parallel(rhs, mask, degree, tolerance, max_iterations, out):  # pragma: no cover - compiled
+    converged = np.zeros(rhs.shape[0], dtype=np.bool_)
+    for s in prange(rhs.shape[0]):
+        converged[s] = _solve(rhs[s], mask[s], degree, tolerance, max_iterations, out[s])
+    return converged
+
+
+@njit(cache=True)
+def _solve(rhs, mask, degree, tolerance, max_iterations, out):  # pragma: no cover - compiled
+    """One system of :func:`conjugate_gradients`: rhs, mask, out (H, W); whether it converged."""
+    height, width = rhs.shape
+    stride = width + 2  # p lives on the grid padded by a ring of zeros: no bounds tests in the stencil
+    n = 0
+    for i in range(height):
+        for j in range(width):
+            if mask[i, j] != 0.0:
+                n += 1
+    where = np.empty(n, dtype=np.int64)  # the removed pixels' positions on the padded grid
+    diagonal, inverse = np.empty(n), np.empty(n)
+    r, x, ap = np.empty(n), np.zeros(n), np.empty(n)
+    p = np.zeros((height + 2) * stride)
+    k = 0
+    for i in range(height):
+        for j in range(width):
+            if mask[i, j] != 0.0:
+                where[k] = (i + 1) * stride + j + 1
+                diagonal[k] = 12.0 * degree[i, j]
+                inverse[k] = 1.0 / degree[i, j]
+                r[k] = rhs[i, j]
+                k += 1
+    rz = 0.0
+    for u in range(n):
+        z = r[u] * inverse[u]
+        p[where[u]] = z
+        rz += r[u] * z
+    limit = tolerance * tolerance * rz
+    iteration = 0
+    while rz > limit and iteration < max_iterations:
+        pap = 0.0
+        for u in range(n):
+            q = where[u]
+            edge = (2.0 * (p[q - stride] + p[q + stride] + p[q - 1] + p[q + 1])
+                    + p[q - stride - 1] + p[q - stride + 1] + p[q + stride - 1] + p[q + stride + 1])
+            v = (diagonal[u] * p[q] - edge) / 12.0
+            ap[u] = v
+            pap += p[q] * v
+        alpha = rz / pap if pap != 0.0 else 0.0
+        rz_next = 0.0
+        for u in range(n):
+            x[u] += alpha * p[where[u]]
+            r[u] -= alpha * ap[u]
+            rz_next += r[u] * r[u] * inverse[u]
+        beta = rz_next / rz
+        for u in range(n):
+            q = where[u]
+            p[q] = r[u] * inverse[u] + beta * p[q]
+        rz = rz_next
+        iteration += 1
+    for u in range(n):
+        q = where[u]
+        out[q // stride - 1, q % stride - 1] = x[u]
+    return rz <= limit
