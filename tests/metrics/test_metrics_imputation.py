@@ -6,6 +6,11 @@ compiled CPU loop (numba, what the CPU uses) and the torch CG (what a GPU uses),
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -247,3 +252,18 @@ def test_the_compiled_solve_gives_the_same_on_one_thread_and_on_several():
         assert _cg_kernel.conjugate_gradients(rhs, mask.numpy(), degree[0].numpy(), 1e-10, 1000, out, threads).all()
         outs.append(out)
     np.testing.assert_allclose(outs[0], outs[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
+def test_one_thread_starts_no_thread_pool():
+    # the study's processes run one thread each: a compiled solve must not leave pool workers spinning
+    script = ("import os, torch\n"
+              "from binsight.metrics.imputation import linear_imputation\n"
+              "torch.set_num_threads(1)\n"
+              "x = torch.rand(8, 1, 12, 12, dtype=torch.float64)\n"
+              "linear_imputation(x, torch.rand(8, 1, 12, 12) < 0.5)\n"
+              "print(len(os.listdir('/proc/self/task')))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "1"
