@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -104,9 +106,21 @@ def tie_key(shape: tuple[int, ...], tie_seed) -> np.ndarray:
     """The random order of tied pixels: uniform [0, 1) keys, float64 of ``shape`` (N, P), from
     ``numpy.random.default_rng(tie_seed)`` (:class:`MetricError` unless ``tie_seed`` is an int >= 0).
     Drawn for a whole call, so the key of map i depends on the seed and i's position in the call."""
+    return np.random.default_rng(tie_key_seed(tie_seed)).random(shape)
+
+
+def tie_key_seed(tie_seed) -> int:
+    """``tie_seed`` as an int, or :class:`MetricError` unless it is an int >= 0."""
     if isinstance(tie_seed, bool) or not isinstance(tie_seed, (int, np.integer)) or tie_seed < 0:
         raise MetricError(f"tie_seed must be None (ties in row-major order) or an int >= 0, got {tie_seed!r}")
-    return np.random.default_rng(int(tie_seed)).random(shape)
+    return int(tie_seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _tie_order(shape: tuple[int, ...], tie_seed: int) -> torch.Tensor:
+    """argsort of each row of :func:`tie_key` (CPU int64 (N, P)), kept for the next calls of the same shape
+    and seed (the study's pair measures rank many maps of one chunk with one seed; the same values)."""
+    return torch.argsort(torch.from_numpy(tie_key(shape, tie_seed)), dim=1)
 
 
 def descending_ranks(values: torch.Tensor, tie_seed=None) -> torch.Tensor:
@@ -118,7 +132,7 @@ def descending_ranks(values: torch.Tensor, tie_seed=None) -> torch.Tensor:
     if tie_seed is None:
         order = torch.sort(values, dim=1, descending=True, stable=True).indices
     else:
-        shuffled = torch.argsort(torch.from_numpy(tie_key(tuple(values.shape), tie_seed)).to(values.device), dim=1)
+        shuffled = _tie_order(tuple(values.shape), tie_key_seed(tie_seed)).to(values.device)
         by_value = torch.sort(values.gather(1, shuffled), dim=1, descending=True, stable=True).indices
         order = shuffled.gather(1, by_value)
     ranks = torch.empty_like(order)

@@ -194,6 +194,7 @@ class ChanceTest:
         self._ignorant: dict[str, ChanceResult] | None = None
         self._noise: dict[int, ImageNoise] = {}
         self._fields: dict[int, torch.Tensor] = {}
+        self._key_orders: dict[int, np.ndarray] = {}
         self._end_points: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self._heads: dict[int, ChanceTest] = {}
 
@@ -210,7 +211,8 @@ class ChanceTest:
             keep = torch.from_numpy(usable)
             made = chance_maps_of(values[keep], [self._image_noise(int(i)) for i in usable])
             result.sigma[usable] = made.sigma
-            ranked = _ties_broken(torch.cat([values[keep].unsqueeze(1), made.smooth], dim=1), usable, self.seed)
+            ranked = _ties_broken(torch.cat([values[keep].unsqueeze(1), made.smooth], dim=1),
+                                  [self._key_order(int(i)) for i in usable])
             self._score_sequentially(result, usable, ranked)
             if self.masks is not None:
                 stacked = torch.cat([values[keep].unsqueeze(1), made.unstructured, made.smooth], dim=1)
@@ -270,6 +272,15 @@ class ChanceTest:
             self._noise[index] = ImageNoise.draw(self.seed, index, self.n_chance, self.images.shape[-2:])
         return self._noise[index]
 
+    def _key_order(self, index: int) -> np.ndarray:
+        """The order of image ``index``'s random tie-breaking keys (``numpy.random.default_rng([seed, index,
+        1])``, one per pixel of the map and each smooth chance map): int64 (1 + K, H W), stable argsort;
+        drawn once and shared by every method's maps."""
+        if index not in self._key_orders:
+            key = np.random.default_rng([self.seed, index, 1]).random((1 + self.n_chance, self.images[0, 0].numel()))
+            self._key_orders[index] = np.argsort(key, axis=-1, kind="stable")
+        return self._key_orders[index]
+
     def _image_fields(self, index: int) -> torch.Tensor:
         """ROAD's noise of image ``index``'s map and chance maps: float64 (1 + 2 K, C, H, W) normals."""
         if index not in self._fields:
@@ -296,7 +307,7 @@ class ChanceTest:
                 m: v[:n] for m, v in self._unstructured.items()}
             head._end_points = None if self._end_points is None else {
                 m: (a[:n], b[:n]) for m, (a, b) in self._end_points.items()}
-            heads[n] = head  # _noise and _fields: the same dicts, keyed by image index
+            heads[n] = head  # _noise, _fields and _key_orders: the same dicts, keyed by image index
         return heads[n]
 
     def controls(self, maps: torch.Tensor) -> dict[str, ChanceResult]:
@@ -390,16 +401,18 @@ def _empty_result(n: int, n_chance: int, measures: tuple[str, ...], reasons: np.
     )
 
 
-def _ties_broken(stacked: torch.Tensor, indices: np.ndarray, seed: int) -> torch.Tensor:
+def _ties_broken(stacked: torch.Tensor, key_orders: list[np.ndarray]) -> torch.Tensor:
     """Each map of ``stacked`` (U, M, 1, H, W) replaced by its pixels' ranks (0 = lowest), equal values
-    ordered at random (``numpy.random.default_rng([seed, index, 1])`` for image ``indices[u]``)."""
+    ordered by a random key: ``key_orders[u]`` (M, H W) is the stable argsort of image u's keys
+    (:meth:`ChanceTest._key_order`). The stable sort by value of the pixels in key order: the same as
+    ``numpy.lexsort((key, values))``, one sort instead of two."""
     u, m = stacked.shape[:2]
     values = stacked.reshape(u, m, -1).numpy()
     ranks = np.empty(values.shape)
-    for j, index in enumerate(indices):
-        key = np.random.default_rng([seed, int(index), 1]).random(values.shape[1:])
-        order = np.lexsort((key, values[j]), axis=-1)
-        np.put_along_axis(ranks[j], order, np.arange(values.shape[-1], dtype=np.float64)[None, :], axis=-1)
+    positions = np.arange(values.shape[-1], dtype=np.float64)[None, :]
+    for j, by_key in enumerate(key_orders):
+        by_value = np.argsort(np.take_along_axis(values[j], by_key, axis=-1), axis=-1, kind="stable")
+        np.put_along_axis(ranks[j], np.take_along_axis(by_key, by_value, axis=-1), positions, axis=-1)
     return torch.from_numpy(ranks).view(stacked.shape)
 
 
