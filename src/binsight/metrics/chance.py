@@ -63,7 +63,7 @@ from binsight.metrics import faithfulness
 from binsight.metrics._checks import MetricError, check_images, check_maps, check_masks
 from binsight.metrics.baselines import FLAT_TOLERANCE, degeneracy, derangement, gaussian_map
 from binsight.metrics.evidence import edge_map
-from binsight.metrics.localisation import DEFAULT_DILATION, energy_inside
+from binsight.metrics.localisation import DEFAULT_DILATION, dilate, energy_inside
 from binsight.metrics.chance_maps import (SIGMAS, ChanceMaps, ImageNoise, chance_maps,  # noqa: F401 (kept here too)
                                           chance_maps_of, check_count)
 
@@ -420,7 +420,8 @@ def _energy(stacked: torch.Tensor, masks: torch.Tensor, dilation: int) -> np.nda
     """energy_inside of every map of ``stacked`` (U, M, 1, H, W) on its image's mask: float64 (U, M)."""
     u, m = stacked.shape[:2]
     flat_maps = stacked.reshape(u * m, *stacked.shape[2:])
-    return energy_inside(flat_maps, masks.repeat_interleave(m, dim=0), dilation=dilation).reshape(u, m)
+    grown = dilate(masks, dilation).repeat_interleave(m, dim=0)  # each mask grown once, not once per map
+    return energy_inside(flat_maps, grown, dilation=0).reshape(u, m)
 
 
 def _scores(measure: str, model, images, stacked, targets, fields, *, steps, percentages, blur_sigma,
