@@ -21,7 +21,7 @@ separable [1, 2, 1] x [1, 2, 1] filter minus the centre: a handful of shifted ad
 O(iterations x S H W) with no per-image Python work (:func:`_conjugate_gradients`). On the CPU the same
 iteration runs as a loop compiled by numba, one system per thread at a time over its removed pixels only
 (:mod:`binsight.metrics._cg_kernel`): torch's whole-tensor operations make about sixteen passes over memory
-per iteration, the compiled loop keeps a system in the core's cache (3-4x faster on 28 x 28 images). Why CG
+per iteration, the compiled loop keeps a system in the core's cache (about 3x faster on 28 x 28 images). Why CG
 and not a direct solve: the hole pattern differs per image, so a direct (banded Cholesky) factorisation is
 one sparse factorisation per image; CG needs only the stencil. Its iterations grow with the largest hole's
 diameter (about 100 for 28 x 28 and 32 x 32 images with 90 % removed; see
@@ -121,7 +121,8 @@ def linear_imputation(pixels: torch.Tensor, holes: torch.Tensor) -> torch.Tensor
 
     One preconditioned CG solve over all N C systems: on the CPU the compiled loop of
     :mod:`binsight.metrics._cg_kernel`, elsewhere (or without numba installed) :func:`_conjugate_gradients`
-    (the same iteration and stopping rule); an image with every pixel removed takes each channel's mean (module docstring).
+    (the same iteration and stopping rule); an image with every pixel removed takes each channel's mean
+    (module docstring).
     """
     n, channels, height, width = pixels.shape
     inside = holes.expand(n, channels, height, width).reshape(n * channels, height, width)
