@@ -5,12 +5,14 @@ Why a compiled loop on the CPU: torch applies CG one whole-tensor operation at a
 over memory per iteration; a compiled loop keeps one system's few kilobytes in the core's cache and visits
 only its removed pixels: about 3x faster on 28 x 28 images (1.35 -> 0.43 ms per image of 9 percentages on
 2 threads: ``python benchmarks/bench_measures.py --only road`` prints the imputation alone). Systems are
-independent (one per thread at a time), so a system's result does not depend on the others of the call. Imported on first use: numba compiles the loop once and keeps it in
-its on-disk cache (``cache=True``), so later processes load it in well under a second.
+independent (one per thread at a time), so a system's result does not depend on the others of the call.
+Imported on first use: numba compiles the loop once and keeps it in its on-disk cache (``cache=True``), so
+later processes load it in well under a second.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -29,8 +31,6 @@ def conjugate_gradients(rhs, mask, degree, tolerance, max_iterations, out, threa
     """
     if threads <= 1:
         return _serial(rhs, mask, degree, tolerance, max_iterations, out)
-    import numba
-
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     return _parallel(rhs, mask, degree, tolerance, max_iterations, out)
 

@@ -130,13 +130,24 @@ def descending_ranks(values: torch.Tensor, tie_seed=None) -> torch.Tensor:
     :func:`tie_key` (drawn on the CPU, so the same on every device). Only ties move.
     """
     if tie_seed is None:
-        order = torch.sort(values, dim=1, descending=True, stable=True).indices
-    else:
-        shuffled = _tie_order(tuple(values.shape), tie_key_seed(tie_seed)).to(values.device)
-        by_value = torch.sort(values.gather(1, shuffled), dim=1, descending=True, stable=True).indices
-        order = shuffled.gather(1, by_value)
+        return _ranks_of(torch.sort(values, dim=1, descending=True, stable=True).indices)
+    key_order = _tie_order(tuple(values.shape), tie_key_seed(tie_seed)).to(values.device)
+    return ranks_in_key_order(values, key_order, descending=True)
+
+
+def ranks_in_key_order(values: torch.Tensor, key_order: torch.Tensor, *, descending: bool) -> torch.Tensor:
+    """Rank of each entry of each row of values (N, P), 0 for the largest (``descending``) or the smallest:
+    int64 (N, P), same device. Equal values are ranked in the order in which ``key_order`` (int64 (N, P),
+    each row a permutation of 0..P - 1, e.g. the argsort of random keys) lists their positions: one stable
+    sort of the values taken in that order."""
+    by_value = torch.sort(values.gather(1, key_order), dim=1, descending=descending, stable=True).indices
+    return _ranks_of(key_order.gather(1, by_value))
+
+
+def _ranks_of(order: torch.Tensor) -> torch.Tensor:
+    """The ranks of a sort's ``order`` (N, P: the positions from first to last): int64 (N, P)."""
     ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(values.shape[1], device=values.device).expand_as(order).contiguous())
+    ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order).contiguous())
     return ranks
 
 

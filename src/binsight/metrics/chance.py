@@ -60,7 +60,7 @@ from torch import nn
 
 from binsight import _utils
 from binsight.metrics import faithfulness
-from binsight.metrics._checks import MetricError, check_images, check_maps, check_masks
+from binsight.metrics._checks import MetricError, check_images, check_maps, check_masks, ranks_in_key_order
 from binsight.metrics.baselines import FLAT_TOLERANCE, degeneracy, derangement, gaussian_map
 from binsight.metrics.evidence import edge_map
 from binsight.metrics.localisation import DEFAULT_DILATION, dilate, energy_inside
@@ -402,18 +402,13 @@ def _empty_result(n: int, n_chance: int, measures: tuple[str, ...], reasons: np.
 
 
 def _ties_broken(stacked: torch.Tensor, key_orders: list[np.ndarray]) -> torch.Tensor:
-    """Each map of ``stacked`` (U, M, 1, H, W) replaced by its pixels' ranks (0 = lowest), equal values
-    ordered by a random key: ``key_orders[u]`` (M, H W) is the stable argsort of image u's keys
-    (:meth:`ChanceTest._key_order`). The stable sort by value of the pixels in key order: the same as
-    ``numpy.lexsort((key, values))``, one sort instead of two."""
+    """Each map of ``stacked`` (U, M, 1, H, W) replaced by its pixels' ranks as float64 (0 = lowest), equal
+    values ordered by a random key: ``key_orders[u]`` (M, H W) is the stable argsort of image u's keys
+    (:meth:`ChanceTest._key_order`; :func:`binsight.metrics._checks.ranks_in_key_order`)."""
     u, m = stacked.shape[:2]
-    values = stacked.reshape(u, m, -1).numpy()
-    ranks = np.empty(values.shape)
-    positions = np.arange(values.shape[-1], dtype=np.float64)[None, :]
-    for j, by_key in enumerate(key_orders):
-        by_value = np.argsort(np.take_along_axis(values[j], by_key, axis=-1), axis=-1, kind="stable")
-        np.put_along_axis(ranks[j], np.take_along_axis(by_key, by_value, axis=-1), positions, axis=-1)
-    return torch.from_numpy(ranks).view(stacked.shape)
+    keys = torch.from_numpy(np.concatenate(key_orders)).to(stacked.device)
+    ranks = ranks_in_key_order(stacked.reshape(u * m, -1), keys, descending=False)
+    return ranks.to(torch.float64).view(stacked.shape)
 
 
 def _energy(stacked: torch.Tensor, masks: torch.Tensor, dilation: int) -> np.ndarray:
